@@ -1,0 +1,362 @@
+//! Settings from flags and `TALLY_*` environment variables.
+//!
+//! Every setting is both a flag and an environment variable so that `--help`
+//! documents the whole surface. Secrets (admin token, database and Redis URLs,
+//! which may hold passwords) can also come from `*_FILE` variables, the way
+//! Compose and Kubernetes mount secrets, and are wrapped in [`Secret`] so that
+//! `Debug` output and logs never show them.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The command line: `tally [serve] | migrate | healthcheck`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "A self-hosted hit counter with exact, durable counts.",
+    long_about = "A self-hosted hit counter with exact, durable counts.\n\n\
+        Every flag can also be given as the TALLY_* environment variable shown \
+        beside it. Secrets can be read from a file named by the matching *_FILE \
+        variable. With no subcommand, tally serves.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeSettings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP (the default): run migrations, then count hits.
+    Serve(ServeSettings),
+    /// Apply pending database migrations and exit.
+    Migrate(MigrateSettings),
+    /// Exit 0 if the local server answers /healthz (for container HEALTHCHECKs).
+    Healthcheck(HealthcheckSettings),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address to listen on.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub store: StoreSettings,
+
+    /// The word after "Hello" on the seed's `/` page.
+    #[arg(long, env = "TALLY_GREETING", default_value = "Linode")]
+    pub greeting: String,
+
+    /// Bearer token for admin actions (reset, site create/delete, set count).
+    /// Without one, admin actions are refused.
+    #[arg(long, env = "TALLY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// File holding the admin token (a Compose or Kubernetes secret).
+    #[arg(long, env = "TALLY_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// How long a stop (SIGTERM/SIGINT) may take to finish in-flight requests
+    /// and commit pending hits. Keep it below the orchestrator's own grace.
+    #[arg(long, env = "TALLY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Hits that may wait for a commit at once; past this, hits get 503.
+    #[arg(long, env = "TALLY_WRITE_QUEUE", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_queue: u32,
+
+    /// Most hits committed in one transaction.
+    #[arg(long, env = "TALLY_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: u32,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Peers (comma-separated IPs or CIDRs) whose X-Real-IP / X-Forwarded-For
+    /// headers name the client. Others are taken to be the client themselves.
+    #[arg(long, env = "TALLY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreSettings {
+    /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB.
+    #[arg(
+        long,
+        env = "TALLY_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "sqlite://data/tally.db"
+    )]
+    pub database_url: Secret,
+
+    /// File holding the database URL (overrides TALLY_DATABASE_URL).
+    #[arg(long, env = "TALLY_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// PostgreSQL connections per process.
+    #[arg(long, env = "TALLY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+
+    /// Longest wait on the store for one operation (connect, commit, query);
+    /// past it the request gets 503.
+    #[arg(long, env = "TALLY_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateSettings {
+    #[command(flatten)]
+    pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckSettings {
+    /// The server's listen address; 0.0.0.0 and :: are checked on loopback.
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogSettings {
+    /// Log filter, e.g. `info` or `info,tally=debug`.
+    #[arg(long = "log", env = "TALLY_LOG", default_value = DEFAULT_LOG_FILTER)]
+    pub filter: String,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "TALLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The seed app logged its reset at debug level and showed it: so do we.
+pub const DEFAULT_LOG_FILTER: &str = "info,tally::http::seed=debug";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl StoreSettings {
+    /// The database URL, read from `TALLY_DATABASE_URL_FILE` when given.
+    pub fn database_url(&self) -> anyhow::Result<Secret> {
+        match &self.database_url_file {
+            Some(path) => read_secret_file(path),
+            None => Ok(self.database_url.clone()),
+        }
+    }
+}
+
+impl ServeSettings {
+    /// The admin token from the flag, the env var or the file; `None` if unset
+    /// or empty (an empty token would let an empty header in).
+    pub fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
+        let token = match &self.admin_token_file {
+            Some(path) => Some(read_secret_file(path)?),
+            None => self.admin_token.clone(),
+        };
+        Ok(token.filter(|t| !t.expose().is_empty()))
+    }
+}
+
+fn read_secret_file(path: &std::path::Path) -> anyhow::Result<Secret> {
+    let raw = std::fs::read_to_string(path)
+        .with_context(|| format!("reading secret file {}", path.display()))?;
+    Ok(Secret(raw.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// A string that must not be shown: `Debug` and `Display` print a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = canonical(
+            addr.parse()
+                .with_context(|| format!("{s:?} is not an IP address or CIDR"))?,
+        );
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .with_context(|| format!("{s:?} has an invalid prefix length"))?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+/// Redacts the password of a URL for logs: `postgres://u:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[unparseable url]".to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// Validates settings clap cannot check alone.
+pub fn validate(settings: &ServeSettings) -> anyhow::Result<()> {
+    if settings.max_batch > settings.write_queue {
+        bail!(
+            "TALLY_MAX_BATCH ({}) cannot exceed TALLY_WRITE_QUEUE ({})",
+            settings.max_batch,
+            settings.write_queue
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_display() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret([redacted])");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn redact_url_hides_password_only() {
+        assert_eq!(
+            redact_url("postgres://tally:s3cret@db:5432/linode"),
+            "postgres://tally:***@db:5432/linode"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/tally.db"),
+            "sqlite://data/tally.db"
+        );
+        assert_eq!(redact_url("nonsense"), "[unparseable url]");
+    }
+
+    #[test]
+    fn ipnet_matches_v4_v6_and_mapped() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let one: IpNet = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("banana".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,364 @@
+//! The counting domain: sites, hits and counts, with no HTTP and no SQL.
+//!
+//! [`Counter`] is what the HTTP layer calls. Hits go through the group-commit
+//! [`writer`]; everything else goes straight to the store. Site slugs are
+//! resolved to ids through a small in-process directory, since sites are
+//! created and deleted rarely and hits are counted constantly.
+
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::store::{DEFAULT_SITE_ID, NewSite, Site, SiteId, Store, StoreError};
+use writer::{CommitError, Pending};
+
+/// The largest count tally stores or accepts: 2^53 - 1, the largest integer
+/// a JSON reader using doubles (every browser) reads exactly.
+pub const MAX_COUNT: i64 = (1 << 53) - 1;
+
+/// Longest site slug.
+pub const MAX_SLUG_LEN: usize = 64;
+
+/// Longest site display name, in characters.
+pub const MAX_NAME_LEN: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CountError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("no site with this slug")]
+    NotFound,
+    #[error("a site with this slug already exists")]
+    Conflict,
+    #[error("the default site cannot be deleted")]
+    DefaultSite,
+    #[error("too many hits are waiting for a commit")]
+    Overloaded,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("tally is shutting down")]
+    ShuttingDown,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for CountError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => CountError::Unavailable(why),
+            StoreError::Conflict => CountError::Conflict,
+            StoreError::Internal(e) => CountError::Internal(e),
+        }
+    }
+}
+
+/// Tuning for the write path.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    pub queue: usize,
+    pub max_batch: usize,
+}
+
+#[derive(Debug)]
+pub struct Counter {
+    store: Arc<dyn Store>,
+    queue: mpsc::Sender<Pending>,
+    queue_capacity: usize,
+    stop: watch::Sender<bool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    directory: RwLock<HashMap<Box<str>, SiteId>>,
+    ready: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Counter {
+    /// Starts the group-commit writer. Hits are refused (503) until
+    /// [`Counter::set_ready`] says the store's schema is in place.
+    pub fn start(store: Arc<dyn Store>, settings: WriterSettings, metrics: Arc<Metrics>) -> Self {
+        let (queue, rx) = mpsc::channel(settings.queue);
+        let (stop, stop_rx) = watch::channel(false);
+        let writer = tokio::spawn(writer::run(
+            rx,
+            stop_rx,
+            store.clone(),
+            settings.max_batch,
+            metrics.clone(),
+        ));
+        Counter {
+            store,
+            queue,
+            queue_capacity: settings.queue,
+            stop,
+            writer: Mutex::new(Some(writer)),
+            directory: RwLock::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            metrics,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.metrics.set_store_ready(true);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Hits waiting for a commit.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_capacity - self.queue.capacity()
+    }
+
+    /// Counts one hit on the default site; returns the new count.
+    pub async fn hit_default(&self) -> Result<i64, CountError> {
+        self.hit_id(DEFAULT_SITE_ID)
+            .await?
+            .ok_or(CountError::NotFound)
+    }
+
+    /// Counts one hit on `slug`; returns the new count.
+    pub async fn hit(&self, slug: &str) -> Result<i64, CountError> {
+        validate_slug(slug)?;
+        let id = self.resolve(slug).await?;
+        match self.hit_id(id).await? {
+            Some(count) => Ok(count),
+            None => {
+                // Deleted since we resolved it (perhaps by another replica).
+                self.forget(slug);
+                Err(CountError::NotFound)
+            }
+        }
+    }
+
+    async fn hit_id(&self, site: SiteId) -> Result<Option<i64>, CountError> {
+        self.check_ready()?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Pending { site, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.metrics.queue_rejection();
+                    CountError::Overloaded
+                }
+                mpsc::error::TrySendError::Closed(_) => CountError::ShuttingDown,
+            })?;
+        match answer.await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(CommitError::Unavailable(why))) => Err(CountError::Unavailable(why.to_string())),
+            Ok(Err(CommitError::Internal)) => Err(CountError::Internal(anyhow::anyhow!(
+                "the commit holding this hit failed"
+            ))),
+            Err(_) => Err(CountError::ShuttingDown),
+        }
+    }
+
+    /// The site, with its current count, without counting.
+    pub async fn site(&self, slug: &str) -> Result<Site, CountError> {
+        validate_slug(slug)?;
+        self.check_ready()?;
+        self.store.site(slug).await?.ok_or(CountError::NotFound)
+    }
+
+    pub async fn default_site(&self) -> Result<Site, CountError> {
+        self.check_ready()?;
+        self.store
+            .site_by_id(DEFAULT_SITE_ID)
+            .await?
+            .ok_or(CountError::NotFound)
+    }
+
+    pub async fn sites(&self) -> Result<Vec<Site>, CountError> {
+        self.check_ready()?;
+        Ok(self.store.sites().await?)
+    }
+
+    pub async fn create_site(&self, new: NewSite) -> Result<Site, CountError> {
+        validate_slug(&new.slug)?;
+        validate_name(&new.name)?;
+        validate_count(new.count)?;
+        self.check_ready()?;
+        let site = self.store.create_site(&new).await?;
+        self.remember(&site.slug, site.id);
+        Ok(site)
+    }
+
+    pub async fn delete_site(&self, slug: &str) -> Result<(), CountError> {
+        let site = self.site(slug).await?;
+        if site.id == DEFAULT_SITE_ID {
+            return Err(CountError::DefaultSite);
+        }
+        self.forget(slug);
+        if self.store.delete_site(site.id).await? {
+            Ok(())
+        } else {
+            Err(CountError::NotFound)
+        }
+    }
+
+    /// Sets a site's count (to import from another counter, or to reset).
+    pub async fn set_count(&self, slug: &str, count: i64) -> Result<i64, CountError> {
+        validate_count(count)?;
+        let site = self.site(slug).await?;
+        self.set_count_id(site.id, count).await
+    }
+
+    /// The seed's `/resetcounter`: the default site back to 0.
+    pub async fn reset_default(&self) -> Result<(), CountError> {
+        self.set_count_id(DEFAULT_SITE_ID, 0).await.map(drop)
+    }
+
+    async fn set_count_id(&self, id: SiteId, count: i64) -> Result<i64, CountError> {
+        self.check_ready()?;
+        self.store
+            .set_count(id, count)
+            .await?
+            .ok_or(CountError::NotFound)
+    }
+
+    /// Stops taking hits, commits every hit already queued, and waits for
+    /// the writer to finish.
+    pub async fn close(&self) {
+        let _ = self.stop.send(true);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "the commit writer failed");
+            }
+        }
+    }
+
+    fn check_ready(&self) -> Result<(), CountError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(CountError::Unavailable(
+                "the store's schema is not ready yet".into(),
+            ))
+        }
+    }
+
+    async fn resolve(&self, slug: &str) -> Result<SiteId, CountError> {
+        if let Some(id) = self.lookup(slug) {
+            return Ok(id);
+        }
+        self.check_ready()?;
+        let site = self.store.site(slug).await?.ok_or(CountError::NotFound)?;
+        self.remember(slug, site.id);
+        Ok(site.id)
+    }
+
+    fn lookup(&self, slug: &str) -> Option<SiteId> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(slug)
+            .copied()
+    }
+
+    fn remember(&self, slug: &str, id: SiteId) {
+        self.directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slug.into(), id);
+    }
+
+    fn forget(&self, slug: &str) {
+        self.directory
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(slug);
+    }
+}
+
+/// A slug is 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit
+/// (so a domain name such as the seed's `linodeexample.com` is one).
+pub fn validate_slug(slug: &str) -> Result<(), CountError> {
+    let bytes = slug.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= MAX_SLUG_LEN
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CountError::InvalidInput(format!(
+            "a site slug is 1 to {MAX_SLUG_LEN} characters of a-z, 0-9, '.', '_' and '-', \
+             starting with a letter or digit"
+        )))
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), CountError> {
+    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(CountError::InvalidInput(format!(
+            "a site name is at most {MAX_NAME_LEN} characters with no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_count(count: i64) -> Result<(), CountError> {
+    if (0..=MAX_COUNT).contains(&count) {
+        Ok(())
+    } else {
+        Err(CountError::InvalidInput(format!(
+            "a count is a whole number from 0 to {MAX_COUNT}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in [
+            "a",
+            "blog",
+            "linodeexample.com",
+            "my_site-2",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_slug(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "A",
+            "a b",
+            "a/b",
+            "é",
+            &"x".repeat(65),
+            "a%2f",
+        ] {
+            assert!(validate_slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn counts_and_names() {
+        assert!(validate_count(0).is_ok());
+        assert!(validate_count(MAX_COUNT).is_ok());
+        assert!(validate_count(-1).is_err());
+        assert!(validate_count(MAX_COUNT + 1).is_err());
+        assert!(validate_name("My blog").is_ok());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"é".repeat(200)).is_ok());
+        assert!(validate_name(&"é".repeat(201)).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The one error type of the HTTP surface.
+//!
+//! Every error answers `{"error":{"code":...,"message":...}}`. Client errors
+//! say what was wrong; store outages are 503 with `Retry-After`; anything
+//! else is a bug, logged with its cause chain and shown as a generic 500.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::counting::CountError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+impl From<CountError> for ApiError {
+    fn from(e: CountError) -> Self {
+        use StatusCode as S;
+        match e {
+            CountError::InvalidInput(message) => Self::bad_request("invalid_request", message),
+            CountError::NotFound => {
+                Self::new(S::NOT_FOUND, "site_not_found", "no site with this slug")
+            }
+            CountError::Conflict => Self::new(
+                S::CONFLICT,
+                "site_exists",
+                "a site with this slug already exists",
+            ),
+            CountError::DefaultSite => Self::new(
+                S::CONFLICT,
+                "default_site",
+                "the default site (the one / counts on) cannot be deleted",
+            ),
+            CountError::Overloaded => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many hits are waiting to be committed; retry shortly",
+            ),
+            CountError::Unavailable(why) => {
+                tracing::warn!(reason = %why, "answering 503: store unavailable");
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is unavailable; nothing was written; retry shortly",
+                )
+            }
+            CountError::ShuttingDown => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "this instance is shutting down; retry on another",
+            ),
+            CountError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                Self::internal()
+            }
+        }
+    }
+}

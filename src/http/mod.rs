@@ -1,0 +1,117 @@
+//! The HTTP surface: one module per surface, one error type, one router.
+//!
+//! - [`seed`]: the seed app's `/` and `/resetcounter`, byte for byte;
+//! - [`api`]: the JSON API under `/api/v1`;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`error`]: [`ApiError`], the JSON error every failure answers with;
+//! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
+//!   slugs, the admin token).
+
+pub mod api;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod seed;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use crate::config::Secret;
+use crate::counting::Counter;
+use crate::metrics::Metrics;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub counter: Arc<Counter>,
+    pub greeting: String,
+    pub admin_token: Option<Secret>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole HTTP surface, ready to serve or to call with `oneshot`.
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let sites = Router::new()
+        .route("/", get(api::list).post(api::create))
+        .route("/{slug}", get(api::get).delete(api::delete))
+        .route("/{slug}/hits", post(api::hit))
+        .route("/{slug}/count", get(api::count).put(api::set_count))
+        .route("/{slug}/reset", post(api::reset));
+
+    Router::new()
+        .route("/", get(seed::index))
+        .route("/resetcounter", get(seed::reset))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .nest("/api/v1/sites", sites)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Around every request: a request id (NGINX's `X-Request-Id`, or a new one)
+/// on every log line and echoed back, a panic turned into a logged 500, and
+/// the response counted in the metrics.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(request.headers());
+    let span = tracing::info_span!(
+        "request",
+        id = %id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let outcome = AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        span.in_scope(|| tracing::error!(panic = what, "handler panicked"));
+        ApiError::internal().into_response()
+    });
+    state
+        .metrics
+        .response(response.status().as_u16(), started.elapsed());
+    response.headers_mut().insert("x-request-id", id);
+    response
+}
+
+/// The client's (or NGINX's) request id when it is sane, else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"))
+        })
+}

@@ -1,0 +1,68 @@
+//! Operations: liveness, readiness and metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+/// The process is alive and serving HTTP; says nothing of its dependencies.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store is migrated and answers now.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let counter = &state.counter;
+    let store = counter.store().backend().name();
+    let cache = "in-process";
+    if !counter.is_ready() {
+        return not_ready(
+            store,
+            cache,
+            "migrating",
+            "the store's schema is not ready yet",
+        );
+    }
+    match counter.store().ping().await {
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "store": { "backend": store, "state": "up" },
+            "cache": { "backend": cache, "state": "up" },
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: store unavailable");
+            not_ready(store, cache, "down", "the store does not answer")
+        }
+    }
+}
+
+fn not_ready(store: &str, cache: &str, state: &str, message: &str) -> Response {
+    let body = json!({
+        "status": "unavailable",
+        "store": { "backend": store, "state": state },
+        "cache": { "backend": cache, "state": "up" },
+        "error": { "code": "store_unavailable", "message": message },
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(1u64));
+    response
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let text = state.metrics.render(state.counter.queue_depth(), &[]);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

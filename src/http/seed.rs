@@ -1,0 +1,34 @@
+//! The seed app's two routes, byte for byte: `GET /` and `GET /resetcounter`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::Admin;
+
+const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+
+/// Counts a hit on the default site.
+pub async fn index(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let count = state.counter.hit_default().await?;
+    Ok((TEXT, greeting(&state.greeting, count)))
+}
+
+pub fn greeting(greeting: &str, count: i64) -> String {
+    // Two spaces after the '!', as the seed wrote it.
+    format!("Hello {greeting}!  This page has been viewed {count} time(s).")
+}
+
+/// Sets the default site's count to 0 (an admin action).
+pub async fn reset(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.counter.reset_default().await?;
+    tracing::debug!("reset visitor count");
+    Ok((TEXT, "Successfully deleted redis and postgres counters"))
+}

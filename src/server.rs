@@ -1,0 +1,182 @@
+//! Building the application and serving it until a shutdown future resolves.
+//!
+//! [`Application::build`] wires store, counter and router from settings;
+//! [`Application::serve`] takes any bound listener and any shutdown future,
+//! so tests bind port 0 and stop the server when they like.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout_at};
+
+use crate::config::{self, ServeSettings, redact_url};
+use crate::counting::{Counter, WriterSettings};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::store::{self, StoreError};
+
+#[derive(Debug)]
+pub struct Application {
+    state: Arc<AppState>,
+    router: Router,
+    migrations: JoinHandle<()>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens the store and starts the writer. Migrations run in the
+    /// background, retried until the store answers, so a database that is
+    /// down at start-up delays readiness instead of crash-looping.
+    pub fn build(settings: &ServeSettings) -> anyhow::Result<Application> {
+        config::validate(settings)?;
+        let url = settings.store.database_url()?;
+        let store = store::open(&url, &settings.store)?;
+        tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
+
+        let metrics = Arc::new(Metrics::default());
+        let counter = Arc::new(Counter::start(
+            store,
+            WriterSettings {
+                queue: settings.write_queue as usize,
+                max_batch: settings.max_batch as usize,
+            },
+            metrics.clone(),
+        ));
+        let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now()));
+        let state = Arc::new(AppState {
+            counter,
+            greeting: settings.greeting.clone(),
+            admin_token: settings.admin_token()?,
+            metrics,
+        });
+        let router = http::router(state.clone(), settings.max_body_bytes);
+        Ok(Application {
+            state,
+            router,
+            migrations,
+            grace: settings.shutdown_grace,
+        })
+    }
+
+    /// The router, for tests that call it without a socket.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Waits until migrations are done (tests and `serve`'s ready log).
+    pub async fn ready(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while !self.state.counter.is_ready() {
+            if Instant::now() >= deadline {
+                bail!("the store was not ready within {within:?}");
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
+    /// requests finish, commits every queued hit, and returns. All of that
+    /// must fit in the grace period; past it, open connections are dropped
+    /// and an error is returned.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            state,
+            router,
+            migrations,
+            grace,
+        } = self;
+        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(None::<Instant>);
+        let signalled = async move {
+            shutdown.await;
+            tracing::info!("stopping: finishing in-flight requests");
+            let _ = stopping_tx.send(Some(Instant::now() + grace));
+        };
+
+        let listener = listener.tap_io(|tcp| {
+            // Small responses must not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        });
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signalled);
+
+        let deadline = async {
+            let _ = stopping.wait_for(Option::is_some).await;
+            let deadline = (*stopping.borrow()).unwrap_or_else(Instant::now);
+            tokio::time::sleep_until(deadline).await;
+        };
+        let drained = tokio::select! {
+            result = server => {
+                result.context("serving HTTP")?;
+                true
+            }
+            () = deadline => false,
+        };
+
+        migrations.abort();
+        let deadline = (*stopping.borrow()).unwrap_or_else(|| Instant::now() + grace);
+        let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
+        match (drained, committed) {
+            (true, true) => {
+                tracing::info!("stopped cleanly");
+                Ok(())
+            }
+            (false, _) => bail!("grace period of {grace:?} over with requests still in flight"),
+            (true, false) => {
+                bail!("grace period of {grace:?} over with hits still being committed")
+            }
+        }
+    }
+}
+
+async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match counter.store().migrate().await {
+            Ok(applied) => {
+                if !applied.is_empty() {
+                    tracing::info!(?applied, "applied migrations");
+                }
+                counter.set_ready();
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+                return;
+            }
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(error = %why, retry_in = ?delay, "store unavailable; migrations will be retried");
+            }
+            Err(e) => {
+                tracing::error!(error = ?anyhow::Error::from(e), retry_in = ?delay, "migrations failed");
+            }
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// `tally migrate`: apply pending migrations once, then exit.
+pub async fn migrate(settings: &config::StoreSettings) -> anyhow::Result<Vec<i64>> {
+    let url = settings.database_url()?;
+    let store = store::open(&url, settings)?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", redact_url(url.expose())))
+}

@@ -1,0 +1,300 @@
+//! SQLite: the embedded default, one file in a data directory.
+//!
+//! WAL mode with `synchronous=FULL`: a commit returns only after the WAL is
+//! fsynced, so an acknowledged hit survives a power loss, not just a crash.
+//! SQLite allows one writer at a time, so all writes go through one
+//! connection (behind a mutex that only the group-commit writer contends
+//! for); reads use a small set of other connections, which WAL lets run
+//! beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use super::migrate::{CREATE_TABLE, SQLITE};
+use super::{Backend, NewSite, Site, SiteId, Store, StoreError};
+
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+
+const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, created_at";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    busy_timeout: Duration,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its directory.
+    pub fn open(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data directory {}", dir.display()))?;
+        }
+        let writer = connect(path, busy_timeout)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .context("enabling WAL")?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                busy_timeout,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` on the write connection on a blocking thread.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await;
+        result
+            .map_err(|e| StoreError::Internal(anyhow!("SQLite writer task failed: {e}")))?
+            .map_err(sqlite_error)
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let idle = lock(&inner.readers).pop();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => connect(&inner.path, inner.busy_timeout).map_err(|e| {
+                    rusqlite::Error::ToSqlConversionFailure(e.into_boxed_dyn_error())
+                })?,
+            };
+            let out = f(&conn);
+            let mut idle = lock(&inner.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            out
+        })
+        .await;
+        result
+            .map_err(|e| StoreError::Internal(anyhow!("SQLite reader task failed: {e}")))?
+            .map_err(sqlite_error)
+    }
+}
+
+fn connect(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening SQLite database {}", path.display()))?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// A panic while holding the lock leaves the connection usable: SQLite rolls
+/// back an unfinished transaction when its `Transaction` is dropped.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(CREATE_TABLE)?;
+            let mut applied = Vec::new();
+            for m in SQLITE {
+                let done: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM tally_migrations WHERE version = ?1",
+                        [m.version],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if done.is_none() {
+                    tx.execute_batch(m.sql)?;
+                    tx.execute(
+                        "INSERT INTO tally_migrations (version, name) VALUES (?1, ?2)",
+                        params![m.version, m.name],
+                    )?;
+                    applied.push(m.version);
+                }
+            }
+            tx.commit()?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+    }
+
+    async fn add_hits(
+        &self,
+        hour: SystemTime,
+        hits: &[(SiteId, i64)],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let hits = hits.to_vec();
+        let hour = unix_seconds(hour);
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut totals = Vec::with_capacity(hits.len());
+            {
+                let mut count = tx.prepare_cached(
+                    "UPDATE visitors SET visitor_count = visitor_count + ?2 \
+                     WHERE site_id = ?1 RETURNING visitor_count",
+                )?;
+                let mut bucket = tx.prepare_cached(
+                    "INSERT INTO hits_hourly (site_id, hour, hits) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits + excluded.hits",
+                )?;
+                for (site, n) in &hits {
+                    let total: Option<i64> =
+                        count.query_row(params![site, n], |r| r.get(0)).optional()?;
+                    if total.is_some() {
+                        bucket.execute(params![site, hour, n])?;
+                    }
+                    totals.push(total);
+                }
+            }
+            tx.commit()?;
+            Ok(totals)
+        })
+        .await
+    }
+
+    async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
+            ))?
+            .query_row([slug], site_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn site_by_id(&self, id: SiteId) -> Result<Option<Site>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SITE_COLUMNS} FROM visitors WHERE site_id = ?1"
+            ))?
+            .query_row([id], site_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SITE_COLUMNS} FROM visitors ORDER BY site_id"
+            ))?
+            .query_map([], site_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn create_site(&self, new: &NewSite) -> Result<Site, StoreError> {
+        let new = new.clone();
+        let created = self
+            .write(move |conn| {
+                conn.query_row(
+                    &format!(
+                        "INSERT INTO visitors (slug, site_name, visitor_count, created_at) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (slug) DO NOTHING \
+                         RETURNING {SITE_COLUMNS}"
+                    ),
+                    params![
+                        new.slug,
+                        new.name,
+                        new.count,
+                        unix_seconds(SystemTime::now())
+                    ],
+                    site_from_row,
+                )
+                .optional()
+            })
+            .await?;
+        created.ok_or(StoreError::Conflict)
+    }
+
+    async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM visitors WHERE site_id = ?1", [id])? > 0)
+        })
+        .await
+    }
+
+    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<i64>, StoreError> {
+        self.write(move |conn| {
+            conn.query_row(
+                "UPDATE visitors SET visitor_count = ?2 WHERE site_id = ?1 \
+                 RETURNING visitor_count",
+                params![id, count],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+}
+
+fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
+    let created: i64 = row.get(4)?;
+    Ok(Site {
+        id: row.get(0)?,
+        slug: row.get(1)?,
+        name: row.get(2)?,
+        count: row.get(3)?,
+        created_at: UNIX_EPOCH + Duration::from_secs(created.max(0).unsigned_abs()),
+    })
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Lock contention and I/O trouble (a full disk, a vanished file) may pass;
+/// everything else is a bug.
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable(e.to_string()),
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        _ => StoreError::Internal(anyhow!(e)),
+    }
+}
