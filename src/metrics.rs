@@ -11,6 +11,7 @@ use std::time::Duration;
 pub struct Metrics {
     /// HTTP responses by status class (1xx..5xx).
     responses: [AtomicU64; 5],
+    in_flight: AtomicU64,
     request_seconds: Histogram,
     /// Hits acknowledged after commit.
     hits: AtomicU64,
@@ -34,6 +35,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             responses: Default::default(),
+            in_flight: AtomicU64::new(0),
             request_seconds: Histogram::new(SECONDS_BOUNDS, 1e9),
             hits: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -48,6 +50,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a request as in flight until the guard drops (which also
+    /// happens when the client goes away mid-request).
+    pub fn request_started(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(&self.in_flight)
+    }
+
     pub fn response(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.responses[class].fetch_add(1, Relaxed);
@@ -97,6 +106,12 @@ impl Metrics {
                 n.load(Relaxed)
             );
         }
+        gauge(
+            &mut out,
+            "tally_http_requests_in_flight",
+            "Requests received and not yet answered.",
+            self.in_flight.load(Relaxed) as f64,
+        );
         self.request_seconds.render(
             &mut out,
             "tally_http_request_duration_seconds",
@@ -158,6 +173,15 @@ impl Metrics {
             gauge(&mut out, name, help, *value);
         }
         out
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -251,6 +275,8 @@ mod tests {
     #[test]
     fn responses_are_bucketed_by_class() {
         let m = Metrics::default();
+        let _first = m.request_started();
+        drop(m.request_started());
         m.response(200, Duration::ZERO);
         m.response(204, Duration::ZERO);
         m.response(404, Duration::ZERO);
@@ -260,5 +286,6 @@ mod tests {
         assert!(text.contains("tally_http_responses_total{class=\"4xx\"} 1\n"));
         assert!(text.contains("tally_http_responses_total{class=\"5xx\"} 1\n"));
         assert!(text.contains("tally_http_request_duration_seconds_count 4\n"));
+        assert!(text.contains("tally_http_requests_in_flight 1\n"));
     }
 }

@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// the response counted in the metrics.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = state.metrics.request_started();
     let id = request_id(request.headers());
     let span = tracing::info_span!(
         "request",

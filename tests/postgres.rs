@@ -1,0 +1,265 @@
+//! PostgreSQL specifics: adopting the seed's database, migrations racing
+//! between replicas, the API on PostgreSQL, and surviving a store outage.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::app::{TOKEN, TestApp, call, router, settings};
+use support::pg::PgServer;
+use tally::Application;
+
+fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_owned()
+}
+
+fn seed_database(pg: &PgServer) -> String {
+    let url = pg.create_database();
+    pg.psql_file(&db_name(&url), Path::new("tests/fixtures/seed-init.sql"));
+    url
+}
+
+#[tokio::test]
+async fn a_seed_database_is_adopted_and_keeps_its_count() {
+    let pg = PgServer::start();
+    let url = seed_database(&pg);
+    let db = db_name(&url);
+    pg.psql(
+        &db,
+        "UPDATE visitors SET visitor_count = 41 WHERE site_id = 1",
+    );
+
+    let (r, state) = router(&url, &[]).await;
+    let (status, _, body) = call(&r, Method::GET, "/", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "Hello Linode!  This page has been viewed 42 time(s).");
+
+    // The seed's row became the default site, its name the slug.
+    let (_, _, body) = call(&r, Method::GET, "/api/v1/sites", Some(TOKEN), None).await;
+    let sites: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sites["sites"].as_array().unwrap().len(), 1);
+    assert_eq!(sites["sites"][0]["slug"], "linodeexample.com");
+    assert_eq!(sites["sites"][0]["name"], "linodeexample.com");
+    assert_eq!(sites["sites"][0]["count"], 42);
+
+    // The seed's own queries still work on the upgraded table.
+    assert_eq!(
+        pg.psql(&db, "SELECT visitor_count FROM visitors where site_id = 1;"),
+        "42"
+    );
+    state.counter.close().await;
+
+    // A second start finds nothing to migrate and keeps counting.
+    let (r, _) = router(&url, &[]).await;
+    let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
+    assert_eq!(body, "Hello Linode!  This page has been viewed 43 time(s).");
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM tally_migrations"
+        ),
+        "1,2"
+    );
+    // New sites get ids past the seed's.
+    let (status, _, _) = call(
+        &r,
+        Method::POST,
+        "/api/v1/sites",
+        Some(TOKEN),
+        Some(r#"{"slug":"blog"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        pg.psql(&db, "SELECT site_id FROM visitors WHERE slug = 'blog'"),
+        "2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_migrating_at_once_apply_each_migration_once() {
+    let pg = PgServer::start();
+    let url = seed_database(&pg);
+    pg.psql(&db_name(&url), "UPDATE visitors SET visitor_count = 7");
+    let builds = (0..3).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let app = Application::build(&settings(&url, &[])).unwrap();
+            app.ready(Duration::from_secs(20)).await.unwrap();
+            app
+        })
+    });
+    let apps: Vec<Application> = futures::future::join_all(builds)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let db = db_name(&url);
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM tally_migrations"), "2");
+    assert_eq!(
+        pg.psql(&db, "SELECT visitor_count FROM visitors WHERE site_id = 1"),
+        "7"
+    );
+    let (_, _, body) = call(&apps[2].router(), Method::GET, "/", None, None).await;
+    assert_eq!(body, "Hello Linode!  This page has been viewed 8 time(s).");
+}
+
+#[tokio::test]
+async fn the_api_works_the_same_on_postgres() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let (r, _) = router(&url, &[]).await;
+    let t = Some(TOKEN);
+    let (status, headers, body) = call(
+        &r,
+        Method::POST,
+        "/api/v1/sites",
+        t,
+        Some(r#"{"slug":"blog","name":"My blog","count":5}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers["location"], "/api/v1/sites/blog");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            created["slug"].clone(),
+            created["name"].clone(),
+            created["count"].clone()
+        ),
+        (json!("blog"), json!("My blog"), json!(5))
+    );
+    let (status, _, _) = call(
+        &r,
+        Method::POST,
+        "/api/v1/sites",
+        t,
+        Some(r#"{"slug":"blog"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, _, body) = call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"site": "blog", "count": 6})
+    );
+    let (_, _, body) = call(
+        &r,
+        Method::PUT,
+        "/api/v1/sites/blog/count",
+        t,
+        Some(r#"{"count":100}"#),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"site": "blog", "count": 100})
+    );
+    let (_, _, body) = call(&r, Method::GET, "/api/v1/sites/blog/count", None, None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"site": "blog", "count": 100})
+    );
+    let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
+    assert_eq!(body, "Hello Linode!  This page has been viewed 1 time(s).");
+    let (status, _, _) = call(&r, Method::DELETE, "/api/v1/sites/blog", t, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let db = db_name(&url);
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM hits_hourly WHERE site_id = 2"),
+        "0",
+        "buckets go with their site"
+    );
+    let (_, _, body) = call(&r, Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["store"],
+        json!({"backend": "postgres", "state": "up"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_gives_503_with_retry_after_then_recovers_by_itself() {
+    let mut pg = PgServer::start();
+    let url = pg.create_database();
+    let app = TestApp::spawn(&url, &["--store-timeout", "1s"]).await;
+    let client = support::load::client();
+    let hit = || client.get(app.url("/")).send();
+    assert_eq!(
+        hit().await.unwrap().text().await.unwrap(),
+        "Hello Linode!  This page has been viewed 1 time(s)."
+    );
+
+    pg.kill();
+    for _ in 0..5 {
+        let response = hit().await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+    }
+    let ready = client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let read = client
+        .get(app.url("/api/v1/sites/default/count"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 503);
+
+    pg.restart();
+    let back = Instant::now();
+    let recovered = loop {
+        let response = hit().await.unwrap();
+        if response.status() == 200 {
+            break response.text().await.unwrap();
+        }
+        assert_eq!(response.status(), 503, "only 503 while recovering");
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "no recovery within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "recovered {:?} after PostgreSQL accepted connections",
+        back.elapsed()
+    );
+    assert_eq!(
+        recovered, "Hello Linode!  This page has been viewed 2 time(s).",
+        "nothing half-written"
+    );
+    assert_eq!(
+        client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_down_at_start_up_delays_readiness_instead_of_failing() {
+    let mut pg = PgServer::start();
+    let url = pg.create_database();
+    pg.stop();
+    let app = Application::build(&settings(&url, &["--store-timeout", "500ms"])).unwrap();
+    let r = app.router();
+    let (status, _, body) = call(&r, Method::GET, "/", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, _, _) = call(&r, Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, _, _) = call(&r, Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "alive while waiting for the store");
+    pg.restart();
+    app.ready(Duration::from_secs(15)).await.unwrap();
+    let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
+    assert_eq!(body, "Hello Linode!  This page has been viewed 1 time(s).");
+}

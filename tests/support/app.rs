@@ -1,0 +1,270 @@
+//! tally itself: in-process on port 0 (most tests), or as a real child
+//! process (tests that send it signals).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use clap::Parser;
+use tally::Application;
+use tally::config::{Cli, Command as Sub, ServeSettings};
+use tally::http::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use super::{free_port, spawner};
+
+/// The admin token every test app is given unless it asks for none.
+pub const TOKEN: &str = "test-admin-token";
+
+/// Settings as the command line would give them, plus the test defaults.
+pub fn settings(database_url: &str, extra: &[&str]) -> ServeSettings {
+    let mut args = vec![
+        "tally",
+        "serve",
+        "--database-url",
+        database_url,
+        "--log",
+        "warn",
+    ];
+    if !extra.contains(&"--no-token") {
+        args.extend(["--admin-token", TOKEN]);
+    }
+    args.extend(extra.iter().filter(|a| **a != "--no-token"));
+    match Cli::try_parse_from(args)
+        .expect("test settings parse")
+        .command
+    {
+        Some(Sub::Serve(s)) => s,
+        _ => unreachable!("asked for serve"),
+    }
+}
+
+/// A fresh SQLite database URL in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("tally.db").display())
+}
+
+/// An application without a socket, for `oneshot` calls.
+pub async fn router(database_url: &str, extra: &[&str]) -> (Router, Arc<AppState>) {
+    let app = Application::build(&settings(database_url, extra)).expect("build app");
+    app.ready(Duration::from_secs(20))
+        .await
+        .expect("store ready");
+    (app.router(), app.state().clone())
+}
+
+/// One request through the router; returns status, headers and body text.
+pub async fn call(
+    router: &Router,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if json.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let body = json.map_or_else(Body::empty, |j| Body::from(j.to_owned()));
+    let response = router
+        .clone()
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        headers,
+        String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
+    )
+}
+
+/// A served application on 127.0.0.1:<random port>.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(database_url: &str, extra: &[&str]) -> TestApp {
+        Self::spawn_with(settings(database_url, extra)).await
+    }
+
+    pub async fn spawn_with(settings: ServeSettings) -> TestApp {
+        let app = Application::build(&settings).expect("build app");
+        app.ready(Duration::from_secs(20))
+            .await
+            .expect("store ready");
+        let state = app.state().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful stop; returns what `serve` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("serve task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// `tally serve` as a child process, logging to a file.
+pub struct TallyProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TallyProcess {
+    /// Starts the binary with `env` (TALLY_LISTEN is chosen here) and waits
+    /// until `/readyz` answers 200.
+    pub fn spawn(env: &[(&str, &str)]) -> TallyProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("tally.log");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TALLY_LISTEN", addr.to_string())
+            .env("TALLY_ADMIN_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"));
+        for (k, v) in env {
+            // An empty value unsets a default given above.
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        let child = spawner::spawn(cmd).expect("spawn tally");
+        let mut process = TallyProcess {
+            addr,
+            child,
+            log,
+            _dir: dir,
+        };
+        process.wait_ready(Duration::from_secs(20));
+        process
+    }
+
+    fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tally exited early with {status}: {}", self.log());
+            }
+            if http_status(self.addr, "/readyz") == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "tally not ready: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        spawner::signal(self.child.id(), signal);
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tally did not exit: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TallyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a plain `GET path`, or `None` if nothing answered.
+pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The count in the seed's greeting.
+pub fn parse_greeting(body: &str) -> Option<i64> {
+    body.strip_prefix("Hello ")?
+        .split_once("!  This page has been viewed ")?
+        .1
+        .strip_suffix(" time(s).")?
+        .parse()
+        .ok()
+}

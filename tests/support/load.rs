@@ -1,0 +1,116 @@
+//! A small load generator: N concurrent clients, bounded by a request count
+//! or a stop flag, recording every outcome.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `None` when no HTTP answer came (refused, reset, timed out).
+    pub status: Option<u16>,
+    pub body: String,
+    pub sent: Instant,
+    pub latency: Duration,
+}
+
+/// When a load stops.
+#[derive(Debug, Clone)]
+pub enum Until {
+    /// After this many requests in all.
+    Requests(usize),
+    /// When the flag is set (at most `max` requests, so it always ends).
+    Flag(Arc<AtomicBool>, usize),
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client")
+}
+
+/// Sends requests from `concurrency` clients, round-robin over `urls`.
+pub async fn run(
+    urls: &[String],
+    method: Method,
+    concurrency: usize,
+    until: Until,
+) -> Vec<Outcome> {
+    let client = client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, next, urls, until, method) = (
+            client.clone(),
+            next.clone(),
+            urls.clone(),
+            until.clone(),
+            method.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let more = match &until {
+                    Until::Requests(n) => i < *n,
+                    Until::Flag(stop, max) => i < *max && !stop.load(Ordering::Relaxed),
+                };
+                if !more {
+                    return outcomes;
+                }
+                outcomes.push(send(&client, method.clone(), &urls[i % urls.len()]).await);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("load task"));
+    }
+    all
+}
+
+pub async fn send(client: &reqwest::Client, method: Method, url: &str) -> Outcome {
+    let sent = Instant::now();
+    let result = client.request(method, url).send().await;
+    let (status, body) = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.text().await {
+                Ok(body) => (Some(status), body),
+                Err(_) => (None, String::new()),
+            }
+        }
+        Err(_) => (None, String::new()),
+    };
+    Outcome {
+        status,
+        body,
+        sent,
+        latency: sent.elapsed(),
+    }
+}
+
+/// How many outcomes had each status (`0` for no answer).
+pub fn statuses(outcomes: &[Outcome]) -> BTreeMap<u16, usize> {
+    let mut map = BTreeMap::new();
+    for o in outcomes {
+        *map.entry(o.status.unwrap_or(0)).or_insert(0) += 1;
+    }
+    map
+}
+
+/// The `p`th percentile (0..=100) of latencies.
+pub fn percentile(outcomes: &[Outcome], p: f64) -> Duration {
+    let mut l: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
+    l.sort();
+    if l.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((p / 100.0) * (l.len() - 1) as f64).round() as usize;
+    l[i.min(l.len() - 1)]
+}

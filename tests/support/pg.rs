@@ -1,0 +1,456 @@
+//! Throwaway PostgreSQL servers, one per test, each with its own port and
+//! data directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{OwnedDir, free_port, log_tail, spawner, temp_base};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const START_ATTEMPTS: usize = 8;
+
+/// A PostgreSQL server on 127.0.0.1 with trust auth for user `postgres`.
+///
+/// Dropping it SIGKILLs the postmaster, its process group and all its
+/// workers (which PostgreSQL moves into groups of their own), then removes
+/// its directory.
+#[derive(Debug)]
+pub struct PgServer {
+    port: u16,
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+    data: PathBuf,
+    sock: PathBuf,
+    log: PathBuf,
+    // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
+    child: Mutex<Option<Child>>,
+    // Dropped after `Drop::drop` has killed the server.
+    dir: OwnedDir,
+}
+
+enum LaunchError {
+    PortInUse,
+    Failed(String),
+}
+
+impl PgServer {
+    /// Start a server from the cached `initdb` template on a free port and
+    /// wait until it answers queries.
+    pub fn start() -> PgServer {
+        let bin = pg_bin_dir();
+        let run_as = server_user();
+        let template = ensure_template(&bin, run_as);
+
+        let dir = OwnedDir::new("tally-pg-");
+        let data = dir.path().join("data");
+        let sock = dir.path().join("sock");
+        let log = dir.path().join("postgres.log");
+        fs::create_dir(&sock).expect("create socket dir");
+        give_to(run_as, dir.path());
+        give_to(run_as, &sock);
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(&data)
+            .status()
+            .expect("run cp");
+        assert!(
+            status.success(),
+            "cp -a {} failed: {status}",
+            template.display()
+        );
+
+        let mut server = PgServer {
+            port: 0,
+            bin,
+            run_as,
+            data,
+            sock,
+            log,
+            child: Mutex::new(None),
+            dir,
+        };
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(LaunchError::PortInUse) => continue,
+                Err(LaunchError::Failed(why)) => panic!("postgres failed to start: {why}"),
+            }
+        }
+        panic!("postgres found no free port in {START_ATTEMPTS} attempts");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<db>`
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// The data directory (kept across `kill`/`restart`).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Create an empty database with a name unique across test processes;
+    /// returns its url.
+    pub fn create_database(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let name = format!(
+            "t_{}_{}",
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// Run a SQL file in `db`, stopping at the first error; panics with
+    /// psql's stderr on failure.
+    pub fn psql_file(&self, db: &str, file: &Path) {
+        let out = self
+            .psql_command(db)
+            .arg("-q")
+            .arg("-f")
+            .arg(file)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql -f {} failed ({}): {}",
+            file.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Run SQL in `db` with `psql -At -c`; returns trimmed stdout (rows,
+    /// `|`-separated columns). Panics with psql's stderr on failure.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        match self.try_psql(db, sql) {
+            Ok(out) => out,
+            Err(err) => panic!("psql -c {sql:?} failed: {err}"),
+        }
+    }
+
+    /// SIGKILL the postmaster and all its workers and wait; the data dir is kept.
+    pub fn kill(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut child) = child.take() {
+            spawner::kill_tree_and_wait(&mut child);
+        }
+    }
+
+    /// Clean fast shutdown (SIGINT to the postmaster), then wait.
+    pub fn stop(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut child) = child.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                spawner::signal(child.id(), libc::SIGINT);
+                // A frozen server can't act on SIGINT until it is continued.
+                spawner::signal_tree(child.id(), libc::SIGCONT);
+                if !spawner::wait_timeout(&mut child, Duration::from_secs(30)) {
+                    eprintln!("postgres ignored SIGINT for 30 s; killing it");
+                }
+            }
+            // Also sweeps any worker that outlived the postmaster.
+            spawner::kill_tree_and_wait(&mut child);
+        }
+    }
+
+    /// Start again on the same port and data dir (after `kill` or `stop`)
+    /// and wait until it answers queries.
+    pub fn restart(&mut self) {
+        self.kill();
+        // Left behind by a SIGKILL; a reused pid in it could block startup.
+        let _ = fs::remove_file(self.data.join("postmaster.pid"));
+        let _ = fs::remove_file(self.sock.join(format!(".s.PGSQL.{}", self.port)));
+        let _ = fs::remove_file(self.sock.join(format!(".s.PGSQL.{}.lock", self.port)));
+        match self.launch() {
+            Ok(()) => {}
+            Err(LaunchError::PortInUse) => {
+                panic!("postgres restart: port {} was taken meanwhile", self.port)
+            }
+            Err(LaunchError::Failed(why)) => panic!("postgres restart failed: {why}"),
+        }
+    }
+
+    /// SIGSTOP the postmaster and all its workers: connections stay open,
+    /// nothing answers.
+    pub fn freeze(&self) {
+        self.signal_tree(libc::SIGSTOP);
+    }
+
+    /// SIGCONT the postmaster and all its workers.
+    pub fn thaw(&self) {
+        self.signal_tree(libc::SIGCONT);
+    }
+
+    /// Whether the postmaster is alive (a frozen one counts as running).
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn psql_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg("-d")
+        .arg(db)
+        // Don't let the caller's environment pick other servers or options.
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS")
+        .env_remove("PGSSLMODE")
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::null());
+        cmd
+    }
+
+    fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = self
+            .psql_command(db)
+            .args(["-q", "-A", "-t", "-c", sql])
+            .output()
+            .map_err(|e| format!("run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Signal the server's process tree, but only while it is unreaped, so
+    /// a recycled pid is never hit.
+    fn signal_tree(&self, sig: i32) {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = child.as_mut() {
+            if matches!(c.try_wait(), Ok(None)) {
+                spawner::signal_tree(c.id(), sig);
+            }
+        }
+    }
+
+    /// Spawn the postmaster on `self.port` and wait until it is ready.
+    fn launch(&mut self) -> Result<(), LaunchError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open postgres log");
+        let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cmd = Command::new(self.bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&self.data)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.sock)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=32MB",
+                "-c",
+                "fsync=on",
+                // After a kill, recovery would fsync each file of the freshly
+                // copied cluster one by one (seconds); one syncfs is as safe.
+                "-c",
+                "recovery_init_sync_method=syncfs",
+            ])
+            .current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = spawner::spawn(cmd).expect("spawn postgres");
+        *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let expected_dir = self.data.to_string_lossy().into_owned();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let exited = {
+                let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+                child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            };
+            if let Some(status) = exited {
+                self.kill();
+                let text = self.log_since(log_offset);
+                return Err(if text.contains("Address already in use") {
+                    LaunchError::PortInUse
+                } else {
+                    LaunchError::Failed(format!("postgres exited ({status}):\n{text}"))
+                });
+            }
+            // Checking data_directory proves the answer came from *our*
+            // server, not another one that took the port after we chose it.
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
+                && self.try_psql("postgres", "SHOW data_directory").as_deref()
+                    == Ok(expected_dir.as_str())
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(LaunchError::Failed(format!(
+                    "not ready after {READY_TIMEOUT:?}:\n{}",
+                    self.log_since(log_offset)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_since(&self, offset: u64) -> String {
+        let all = log_tail(&self.log, usize::MAX);
+        let start = usize::try_from(offset).unwrap_or(0).min(all.len());
+        let text = all.get(start..).unwrap_or(&all);
+        let keep = text.len().saturating_sub(4000);
+        text.get(keep..).unwrap_or(text).to_owned()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `TALLY_TEST_PG_BIN`, else the highest `/usr/lib/postgresql/<n>/bin`.
+fn pg_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TALLY_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let versions = fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL not found under /usr/lib/postgresql; set TALLY_TEST_PG_BIN");
+    versions
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((version, bin))
+        })
+        .max_by_key(|(version, _)| *version)
+        .map(|(_, bin)| bin)
+        .expect("no /usr/lib/postgresql/*/bin/postgres; set TALLY_TEST_PG_BIN")
+}
+
+/// The uid/gid to run `initdb`/`postgres` as: they refuse to run as root,
+/// so root hands them to the `postgres` system user.
+fn server_user() -> Option<(u32, u32)> {
+    if !spawner::is_root() {
+        return None;
+    }
+    let passwd = fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let found = passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() < 4 || fields[0] != "postgres" {
+            return None;
+        }
+        Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
+    });
+    Some(found.expect("running as root but /etc/passwd has no usable `postgres` user"))
+}
+
+fn give_to(run_as: Option<(u32, u32)>, path: &Path) {
+    if let Some((uid, gid)) = run_as {
+        chown(path, Some(uid), Some(gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
+}
+
+/// Run `initdb` once per machine, PostgreSQL version and server user into a
+/// template under the temp dir; returns the template data dir to copy.
+///
+/// An exclusive lock serialises parallel test processes, and the marker
+/// file is written only after a complete initdb, so a crash mid-way leaves
+/// the next caller to redo it.
+fn ensure_template(bin: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
+    let out = Command::new(bin.join("postgres"))
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}/postgres --version: {e}", bin.display()));
+    let version: String = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or("unknown")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    let uid = run_as.map_or_else(|| "self".to_owned(), |(uid, _)| uid.to_string());
+    let base = temp_base().join(format!("tally-pgtemplate-{version}-u{uid}"));
+    let data = base.join("data");
+    let marker = base.join("complete");
+
+    let lock = File::create(temp_base().join(format!("tally-pgtemplate-{version}-u{uid}.lock")))
+        .expect("create template lock file");
+    // The crate's declared MSRV predates File::lock; the toolchain here has it.
+    #[allow(clippy::incompatible_msrv)]
+    lock.lock().expect("lock template lock file");
+    if marker.exists() {
+        return data;
+    }
+
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&data).expect("create template dir");
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).expect("chmod template dir");
+    give_to(run_as, &data);
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"])
+        .current_dir(&base)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = spawner::spawn(cmd)
+        .and_then(Child::wait_with_output)
+        .expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .expect("write template marker");
+    data
+}

@@ -1,0 +1,306 @@
+//! Throwaway Redis servers, one per test, each with its own port and dir.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::{OwnedDir, free_port, log_tail, spawner};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const START_ATTEMPTS: usize = 8;
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a [`RedisServer`] treats its data on disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisOptions {
+    /// false: nothing survives a restart (no snapshots, no AOF, and any
+    /// `dump.rdb` from an explicit SAVE is deleted before restarting).
+    /// true: `dump.rdb` in [`RedisServer::dir`], written only by an explicit
+    /// SAVE and loaded on restart.
+    pub persist: bool,
+}
+
+/// A Redis server on 127.0.0.1. Dropping it SIGKILLs its process group and
+/// removes its directory.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    persist: bool,
+    dir_path: PathBuf,
+    log: PathBuf,
+    // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
+    child: Mutex<Option<Child>>,
+    // Dropped after `Drop::drop` has killed the server.
+    dir: OwnedDir,
+}
+
+enum LaunchError {
+    PortInUse,
+    Failed(String),
+}
+
+impl RedisServer {
+    /// Start a non-persistent server and wait until PING answers PONG.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(RedisOptions::default())
+    }
+
+    /// Start a server with `opts` and wait until PING answers PONG.
+    pub fn start_with(opts: RedisOptions) -> RedisServer {
+        let dir = OwnedDir::new("tally-redis-");
+        // Redis reports its dir canonicalised; compare like with like.
+        let dir_path = dir.path().canonicalize().expect("canonicalize redis dir");
+        let mut server = RedisServer {
+            port: 0,
+            persist: opts.persist,
+            log: dir_path.join("redis.log"),
+            dir_path,
+            child: Mutex::new(None),
+            dir,
+        };
+        for _ in 0..START_ATTEMPTS {
+            server.port = free_port();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(LaunchError::PortInUse) => continue,
+                Err(LaunchError::Failed(why)) => panic!("redis failed to start: {why}"),
+            }
+        }
+        panic!("redis found no free port in {START_ATTEMPTS} attempts");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its working dir (holds `dump.rdb` after a SAVE).
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// Send one command over RESP on a fresh connection.
+    ///
+    /// Strings come back as-is, integers in decimal, nil as `(nil)`, arrays
+    /// as their rendered elements joined by `\n`; an error reply becomes
+    /// `Err("ERR ...")`, as do I/O failures (with an `io:` prefix).
+    pub fn command(&self, args: &[&str]) -> Result<String, String> {
+        let io = |e: std::io::Error| format!("io: {e}");
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(io)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.write_all(&encode_command(args)).map_err(io)?;
+        let mut reader = BufReader::new(stream);
+        match read_reply(&mut reader).map_err(io)? {
+            Reply::Error(msg) => Err(msg),
+            reply => Ok(reply.render()),
+        }
+    }
+
+    /// SIGKILL the process group and wait; the dir is kept.
+    pub fn kill(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mut child) = child.take() {
+            spawner::kill_tree_and_wait(&mut child);
+        }
+    }
+
+    /// Start again on the same port and dir; loads `dump.rdb` if persisting.
+    pub fn restart(&mut self) {
+        self.kill();
+        if !self.persist {
+            let _ = fs::remove_file(self.dir_path.join("dump.rdb"));
+        }
+        match self.launch() {
+            Ok(()) => {}
+            Err(LaunchError::PortInUse) => {
+                panic!("redis restart: port {} was taken meanwhile", self.port)
+            }
+            Err(LaunchError::Failed(why)) => panic!("redis restart failed: {why}"),
+        }
+    }
+
+    /// SIGSTOP the server and its children: connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal_tree(libc::SIGSTOP);
+    }
+
+    /// SIGCONT the server and its children.
+    pub fn thaw(&self) {
+        self.signal_tree(libc::SIGCONT);
+    }
+
+    /// Whether the server process is alive (a frozen one counts as running).
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Signal the server's process tree, but only while it is unreaped, so
+    /// a recycled pid is never hit.
+    fn signal_tree(&self, sig: i32) {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = child.as_mut() {
+            if matches!(c.try_wait(), Ok(None)) {
+                spawner::signal_tree(c.id(), sig);
+            }
+        }
+    }
+
+    /// Spawn redis-server on `self.port` and wait until it answers.
+    fn launch(&mut self) -> Result<(), LaunchError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open redis log");
+        let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cmd = Command::new("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir_path)
+            // Snapshots only on an explicit SAVE; never an AOF.
+            .args([
+                "--dbfilename",
+                "dump.rdb",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--daemonize", "no", "--logfile", ""])
+            .current_dir(&self.dir_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log);
+        let child = spawner::spawn(cmd).expect("spawn redis-server (is it on PATH?)");
+        *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let exited = {
+                let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+                child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            };
+            if let Some(status) = exited {
+                self.kill();
+                let text = log_tail(&self.log, usize::MAX);
+                let text = text.get(log_offset as usize..).unwrap_or(&text).to_owned();
+                return Err(if text.contains("Address already in use") {
+                    LaunchError::PortInUse
+                } else {
+                    LaunchError::Failed(format!("redis-server exited ({status}):\n{text}"))
+                });
+            }
+            // The dir check proves the PONG came from *our* server, not
+            // another one that took the port after we chose it.
+            if self.command(&["PING"]).as_deref() == Ok("PONG") {
+                let dir = self.command(&["CONFIG", "GET", "dir"]);
+                let expected = format!("dir\n{}", self.dir_path.display());
+                if dir.as_deref() == Ok(expected.as_str()) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(LaunchError::Failed(format!(
+                    "no PONG after {READY_TIMEOUT:?}:\n{}",
+                    log_tail(&self.log, 4000)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn encode_command(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+enum Reply {
+    Text(String),
+    Nil,
+    Error(String),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    fn render(&self) -> String {
+        match self {
+            Reply::Text(s) | Reply::Error(s) => s.clone(),
+            Reply::Nil => "(nil)".to_owned(),
+            Reply::Array(items) => items
+                .iter()
+                .map(Reply::render)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
+    let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line)?;
+    if !line.ends_with(b"\r\n") {
+        return Err(bad(format!(
+            "truncated reply: {:?}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    let line = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+    let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
+    let len = || {
+        rest.parse::<i64>()
+            .map_err(|_| bad(format!("bad length in {line:?}")))
+    };
+    match kind {
+        "+" | ":" => Ok(Reply::Text(rest.to_owned())),
+        "-" => Ok(Reply::Error(rest.to_owned())),
+        "$" => {
+            let Ok(n) = usize::try_from(len()?) else {
+                return Ok(Reply::Nil);
+            };
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf)?;
+            buf.truncate(n);
+            Ok(Reply::Text(String::from_utf8_lossy(&buf).into_owned()))
+        }
+        "*" => {
+            let Ok(n) = usize::try_from(len()?) else {
+                return Ok(Reply::Nil);
+            };
+            (0..n)
+                .map(|_| read_reply(r))
+                .collect::<std::io::Result<_>>()
+                .map(Reply::Array)
+        }
+        _ => Err(bad(format!("unknown reply type in {line:?}"))),
+    }
+}
