@@ -35,6 +35,8 @@ pub struct Cli {
     pub serve: ServeSettings,
 }
 
+// Built once at start-up; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve HTTP (the default): run migrations, then count hits.
@@ -53,6 +55,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub store: StoreSettings,
+
+    #[command(flatten)]
+    pub cache: CacheSettings,
 
     /// The word after "Hello" on the seed's `/` page.
     #[arg(long, env = "TALLY_GREETING", default_value = "Linode")]
@@ -86,7 +91,12 @@ pub struct ServeSettings {
 
     /// Peers (comma-separated IPs or CIDRs) whose X-Real-IP / X-Forwarded-For
     /// headers name the client. Others are taken to be the client themselves.
-    #[arg(long, env = "TALLY_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TALLY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1"
+    )]
     pub trusted_proxies: Vec<IpNet>,
 
     #[command(flatten)]
@@ -116,6 +126,39 @@ pub struct StoreSettings {
     /// past it the request gets 503.
     #[arg(long, env = "TALLY_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CacheSettings {
+    /// Redis as the shared cache (redis://[:PASS@]HOST:PORT[/DB]). Without
+    /// it, an in-process cache. Redis is never needed for correctness.
+    #[arg(long, env = "TALLY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// File holding the Redis URL.
+    #[arg(long, env = "TALLY_REDIS_URL_FILE", conflicts_with = "redis_url")]
+    pub redis_url_file: Option<PathBuf>,
+
+    /// Longest wait on Redis for one call; past it, tally stops using Redis
+    /// until a background probe sees it answer again.
+    #[arg(long, env = "TALLY_CACHE_TIMEOUT", default_value = "50ms", value_parser = parse_duration)]
+    pub cache_timeout: Duration,
+
+    /// Counted hits per client per minute (sliding window, shared by all
+    /// replicas through Redis); past it, 429. 0 turns limiting off.
+    #[arg(long, env = "TALLY_RATE_LIMIT", default_value_t = 600)]
+    pub rate_limit: u32,
+}
+
+impl CacheSettings {
+    /// The Redis URL from the flag, env var or file; `None` if unset or empty.
+    pub fn redis_url(&self) -> anyhow::Result<Option<Secret>> {
+        let url = match &self.redis_url_file {
+            Some(path) => Some(read_secret_file(path)?),
+            None => self.redis_url.clone(),
+        };
+        Ok(url.filter(|u| !u.expose().is_empty()))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,12 +11,16 @@
 //!   one error type;
 //! - [`counting`]: the domain — sites, hits, counts — and the group-commit
 //!   writer; no HTTP and no SQL;
+//! - [`cache`]: the cache in front of the store (Redis or in-process):
+//!   count reads, rate limits, unique visitors; never needed for
+//!   correctness;
 //! - [`store`]: the `Store` trait with its PostgreSQL and SQLite backends and
 //!   their migrations;
 //! - [`metrics`]: the counters and histograms behind `/metrics`;
 //! - [`telemetry`]: logging setup;
 //! - [`healthcheck`]: the `tally healthcheck` probe.
 
+pub mod cache;
 pub mod config;
 pub mod counting;
 pub mod healthcheck;

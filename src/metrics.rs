@@ -21,6 +21,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     store_errors: AtomicU64,
     queue_rejections: AtomicU64,
+    rate_limited: AtomicU64,
     store_ready: AtomicBool,
 }
 
@@ -44,6 +45,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(SECONDS_BOUNDS, 1e9),
             store_errors: AtomicU64::new(0),
             queue_rejections: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             store_ready: AtomicBool::new(false),
         }
     }
@@ -83,6 +85,10 @@ impl Metrics {
         self.queue_rejections.fetch_add(1, Relaxed);
     }
 
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Relaxed);
+    }
+
     pub fn set_store_ready(&self, ready: bool) {
         self.store_ready.store(ready, Relaxed);
     }
@@ -94,7 +100,7 @@ impl Metrics {
 
     /// The Prometheus text exposition; `queue_depth` is read by the caller
     /// from the write queue itself.
-    pub fn render(&self, queue_depth: usize, extra: &[(&str, &str, f64)]) -> String {
+    pub fn render(&self, queue_depth: usize) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP tally_http_responses_total HTTP responses by status class.\n");
         out.push_str("# TYPE tally_http_responses_total counter\n");
@@ -169,9 +175,12 @@ impl Metrics {
             "1 when the store is migrated and its last operation succeeded.",
             f64::from(u8::from(self.store_ready.load(Relaxed))),
         );
-        for (name, help, value) in extra {
-            gauge(&mut out, name, help, *value);
-        }
+        counter(
+            &mut out,
+            "tally_rate_limited_total",
+            "Hits refused with 429 because their client was over its rate.",
+            self.rate_limited.load(Relaxed),
+        );
         out
     }
 }
@@ -260,7 +269,7 @@ mod tests {
         m.commit(1, Duration::from_micros(300), true);
         m.commit(3, Duration::from_millis(2), true);
         m.commit(5, Duration::from_millis(2), false);
-        let text = m.render(7, &[]);
+        let text = m.render(7);
         assert!(text.contains("tally_commit_batch_size_bucket{le=\"1\"} 1\n"));
         assert!(text.contains("tally_commit_batch_size_bucket{le=\"2\"} 1\n"));
         assert!(text.contains("tally_commit_batch_size_bucket{le=\"4\"} 2\n"));
@@ -281,7 +290,7 @@ mod tests {
         m.response(204, Duration::ZERO);
         m.response(404, Duration::ZERO);
         m.response(503, Duration::ZERO);
-        let text = m.render(0, &[]);
+        let text = m.render(0);
         assert!(text.contains("tally_http_responses_total{class=\"2xx\"} 2\n"));
         assert!(text.contains("tally_http_responses_total{class=\"4xx\"} 1\n"));
         assert!(text.contains("tally_http_responses_total{class=\"5xx\"} 1\n"));

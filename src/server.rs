@@ -16,11 +16,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
+use crate::cache;
 use crate::config::{self, ServeSettings, redact_url};
 use crate::counting::{Counter, WriterSettings};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::store::{self, StoreError};
+use crate::store::{self, Backend, StoreError};
 
 #[derive(Debug)]
 pub struct Application {
@@ -41,11 +42,15 @@ impl Application {
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
         let metrics = Arc::new(Metrics::default());
+        let cache = cache::open(&settings.cache, store.backend() == Backend::Sqlite)?;
+        tracing::info!("using {} cache", cache.status().backend);
         let counter = Arc::new(Counter::start(
             store,
+            cache,
             WriterSettings {
                 queue: settings.write_queue as usize,
                 max_batch: settings.max_batch as usize,
+                store_timeout: settings.store.store_timeout,
             },
             metrics.clone(),
         ));
@@ -54,6 +59,7 @@ impl Application {
             counter,
             greeting: settings.greeting.clone(),
             admin_token: settings.admin_token()?,
+            trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
         });
         let router = http::router(state.clone(), settings.max_body_bytes);

@@ -44,7 +44,7 @@ async fn stored_count(app: &TestApp) -> i64 {
 }
 
 fn mean_batch(app: &TestApp) -> f64 {
-    let text = app.state.metrics.render(0, &[]);
+    let text = app.state.metrics.render(0);
     let value = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| {

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::cache::{Cache, Day, Visitor};
 use crate::metrics::Metrics;
-use crate::store::{DEFAULT_SITE_ID, NewSite, Site, SiteId, Store, StoreError};
+use crate::store::{DEFAULT_SITE_ID, NewSite, Site, SiteId, Store, StoreError, Versioned};
 use writer::{CommitError, Pending};
 
 /// The largest count tally stores or accepts: 2^53 - 1, the largest integer
@@ -63,11 +64,14 @@ impl From<StoreError> for CountError {
 pub struct WriterSettings {
     pub queue: usize,
     pub max_batch: usize,
+    /// How long a hit may wait for its commit, queueing included.
+    pub store_timeout: std::time::Duration,
 }
 
 #[derive(Debug)]
 pub struct Counter {
     store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
     queue: mpsc::Sender<Pending>,
     queue_capacity: usize,
     stop: watch::Sender<bool>,
@@ -80,18 +84,26 @@ pub struct Counter {
 impl Counter {
     /// Starts the group-commit writer. Hits are refused (503) until
     /// [`Counter::set_ready`] says the store's schema is in place.
-    pub fn start(store: Arc<dyn Store>, settings: WriterSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        cache: Arc<dyn Cache>,
+        settings: WriterSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(settings.queue);
         let (stop, stop_rx) = watch::channel(false);
         let writer = tokio::spawn(writer::run(
             rx,
             stop_rx,
             store.clone(),
+            cache.clone(),
             settings.max_batch,
+            settings.store_timeout,
             metrics.clone(),
         ));
         Counter {
             store,
+            cache,
             queue,
             queue_capacity: settings.queue,
             stop,
@@ -104,6 +116,10 @@ impl Counter {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
     }
 
     pub fn set_ready(&self) {
@@ -121,18 +137,28 @@ impl Counter {
     }
 
     /// Counts one hit on the default site; returns the new count.
-    pub async fn hit_default(&self) -> Result<i64, CountError> {
-        self.hit_id(DEFAULT_SITE_ID)
+    pub async fn hit_default(&self, visitor: Option<&Visitor>) -> Result<i64, CountError> {
+        let count = self
+            .hit_id(DEFAULT_SITE_ID)
             .await?
-            .ok_or(CountError::NotFound)
+            .ok_or(CountError::NotFound)?;
+        if let Some(visitor) = visitor {
+            self.cache.visit(DEFAULT_SITE_ID, visitor);
+        }
+        Ok(count)
     }
 
     /// Counts one hit on `slug`; returns the new count.
-    pub async fn hit(&self, slug: &str) -> Result<i64, CountError> {
+    pub async fn hit(&self, slug: &str, visitor: Option<&Visitor>) -> Result<i64, CountError> {
         validate_slug(slug)?;
         let id = self.resolve(slug).await?;
         match self.hit_id(id).await? {
-            Some(count) => Ok(count),
+            Some(count) => {
+                if let Some(visitor) = visitor {
+                    self.cache.visit(id, visitor);
+                }
+                Ok(count)
+            }
             None => {
                 // Deleted since we resolved it (perhaps by another replica).
                 self.forget(slug);
@@ -141,11 +167,49 @@ impl Counter {
         }
     }
 
+    /// A site's committed count without counting: from the cache when it
+    /// has it, else from the store (and then cached).
+    pub async fn count(&self, slug: &str) -> Result<i64, CountError> {
+        validate_slug(slug)?;
+        let id = self.resolve(slug).await?;
+        if let Some(cached) = self.cache.count(id).await {
+            return Ok(cached.count);
+        }
+        match self.store.site_by_id(id).await? {
+            Some(site) => {
+                self.cache.publish(
+                    id,
+                    Versioned {
+                        generation: site.generation,
+                        count: site.count,
+                    },
+                );
+                Ok(site.count)
+            }
+            None => {
+                self.forget(slug);
+                Err(CountError::NotFound)
+            }
+        }
+    }
+
+    /// Unique-visitor estimates for a site on the given days; `None` when
+    /// the cache holding them is down.
+    pub async fn uniques(&self, slug: &str, days: &[Day]) -> Result<Option<Vec<u64>>, CountError> {
+        validate_slug(slug)?;
+        let id = self.resolve(slug).await?;
+        Ok(self.cache.uniques(id, days).await)
+    }
+
     async fn hit_id(&self, site: SiteId) -> Result<Option<i64>, CountError> {
         self.check_ready()?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Pending { site, reply })
+            .try_send(Pending {
+                site,
+                queued: tokio::time::Instant::now(),
+                reply,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     self.metrics.queue_rejection();
@@ -199,7 +263,9 @@ impl Counter {
             return Err(CountError::DefaultSite);
         }
         self.forget(slug);
-        if self.store.delete_site(site.id).await? {
+        let deleted = self.store.delete_site(site.id).await?;
+        self.cache.forget(site.id);
+        if deleted {
             Ok(())
         } else {
             Err(CountError::NotFound)
@@ -220,10 +286,14 @@ impl Counter {
 
     async fn set_count_id(&self, id: SiteId, count: i64) -> Result<i64, CountError> {
         self.check_ready()?;
-        self.store
+        let set = self
+            .store
             .set_count(id, count)
             .await?
-            .ok_or(CountError::NotFound)
+            .ok_or(CountError::NotFound)?;
+        // A new generation: outranks every cached count from before.
+        self.cache.publish(id, set);
+        Ok(set.count)
     }
 
     /// Stops taking hits, commits every hit already queued, and waits for

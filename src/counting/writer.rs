@@ -10,11 +10,14 @@
 //! rather than one per hit.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::store::{SiteId, Store, StoreError};
 
@@ -33,6 +36,8 @@ pub type Reply = Result<Option<i64>, CommitError>;
 #[derive(Debug)]
 pub struct Pending {
     pub site: SiteId,
+    /// When the hit was queued: its answer is due a store timeout later.
+    pub queued: Instant,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -42,7 +47,9 @@ pub async fn run(
     mut queue: mpsc::Receiver<Pending>,
     mut stop: watch::Receiver<bool>,
     store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
     max_batch: usize,
+    store_timeout: Duration,
     metrics: Arc<Metrics>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
@@ -54,7 +61,9 @@ pub async fn run(
                 if taken == 0 {
                     return; // closed and drained
                 }
-                commit(store.as_ref(), &mut batch, &mut groups, &metrics).await;
+                let deadline = batch.iter().map(|p| p.queued).min().unwrap_or_else(Instant::now)
+                    + store_timeout;
+                commit(store.as_ref(), cache.as_ref(), &mut batch, &mut groups, deadline, &metrics).await;
             }
             _ = stop.wait_for(|stop| *stop).map(|r| r.is_ok()), if !stopping => {
                 // New hits are refused from now on; queued ones still land.
@@ -67,10 +76,20 @@ pub async fn run(
 
 async fn commit(
     store: &dyn Store,
+    cache: &dyn Cache,
     batch: &mut Vec<Pending>,
     groups: &mut Vec<(SiteId, i64)>,
+    deadline: Instant,
     metrics: &Metrics,
 ) {
+    if Instant::now() >= deadline {
+        // Waited out its time behind a stalled commit: answer now.
+        metrics.store_error();
+        return fail(
+            batch,
+            CommitError::Unavailable("timed out waiting for the store".into()),
+        );
+    }
     // A stable sort groups each site's hits and keeps their arrival order,
     // and sorted sites are the lock order the store relies on.
     batch.sort_by_key(|p| p.site);
@@ -83,7 +102,9 @@ async fn commit(
     }
 
     let started = Instant::now();
-    let result = store.add_hits(hour_start(SystemTime::now()), groups).await;
+    let result = store
+        .add_hits(hour_start(SystemTime::now()), groups, deadline)
+        .await;
     metrics.commit(batch.len(), started.elapsed(), result.is_ok());
 
     let totals = match result {
@@ -114,10 +135,13 @@ async fn commit(
 
     // Site s with n hits now totals t: its waiters get t-n+1 ..= t in order.
     let mut waiters = batch.drain(..);
-    for (&(_, n), total) in groups.iter().zip(totals) {
+    for (&(site, n), total) in groups.iter().zip(totals) {
+        if let Some(total) = total {
+            cache.publish(site, total);
+        }
         for i in 0..n {
             let Some(p) = waiters.next() else { return };
-            let _ = p.reply.send(Ok(total.map(|t| t - n + 1 + i)));
+            let _ = p.reply.send(Ok(total.map(|t| t.count - n + 1 + i)));
         }
     }
 }

@@ -4,17 +4,20 @@
 //! badge does); managing sites and setting counts need the admin token.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::client::Client;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, SiteSlug};
+use crate::cache::{self, Day, UNIQUE_DAYS_KEPT};
 use crate::store::{NewSite, Site};
 
 #[derive(Debug, Serialize)]
@@ -66,8 +69,10 @@ pub struct SetCount {
 pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
+    client: Client,
 ) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.hit(&slug).await?;
+    client.admit(&state)?;
+    let count = state.counter.hit(&slug, Some(&client.0)).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 
@@ -76,11 +81,60 @@ pub async fn count(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<CountBody>, ApiError> {
-    let site = state.counter.site(&slug).await?;
-    Ok(Json(CountBody {
-        site: site.slug,
-        count: site.count,
-    }))
+    let count = state.counter.count(&slug).await?;
+    Ok(Json(CountBody { site: slug, count }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniquesQuery {
+    #[serde(default = "default_days")]
+    pub days: i64,
+}
+
+fn default_days() -> i64 {
+    7
+}
+
+/// `GET /api/v1/sites/{slug}/uniques?days=7`: estimated unique visitors per
+/// UTC day, newest first. With Redis down they cannot be read: `null`s and
+/// `"complete": false`, still a 200.
+pub async fn uniques(
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    query: Result<Query<UniquesQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if !(1..=UNIQUE_DAYS_KEPT).contains(&query.days) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("days is a whole number from 1 to {UNIQUE_DAYS_KEPT}"),
+        ));
+    }
+    let today = cache::today();
+    let days: Vec<Day> = (0..query.days).map(|i| today - i).collect();
+    let estimates = state.counter.uniques(&slug, &days).await?;
+    let points: Vec<serde_json::Value> = days
+        .iter()
+        .enumerate()
+        .map(|(i, day)| {
+            serde_json::json!({
+                "date": date(*day),
+                "uniques": estimates.as_ref().map(|e| e[i]),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "site": slug,
+        "complete": estimates.is_some(),
+        "days": points,
+    })))
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn date(day: Day) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(day.unsigned_abs() * 86_400);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
 }
 
 /// `PUT /api/v1/sites/{slug}/count`: set the count (import a starting value).

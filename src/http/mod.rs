@@ -8,6 +8,7 @@
 //!   slugs, the admin token).
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -26,7 +27,7 @@ use axum::routing::{get, post};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::config::Secret;
+use crate::config::{IpNet, Secret};
 use crate::counting::Counter;
 use crate::metrics::Metrics;
 pub use error::ApiError;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub counter: Arc<Counter>,
     pub greeting: String,
     pub admin_token: Option<Secret>,
+    pub trusted_proxies: Vec<IpNet>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -47,6 +49,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}", get(api::get).delete(api::delete))
         .route("/{slug}/hits", post(api::hit))
         .route("/{slug}/count", get(api::count).put(api::set_count))
+        .route("/{slug}/uniques", get(api::uniques))
         .route("/{slug}/reset", post(api::reset));
 
     Router::new()

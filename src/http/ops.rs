@@ -19,7 +19,7 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let counter = &state.counter;
     let store = counter.store().backend().name();
-    let cache = "in-process";
+    let cache = cache_json(&state);
     if !counter.is_ready() {
         return not_ready(
             store,
@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(()) => Json(json!({
             "status": "ready",
             "store": { "backend": store, "state": "up" },
-            "cache": { "backend": cache, "state": "up" },
+            "cache": cache,
         }))
         .into_response(),
         Err(e) => {
@@ -42,11 +42,18 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn not_ready(store: &str, cache: &str, state: &str, message: &str) -> Response {
+/// The cache's state: reported, never a reason to be unready (tally
+/// answers correctly without it).
+fn cache_json(state: &AppState) -> serde_json::Value {
+    let cache = state.counter.cache().status();
+    json!({ "backend": cache.backend, "state": if cache.up { "up" } else { "down" } })
+}
+
+fn not_ready(store: &str, cache: serde_json::Value, state: &str, message: &str) -> Response {
     let body = json!({
         "status": "unavailable",
         "store": { "backend": store, "state": state },
-        "cache": { "backend": cache, "state": "up" },
+        "cache": cache,
         "error": { "code": "store_unavailable", "message": message },
     });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
@@ -57,7 +64,8 @@ fn not_ready(store: &str, cache: &str, state: &str, message: &str) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = state.metrics.render(state.counter.queue_depth(), &[]);
+    let mut text = state.metrics.render(state.counter.queue_depth());
+    state.counter.cache().render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -7,14 +7,19 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
+use super::client::Client;
 use super::error::ApiError;
 use super::extract::Admin;
 
 const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
 
 /// Counts a hit on the default site.
-pub async fn index(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let count = state.counter.hit_default().await?;
+pub async fn index(
+    State(state): State<Arc<AppState>>,
+    client: Client,
+) -> Result<impl IntoResponse, ApiError> {
+    client.admit(&state)?;
+    let count = state.counter.hit_default(Some(&client.0)).await?;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
 

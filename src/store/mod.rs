@@ -4,7 +4,7 @@
 //! pre-aggregated rows incremented atomically (`visitor_count + n`), never
 //! derived from a `COUNT(*)`. The backend is picked by the URL's scheme.
 
-mod migrate;
+pub mod migrate;
 mod postgres;
 mod sqlite;
 
@@ -33,7 +33,17 @@ pub struct Site {
     pub slug: String,
     pub name: String,
     pub count: i64,
+    pub generation: i64,
     pub created_at: SystemTime,
+}
+
+/// A committed count and the generation it belongs to. Ordered by
+/// generation first: a reset starts a new generation, so every count from
+/// after it is greater than every count from before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Versioned {
+    pub generation: i64,
+    pub count: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -87,11 +97,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// by site id with no repeats (a fixed lock order, so concurrent writers
     /// never deadlock). Returns each site's new count, `None` for a site that
     /// does not exist (nothing is written for it).
+    /// `deadline` bounds the whole operation (waiting for a connection
+    /// included): hits must be answered within the store timeout of their
+    /// arrival, not of their batch's start.
     async fn add_hits(
         &self,
         hour: SystemTime,
         hits: &[(SiteId, i64)],
-    ) -> Result<Vec<Option<i64>>, StoreError>;
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Versioned>>, StoreError>;
 
     async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError>;
 
@@ -105,8 +119,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes a site and its series; `false` if there was none.
     async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError>;
 
-    /// Sets a site's count; `None` if there is no such site.
-    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<i64>, StoreError>;
+    /// Sets a site's count and starts a new generation; `None` if there is
+    /// no such site.
+    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
 }
 
 /// Opens the store named by the URL's scheme. Fails only on settings that

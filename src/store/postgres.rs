@@ -19,7 +19,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
-use super::{Backend, NewSite, Site, SiteId, Store, StoreError};
+use super::{Backend, NewSite, Site, SiteId, Store, StoreError, Versioned};
 
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
@@ -31,15 +31,15 @@ const ADD_HITS: &str = "\
 WITH counted AS (
     UPDATE visitors SET visitor_count = visitor_count + $2::bigint
     WHERE site_id = $1::bigint
-    RETURNING visitor_count
+    RETURNING visitor_count, generation
 ), bucket AS (
     INSERT INTO hits_hourly (site_id, hour, hits)
     SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted
     ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
 )
-SELECT visitor_count FROM counted";
+SELECT visitor_count, generation FROM counted";
 
-const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, created_at";
+const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
 #[derive(Debug)]
 pub struct PgStore {
@@ -161,13 +161,14 @@ impl Store for PgStore {
         &self,
         hour: SystemTime,
         hits: &[(SiteId, i64)],
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        self.run(async |client| {
+        deadline: Instant,
+    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+        self.run_until(deadline, async |client| {
             let stmt = client.prepare_cached(ADD_HITS).await?;
             if let [(site, n)] = hits {
                 // One statement is its own transaction: one round trip.
                 let row = client.query_opt(&stmt, &[site, n, &hour]).await?;
-                return Ok(vec![row.map(|r| r.get(0))]);
+                return Ok(vec![row.as_ref().map(versioned)]);
             }
             let tx = client.transaction().await?;
             // Polled together, the statements are pipelined on the wire and
@@ -180,7 +181,7 @@ impl Store for PgStore {
                 futures_util::future::try_join_all(params.iter().map(|p| tx.query_opt(&stmt, p)))
                     .await?;
             tx.commit().await?;
-            Ok(rows.into_iter().map(|r| r.map(|r| r.get(0))).collect())
+            Ok(rows.iter().map(|r| r.as_ref().map(versioned)).collect())
         })
         .await
     }
@@ -250,16 +251,16 @@ impl Store for PgStore {
         .await
     }
 
-    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<i64>, StoreError> {
+    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError> {
         self.run(async |client| {
             let row = client
                 .query_opt(
-                    "UPDATE visitors SET visitor_count = $2 WHERE site_id = $1 \
-                     RETURNING visitor_count",
+                    "UPDATE visitors SET visitor_count = $2, generation = generation + 1 \
+                     WHERE site_id = $1 RETURNING visitor_count, generation",
                     &[&id, &count],
                 )
                 .await?;
-            Ok(row.map(|r| r.get(0)))
+            Ok(row.as_ref().map(versioned))
         })
         .await
     }
@@ -271,7 +272,15 @@ fn site_from_row(row: Row) -> Site {
         slug: row.get(1),
         name: row.get(2),
         count: row.get(3),
-        created_at: row.get(4),
+        generation: row.get(4),
+        created_at: row.get(5),
+    }
+}
+
+fn versioned(row: &Row) -> Versioned {
+    Versioned {
+        count: row.get(0),
+        generation: row.get(1),
     }
 }
 

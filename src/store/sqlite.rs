@@ -16,12 +16,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
-use super::{Backend, NewSite, Site, SiteId, Store, StoreError};
+use super::{Backend, NewSite, Site, SiteId, Store, StoreError, Versioned};
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, created_at";
+const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -157,7 +157,10 @@ impl Store for SqliteStore {
         &self,
         hour: SystemTime,
         hits: &[(SiteId, i64)],
-    ) -> Result<Vec<Option<i64>>, StoreError> {
+        // A local file has no network to hang on; SQLite's own busy
+        // timeout (the store timeout) bounds lock waits.
+        _deadline: tokio::time::Instant,
+    ) -> Result<Vec<Option<Versioned>>, StoreError> {
         let hits = hits.to_vec();
         let hour = unix_seconds(hour);
         self.write(move |conn| {
@@ -166,15 +169,14 @@ impl Store for SqliteStore {
             {
                 let mut count = tx.prepare_cached(
                     "UPDATE visitors SET visitor_count = visitor_count + ?2 \
-                     WHERE site_id = ?1 RETURNING visitor_count",
+                     WHERE site_id = ?1 RETURNING visitor_count, generation",
                 )?;
                 let mut bucket = tx.prepare_cached(
                     "INSERT INTO hits_hourly (site_id, hour, hits) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits + excluded.hits",
                 )?;
                 for (site, n) in &hits {
-                    let total: Option<i64> =
-                        count.query_row(params![site, n], |r| r.get(0)).optional()?;
+                    let total = count.query_row(params![site, n], versioned).optional()?;
                     if total.is_some() {
                         bucket.execute(params![site, hour, n])?;
                     }
@@ -252,13 +254,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<i64>, StoreError> {
+    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError> {
         self.write(move |conn| {
             conn.query_row(
-                "UPDATE visitors SET visitor_count = ?2 WHERE site_id = ?1 \
-                 RETURNING visitor_count",
+                "UPDATE visitors SET visitor_count = ?2, generation = generation + 1 \
+                 WHERE site_id = ?1 RETURNING visitor_count, generation",
                 params![id, count],
-                |r| r.get(0),
+                versioned,
             )
             .optional()
         })
@@ -266,13 +268,21 @@ impl Store for SqliteStore {
     }
 }
 
+fn versioned(row: &rusqlite::Row<'_>) -> rusqlite::Result<Versioned> {
+    Ok(Versioned {
+        count: row.get(0)?,
+        generation: row.get(1)?,
+    })
+}
+
 fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
-    let created: i64 = row.get(4)?;
+    let created: i64 = row.get(5)?;
     Ok(Site {
         id: row.get(0)?,
         slug: row.get(1)?,
         name: row.get(2)?,
         count: row.get(3)?,
+        generation: row.get(4)?,
         created_at: UNIX_EPOCH + Duration::from_secs(created.max(0).unsigned_abs()),
     })
 }

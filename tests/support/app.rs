@@ -37,6 +37,10 @@ pub fn settings(database_url: &str, extra: &[&str]) -> ServeSettings {
     if !extra.contains(&"--no-token") {
         args.extend(["--admin-token", TOKEN]);
     }
+    // All test traffic comes from one address: no limit unless asked for.
+    if !extra.contains(&"--rate-limit") {
+        args.extend(["--rate-limit", "0"]);
+    }
     args.extend(extra.iter().filter(|a| **a != "--no-token"));
     match Cli::try_parse_from(args)
         .expect("test settings parse")
@@ -172,6 +176,7 @@ impl TallyProcess {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("TALLY_LISTEN", addr.to_string())
             .env("TALLY_ADMIN_TOKEN", TOKEN)
+            .env("TALLY_RATE_LIMIT", "0")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"));

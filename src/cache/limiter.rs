@@ -1,0 +1,257 @@
+//! Per-client rate limiting with a sliding window.
+//!
+//! Each client has a count for the current fixed window and the previous
+//! one; the estimate weights the previous window by how much of it still
+//! overlaps the sliding window, which smooths the burst a plain fixed window
+//! allows at its edges. Decisions are always local (no network on the
+//! request path). With Redis, every replica adds its local counts to a
+//! shared per-window counter a few times a second and learns the total, so
+//! the limit holds across replicas to within one sync interval.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Clients tracked at most; past this the oldest windows are dropped first.
+const MAX_CLIENTS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// Over the limit: retry after this many seconds.
+    Limited {
+        retry_after: u64,
+    },
+}
+
+#[derive(Debug)]
+pub struct Limiter {
+    /// Hits per window per client; 0 turns limiting off.
+    limit: u64,
+    window: Duration,
+    clients: Mutex<HashMap<IpAddr, Client>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Client {
+    window: u64,
+    /// This window's hits known from the shared counter (all replicas).
+    shared: u64,
+    /// This window's hits admitted here and not yet added to the shared counter.
+    unsynced: u64,
+    /// The previous window's total.
+    previous: u64,
+}
+
+/// What one replica adds to the shared counter for one client and window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    pub client: IpAddr,
+    pub window: u64,
+    pub hits: u64,
+}
+
+impl Limiter {
+    pub fn new(limit_per_window: u64, window: Duration) -> Self {
+        Limiter {
+            limit: limit_per_window,
+            window: window.max(Duration::from_secs(1)),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.limit > 0
+    }
+
+    pub fn window_secs(&self) -> u64 {
+        self.window.as_secs()
+    }
+
+    pub fn admit(&self, client: IpAddr) -> Admission {
+        self.admit_at(client, SystemTime::now())
+    }
+
+    fn admit_at(&self, client: IpAddr, now: SystemTime) -> Admission {
+        if self.limit == 0 {
+            return Admission::Allowed;
+        }
+        let (window, elapsed) = self.position(now);
+        let mut clients = self.lock();
+        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&client) {
+            clients.retain(|_, c| c.window >= window);
+        }
+        let c = clients.entry(client).or_default();
+        roll(c, window);
+        let w = self.window.as_secs_f64();
+        let overlap = 1.0 - elapsed / w;
+        let current = c.shared + c.unsynced;
+        let estimate = c.previous as f64 * overlap + current as f64;
+        if estimate + 1.0 > self.limit as f64 {
+            return Admission::Limited {
+                retry_after: self.retry_after(c.previous, current, elapsed),
+            };
+        }
+        c.unsynced += 1;
+        Admission::Allowed
+    }
+
+    /// Seconds until the estimate falls below the limit with no new hits.
+    fn retry_after(&self, previous: u64, current: u64, elapsed: f64) -> u64 {
+        let w = self.window.as_secs_f64();
+        let wait = if current + 1 > self.limit || previous == 0 {
+            w - elapsed
+        } else {
+            // previous * (1 - t/w) + current + 1 <= limit
+            let t = w * (1.0 - (self.limit - current - 1) as f64 / previous as f64);
+            (t - elapsed).max(0.0)
+        };
+        (wait.ceil() as u64).max(1)
+    }
+
+    /// The window index and seconds into it.
+    fn position(&self, now: SystemTime) -> (u64, f64) {
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let w = self.window.as_secs();
+        (
+            since.as_secs() / w,
+            (since.as_secs() % w) as f64 + f64::from(since.subsec_millis()) / 1000.0,
+        )
+    }
+
+    /// The hits admitted here since the last sync, to add to the shared
+    /// counters. Clients with none are included while their window is
+    /// current, so their total from other replicas is learned too.
+    pub fn take_deltas(&self) -> Vec<Delta> {
+        let (window, _) = self.position(SystemTime::now());
+        let mut clients = self.lock();
+        clients.retain(|_, c| c.window + 1 >= window);
+        clients
+            .iter_mut()
+            .filter(|(_, c)| c.window == window)
+            .map(|(ip, c)| {
+                let hits = std::mem::take(&mut c.unsynced);
+                c.shared += hits;
+                Delta {
+                    client: *ip,
+                    window,
+                    hits,
+                }
+            })
+            .collect()
+    }
+
+    /// The shared counter's total after adding a delta.
+    pub fn learn(&self, client: IpAddr, window: u64, total: u64) {
+        if let Some(c) = self.lock().get_mut(&client) {
+            if c.window == window {
+                c.shared = c.shared.max(total);
+            }
+        }
+    }
+
+    /// Deltas that could not be delivered count locally again.
+    pub fn restore(&self, deltas: &[Delta]) {
+        let mut clients = self.lock();
+        for d in deltas {
+            if let Some(c) = clients.get_mut(&d.client) {
+                if c.window == d.window {
+                    c.shared -= d.hits.min(c.shared);
+                    c.unsynced += d.hits;
+                }
+            }
+        }
+    }
+
+    /// Forgets clients whose windows are over (called periodically).
+    pub fn prune(&self) {
+        let (window, _) = self.position(SystemTime::now());
+        self.lock().retain(|_, c| c.window + 1 >= window);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Client>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn roll(c: &mut Client, window: u64) {
+    if c.window == window {
+        return;
+    }
+    c.previous = if c.window + 1 == window {
+        c.shared + c.unsynced
+    } else {
+        0
+    };
+    c.window = window;
+    c.shared = 0;
+    c.unsynced = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_per_client() {
+        let l = Limiter::new(5, Duration::from_secs(60));
+        for _ in 0..5 {
+            assert_eq!(l.admit_at(IP, at(600)), Admission::Allowed);
+        }
+        assert_eq!(
+            l.admit_at(IP, at(600)),
+            Admission::Limited { retry_after: 60 }
+        );
+        assert_eq!(l.admit_at(OTHER, at(600)), Admission::Allowed);
+    }
+
+    #[test]
+    fn the_previous_window_weighs_by_its_overlap() {
+        let l = Limiter::new(10, Duration::from_secs(60));
+        for _ in 0..10 {
+            assert_eq!(l.admit_at(IP, at(600)), Admission::Allowed);
+        }
+        // 30 s into the next window half of the previous 10 still count.
+        for _ in 0..5 {
+            assert_eq!(l.admit_at(IP, at(690)), Admission::Allowed);
+        }
+        assert!(matches!(l.admit_at(IP, at(690)), Admission::Limited { .. }));
+        // A window later the old hits are gone.
+        assert_eq!(l.admit_at(IP, at(780)), Admission::Allowed);
+    }
+
+    #[test]
+    fn zero_means_off() {
+        let l = Limiter::new(0, Duration::from_secs(60));
+        for _ in 0..1000 {
+            assert_eq!(l.admit(IP), Admission::Allowed);
+        }
+        assert!(!l.enabled());
+    }
+
+    #[test]
+    fn shared_totals_count_against_the_limit() {
+        let l = Limiter::new(10, Duration::from_secs(3600));
+        assert_eq!(l.admit(IP), Admission::Allowed);
+        let deltas = l.take_deltas();
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0].hits, 1);
+        // Other replicas admitted 9 more.
+        l.learn(IP, deltas[0].window, 10);
+        assert!(matches!(l.admit(IP), Admission::Limited { .. }));
+        // A failed delivery counts locally again.
+        let l = Limiter::new(10, Duration::from_secs(3600));
+        l.admit(IP);
+        let deltas = l.take_deltas();
+        l.restore(&deltas);
+        assert_eq!(l.take_deltas()[0].hits, 1);
+    }
+}

@@ -1,0 +1,169 @@
+//! The cache: fast count reads, per-client rate limits and unique visitors.
+//!
+//! It wraps the store; it is never a third place where a count lives. Every
+//! cached count is a copy of a committed one, ordered by
+//! [`Versioned`](crate::store::Versioned) so that a late or repeated publish
+//! can never move it backwards, and a miss (or a cache that is down) simply
+//! reads the store. Nothing on a request's path waits on Redis for longer
+//! than `TALLY_CACHE_TIMEOUT`, and after one failure nothing waits on it at
+//! all until a background probe sees it back.
+//!
+//! - [`LocalCache`]: in-process, when `TALLY_REDIS_URL` is not set;
+//! - [`RedisCache`]: shared by every replica, with a circuit breaker;
+//! - [`limiter`]: the sliding-window rate limiter both use;
+//! - [`hll`]: the in-process HyperLogLog for unique visitors.
+
+mod hll;
+pub mod limiter;
+mod local;
+mod redis;
+
+use std::fmt;
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::config::CacheSettings;
+use crate::store::{SiteId, Versioned};
+pub use limiter::Admission;
+pub use local::LocalCache;
+pub use redis::RedisCache;
+
+/// Days of unique-visitor estimates kept.
+pub const UNIQUE_DAYS_KEPT: i64 = 32;
+
+/// Who a hit came from, for unique-visitor counting only. It is hashed with
+/// a secret salt that changes every UTC day before anything keeps it, and
+/// the hash goes only into a HyperLogLog, which keeps no hash at all: a
+/// visitor cannot be recognised across days, nor recovered on any day.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+/// Days since 1970-01-01, UTC.
+pub type Day = i64;
+
+pub fn today() -> Day {
+    day_of(SystemTime::now())
+}
+
+pub fn day_of(t: SystemTime) -> Day {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(secs / 86_400).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStatus {
+    pub backend: &'static str,
+    pub up: bool,
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + fmt::Debug + 'static {
+    fn status(&self) -> CacheStatus;
+
+    /// The cached committed count of a site, if the cache has one.
+    async fn count(&self, site: SiteId) -> Option<Versioned>;
+
+    /// Offers a committed count; kept only if newer than the cached one.
+    /// Never blocks: delivery to a shared cache happens in the background.
+    fn publish(&self, site: SiteId, value: Versioned);
+
+    /// Drops a deleted site's cached count.
+    fn forget(&self, site: SiteId);
+
+    /// Whether a client may count another hit now.
+    fn admit(&self, client: IpAddr) -> Admission;
+
+    /// Records a visit for the site's unique-visitor estimate (background).
+    fn visit(&self, site: SiteId, visitor: &Visitor);
+
+    /// Unique-visitor estimates for the given days, or `None` when they
+    /// cannot be read now (the shared cache is down).
+    async fn uniques(&self, site: SiteId, days: &[Day]) -> Option<Vec<u64>>;
+
+    /// Cache-specific lines for `/metrics`.
+    fn render_metrics(&self, out: &mut String);
+}
+
+/// The cache `settings` ask for. Counts are cached in process only when
+/// one process owns the store (SQLite): with PostgreSQL and no Redis,
+/// replicas would each cache only their own commits.
+pub fn open(settings: &CacheSettings, single_writer: bool) -> anyhow::Result<Arc<dyn Cache>> {
+    let limiter = limiter::Limiter::new(u64::from(settings.rate_limit), Duration::from_secs(60));
+    match settings.redis_url()? {
+        Some(url) => Ok(Arc::new(RedisCache::start(
+            url.expose(),
+            settings.cache_timeout,
+            limiter,
+        )?)),
+        None => Ok(Arc::new(LocalCache::new(single_writer, limiter))),
+    }
+}
+
+/// A visitor's keyed hash for one site and one day's salt.
+fn visitor_hash(salt: &[u8; 16], site: SiteId, visitor: &Visitor) -> u64 {
+    let mut h = siphasher::sip::SipHasher24::new_with_key(salt);
+    match visitor.ip {
+        IpAddr::V4(ip) => h.write(&ip.octets()),
+        IpAddr::V6(ip) => h.write(&ip.octets()),
+    }
+    h.write_u8(0xff);
+    h.write(visitor.user_agent.as_bytes());
+    h.write_u8(0xff);
+    h.write_i64(site);
+    h.finish()
+}
+
+/// A new secret salt from the OS's random source.
+fn random_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    if getrandom::fill(&mut salt).is_err() {
+        // No OS randomness: a time-and-address seed still keeps hashes from
+        // being precomputable, and this does not happen on Linux.
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        salt = seed.to_le_bytes();
+    }
+    salt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visitor_hashes_depend_on_every_part() {
+        let v = Visitor {
+            ip: "192.0.2.1".parse().unwrap(),
+            user_agent: "curl/8".into(),
+        };
+        let salt = [7u8; 16];
+        let base = visitor_hash(&salt, 1, &v);
+        assert_eq!(base, visitor_hash(&salt, 1, &v.clone()));
+        assert_ne!(base, visitor_hash(&[8u8; 16], 1, &v));
+        assert_ne!(base, visitor_hash(&salt, 2, &v));
+        let other_ua = Visitor {
+            user_agent: "curl/9".into(),
+            ..v.clone()
+        };
+        assert_ne!(base, visitor_hash(&salt, 1, &other_ua));
+        let other_ip = Visitor {
+            ip: "192.0.2.2".parse().unwrap(),
+            ..v
+        };
+        assert_ne!(base, visitor_hash(&salt, 1, &other_ip));
+    }
+
+    #[test]
+    fn days_are_utc_days_since_the_epoch() {
+        assert_eq!(day_of(UNIX_EPOCH + Duration::from_secs(86_399)), 0);
+        assert_eq!(day_of(UNIX_EPOCH + Duration::from_secs(86_400)), 1);
+    }
+}

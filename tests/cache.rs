@@ -1,0 +1,534 @@
+//! The cache may fail at any moment and never changes a count; the store
+//! may fail and hits get clean 503s, then recover by themselves. Every
+//! fault here runs under load from 64 concurrent clients, against real
+//! Redis and PostgreSQL servers started by the harness.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use support::app::{TOKEN, TestApp, parse_greeting};
+use support::load::{self, Outcome, Until};
+use support::pg::PgServer;
+use support::proxy::{ChaosProxy, Fault};
+use support::redis::{RedisOptions, RedisServer};
+
+async fn json(url: &str) -> (u16, Value) {
+    let response = load::client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn read_count(app: &TestApp) -> i64 {
+    let (status, body) = json(&app.url("/api/v1/sites/default/count")).await;
+    assert_eq!(status, 200, "{body}");
+    body["count"].as_i64().unwrap()
+}
+
+/// Waits until `/readyz` reports the cache in `state`; returns how long it took.
+async fn cache_becomes(app: &TestApp, state: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (_, body) = json(&app.url("/readyz")).await;
+        if body["cache"]["state"] == state {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "cache not {state} within {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// 48 clients counting on `/` and 16 reading the count at `base`, until `stop`.
+async fn mixed_load(base: String, stop: Arc<AtomicBool>) -> (Vec<Outcome>, Vec<Outcome>) {
+    let hit_urls = [format!("{base}/")];
+    let read_urls = [format!("{base}/api/v1/sites/default/count")];
+    let hits = load::run(
+        &hit_urls,
+        Method::GET,
+        48,
+        Until::Flag(stop.clone(), 2_000_000),
+    );
+    let reads = load::run(&read_urls, Method::GET, 16, Until::Flag(stop, 2_000_000));
+    tokio::join!(hits, reads)
+}
+
+fn assert_all_ok(outcomes: &[Outcome], what: &str) {
+    let statuses = load::statuses(outcomes);
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{what}: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_load_then_restarted_costs_no_error_and_no_count() {
+    let pg = PgServer::start();
+    let mut redis = RedisServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &["--redis-url", &redis.url()]).await;
+    cache_becomes(&app, "up", Duration::from_secs(5)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(mixed_load(app.url(""), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+    let back = cache_becomes(&app, "up", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (hits, reads) = load.await.unwrap();
+
+    assert_all_ok(&hits, "hits");
+    assert_all_ok(&reads, "reads");
+    let stored = read_count(&app).await;
+    assert_eq!(
+        stored,
+        hits.len() as i64,
+        "final count equals the acknowledged hits"
+    );
+    let mut counts: Vec<i64> = hits
+        .iter()
+        .map(|o| parse_greeting(&o.body).unwrap())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=stored).collect::<Vec<_>>());
+    assert!(
+        back < Duration::from_secs(1),
+        "Redis used again {back:?} after its return"
+    );
+    println!(
+        "redis kill: {} hits, {} reads, 0 errors; cache back in {back:?}",
+        hits.len(),
+        reads.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_costs_at_most_the_cache_timeout() {
+    let pg = PgServer::start();
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(
+        &pg.create_database(),
+        &["--redis-url", &redis.url(), "--cache-timeout", "50ms"],
+    )
+    .await;
+    cache_becomes(&app, "up", Duration::from_secs(5)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(mixed_load(app.url(""), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let frozen_at = Instant::now();
+    redis.freeze();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.thaw();
+    let thawed_at = Instant::now();
+    let back = cache_becomes(&app, "up", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (hits, reads) = load.await.unwrap();
+
+    assert_all_ok(&hits, "hits");
+    assert_all_ok(&reads, "reads");
+    let during: Vec<Outcome> = hits
+        .iter()
+        .chain(&reads)
+        .filter(|o| o.sent >= frozen_at && o.sent < thawed_at)
+        .cloned()
+        .collect();
+    assert!(during.len() > 1000, "the load was real: {}", during.len());
+    let p99 = load::percentile(&during, 99.0);
+    let max = load::percentile(&during, 100.0);
+    println!(
+        "redis frozen 5 s: {} requests, p99 {p99:?}, max {max:?}, back {back:?}",
+        during.len()
+    );
+    assert!(
+        p99 <= Duration::from_millis(60),
+        "p99 during the freeze {p99:?}"
+    );
+    assert_eq!(read_count(&app).await, hits.len() as i64);
+    assert!(back < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
+    let pg = PgServer::start();
+    let mut redis = RedisServer::start_with(RedisOptions { persist: true });
+    let app = TestApp::spawn(&pg.create_database(), &["--redis-url", &redis.url()]).await;
+    cache_becomes(&app, "up", Duration::from_secs(5)).await;
+    let client = load::client();
+    let hit = || async {
+        client
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+
+    for _ in 0..100 {
+        hit().await;
+    }
+    assert_eq!(read_count(&app).await, 100);
+    tokio::time::sleep(Duration::from_millis(200)).await; // published
+    let cached = redis.command(&["KEYS", "tally:*:count:1"]).unwrap();
+    assert!(!cached.is_empty(), "the count is cached in Redis");
+    assert_eq!(redis.command(&["GET", &cached]).unwrap(), "0:100");
+    redis.command(&["SAVE"]).unwrap();
+
+    for _ in 0..50 {
+        hit().await;
+    }
+    assert_eq!(read_count(&app).await, 150);
+    redis.kill();
+    redis.restart();
+    assert_eq!(
+        redis.command(&["GET", &cached]).unwrap(),
+        "0:100",
+        "the snapshot holds the old count"
+    );
+    // Every read, while tally notices and after, is the committed 150.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert_eq!(read_count(&app).await, 150);
+    }
+    assert_eq!(json(&app.url("/readyz")).await.1["cache"]["state"], "up");
+    assert_eq!(
+        hit().await,
+        "Hello Linode!  This page has been viewed 151 time(s)."
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(read_count(&app).await, 151);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_is_never_undone_by_a_late_cached_count() {
+    let pg = PgServer::start();
+    let redis = RedisServer::start();
+    let url = pg.create_database();
+    let a = TestApp::spawn(&url, &["--redis-url", &redis.url()]).await;
+    let b = TestApp::spawn(&url, &["--redis-url", &redis.url()]).await;
+    cache_becomes(&a, "up", Duration::from_secs(5)).await;
+    cache_becomes(&b, "up", Duration::from_secs(5)).await;
+    let client = load::client();
+    for _ in 0..20 {
+        client.get(a.url("/")).send().await.unwrap();
+    }
+    assert_eq!(read_count(&b).await, 20);
+    let reset = client
+        .get(b.url("/resetcounter"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A stale publish of the old count, as a slow replica might send.
+    let key = redis.command(&["KEYS", "tally:*:count:1"]).unwrap();
+    assert_eq!(
+        redis.command(&["GET", &key]).unwrap(),
+        "1:0",
+        "the reset started generation 1"
+    );
+    a.state.counter.cache().publish(
+        1,
+        tally::store::Versioned {
+            generation: 0,
+            count: 20,
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(redis.command(&["GET", &key]).unwrap(), "1:0");
+    assert_eq!(read_count(&a).await, 0);
+    assert_eq!(read_count(&b).await, 0);
+}
+
+#[tokio::test]
+async fn without_redis_reachable_everything_answers_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("redis://127.0.0.1:{}", support::free_port());
+    let app = TestApp::spawn(
+        &support::app::sqlite_url(dir.path()),
+        &["--redis-url", &closed],
+    )
+    .await;
+    let client = load::client();
+    for i in 1..=5 {
+        let body = client
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(parse_greeting(&body), Some(i));
+    }
+    assert_eq!(read_count(&app).await, 5);
+    let (status, ready) = json(&app.url("/readyz")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ready["cache"],
+        serde_json::json!({"backend": "redis", "state": "down"})
+    );
+    let (status, uniques) = json(&app.url("/api/v1/sites/default/uniques?days=2")).await;
+    assert_eq!(status, 200);
+    assert_eq!(uniques["complete"], false);
+    assert_eq!(uniques["days"][0]["uniques"], Value::Null);
+    let metrics = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tally_cache_up{backend=\"redis\"} 0\n"),
+        "{metrics}"
+    );
+}
+
+/// Sends `n` hits from the given client address through a trusted peer.
+async fn hits_from(app: &TestApp, ip: &str, agent: &str, n: usize) -> Vec<reqwest::Response> {
+    let client = load::client();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            client
+                .get(app.url("/"))
+                .header("x-real-ip", ip)
+                .header("user-agent", agent)
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// Sliding-window tests count on not crossing a minute boundary.
+async fn away_from_a_minute_boundary() {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 >= 50 {
+        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_apply_per_client_with_429_and_retry_after() {
+    away_from_a_minute_boundary().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(
+        &support::app::sqlite_url(dir.path()),
+        &["--rate-limit", "5"],
+    )
+    .await;
+    let responses = hits_from(&app, "198.51.100.7", "a", 7).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+    let limited = responses.into_iter().last().unwrap();
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another client is unaffected; the refused hits wrote nothing.
+    let other = hits_from(&app, "198.51.100.8", "a", 1).await;
+    assert_eq!(other[0].status(), 200);
+    assert_eq!(read_count(&app).await, 6);
+    // Reads are never limited.
+    for _ in 0..10 {
+        read_count(&app).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_by_replicas_through_redis() {
+    away_from_a_minute_boundary().await;
+    let pg = PgServer::start();
+    let redis = RedisServer::start();
+    let url = pg.create_database();
+    let args = ["--redis-url", &redis.url(), "--rate-limit", "10"];
+    let a = TestApp::spawn(&url, &args).await;
+    let b = TestApp::spawn(&url, &args).await;
+    cache_becomes(&a, "up", Duration::from_secs(5)).await;
+    cache_becomes(&b, "up", Duration::from_secs(5)).await;
+    let on_a = hits_from(&a, "203.0.113.50", "x", 7).await;
+    assert!(on_a.iter().all(|r| r.status() == 200));
+    tokio::time::sleep(Duration::from_millis(400)).await; // A has synced
+    // B learns a client's shared total at its first sync after seeing it.
+    assert_eq!(hits_from(&b, "203.0.113.50", "x", 1).await[0].status(), 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let on_b: Vec<u16> = hits_from(&b, "203.0.113.50", "x", 4)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(on_b, [200, 200, 429, 429], "B knows of A's 7");
+    // And A learns of B's.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(hits_from(&a, "203.0.113.50", "x", 1).await[0].status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_visitors_are_counted_per_day_without_storing_who() {
+    let pg = PgServer::start();
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &["--redis-url", &redis.url()]).await;
+    cache_becomes(&app, "up", Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // today's salt fetched
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        for agent in ["firefox", "curl"] {
+            for r in hits_from(&app, ip, agent, 3).await {
+                assert_eq!(r.status(), 200);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await; // delivered
+    let (status, body) = json(&app.url("/api/v1/sites/default/uniques?days=3")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["days"][0]["uniques"], 6, "{body}");
+    assert_eq!(body["days"][1]["uniques"], 0);
+    assert_eq!(body["days"].as_array().unwrap().len(), 3);
+    // Redis holds a HyperLogLog and a salt; no address appears anywhere.
+    let keys = redis.command(&["KEYS", "*"]).unwrap();
+    let dump = keys
+        .lines()
+        .filter(|k| k.starts_with("tally:uniques:"))
+        .map(|k| redis.command(&["GET", k]).unwrap())
+        .collect::<String>();
+    assert!(dump.starts_with("HYLL"), "{dump:?}");
+    assert!(!dump.contains("192.0.2"));
+    let (status, bad) = json(&app.url("/api/v1/sites/default/uniques?days=0")).await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stopped_mid_load_gives_only_503_then_resumes_by_itself() {
+    let mut pg = PgServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &["--store-timeout", "1s"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (stop, url) = (stop.clone(), app.url("/"));
+        async move { load::run(&[url], Method::GET, 64, Until::Flag(stop, 2_000_000)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.stop();
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.restart();
+    let up_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = load.await.unwrap();
+
+    let statuses = load::statuses(&outcomes);
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        vec![200, 503],
+        "{statuses:?}"
+    );
+    let outage: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == Some(503)).collect();
+    for o in &outage {
+        let body: Value = serde_json::from_str(&o.body).unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+    }
+    assert!(outage.len() > 10, "the outage was seen");
+    // Retry-After is checked on one 503 directly.
+    let first_ok_after = outcomes
+        .iter()
+        .filter(|o| o.status == Some(200) && o.sent >= up_at)
+        .map(|o| o.sent + o.latency)
+        .min()
+        .expect("counting resumed");
+    let resumed = first_ok_after - up_at;
+    println!(
+        "postgres stopped 5 s: {} ok, {} x 503, resumed {resumed:?} after it accepted connections (down at {:?})",
+        statuses[&200],
+        statuses[&503],
+        down_at.elapsed()
+    );
+    assert!(
+        resumed <= Duration::from_secs(2),
+        "resumed after {resumed:?}"
+    );
+    assert_eq!(
+        read_count(&app).await,
+        statuses[&200] as i64,
+        "final count = acknowledged hits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_store_fails_within_the_store_timeout() {
+    let pg = PgServer::start();
+    let proxy = ChaosProxy::start(([127, 0, 0, 1], pg.port()).into());
+    let url = pg
+        .create_database()
+        .replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port()));
+    let app = TestApp::spawn(&url, &["--store-timeout", "1s"]).await;
+    let client = load::client();
+    assert_eq!(client.get(app.url("/")).send().await.unwrap().status(), 200);
+
+    proxy.set_fault(Fault::Blackhole);
+    let started = Instant::now();
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, url) = (client.clone(), app.url("/"));
+            tokio::spawn(async move { load::send(&client, Method::GET, &url).await })
+        })
+        .collect();
+    for a in attempts {
+        let o = a.await.unwrap();
+        assert_eq!(o.status, Some(503), "{}", o.body);
+        assert!(
+            o.latency <= Duration::from_millis(1500),
+            "answered after {:?}",
+            o.latency
+        );
+    }
+    let response = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    println!("blackholed store: 503s within {:?}", started.elapsed());
+
+    proxy.set_fault(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client.get(app.url("/")).send().await.unwrap();
+        if r.status() == 200 {
+            assert_eq!(
+                parse_greeting(&r.text().await.unwrap()),
+                Some(2),
+                "nothing half-written"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the blackhole lifted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
