@@ -28,6 +28,7 @@ pub struct Application {
     state: Arc<AppState>,
     router: Router,
     migrations: JoinHandle<()>,
+    purge: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -55,6 +56,7 @@ impl Application {
             metrics.clone(),
         ));
         let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now()));
+        let purge = tokio::spawn(purge_request_ids(counter.clone()));
         let state = Arc::new(AppState {
             counter,
             greeting: settings.greeting.clone(),
@@ -67,6 +69,7 @@ impl Application {
             state,
             router,
             migrations,
+            purge,
             grace: settings.shutdown_grace,
         })
     }
@@ -105,6 +108,7 @@ impl Application {
             state,
             router,
             migrations,
+            purge,
             grace,
         } = self;
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(None::<Instant>);
@@ -138,6 +142,7 @@ impl Application {
         };
 
         migrations.abort();
+        purge.abort();
         let deadline = (*stopping.borrow()).unwrap_or_else(|| Instant::now() + grace);
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
         match (drained, committed) {
@@ -174,6 +179,25 @@ async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
         }
         sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// How long a request id is remembered: far longer than any proxy retries.
+const REQUEST_IDS_KEPT: Duration = Duration::from_secs(600);
+
+/// Forgets old request ids once a minute (any replica may; all do).
+async fn purge_request_ids(counter: Arc<Counter>) {
+    loop {
+        sleep(Duration::from_secs(60)).await;
+        if !counter.is_ready() {
+            continue;
+        }
+        let before = std::time::SystemTime::now() - REQUEST_IDS_KEPT;
+        match counter.store().purge_requests(before).await {
+            Ok(n) if n > 0 => tracing::debug!(forgotten = n, "purged old request ids"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging old request ids failed"),
+        }
     }
 }
 

@@ -203,3 +203,81 @@ async fn hits_on_many_sites_in_one_batch_are_each_exact() {
         assert_eq!(counts, one_to(1000), "site {slug}");
     }
 }
+
+/// A request retried with the same `X-Request-Id` (NGINX after a replica
+/// died) is counted once and answered with its first count.
+async fn retried_requests_count_once(urls: &[String]) {
+    let client = load::client();
+    let hit = |url: String, id: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(url)
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            parse_greeting(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    assert_eq!(hit(urls[0].clone(), "req-a".into()).await, 1);
+    assert_eq!(
+        hit(urls[urls.len() - 1].clone(), "req-a".into()).await,
+        1,
+        "a retry gets the first count"
+    );
+    assert_eq!(hit(urls[0].clone(), "req-b".into()).await, 2);
+    // 200 requests with 100 ids, each sent twice at once to different instances.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = urls[i % urls.len()].clone();
+        tasks.push(tokio::spawn(hit(url, format!("dup-{}", i / 2))));
+    }
+    let mut by_id: std::collections::BTreeMap<usize, Vec<i64>> = Default::default();
+    for (i, t) in tasks.into_iter().enumerate() {
+        by_id.entry(i / 2).or_default().push(t.await.unwrap());
+    }
+    let mut firsts: Vec<i64> = by_id
+        .values()
+        .map(|c| {
+            assert_eq!(c[0], c[1], "both sends of one request get one count");
+            c[0]
+        })
+        .collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, (3..=102).collect::<Vec<i64>>());
+    // Requests without an id are each counted.
+    let plain = client
+        .get(&urls[0])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(parse_greeting(&plain), Some(103));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_requests_count_once_on_postgres_across_instances() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let apps = [
+        TestApp::spawn(&url, &[]).await,
+        TestApp::spawn(&url, &[]).await,
+    ];
+    let urls: Vec<String> = apps.iter().map(|a| a.url("/")).collect();
+    retried_requests_count_once(&urls).await;
+    assert_eq!(
+        pg.psql(&db_name(&url), "SELECT count(*) FROM hit_requests"),
+        "102"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_requests_count_once_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    retried_requests_count_once(&[app.url("/")]).await;
+}

@@ -59,6 +59,16 @@ impl From<StoreError> for CountError {
     }
 }
 
+/// Where a hit came from.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HitFrom<'a> {
+    /// The request's id as the client or proxy sent it: a retry of the same
+    /// request carries the same id and is counted once.
+    pub request_id: Option<&'a str>,
+    /// For unique-visitor counting.
+    pub visitor: Option<&'a Visitor>,
+}
+
 /// Tuning for the write path.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterSettings {
@@ -137,24 +147,24 @@ impl Counter {
     }
 
     /// Counts one hit on the default site; returns the new count.
-    pub async fn hit_default(&self, visitor: Option<&Visitor>) -> Result<i64, CountError> {
+    pub async fn hit_default(&self, hit: &HitFrom<'_>) -> Result<i64, CountError> {
         let count = self
-            .hit_id(DEFAULT_SITE_ID)
+            .hit_id(DEFAULT_SITE_ID, hit.request_id)
             .await?
             .ok_or(CountError::NotFound)?;
-        if let Some(visitor) = visitor {
+        if let Some(visitor) = hit.visitor {
             self.cache.visit(DEFAULT_SITE_ID, visitor);
         }
         Ok(count)
     }
 
     /// Counts one hit on `slug`; returns the new count.
-    pub async fn hit(&self, slug: &str, visitor: Option<&Visitor>) -> Result<i64, CountError> {
+    pub async fn hit(&self, slug: &str, hit: &HitFrom<'_>) -> Result<i64, CountError> {
         validate_slug(slug)?;
         let id = self.resolve(slug).await?;
-        match self.hit_id(id).await? {
+        match self.hit_id(id, hit.request_id).await? {
             Some(count) => {
-                if let Some(visitor) = visitor {
+                if let Some(visitor) = hit.visitor {
                     self.cache.visit(id, visitor);
                 }
                 Ok(count)
@@ -201,12 +211,14 @@ impl Counter {
         Ok(self.cache.uniques(id, days).await)
     }
 
-    async fn hit_id(&self, site: SiteId) -> Result<Option<i64>, CountError> {
+    async fn hit_id(&self, site: SiteId, key: Option<&str>) -> Result<Option<i64>, CountError> {
+        let key = key.map(Box::from);
         self.check_ready()?;
         let (reply, answer) = oneshot::channel();
         self.queue
             .try_send(Pending {
                 site,
+                key,
                 queued: tokio::time::Instant::now(),
                 reply,
             })

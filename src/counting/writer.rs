@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
-use crate::store::{SiteId, Store, StoreError};
+use crate::store::{SiteHits, SiteId, Store, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -36,6 +36,8 @@ pub type Reply = Result<Option<i64>, CommitError>;
 #[derive(Debug)]
 pub struct Pending {
     pub site: SiteId,
+    /// The request id the hit came with, so a retry is counted once.
+    pub key: Option<Box<str>>,
     /// When the hit was queued: its answer is due a store timeout later.
     pub queued: Instant,
     pub reply: oneshot::Sender<Reply>,
@@ -78,7 +80,7 @@ async fn commit(
     store: &dyn Store,
     cache: &dyn Cache,
     batch: &mut Vec<Pending>,
-    groups: &mut Vec<(SiteId, i64)>,
+    groups: &mut Vec<SiteHits>,
     deadline: Instant,
     metrics: &Metrics,
 ) {
@@ -94,10 +96,14 @@ async fn commit(
     // and sorted sites are the lock order the store relies on.
     batch.sort_by_key(|p| p.site);
     groups.clear();
-    for p in batch.iter() {
+    for p in batch.iter_mut() {
+        let key = p.key.take();
         match groups.last_mut() {
-            Some((site, n)) if *site == p.site => *n += 1,
-            _ => groups.push((p.site, 1)),
+            Some(group) if group.site == p.site => group.keys.push(key),
+            _ => groups.push(SiteHits {
+                site: p.site,
+                keys: vec![key],
+            }),
         }
     }
 
@@ -133,15 +139,16 @@ async fn commit(
         }
     };
 
-    // Site s with n hits now totals t: its waiters get t-n+1 ..= t in order.
+    // Each site's waiters, in arrival order, get the counts the store gave.
     let mut waiters = batch.drain(..);
-    for (&(site, n), total) in groups.iter().zip(totals) {
-        if let Some(total) = total {
-            cache.publish(site, total);
+    for (group, counted) in groups.iter().zip(totals) {
+        if let Some(counted) = &counted {
+            cache.publish(group.site, counted.total);
         }
-        for i in 0..n {
+        for i in 0..group.keys.len() {
             let Some(p) = waiters.next() else { return };
-            let _ = p.reply.send(Ok(total.map(|t| t.count - n + 1 + i)));
+            let count = counted.as_ref().and_then(|c| c.counts.get(i).copied());
+            let _ = p.reply.send(Ok(count));
         }
     }
 }

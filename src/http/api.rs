@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +70,10 @@ pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     client: Client,
+    headers: HeaderMap,
 ) -> Result<Json<CountBody>, ApiError> {
     client.admit(&state)?;
-    let count = state.counter.hit(&slug, Some(&client.0)).await?;
+    let count = state.counter.hit(&slug, &client.hit(&headers)).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 

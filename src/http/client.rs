@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::cache::{Admission, Visitor};
 use crate::config::IpNet;
+use crate::counting::HitFrom;
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;
@@ -44,6 +45,18 @@ impl FromRequestParts<Arc<AppState>> for Client {
 }
 
 impl Client {
+    /// This hit's origin: its request id, if the request came with one
+    /// (NGINX always sends one, the same on a retry), and the visitor.
+    pub fn hit<'a>(&'a self, headers: &'a HeaderMap) -> HitFrom<'a> {
+        HitFrom {
+            request_id: headers
+                .get("x-request-id")
+                .filter(|v| super::valid_request_id(v))
+                .and_then(|v| v.to_str().ok()),
+            visitor: Some(&self.0),
+        }
+    }
+
     /// Refuses the request with 429 when this client is over its rate.
     pub fn admit(&self, state: &AppState) -> Result<(), ApiError> {
         match state.counter.cache().admit(self.0.ip) {

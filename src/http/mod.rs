@@ -105,14 +105,17 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// A request id is 1 to 128 visible ASCII characters.
+fn valid_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+}
+
 /// The client's (or NGINX's) request id when it is sane, else a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
         .get("x-request-id")
-        .filter(|v| {
-            let b = v.as_bytes();
-            !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
-        })
+        .filter(|v| valid_request_id(v))
         .cloned()
         .unwrap_or_else(|| {
             let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));

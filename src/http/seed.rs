@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use super::AppState;
@@ -17,9 +17,10 @@ const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plai
 pub async fn index(
     State(state): State<Arc<AppState>>,
     client: Client,
+    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     client.admit(&state)?;
-    let count = state.counter.hit_default(Some(&client.0)).await?;
+    let count = state.counter.hit_default(&client.hit(&headers)).await?;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
 

@@ -28,6 +28,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "generation",
         sql: include_str!("../../migrations/postgres/0003_generation.sql"),
     },
+    Migration {
+        version: 4,
+        name: "hit_requests",
+        sql: include_str!("../../migrations/postgres/0004_hit_requests.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -45,6 +50,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "generation",
         sql: include_str!("../../migrations/sqlite/0003_generation.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "hit_requests",
+        sql: include_str!("../../migrations/sqlite/0004_hit_requests.sql"),
     },
 ];
 

@@ -46,6 +46,112 @@ pub struct Versioned {
     pub count: i64,
 }
 
+/// One site's hits in a batch, in arrival order, each with the request id
+/// it came with (if any).
+#[derive(Debug, Clone, Default)]
+pub struct SiteHits {
+    pub site: SiteId,
+    pub keys: Vec<Option<Box<str>>>,
+}
+
+/// A site's new total and, in arrival order, the count each hit got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub total: Versioned,
+    pub counts: Vec<i64>,
+}
+
+/// How one site's hits split into fresh hits (counted now) and repeats of
+/// requests already counted.
+#[derive(Debug)]
+pub(crate) struct Plan<'a> {
+    slots: Vec<Slot<'a>>,
+    /// Fresh hits in all; they get the last `fresh` counts of the new total.
+    pub fresh: i64,
+    /// Request ids of fresh hits with their 1-based position among them.
+    pub fresh_keys: Vec<(&'a str, i64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot<'a> {
+    Fresh(i64),
+    /// Counted before, in an earlier transaction.
+    Recorded(&'a str),
+    /// The same request id as the hit at this index of this batch.
+    SameAs(usize),
+}
+
+impl SiteHits {
+    pub fn anonymous(site: SiteId, n: usize) -> Self {
+        SiteHits {
+            site,
+            keys: vec![None; n],
+        }
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.keys.iter().any(Option::is_some)
+    }
+
+    /// The distinct request ids, sorted: inserted in this order by every
+    /// writer, they are locked in one order and never deadlock.
+    pub fn distinct_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.keys.iter().flatten().map(|k| &**k).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Splits the hits, given which request ids the store already holds.
+    pub(crate) fn plan(&self, recorded: &dyn Fn(&str) -> bool) -> Plan<'_> {
+        let mut first: std::collections::HashMap<&str, usize> = Default::default();
+        let mut plan = Plan {
+            slots: Vec::with_capacity(self.keys.len()),
+            fresh: 0,
+            fresh_keys: Vec::new(),
+        };
+        for (i, key) in self.keys.iter().enumerate() {
+            let slot = match key.as_deref() {
+                Some(k) if recorded(k) => Slot::Recorded(k),
+                Some(k) => match first.get(k) {
+                    Some(j) => Slot::SameAs(*j),
+                    None => {
+                        first.insert(k, i);
+                        plan.fresh += 1;
+                        plan.fresh_keys.push((k, plan.fresh));
+                        Slot::Fresh(plan.fresh)
+                    }
+                },
+                None => {
+                    plan.fresh += 1;
+                    Slot::Fresh(plan.fresh)
+                }
+            };
+            plan.slots.push(slot);
+        }
+        plan
+    }
+}
+
+impl Plan<'_> {
+    /// Every hit's count, once the new total and the counts recorded for
+    /// repeated request ids are known.
+    pub fn counts(&self, total: i64, recorded: &dyn Fn(&str) -> Option<i64>) -> Vec<i64> {
+        let mut counts: Vec<i64> = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let count = match *slot {
+                Slot::Fresh(pos) => total - self.fresh + pos,
+                // A repeat whose first count is unknown gets the total: it
+                // was counted, and no later than now.
+                Slot::Recorded(k) => recorded(k).unwrap_or(total),
+                Slot::SameAs(j) => counts[j],
+            };
+            counts.push(count);
+        }
+        counts
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewSite {
     pub slug: String,
@@ -64,6 +170,38 @@ pub enum StoreError {
     /// Anything else: a bug or a broken schema.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hits(keys: &[Option<&str>]) -> SiteHits {
+        SiteHits {
+            site: 1,
+            keys: keys.iter().map(|k| k.map(Into::into)).collect(),
+        }
+    }
+
+    #[test]
+    fn fresh_hits_take_the_last_counts_in_arrival_order() {
+        let h = hits(&[None, Some("a"), None]);
+        let plan = h.plan(&|_| false);
+        assert_eq!(plan.fresh, 3);
+        assert_eq!(plan.fresh_keys, vec![("a", 2)]);
+        assert_eq!(plan.counts(10, &|_| None), vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn repeats_get_their_first_count_and_count_nothing() {
+        let h = hits(&[Some("old"), Some("b"), None, Some("b")]);
+        let plan = h.plan(&|k| k == "old");
+        assert_eq!(plan.fresh, 2);
+        assert_eq!(plan.fresh_keys, vec![("b", 1)]);
+        let counts = plan.counts(20, &|k| (k == "old").then_some(7));
+        assert_eq!(counts, vec![7, 19, 20, 19]);
+        assert_eq!(h.distinct_keys(), vec!["b", "old"]);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,20 +230,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Adds `n` hits to each `(site, n)` in one transaction, and the same to
-    /// that site's bucket for the hour starting at `hour`. `hits` is sorted
-    /// by site id with no repeats (a fixed lock order, so concurrent writers
-    /// never deadlock). Returns each site's new count, `None` for a site that
-    /// does not exist (nothing is written for it).
+    /// Counts each site's hits in one transaction, and adds them to that
+    /// site's bucket for the hour starting at `hour`. `hits` is sorted by
+    /// site id with no repeats (a fixed lock order, so concurrent writers
+    /// never deadlock). Returns each site's new total and each hit's count,
+    /// `None` for a site that does not exist (nothing is written for it).
     /// `deadline` bounds the whole operation (waiting for a connection
     /// included): hits must be answered within the store timeout of their
     /// arrival, not of their batch's start.
+    ///
+    /// A hit carrying a request id already recorded for its site (a request
+    /// retried after its first replica died) is not counted again: it gets
+    /// the count it was first given.
     async fn add_hits(
         &self,
         hour: SystemTime,
-        hits: &[(SiteId, i64)],
+        hits: &[SiteHits],
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<Option<Versioned>>, StoreError>;
+    ) -> Result<Vec<Option<Counted>>, StoreError>;
+
+    /// Forgets request ids recorded before `before`; returns how many.
+    async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
 
     async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError>;
 

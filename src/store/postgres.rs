@@ -6,7 +6,7 @@
 //! is detached from the pool and closed: it may be mid-transaction, and the
 //! server rolls back what it had not committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
@@ -14,12 +14,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures_util::future::try_join_all;
 use tokio::time::{Instant, timeout_at};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
-use super::{Backend, NewSite, Site, SiteId, Store, StoreError, Versioned};
+use super::{Backend, Counted, NewSite, Site, SiteHits, SiteId, Store, StoreError, Versioned};
 
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
@@ -34,10 +34,40 @@ WITH counted AS (
     RETURNING visitor_count, generation
 ), bucket AS (
     INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted
+    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
     ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
 )
 SELECT visitor_count, generation FROM counted";
+
+/// As [`ADD_HITS`], and stores the count each fresh keyed hit got: the one
+/// at position `p` among the `$2` fresh hits gets `total - $2 + p`.
+const ADD_KEYED_HITS: &str = "\
+WITH counted AS (
+    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
+    WHERE site_id = $1::bigint
+    RETURNING visitor_count, generation
+), bucket AS (
+    INSERT INTO hits_hourly (site_id, hour, hits)
+    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
+    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
+), keyed AS (
+    UPDATE hit_requests h SET count = c.visitor_count - $2::bigint + u.pos
+    FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
+    WHERE h.site_id = $1::bigint AND h.request_id = u.request_id
+)
+SELECT visitor_count, generation FROM counted";
+
+/// Records request ids; returns those not seen before. A concurrent
+/// transaction holding the same id makes this wait for its outcome.
+const RECORD_REQUESTS: &str = "\
+INSERT INTO hit_requests (site_id, request_id)
+SELECT $1::bigint, k FROM unnest($2::text[]) AS k
+ON CONFLICT (site_id, request_id) DO NOTHING
+RETURNING request_id";
+
+const RECORDED_COUNTS: &str = "\
+SELECT site_id, request_id, count FROM hit_requests
+WHERE site_id = $1::bigint AND request_id = ANY($2::text[])";
 
 const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
@@ -160,28 +190,29 @@ impl Store for PgStore {
     async fn add_hits(
         &self,
         hour: SystemTime,
-        hits: &[(SiteId, i64)],
+        hits: &[SiteHits],
         deadline: Instant,
-    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+    ) -> Result<Vec<Option<Counted>>, StoreError> {
         self.run_until(deadline, async |client| {
-            let stmt = client.prepare_cached(ADD_HITS).await?;
-            if let [(site, n)] = hits {
-                // One statement is its own transaction: one round trip.
-                let row = client.query_opt(&stmt, &[site, n, &hour]).await?;
-                return Ok(vec![row.as_ref().map(versioned)]);
+            if let [one] = hits {
+                if !one.has_keys() {
+                    // One statement is its own transaction: one round trip.
+                    let stmt = client.prepare_cached(ADD_HITS).await?;
+                    let n = one.keys.len() as i64;
+                    let row = client.query_opt(&stmt, &[&one.site, &n, &hour]).await?;
+                    return Ok(vec![row.as_ref().map(|r| anonymous(r, n))]);
+                }
             }
-            let tx = client.transaction().await?;
-            // Polled together, the statements are pipelined on the wire and
-            // still executed in order, so the lock order stays sorted.
-            let params: Vec<[&(dyn ToSql + Sync); 3]> = hits
-                .iter()
-                .map(|(site, n)| [site as _, n as _, &hour as _])
-                .collect();
-            let rows =
-                futures_util::future::try_join_all(params.iter().map(|p| tx.query_opt(&stmt, p)))
-                    .await?;
-            tx.commit().await?;
-            Ok(rows.iter().map(|r| r.as_ref().map(versioned)).collect())
+            add_hits_in_transaction(client, hour, hits).await
+        })
+        .await
+    }
+
+    async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError> {
+        self.run(async |client| {
+            client
+                .execute("DELETE FROM hit_requests WHERE created_at < $1", &[&before])
+                .await
         })
         .await
     }
@@ -263,6 +294,110 @@ impl Store for PgStore {
             Ok(row.as_ref().map(versioned))
         })
         .await
+    }
+}
+
+/// Batches with several sites or with request ids: round trip one records
+/// the request ids (learning which were counted before), round trip two
+/// counts the fresh hits, stores their counts by id, reads the repeats'
+/// counts and commits. Statements in a round trip are pipelined and run in
+/// order, so rows are locked in site order and ids in sorted order.
+async fn add_hits_in_transaction(
+    client: &mut Object,
+    hour: SystemTime,
+    hits: &[SiteHits],
+) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let record = tx.prepare_cached(RECORD_REQUESTS).await?;
+    let (tx_ref, record) = (&tx, &record);
+    let keys: Vec<Vec<&str>> = hits.iter().map(SiteHits::distinct_keys).collect();
+    let fresh_rows = try_join_all(
+        hits.iter()
+            .zip(&keys)
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(h, k)| async move { tx_ref.query(record, &[&h.site, k]).await }),
+    )
+    .await?;
+    let mut fresh_rows = fresh_rows.into_iter();
+    let plans: Vec<_> = hits
+        .iter()
+        .zip(&keys)
+        .map(|(h, k)| {
+            let fresh: HashSet<String> = if k.is_empty() {
+                HashSet::new()
+            } else {
+                fresh_rows
+                    .next()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            };
+            let plan = h.plan(&|key| !fresh.contains(key));
+            let repeats: Vec<&str> = k
+                .iter()
+                .copied()
+                .filter(|key| !fresh.contains(*key))
+                .collect();
+            (plan, repeats)
+        })
+        .collect();
+
+    let count = tx.prepare_cached(ADD_HITS).await?;
+    let count_keyed = tx.prepare_cached(ADD_KEYED_HITS).await?;
+    let recorded = tx.prepare_cached(RECORDED_COUNTS).await?;
+    let (count, count_keyed, recorded) = (&count, &count_keyed, &recorded);
+    let mut counted = Vec::with_capacity(hits.len());
+    let mut repeated = Vec::new();
+    for (h, (plan, repeats)) in hits.iter().zip(&plans) {
+        let keyed: Vec<&str> = plan.fresh_keys.iter().map(|(k, _)| *k).collect();
+        let positions: Vec<i64> = plan.fresh_keys.iter().map(|(_, p)| *p).collect();
+        counted.push(async move {
+            if keyed.is_empty() {
+                tx_ref
+                    .query_opt(count, &[&h.site, &plan.fresh, &hour])
+                    .await
+            } else {
+                tx_ref
+                    .query_opt(
+                        count_keyed,
+                        &[&h.site, &plan.fresh, &hour, &keyed, &positions],
+                    )
+                    .await
+            }
+        });
+        if !repeats.is_empty() {
+            repeated.push(async move { tx_ref.query(recorded, &[&h.site, repeats]).await });
+        }
+    }
+    let (totals, repeated) = tokio::try_join!(try_join_all(counted), try_join_all(repeated))?;
+    tx.commit().await?;
+
+    let recorded: HashMap<(SiteId, String), i64> = repeated
+        .iter()
+        .flatten()
+        .filter_map(|r| Some(((r.get(0), r.get(1)), r.get::<_, Option<i64>>(2)?)))
+        .collect();
+    Ok(hits
+        .iter()
+        .zip(&plans)
+        .zip(totals)
+        .map(|((h, (plan, _)), row)| {
+            let total = versioned(&row?);
+            let counts = plan.counts(total.count, &|k| {
+                recorded.get(&(h.site, k.to_owned())).copied()
+            });
+            Some(Counted { total, counts })
+        })
+        .collect())
+}
+
+/// A site's row after counting `n` hits without request ids.
+fn anonymous(row: &Row, n: i64) -> Counted {
+    let total = versioned(row);
+    Counted {
+        total,
+        counts: (total.count - n + 1..=total.count).collect(),
     }
 }
 

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
-use super::{Backend, NewSite, Site, SiteId, Store, StoreError, Versioned};
+use super::{Backend, Counted, NewSite, Site, SiteHits, SiteId, Store, StoreError, Versioned};
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -156,16 +156,17 @@ impl Store for SqliteStore {
     async fn add_hits(
         &self,
         hour: SystemTime,
-        hits: &[(SiteId, i64)],
+        hits: &[SiteHits],
         // A local file has no network to hang on; SQLite's own busy
         // timeout (the store timeout) bounds lock waits.
         _deadline: tokio::time::Instant,
-    ) -> Result<Vec<Option<Versioned>>, StoreError> {
+    ) -> Result<Vec<Option<Counted>>, StoreError> {
         let hits = hits.to_vec();
         let hour = unix_seconds(hour);
+        let now = unix_seconds(SystemTime::now());
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut totals = Vec::with_capacity(hits.len());
+            let mut out = Vec::with_capacity(hits.len());
             {
                 let mut count = tx.prepare_cached(
                     "UPDATE visitors SET visitor_count = visitor_count + ?2 \
@@ -175,16 +176,53 @@ impl Store for SqliteStore {
                     "INSERT INTO hits_hourly (site_id, hour, hits) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits + excluded.hits",
                 )?;
-                for (site, n) in &hits {
-                    let total = count.query_row(params![site, n], versioned).optional()?;
-                    if total.is_some() {
-                        bucket.execute(params![site, hour, n])?;
+                let mut recorded = tx.prepare_cached(
+                    "SELECT count FROM hit_requests WHERE site_id = ?1 AND request_id = ?2",
+                )?;
+                let mut record = tx.prepare_cached(
+                    "INSERT INTO hit_requests (site_id, request_id, count, created_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for h in &hits {
+                    let mut known = std::collections::HashMap::new();
+                    for key in h.distinct_keys() {
+                        if let Some(c) = recorded
+                            .query_row(params![h.site, key], |r| r.get::<_, i64>(0))
+                            .optional()?
+                        {
+                            known.insert(key.to_owned(), c);
+                        }
                     }
-                    totals.push(total);
+                    let plan = h.plan(&|k| known.contains_key(k));
+                    let Some(total) = count
+                        .query_row(params![h.site, plan.fresh], versioned)
+                        .optional()?
+                    else {
+                        out.push(None);
+                        continue;
+                    };
+                    if plan.fresh > 0 {
+                        bucket.execute(params![h.site, hour, plan.fresh])?;
+                    }
+                    for (key, pos) in &plan.fresh_keys {
+                        let c = total.count - plan.fresh + pos;
+                        record.execute(params![h.site, key, c, now])?;
+                    }
+                    let counts = plan.counts(total.count, &|k| known.get(k).copied());
+                    out.push(Some(Counted { total, counts }));
                 }
             }
             tx.commit()?;
-            Ok(totals)
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError> {
+        let before = unix_seconds(before);
+        self.write(move |conn| {
+            let n = conn.execute("DELETE FROM hit_requests WHERE created_at < ?1", [before])?;
+            Ok(n as u64)
         })
         .await
     }
