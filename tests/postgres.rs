@@ -270,3 +270,41 @@ async fn a_store_down_at_start_up_delays_readiness_instead_of_failing() {
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello Linode!  This page has been viewed 1 time(s).");
 }
+
+#[tokio::test]
+async fn a_site_deleted_and_created_again_on_another_replica_is_counted() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let (a, _) = router(&url, &[]).await;
+    let (b, _) = router(&url, &[]).await;
+    let t = Some(TOKEN);
+    call(
+        &a,
+        Method::POST,
+        "/api/v1/sites",
+        t,
+        Some(r#"{"slug":"blog"}"#),
+    )
+    .await;
+    let (_, _, body) = call(&b, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"site": "blog", "count": 1})
+    );
+    // B has the old id in its directory; A deletes and recreates the site.
+    call(&a, Method::DELETE, "/api/v1/sites/blog", t, None).await;
+    call(
+        &a,
+        Method::POST,
+        "/api/v1/sites",
+        t,
+        Some(r#"{"slug":"blog","count":10}"#),
+    )
+    .await;
+    let (status, _, body) = call(&b, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"site": "blog", "count": 11})
+    );
+}

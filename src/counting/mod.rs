@@ -161,20 +161,20 @@ impl Counter {
     /// Counts one hit on `slug`; returns the new count.
     pub async fn hit(&self, slug: &str, hit: &HitFrom<'_>) -> Result<i64, CountError> {
         validate_slug(slug)?;
-        let id = self.resolve(slug).await?;
-        match self.hit_id(id, hit.request_id).await? {
-            Some(count) => {
-                if let Some(visitor) = hit.visitor {
-                    self.cache.visit(id, visitor);
-                }
-                Ok(count)
-            }
-            None => {
-                // Deleted since we resolved it (perhaps by another replica).
-                self.forget(slug);
-                Err(CountError::NotFound)
-            }
+        let mut id = self.resolve(slug).await?;
+        let mut count = self.hit_id(id, hit.request_id).await?;
+        if count.is_none() {
+            // The id we had is gone: the site was deleted, perhaps by another
+            // replica, and perhaps created again under the same slug.
+            self.forget(slug);
+            id = self.resolve(slug).await?;
+            count = self.hit_id(id, hit.request_id).await?;
         }
+        let count = count.ok_or(CountError::NotFound)?;
+        if let Some(visitor) = hit.visitor {
+            self.cache.visit(id, visitor);
+        }
+        Ok(count)
     }
 
     /// A site's committed count without counting: from the cache when it
