@@ -1,0 +1,40 @@
+-- wrk script for bench/run.
+--
+-- Counts responses whose status is not 2xx (wrk itself only counts >= 400)
+-- and prints one line that bench/run parses:
+--
+--   BENCH requests=… duration_us=… non2xx=… connect=… read=… write=…
+--         timeout=… p50_us=… p90_us=… p99_us=… max_us=… mean_us=…
+
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+-- Per-thread state (each wrk thread has its own Lua state); done() reads
+-- it back through the thread objects that setup() kept.
+function init(args)
+   non2xx = 0
+end
+
+function response(status, headers, body)
+   if status < 200 or status > 299 then
+      non2xx = non2xx + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local bad = 0
+   for _, t in ipairs(threads) do
+      bad = bad + (t:get("non2xx") or 0)
+   end
+   local e = summary.errors
+   io.write(string.format(
+      "BENCH requests=%d duration_us=%d bytes=%d non2xx=%d connect=%d read=%d write=%d timeout=%d " ..
+      "p50_us=%d p90_us=%d p99_us=%d max_us=%d mean_us=%.0f\n",
+      summary.requests, summary.duration, summary.bytes, bad,
+      e.connect, e.read, e.write, e.timeout,
+      latency:percentile(50), latency:percentile(90), latency:percentile(99),
+      latency.max, latency.mean))
+end
