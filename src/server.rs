@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::config::{self, ServeSettings, redact_url};
-use crate::counting::{Counter, WriterSettings};
+use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError};
@@ -27,6 +27,7 @@ pub struct Application {
     state: Arc<AppState>,
     router: Router,
     migrations: JoinHandle<()>,
+    retention: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -50,17 +51,20 @@ impl Application {
             metrics.clone(),
         ));
         let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now()));
+        let retention = tokio::spawn(retention::run(counter.clone(), settings.series_retention));
         let state = Arc::new(AppState {
             counter,
             greeting: settings.greeting.clone(),
             admin_token: settings.admin_token()?,
             metrics,
+            dashboard_public: settings.dashboard_public,
         });
         let router = http::router(state.clone(), settings.max_body_bytes);
         Ok(Application {
             state,
             router,
             migrations,
+            retention,
             grace: settings.shutdown_grace,
         })
     }
@@ -99,6 +103,7 @@ impl Application {
             state,
             router,
             migrations,
+            retention,
             grace,
         } = self;
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(None::<Instant>);
@@ -132,6 +137,7 @@ impl Application {
         };
 
         migrations.abort();
+        retention.abort();
         let deadline = (*stopping.borrow()).unwrap_or_else(|| Instant::now() + grace);
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
         match (drained, committed) {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub greeting: String,
     pub admin_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
+    /// Whether `/dashboard` is open to anyone (else it needs the admin token).
+    pub dashboard_public: bool,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.

@@ -23,6 +23,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "hits_hourly",
         sql: include_str!("../../migrations/postgres/0002_hits_hourly.sql"),
     },
+    Migration {
+        version: 3,
+        name: "series_base",
+        sql: include_str!("../../migrations/postgres/0003_series_base.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -35,6 +40,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "hits_hourly",
         sql: include_str!("../../migrations/sqlite/0002_hits_hourly.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "series_base",
+        sql: include_str!("../../migrations/sqlite/0003_series_base.sql"),
     },
 ];
 
