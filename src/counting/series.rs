@@ -242,11 +242,15 @@ impl Counter {
         }
         self.check_ready()?;
         let done = self.store.import(&entries).await?;
+        let mut by_slug: std::collections::HashMap<String, Imported> =
+            done.into_iter().map(|d| (d.slug.clone(), d)).collect();
+        let mut ordered = Vec::with_capacity(entries.len());
         for e in &entries {
             // A created site may reuse a slug whose old id is remembered.
             self.forget(&e.slug);
+            ordered.extend(by_slug.remove(&e.slug));
         }
-        Ok(done)
+        Ok(ordered)
     }
 
     /// Folds buckets of hours before `before` into base counts.
