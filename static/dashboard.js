@@ -3,6 +3,8 @@
 // replaces the old one, so nothing flickers and the scroll position stays.
 (function () {
   "use strict";
+  // Tells the stylesheet that scripts run (it then mentions the refresh).
+  document.documentElement.classList.add("js");
   var seconds = Number(document.body.getAttribute("data-refresh")) || 0;
   if (seconds <= 0 || !window.fetch || !window.DOMParser) {
     return;

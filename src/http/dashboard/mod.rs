@@ -355,7 +355,8 @@ fn updated(main: &mut String) {
     let now = format_timestamp(unix(SystemTime::now()));
     let _ = write!(
         main,
-        "<p class=\"updated\">Updated <time datetime=\"{now}\">{}</time></p>",
+        "<p class=\"updated\">Updated <time datetime=\"{now}\">{}</time>\
+         <span class=\"auto\"> · refreshes every 30 seconds</span></p>",
         now.replace('T', " ").replace('Z', " UTC")
     );
 }
