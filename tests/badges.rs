@@ -136,6 +136,17 @@ async fn readonly_does_not_count_and_revalidates_with_an_etag() {
 }
 
 #[tokio::test]
+async fn a_head_request_counts_nothing() {
+    let (r, _dir) = app().await;
+    let reply =
+        support::web::send(&r, axum::http::Method::HEAD, "/badge/blog.svg", &[], None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header("content-type"), "image/svg+xml; charset=utf-8");
+    assert_eq!(reply.body, "");
+    assert_eq!(count(&r, "blog").await, 41);
+}
+
+#[tokio::test]
 async fn labels_are_escaped() {
     let (r, _dir) = app().await;
     let reply = get(&r, "/badge/blog.svg?readonly=1&label=%3C%26%22%3E%27", &[]).await;

@@ -61,7 +61,16 @@ async fn a_seed_database_is_adopted_and_keeps_its_count() {
             &db,
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM tally_migrations"
         ),
-        "1,2"
+        "1,2,3"
+    );
+    // The adopted count is in no hour: it is the base of the series.
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT base_count + (SELECT sum(hits) FROM hits_hourly WHERE site_id = 1) \
+             || '/' || base_count FROM visitors WHERE site_id = 1"
+        ),
+        "43/41"
     );
     // New sites get ids past the seed's.
     let (status, _, _) = call(
@@ -98,7 +107,7 @@ async fn three_replicas_migrating_at_once_apply_each_migration_once() {
         .map(Result::unwrap)
         .collect();
     let db = db_name(&url);
-    assert_eq!(pg.psql(&db, "SELECT count(*) FROM tally_migrations"), "2");
+    assert_eq!(pg.psql(&db, "SELECT count(*) FROM tally_migrations"), "3");
     assert_eq!(
         pg.psql(&db, "SELECT visitor_count FROM visitors WHERE site_id = 1"),
         "7"

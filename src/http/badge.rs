@@ -1,7 +1,7 @@
 //! `GET /badge/{slug}.svg`: an SVG badge for READMEs and pages.
 //!
-//! The plain badge counts a hit and shows the new count; `?readonly=1` shows
-//! the count without counting. Both say `no-cache`, because GitHub's image
+//! The plain badge counts a hit and shows the new count; `?readonly=1` (and
+//! any HEAD request) shows the count without counting. Both say `no-cache`, because GitHub's image
 //! proxy keeps anything it is allowed to; the read-only one also carries an
 //! ETag so that a revalidation costs a 304 when nothing changed.
 //!
@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -148,6 +148,7 @@ fn flag(value: &str) -> Result<bool, ApiError> {
 
 /// `GET /badge/{slug}.svg`
 pub async fn badge(
+    method: Method,
     State(state): State<Arc<AppState>>,
     file: Result<Path<String>, PathRejection>,
     ApiQuery(params): ApiQuery<Vec<(String, String)>>,
@@ -165,7 +166,11 @@ pub async fn badge(
     };
     validate_slug(slug).map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))?;
     // Everything is checked before the hit is counted: bad input writes nothing.
-    let options = Options::parse(&params)?;
+    let mut options = Options::parse(&params)?;
+    // A HEAD (link checkers, proxies probing) is no view.
+    if method == Method::HEAD {
+        options.readonly = true;
+    }
     let count = if options.readonly {
         state.counter.site(slug).await?.count
     } else {
