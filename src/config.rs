@@ -99,6 +99,24 @@ pub struct ServeSettings {
     )]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// How long hourly hit counts are kept for the series and the dashboard.
+    /// Older hours are folded into the site's total, which never changes.
+    /// At least 2 days.
+    #[arg(long, env = "TALLY_SERIES_RETENTION", default_value = "400days", value_parser = parse_duration)]
+    pub series_retention: Duration,
+
+    /// Show /dashboard to anyone. Off by default: the dashboard shows every
+    /// site's counts, so it asks for the admin token (a login form).
+    #[arg(
+        long,
+        env = "TALLY_DASHBOARD_PUBLIC",
+        default_value = "false",
+        default_missing_value = "true",
+        num_args = 0..=1,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub dashboard_public: bool,
+
     #[command(flatten)]
     pub log: LogSettings,
 }
@@ -352,6 +370,12 @@ pub fn validate(settings: &ServeSettings) -> anyhow::Result<()> {
             "TALLY_MAX_BATCH ({}) cannot exceed TALLY_WRITE_QUEUE ({})",
             settings.max_batch,
             settings.write_queue
+        );
+    }
+    if settings.series_retention < crate::counting::retention::MIN_RETENTION {
+        bail!(
+            "TALLY_SERIES_RETENTION ({}) must be at least 2 days",
+            humantime::format_duration(settings.series_retention)
         );
     }
     Ok(())

@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::cache;
 use crate::config::{self, ServeSettings, redact_url};
-use crate::counting::{Counter, WriterSettings};
+use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::store::{self, Backend, StoreError};
@@ -29,6 +29,7 @@ pub struct Application {
     router: Router,
     migrations: JoinHandle<()>,
     purge: JoinHandle<()>,
+    retention: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -57,12 +58,14 @@ impl Application {
         ));
         let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now()));
         let purge = tokio::spawn(purge_request_ids(counter.clone()));
+        let retention = tokio::spawn(retention::run(counter.clone(), settings.series_retention));
         let state = Arc::new(AppState {
             counter,
             greeting: settings.greeting.clone(),
             admin_token: settings.admin_token()?,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
+            dashboard_public: settings.dashboard_public,
         });
         let router = http::router(state.clone(), settings.max_body_bytes);
         Ok(Application {
@@ -70,6 +73,7 @@ impl Application {
             router,
             migrations,
             purge,
+            retention,
             grace: settings.shutdown_grace,
         })
     }
@@ -109,6 +113,7 @@ impl Application {
             router,
             migrations,
             purge,
+            retention,
             grace,
         } = self;
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(None::<Instant>);
@@ -143,6 +148,7 @@ impl Application {
 
         migrations.abort();
         purge.abort();
+        retention.abort();
         let deadline = (*stopping.borrow()).unwrap_or_else(|| Instant::now() + grace);
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
         match (drained, committed) {

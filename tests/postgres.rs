@@ -67,6 +67,15 @@ async fn a_seed_database_is_adopted_and_keeps_its_count() {
         ),
         all.join(",")
     );
+    // The adopted count is in no hour: it is the base of the series.
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT base_count + (SELECT sum(hits) FROM hits_hourly WHERE site_id = 1) \
+             || '/' || base_count FROM visitors WHERE site_id = 1"
+        ),
+        "43/41"
+    );
     // New sites get ids past the seed's.
     let (status, _, _) = call(
         &r,

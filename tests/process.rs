@@ -237,6 +237,7 @@ fn help_documents_every_setting_and_shows_no_secret() {
         .args(["serve", "--help"])
         .env("TALLY_ADMIN_TOKEN", "token-in-env-xyz")
         .env("TALLY_DATABASE_URL", "postgres://u:pw-in-env-xyz@db/x")
+        .env("TALLY_REDIS_URL", "redis://:redispw-in-env-xyz@cache:6379")
         .output()
         .unwrap();
     assert!(help.status.success());
@@ -257,6 +258,12 @@ fn help_documents_every_setting_and_shows_no_secret() {
         "TALLY_MAX_BATCH",
         "TALLY_MAX_BODY_BYTES",
         "TALLY_TRUSTED_PROXIES",
+        "TALLY_REDIS_URL",
+        "TALLY_REDIS_URL_FILE",
+        "TALLY_CACHE_TIMEOUT",
+        "TALLY_RATE_LIMIT",
+        "TALLY_SERIES_RETENTION",
+        "TALLY_DASHBOARD_PUBLIC",
         "TALLY_LOG",
         "TALLY_LOG_FORMAT",
     ] {
@@ -264,6 +271,7 @@ fn help_documents_every_setting_and_shows_no_secret() {
     }
     assert!(!text.contains("token-in-env-xyz"));
     assert!(!text.contains("pw-in-env-xyz"));
+    assert!(!text.contains("redispw-in-env-xyz"));
     let top = Command::new(env!("CARGO_BIN_EXE_tally"))
         .arg("--help")
         .output()

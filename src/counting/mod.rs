@@ -5,6 +5,8 @@
 //! resolved to ids through a small in-process directory, since sites are
 //! created and deleted rarely and hits are counted constantly.
 
+pub mod retention;
+pub mod series;
 pub mod writer;
 
 use std::collections::HashMap;

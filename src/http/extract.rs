@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -49,6 +49,28 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "the request body is larger than TALLY_MAX_BODY_BYTES allows",
         ),
         other => ApiError::bad_request("invalid_body", other.body_text()),
+    }
+}
+
+/// A query string; unknown or malformed parameters are a 400.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
     }
 }
 
@@ -116,7 +138,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme is
 /// case-insensitive, as RFC 9110 says).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -126,7 +148,7 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// Compares in time that depends only on the secret's length, never on
 /// where the first difference is.
-fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(given: &[u8], secret: &[u8]) -> bool {
     let mut same = given.len().ct_eq(&secret.len());
     for (i, s) in secret.iter().enumerate() {
         same &= given.get(i).copied().unwrap_or(0).ct_eq(s);

@@ -2,17 +2,27 @@
 //!
 //! - [`seed`]: the seed app's `/` and `/resetcounter`, byte for byte;
 //! - [`api`]: the JSON API under `/api/v1`;
+//! - [`series`]: a site's hits per hour or day, `/api/v1/sites/{slug}/series`;
+//! - [`transfer`]: `/api/v1/export` and `/api/v1/import`;
+//! - [`badge`]: SVG badges, `/badge/{slug}.svg`;
+//! - [`dashboard`]: the HTML dashboard and its sign-in, `/dashboard`;
+//! - [`assets`]: the dashboard's static files, `/static/…`;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with;
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
 //!   slugs, the admin token).
 
 pub mod api;
+pub mod assets;
+pub mod badge;
 pub mod client;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod seed;
+pub mod series;
+pub mod transfer;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -40,6 +50,8 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub trusted_proxies: Vec<IpNet>,
     pub metrics: Arc<Metrics>,
+    /// Whether `/dashboard` is open to anyone (else it needs the admin token).
+    pub dashboard_public: bool,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.
@@ -50,7 +62,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}/hits", post(api::hit))
         .route("/{slug}/count", get(api::count).put(api::set_count))
         .route("/{slug}/uniques", get(api::uniques))
-        .route("/{slug}/reset", post(api::reset));
+        .route("/{slug}/reset", post(api::reset))
+        .route("/{slug}/series", get(series::series));
 
     Router::new()
         .route("/", get(seed::index))
@@ -59,6 +72,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/sites", sites)
+        .route("/api/v1/export", get(transfer::export))
+        .route(
+            "/api/v1/import",
+            post(transfer::import).layer(DefaultBodyLimit::max(
+                max_body_bytes.max(transfer::MAX_IMPORT_BYTES),
+            )),
+        )
+        .route("/badge/{file}", get(badge::badge))
+        .route("/static/{file}", get(assets::serve))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

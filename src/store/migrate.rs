@@ -33,6 +33,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "hit_requests",
         sql: include_str!("../../migrations/postgres/0004_hit_requests.sql"),
     },
+    Migration {
+        version: 5,
+        name: "series_base",
+        sql: include_str!("../../migrations/postgres/0005_series_base.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -55,6 +60,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "hit_requests",
         sql: include_str!("../../migrations/sqlite/0004_hit_requests.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "series_base",
+        sql: include_str!("../../migrations/sqlite/0005_series_base.sql"),
     },
 ];
 

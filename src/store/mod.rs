@@ -3,6 +3,12 @@
 //! The store holds the only authoritative copy of every count. Counts are
 //! pre-aggregated rows incremented atomically (`visitor_count + n`), never
 //! derived from a `COUNT(*)`. The backend is picked by the URL's scheme.
+//!
+//! Beside each count, hits are kept per site per UTC hour (`hits_hourly`),
+//! and hits that are in no hour (a count set or imported by an admin, hours
+//! folded in by retention) in the site's `base_count`. Every write keeps
+//! `count = base_count + sum(hourly hits)`, so a series always adds up to
+//! its count.
 
 pub mod migrate;
 mod postgres;
@@ -159,6 +165,45 @@ pub struct NewSite {
     pub count: i64,
 }
 
+/// A site's hourly buckets over `[from, to)` and the hits before them, read
+/// in one snapshot so that `before + sum(buckets)` is the count as of `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesData {
+    pub site: Site,
+    /// The base count plus every bucket before `from`.
+    pub before: i64,
+    /// The non-empty hours in `[from, to)`, ascending: (hour start, hits).
+    pub buckets: Vec<(SystemTime, i64)>,
+}
+
+/// All a store holds about one site, read in one snapshot (for export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteDump {
+    pub site: Site,
+    pub base_count: i64,
+    /// Every bucket, ascending: (hour start, hits).
+    pub buckets: Vec<(SystemTime, i64)>,
+}
+
+/// One site's starting count in an import; `name` is used only when the site
+/// is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportEntry {
+    pub slug: String,
+    pub name: String,
+    pub count: i64,
+}
+
+/// What an import did to one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub id: SiteId,
+    pub slug: String,
+    pub count: i64,
+    pub generation: i64,
+    pub created: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or is overloaded; retrying later may work.
@@ -265,8 +310,50 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError>;
 
     /// Sets a site's count and starts a new generation; `None` if there is
-    /// no such site.
+    /// no such site. The buckets are kept and the base count takes the
+    /// difference, unless the new count is below the bucketed hits: then
+    /// the buckets go and the base is the count (so a reset to 0 empties the
+    /// series).
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
+
+    /// The site `slug` with its hourly buckets in `[from, to)`; `None` if
+    /// there is no such site.
+    async fn series(
+        &self,
+        slug: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Option<SeriesData>, StoreError>;
+
+    /// Every site with its base count and buckets, ordered by id.
+    async fn dump(&self) -> Result<Vec<SiteDump>, StoreError>;
+
+    /// Sets each entry's count as [`Store::set_count`] does (a new
+    /// generation for each), creating the sites that do not exist, all in
+    /// one transaction: any failure writes nothing. Slugs are distinct and
+    /// valid (the caller checked them).
+    async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
+
+    /// Folds every bucket of an hour before `before` into its site's base
+    /// count; counts do not change. Returns the number of buckets folded.
+    async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError>;
+}
+
+impl dyn Store {
+    /// Counts `n` hits without request ids on each `(site, n)`, with a
+    /// generous deadline: for tools and tests that write history directly.
+    pub async fn add_anonymous_hits(
+        &self,
+        hour: SystemTime,
+        hits: &[(SiteId, i64)],
+    ) -> Result<Vec<Option<Counted>>, StoreError> {
+        let hits: Vec<SiteHits> = hits
+            .iter()
+            .map(|(site, n)| SiteHits::anonymous(*site, usize::try_from(*n).unwrap_or(0)))
+            .collect();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        self.add_hits(hour, &hits, deadline).await
+    }
 }
 
 /// Opens the store named by the URL's scheme. Fails only on settings that

@@ -19,7 +19,10 @@ use tokio::time::{Instant, timeout_at};
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
-use super::{Backend, Counted, NewSite, Site, SiteHits, SiteId, Store, StoreError, Versioned};
+use super::{
+    Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteHits, SiteId,
+    Store, StoreError, Versioned,
+};
 
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
@@ -70,6 +73,45 @@ SELECT site_id, request_id, count FROM hit_requests
 WHERE site_id = $1::bigint AND request_id = ANY($2::text[])";
 
 const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
+
+/// One statement, so one snapshot: the site, the hits before `$2`, and the
+/// buckets in `[$2, $3)` as two parallel arrays.
+const SERIES: &str = "\
+SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
+    v.base_count + coalesce(
+        (SELECT sum(h.hits) FROM hits_hourly h WHERE h.site_id = v.site_id AND h.hour < $2),
+        0)::bigint,
+    coalesce(b.hours, '{}'), coalesce(b.hits, '{}')
+FROM visitors v
+LEFT JOIN LATERAL (
+    SELECT array_agg(h.hour ORDER BY h.hour) AS hours, array_agg(h.hits ORDER BY h.hour) AS hits
+    FROM hits_hourly h
+    WHERE h.site_id = v.site_id AND h.hour >= $2 AND h.hour < $3
+) b ON true
+WHERE v.slug = $1";
+
+const DUMP: &str = "\
+SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at, v.base_count,
+    coalesce(b.hours, '{}'), coalesce(b.hits, '{}')
+FROM visitors v
+LEFT JOIN LATERAL (
+    SELECT array_agg(h.hour ORDER BY h.hour) AS hours, array_agg(h.hits ORDER BY h.hour) AS hits
+    FROM hits_hourly h
+    WHERE h.site_id = v.site_id
+) b ON true
+ORDER BY v.site_id";
+
+/// Folds one site's old buckets into its base count in one statement.
+const FOLD: &str = "\
+WITH old AS (
+    DELETE FROM hits_hourly WHERE site_id = $1 AND hour < $2 RETURNING hits
+), folded AS (
+    SELECT count(*) AS buckets, coalesce(sum(hits), 0)::bigint AS hits FROM old
+)
+UPDATE visitors SET base_count = base_count + folded.hits
+FROM folded
+WHERE site_id = $1
+RETURNING folded.buckets";
 
 #[derive(Debug)]
 pub struct PgStore {
@@ -260,8 +302,8 @@ impl Store for PgStore {
                 client
                     .query_opt(
                         &format!(
-                            "INSERT INTO visitors (slug, site_name, visitor_count) \
-                             VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING \
+                            "INSERT INTO visitors (slug, site_name, visitor_count, base_count) \
+                             VALUES ($1, $2, $3, $3) ON CONFLICT (slug) DO NOTHING \
                              RETURNING {SITE_COLUMNS}"
                         ),
                         &[&new.slug, &new.name, &new.count],
@@ -284,17 +326,187 @@ impl Store for PgStore {
 
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError> {
         self.run(async |client| {
-            let row = client
-                .query_opt(
-                    "UPDATE visitors SET visitor_count = $2, generation = generation + 1 \
-                     WHERE site_id = $1 RETURNING visitor_count, generation",
-                    &[&id, &count],
-                )
-                .await?;
-            Ok(row.as_ref().map(versioned))
+            let tx = client.transaction().await?;
+            let set = set_count_in(&tx, id, count).await?;
+            tx.commit().await?;
+            Ok(set)
         })
         .await
     }
+
+    async fn series(
+        &self,
+        slug: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Option<SeriesData>, StoreError> {
+        self.run(async |client| {
+            let stmt = client.prepare_cached(SERIES).await?;
+            let Some(row) = client.query_opt(&stmt, &[&slug, &from, &to]).await? else {
+                return Ok(None);
+            };
+            Ok(Some(SeriesData {
+                before: row.get(6),
+                buckets: buckets_from(row.get(7), row.get(8)),
+                site: site_from_row(row),
+            }))
+        })
+        .await
+    }
+
+    async fn dump(&self) -> Result<Vec<SiteDump>, StoreError> {
+        self.run(async |client| {
+            let rows = client.query(DUMP, &[]).await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| SiteDump {
+                    base_count: row.get(6),
+                    buckets: buckets_from(row.get(7), row.get(8)),
+                    site: site_from_row(row),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
+        self.run(async |client| {
+            let tx = client.transaction().await?;
+            let slugs: Vec<&str> = entries.iter().map(|e| e.slug.as_str()).collect();
+            // Locked in id order, the order the hit writer locks them in.
+            let existing: Vec<(SiteId, String)> = tx
+                .query(
+                    "SELECT site_id, slug FROM visitors WHERE slug = ANY($1) \
+                     ORDER BY site_id FOR UPDATE",
+                    &[&slugs],
+                )
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut done = Vec::with_capacity(entries.len());
+            for (id, slug) in &existing {
+                let Some(entry) = entries.iter().find(|e| &e.slug == slug) else {
+                    continue;
+                };
+                let set = set_count_in(&tx, *id, entry.count).await?;
+                done.push(Imported {
+                    id: *id,
+                    slug: slug.clone(),
+                    count: entry.count,
+                    generation: set.map_or(0, |v| v.generation),
+                    created: false,
+                });
+            }
+            for entry in entries {
+                if existing.iter().any(|(_, slug)| slug == &entry.slug) {
+                    continue;
+                }
+                let row = tx
+                    .query_one(
+                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count) \
+                         VALUES ($1, $2, $3, $3) RETURNING site_id, generation",
+                        &[&entry.slug, &entry.name, &entry.count],
+                    )
+                    .await?;
+                done.push(Imported {
+                    id: row.get(0),
+                    slug: entry.slug.clone(),
+                    count: entry.count,
+                    generation: row.get(1),
+                    created: true,
+                });
+            }
+            tx.commit().await?;
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError> {
+        let sites: Vec<SiteId> = self
+            .run(async |client| {
+                let rows = client
+                    .query(
+                        "SELECT DISTINCT site_id FROM hits_hourly WHERE hour < $1 ORDER BY site_id",
+                        &[&before],
+                    )
+                    .await?;
+                Ok(rows.into_iter().map(|r| r.get(0)).collect())
+            })
+            .await?;
+        // One short transaction per site, so hits on other sites never wait
+        // for a long one.
+        let mut folded = 0;
+        for site in sites {
+            folded += self
+                .run(async |client| {
+                    let tx = client.transaction().await?;
+                    // The site row first, like every other writer: no deadlock
+                    // with a set-count that deletes these buckets.
+                    tx.execute(
+                        "SELECT 1 FROM visitors WHERE site_id = $1 FOR UPDATE",
+                        &[&site],
+                    )
+                    .await?;
+                    let n: i64 = tx
+                        .query_opt(FOLD, &[&site, &before])
+                        .await?
+                        .map_or(0, |r| r.get(0));
+                    tx.commit().await?;
+                    Ok(n.unsigned_abs())
+                })
+                .await?;
+        }
+        Ok(folded)
+    }
+}
+
+/// Sets the count of a site, keeping `count = base + buckets`, and starts a
+/// new generation; `None` if there is no such site. The row is locked before the buckets are summed:
+/// in READ COMMITTED the sum then sees every hit committed before the lock,
+/// and no hit on this site can commit until we do.
+async fn set_count_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: SiteId,
+    count: i64,
+) -> Result<Option<Versioned>, tokio_postgres::Error> {
+    let locked = tx
+        .query_opt(
+            "SELECT 1 FROM visitors WHERE site_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    if locked.is_none() {
+        return Ok(None);
+    }
+    let bucketed: i64 = tx
+        .query_one(
+            "SELECT coalesce(sum(hits), 0)::bigint FROM hits_hourly WHERE site_id = $1",
+            &[&id],
+        )
+        .await?
+        .get(0);
+    let base = if count < bucketed {
+        tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
+            .await?;
+        count
+    } else {
+        count - bucketed
+    };
+    let row = tx
+        .query_one(
+            "UPDATE visitors SET visitor_count = $2, base_count = $3, \
+             generation = generation + 1 WHERE site_id = $1 \
+             RETURNING visitor_count, generation",
+            &[&id, &count, &base],
+        )
+        .await?;
+    Ok(Some(versioned(&row)))
+}
+
+fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)> {
+    hours.into_iter().zip(hits).collect()
 }
 
 /// Batches with several sites or with request ids: round trip one records

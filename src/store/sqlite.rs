@@ -16,7 +16,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
-use super::{Backend, Counted, NewSite, Site, SiteHits, SiteId, Store, StoreError, Versioned};
+use super::{
+    Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteHits, SiteId,
+    Store, StoreError, Versioned,
+};
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
@@ -267,8 +270,8 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.query_row(
                     &format!(
-                        "INSERT INTO visitors (slug, site_name, visitor_count, created_at) \
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (slug) DO NOTHING \
+                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at) \
+                         VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT (slug) DO NOTHING \
                          RETURNING {SITE_COLUMNS}"
                     ),
                     params![
@@ -294,16 +297,189 @@ impl Store for SqliteStore {
 
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError> {
         self.write(move |conn| {
-            conn.query_row(
-                "UPDATE visitors SET visitor_count = ?2, generation = generation + 1 \
-                 WHERE site_id = ?1 RETURNING visitor_count, generation",
-                params![id, count],
-                versioned,
-            )
-            .optional()
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let set = set_count_in(&tx, id, count)?;
+            tx.commit()?;
+            Ok(set)
         })
         .await
     }
+
+    async fn series(
+        &self,
+        slug: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Option<SeriesData>, StoreError> {
+        let slug = slug.to_owned();
+        let (from, to) = (unix_seconds(from), unix_seconds(to));
+        self.read(move |conn| {
+            // One read transaction: both statements see the same snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let head = tx
+                .prepare_cached(&format!(
+                    "SELECT {SITE_COLUMNS}, base_count + coalesce( \
+                         (SELECT sum(h.hits) FROM hits_hourly h \
+                          WHERE h.site_id = v.site_id AND h.hour < ?2), 0) \
+                     FROM visitors v WHERE slug = ?1"
+                ))?
+                .query_row(params![slug, from], |r| Ok((site_from_row(r)?, r.get(6)?)))
+                .optional()?;
+            let Some((site, before)) = head else {
+                return Ok(None);
+            };
+            let buckets = tx
+                .prepare_cached(
+                    "SELECT hour, hits FROM hits_hourly \
+                     WHERE site_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+                )?
+                .query_map(params![site.id, from, to], bucket_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(SeriesData {
+                site,
+                before,
+                buckets,
+            }))
+        })
+        .await
+    }
+
+    async fn dump(&self) -> Result<Vec<SiteDump>, StoreError> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let mut sites = tx
+                .prepare(&format!(
+                    "SELECT {SITE_COLUMNS}, base_count FROM visitors ORDER BY site_id"
+                ))?
+                .query_map([], |r| {
+                    Ok(SiteDump {
+                        site: site_from_row(r)?,
+                        base_count: r.get(6)?,
+                        buckets: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt =
+                tx.prepare("SELECT site_id, hour, hits FROM hits_hourly ORDER BY site_id, hour")?;
+            let mut rows = stmt.query([])?;
+            // Both lists are in site order: walk them side by side.
+            let mut i = 0;
+            while let Some(row) = rows.next()? {
+                let id: SiteId = row.get(0)?;
+                while sites.get(i).is_some_and(|d| d.site.id < id) {
+                    i += 1;
+                }
+                if let Some(dump) = sites.get_mut(i).filter(|d| d.site.id == id) {
+                    dump.buckets.push((at(row.get(1)?), row.get(2)?));
+                }
+            }
+            Ok(sites)
+        })
+        .await
+    }
+
+    async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
+        let entries = entries.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut done = Vec::with_capacity(entries.len());
+            let now = unix_seconds(SystemTime::now());
+            for entry in &entries {
+                let existing: Option<SiteId> = tx
+                    .query_row(
+                        "SELECT site_id FROM visitors WHERE slug = ?1",
+                        [&entry.slug],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let id_was_new = existing.is_none();
+                let (id, generation) = match existing {
+                    Some(id) => {
+                        let set = set_count_in(&tx, id, entry.count)?;
+                        (id, set.map_or(0, |v| v.generation))
+                    }
+                    None => tx.query_row(
+                        "INSERT INTO visitors \
+                         (slug, site_name, visitor_count, base_count, created_at) \
+                         VALUES (?1, ?2, ?3, ?3, ?4) RETURNING site_id, generation",
+                        params![entry.slug, entry.name, entry.count, now],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?,
+                };
+                done.push(Imported {
+                    id,
+                    slug: entry.slug.clone(),
+                    count: entry.count,
+                    generation,
+                    created: id_was_new,
+                });
+            }
+            tx.commit()?;
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError> {
+        let before = unix_seconds(before);
+        self.write(move |conn| {
+            // SQLite has one writer at a time, so one transaction for all
+            // sites cannot deadlock with anything.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE visitors SET base_count = base_count + \
+                     (SELECT sum(h.hits) FROM hits_hourly h \
+                      WHERE h.site_id = visitors.site_id AND h.hour < ?1) \
+                 WHERE site_id IN (SELECT site_id FROM hits_hourly WHERE hour < ?1)",
+                [before],
+            )?;
+            let folded = tx.execute("DELETE FROM hits_hourly WHERE hour < ?1", [before])?;
+            tx.commit()?;
+            Ok(folded as u64)
+        })
+        .await
+    }
+}
+
+/// Sets the count of a site, keeping `count = base + buckets`; `false` if
+/// there is no such site. The caller holds SQLite's write lock.
+fn set_count_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: SiteId,
+    count: i64,
+) -> rusqlite::Result<Option<Versioned>> {
+    let bucketed: Option<i64> = tx
+        .query_row(
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM hits_hourly WHERE site_id = ?1) \
+             FROM visitors WHERE site_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(bucketed) = bucketed else {
+        return Ok(None);
+    };
+    let base = if count < bucketed {
+        tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
+        count
+    } else {
+        count - bucketed
+    };
+    tx.query_row(
+        "UPDATE visitors SET visitor_count = ?2, base_count = ?3, generation = generation + 1 \
+         WHERE site_id = ?1 RETURNING visitor_count, generation",
+        params![id, count, base],
+        versioned,
+    )
+    .map(Some)
+}
+
+fn bucket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SystemTime, i64)> {
+    Ok((at(row.get(0)?), row.get(1)?))
+}
+
+fn at(unix: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix.max(0).unsigned_abs())
 }
 
 fn versioned(row: &rusqlite::Row<'_>) -> rusqlite::Result<Versioned> {

@@ -10,6 +10,7 @@ pub mod pg;
 pub mod proxy;
 pub mod redis;
 pub mod spawner;
+pub mod web;
 
 use std::fs::File;
 use std::net::TcpListener;

@@ -1,0 +1,525 @@
+//! Time series: steps, ranges and UTC calendar arithmetic.
+//!
+//! The store keeps hits per UTC hour. A series sums them per hour or per
+//! day over a range and fills the hours or days without hits with zeros.
+//! Instants are unix seconds here; the calendar code is small enough that a
+//! date-time dependency would not pay for itself.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{CountError, Counter, validate_count, validate_name, validate_slug};
+use crate::store::{ImportEntry, Imported, Site, SiteDump};
+
+/// Most points one series may hold, so one request cannot ask for millions.
+pub const MAX_POINTS: i64 = 10_000;
+
+/// Most sites in one import.
+pub const MAX_IMPORT: usize = 10_000;
+
+/// 10000-01-01T00:00:00Z: instants stay in years 1970 to 9999, so every
+/// one is written with a four-digit year.
+const END_OF_TIME: i64 = 253_402_300_800;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Hour,
+    Day,
+}
+
+impl Step {
+    pub fn parse(s: &str) -> Option<Step> {
+        match s {
+            "hour" => Some(Step::Hour),
+            "day" => Some(Step::Day),
+            _ => None,
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Step::Hour => 3600,
+            Step::Day => 86_400,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Hour => "hour",
+            Step::Day => "day",
+        }
+    }
+
+    /// A point's time as the API writes it: a timestamp per hour, a date
+    /// per day.
+    pub fn format(self, unix: i64) -> String {
+        match self {
+            Step::Hour => format_timestamp(unix),
+            Step::Day => format_date(unix),
+        }
+    }
+}
+
+/// A half-open range `[from, to)` of whole steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub step: Step,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Range {
+    /// `from` rounded down and `to` rounded up to whole steps, so every point
+    /// covers a whole hour or day. A missing end makes a range of
+    /// `default_points` steps that ends with the step holding `now`.
+    pub fn new(
+        step: Step,
+        from: Option<i64>,
+        to: Option<i64>,
+        now: i64,
+        default_points: i64,
+    ) -> Result<Range, CountError> {
+        let s = step.seconds();
+        let span = default_points * s;
+        let to = match (from, to) {
+            (_, Some(to)) => ceil(to, s),
+            (Some(from), None) => ceil(now + 1, s).max(ceil(from + 1, s)),
+            (None, None) => ceil(now + 1, s),
+        }
+        .min(END_OF_TIME);
+        let from = match from {
+            Some(from) => floor(from, s),
+            None => (to - span).max(0),
+        };
+        if from >= to {
+            return Err(CountError::InvalidInput(
+                "'from' must be before 'to'".into(),
+            ));
+        }
+        let range = Range { step, from, to };
+        if range.len() > MAX_POINTS {
+            return Err(CountError::InvalidInput(format!(
+                "the range holds {} points of one {}; at most {MAX_POINTS} are returned: \
+                 narrow it or use a longer step",
+                range.len(),
+                step.name()
+            )));
+        }
+        Ok(range)
+    }
+
+    /// The `points` steps that end with the one holding `now`.
+    pub fn last(step: Step, points: i64, now: i64) -> Range {
+        let to = ceil(now + 1, step.seconds());
+        Range {
+            step,
+            from: to - points * step.seconds(),
+            to,
+        }
+    }
+
+    /// The number of points.
+    pub fn len(&self) -> i64 {
+        (self.to - self.from) / self.step.seconds()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn from_time(&self) -> SystemTime {
+        at(self.from)
+    }
+
+    pub fn to_time(&self) -> SystemTime {
+        at(self.to)
+    }
+}
+
+fn floor(t: i64, step: i64) -> i64 {
+    t - t.rem_euclid(step)
+}
+
+fn ceil(t: i64, step: i64) -> i64 {
+    floor(t + step - 1, step)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    /// The start of the hour or day, unix seconds.
+    pub t: i64,
+    pub hits: i64,
+}
+
+/// A site's hits over a range.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub site: Site,
+    pub range: Range,
+    /// Hits before the range, including those in no bucket (imported and
+    /// folded by retention): `before + sum(points)` is the count at `to`.
+    pub before: i64,
+    pub points: Vec<Point>,
+}
+
+impl Series {
+    /// The count at the end of the range.
+    pub fn total(&self) -> i64 {
+        self.before + self.points.iter().map(|p| p.hits).sum::<i64>()
+    }
+}
+
+/// Sums hourly buckets into the range's steps, with zeros where no bucket
+/// falls. Buckets outside the range are ignored.
+pub fn fill(range: &Range, buckets: &[(i64, i64)]) -> Vec<Point> {
+    let step = range.step.seconds();
+    let mut points: Vec<Point> = (0..range.len())
+        .map(|i| Point {
+            t: range.from + i * step,
+            hits: 0,
+        })
+        .collect();
+    for &(hour, hits) in buckets {
+        if (range.from..range.to).contains(&hour) {
+            let i = ((hour - range.from) / step) as usize;
+            if let Some(point) = points.get_mut(i) {
+                point.hits += hits;
+            }
+        }
+    }
+    points
+}
+
+impl Counter {
+    /// A site's series over `range`: one store query.
+    pub async fn series(&self, slug: &str, range: Range) -> Result<Series, CountError> {
+        validate_slug(slug)?;
+        self.check_ready()?;
+        let data = self
+            .store
+            .series(slug, range.from_time(), range.to_time())
+            .await?
+            .ok_or(CountError::NotFound)?;
+        let buckets: Vec<(i64, i64)> = data
+            .buckets
+            .iter()
+            .map(|&(hour, hits)| (unix(hour), hits))
+            .collect();
+        Ok(Series {
+            site: data.site,
+            range,
+            before: data.before,
+            points: fill(&range, &buckets),
+        })
+    }
+
+    /// Every site with its base count and buckets.
+    pub async fn export(&self) -> Result<Vec<SiteDump>, CountError> {
+        self.check_ready()?;
+        Ok(self.store.dump().await?)
+    }
+
+    /// Sets each site's count, creating missing sites, in one transaction.
+    /// Every entry is checked first, so bad input writes nothing.
+    pub async fn import(&self, entries: Vec<ImportEntry>) -> Result<Vec<Imported>, CountError> {
+        if entries.is_empty() || entries.len() > MAX_IMPORT {
+            return Err(CountError::InvalidInput(format!(
+                "an import holds 1 to {MAX_IMPORT} sites"
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            let at = |e: CountError| CountError::InvalidInput(format!("site {}: {e}", i + 1));
+            validate_slug(&e.slug).map_err(at)?;
+            validate_name(&e.name).map_err(at)?;
+            validate_count(e.count).map_err(at)?;
+            if !seen.insert(e.slug.as_str()) {
+                return Err(CountError::InvalidInput(format!(
+                    "site {}: the slug {:?} appears more than once",
+                    i + 1,
+                    e.slug
+                )));
+            }
+        }
+        self.check_ready()?;
+        let done = self.store.import(&entries).await?;
+        let mut by_slug: std::collections::HashMap<String, Imported> =
+            done.into_iter().map(|d| (d.slug.clone(), d)).collect();
+        let mut ordered = Vec::with_capacity(entries.len());
+        for e in &entries {
+            // A created site may reuse a slug whose old id is remembered.
+            self.forget(&e.slug);
+            if let Some(done) = by_slug.remove(&e.slug) {
+                // Each set count is a new generation: it outranks the cache.
+                self.cache.publish(
+                    done.id,
+                    crate::store::Versioned {
+                        generation: done.generation,
+                        count: done.count,
+                    },
+                );
+                ordered.push(done);
+            }
+        }
+        Ok(ordered)
+    }
+
+    /// Folds buckets of hours before `before` into base counts.
+    pub async fn prune_series(&self, before: SystemTime) -> Result<u64, CountError> {
+        self.check_ready()?;
+        Ok(self.store.prune_series(before).await?)
+    }
+}
+
+pub fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn at(unix: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix.max(0).unsigned_abs())
+}
+
+/// `2026-11-23T01:00:00Z`
+pub fn format_timestamp(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// `2026-11-23`
+pub fn format_date(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// An RFC 3339 timestamp (`2026-11-23T01:00:00Z`, `…+02:00`, fractions
+/// ignored) or a date (`2026-11-23`, its midnight UTC), in years 1970 to
+/// 9999, as unix seconds.
+pub fn parse_instant(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = b.get(from..from + len)?;
+        if part.iter().all(u8::is_ascii_digit) {
+            std::str::from_utf8(part).ok()?.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month as u32)
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    if b.len() == 10 {
+        return Some(days * 86_400);
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 20 || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    // A leap second (:60) is taken as the second before it.
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let d = |i: usize| i64::from(digits[i] - b'0');
+            let (h, m) = (d(0) * 10 + d(1), d(2) * 10 + d(3));
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let minutes = h * 60 + m;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    let t = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset * 60;
+    (0..END_OF_TIME).contains(&t).then_some(t)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: u32) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date. The year is shifted
+/// to start in March, so the leap day is the last day of its year and the
+/// month lengths from March on follow a fixed 153-days-per-5-months cycle.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let (m, d) = (i64::from(m), i64::from(d));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = (m + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let d = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let m = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let y = year_of_era + era * 400 + i64::from(m <= 2);
+    (y, m as u32, d as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600;
+    const D: i64 = 86_400;
+
+    #[test]
+    fn calendar_round_trips_and_matches_humantime() {
+        for days in (0..END_OF_TIME / D).step_by(997) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+            let t = days * D + 3723;
+            assert_eq!(
+                format_timestamp(t),
+                humantime::format_rfc3339_seconds(at(t)).to_string()
+            );
+        }
+        assert_eq!(format_date(0), "1970-01-01");
+        assert_eq!(format_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_date(END_OF_TIME - 1), "9999-12-31");
+    }
+
+    #[test]
+    fn instants_parse_as_rfc3339_or_dates() {
+        let t = 1_795_395_600; // 2026-11-23T01:00:00Z
+        assert_eq!(format_timestamp(t), "2026-11-23T01:00:00Z");
+        assert_eq!(parse_instant("2026-11-23T01:00:00Z"), Some(t));
+        assert_eq!(parse_instant("2026-11-23t01:00:00z"), Some(t));
+        assert_eq!(parse_instant("2026-11-23 01:00:00Z"), Some(t));
+        assert_eq!(parse_instant("2026-11-23T01:00:00.999Z"), Some(t));
+        assert_eq!(parse_instant("2026-11-23T03:30:00+02:30"), Some(t));
+        assert_eq!(parse_instant("2026-11-22T23:00:00-02:00"), Some(t));
+        assert_eq!(parse_instant("2026-11-23"), Some(t - H));
+        assert_eq!(parse_instant("1970-01-01"), Some(0));
+        assert_eq!(parse_instant("2024-02-29"), Some(1_709_164_800));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-23T01:00:00",
+            "2026-11-23T01:00Z",
+            "2026-11-23T24:00:00Z",
+            "2026-13-01",
+            "2026-02-29",
+            "2026-11-31",
+            "2026-11-23T01:00:00.Z",
+            "2026-11-23T01:00:00+2:00",
+            "2026-11-23T01:00:00+02:60",
+            "1969-12-31",
+            "10000-01-01",
+            "+2026-11-23",
+            "2026-1-23",
+            "２０２６-11-23",
+            "1970-01-01T00:00:00+00:01",
+        ] {
+            assert_eq!(parse_instant(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges_round_outwards_and_default_to_the_recent_past() {
+        let now = 100 * D + 5 * H + 17;
+        let r = Range::new(Step::Hour, None, None, now, 48).unwrap();
+        assert_eq!(
+            (r.from, r.to, r.len()),
+            (100 * D + 6 * H - 48 * H, 100 * D + 6 * H, 48)
+        );
+        let r = Range::new(Step::Day, None, None, now, 30).unwrap();
+        assert_eq!((r.from, r.to), (71 * D, 101 * D));
+        let r = Range::new(Step::Hour, Some(10 * H + 1), Some(12 * H + 1), now, 48).unwrap();
+        assert_eq!((r.from, r.to), (10 * H, 13 * H));
+        let r = Range::new(Step::Day, Some(D), Some(2 * D), now, 30).unwrap();
+        assert_eq!((r.from, r.to, r.len()), (D, 2 * D, 1));
+        assert!(Range::new(Step::Hour, Some(2 * H), Some(2 * H), now, 48).is_err());
+        assert!(Range::new(Step::Hour, Some(3 * H), Some(2 * H), now, 48).is_err());
+        assert!(Range::new(Step::Hour, Some(0), Some(MAX_POINTS * H), now, 48).is_ok());
+        let too_many = Range::new(Step::Hour, Some(0), Some(MAX_POINTS * H + 1), now, 48);
+        assert!(too_many.unwrap_err().to_string().contains("10000"));
+        assert_eq!(
+            Range::last(Step::Hour, 48, now),
+            Range::new(Step::Hour, None, None, now, 48).unwrap()
+        );
+    }
+
+    #[test]
+    fn fill_sums_hours_into_steps_with_zeros_between() {
+        let hours = Range {
+            step: Step::Hour,
+            from: 10 * H,
+            to: 14 * H,
+        };
+        let buckets = [(9 * H, 100), (10 * H, 1), (12 * H, 3), (14 * H, 100)];
+        let got: Vec<(i64, i64)> = fill(&hours, &buckets)
+            .iter()
+            .map(|p| (p.t, p.hits))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(10 * H, 1), (11 * H, 0), (12 * H, 3), (13 * H, 0)]
+        );
+        let days = Range {
+            step: Step::Day,
+            from: D,
+            to: 3 * D,
+        };
+        let buckets = [(D, 1), (D + 23 * H, 2), (2 * D + H, 4)];
+        let got: Vec<(i64, i64)> = fill(&days, &buckets)
+            .iter()
+            .map(|p| (p.t, p.hits))
+            .collect();
+        assert_eq!(got, vec![(D, 3), (2 * D, 4)]);
+    }
+}

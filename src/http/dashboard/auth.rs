@@ -1,0 +1,370 @@
+//! Who may see the dashboard.
+//!
+//! With `TALLY_DASHBOARD_PUBLIC` anyone may. Otherwise a viewer shows the
+//! admin token once, through the login form, and gets a session cookie: an
+//! expiry time and an HMAC-SHA256 of it keyed with the admin token. The
+//! token itself never leaves the server again; any replica can check the
+//! cookie without shared state; changing the token ends every session.
+//! `Authorization: Bearer <token>` also works, for scripts.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::html::{Esc, error_page, page};
+use crate::http::AppState;
+use crate::http::extract::{bearer, constant_time_eq};
+
+pub const COOKIE: &str = "tally_session";
+
+/// How long a sign-in lasts.
+pub const SESSION_SECS: u64 = 7 * 86_400;
+
+/// Says a MAC is over a dashboard session, so it can never be confused with
+/// any other use of the token as a key.
+const SESSION_CONTEXT: &[u8] = b"tally dashboard session v1\0";
+
+/// A viewer allowed to see the dashboard.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    /// Signed in with the session cookie, so "Sign out" means something.
+    pub session: bool,
+}
+
+impl FromRequestParts<Arc<AppState>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        if state.dashboard_public {
+            return Ok(Viewer { session: false });
+        }
+        let Some(token) = &state.admin_token else {
+            return Err(disabled());
+        };
+        let token = token.expose();
+        let by_header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer)
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
+        if by_header {
+            return Ok(Viewer { session: false });
+        }
+        if cookie(&parts.headers, COOKIE).is_some_and(|v| session_valid(token, v, now())) {
+            return Ok(Viewer { session: true });
+        }
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/dashboard", |p| p.as_str());
+        Err(see_other(&format!(
+            "/dashboard/login?next={}",
+            encode_component(here)
+        )))
+    }
+}
+
+fn disabled() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "The dashboard is private",
+        "No admin token is configured, so no one can sign in. Set TALLY_ADMIN_TOKEN \
+         (or TALLY_ADMIN_TOKEN_FILE) to sign in with it, or TALLY_DASHBOARD_PUBLIC=true \
+         to show the dashboard to anyone.",
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn mac(token: &str, expires: u64) -> Hmac<Sha256> {
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(SESSION_CONTEXT);
+    mac.update(expires.to_string().as_bytes());
+    mac
+}
+
+/// A cookie value for a session that starts at `now`.
+pub fn session_value(token: &str, now: u64) -> String {
+    let expires = now + SESSION_SECS;
+    let tag = mac(token, expires).finalize().into_bytes();
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{expires}.{hex}")
+}
+
+/// Whether `value` is an unexpired session signed with `token`. The tag is
+/// compared in constant time.
+pub fn session_valid(token: &str, value: &str, now: u64) -> bool {
+    let Some((expires, hex)) = value.split_once('.') else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<u64>() else {
+        return false;
+    };
+    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 {
+        return false;
+    }
+    let Some(tag) = (0..32)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    mac(token, expires).verify_slice(&tag).is_ok()
+}
+
+/// The value of cookie `name`, if the request sent one.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether the client reached us over HTTPS, as the proxy in front says.
+/// Only the client's own cookie depends on it, so the header need not come
+/// from a trusted proxy.
+fn is_https(headers: &HeaderMap) -> bool {
+    let forwarded_proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+    let forwarded = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|first| {
+            first.split(';').any(|kv| {
+                kv.trim().split_once('=').is_some_and(|(k, v)| {
+                    k.eq_ignore_ascii_case("proto")
+                        && v.trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        });
+    forwarded_proto || forwarded
+}
+
+fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={value}; Path=/dashboard; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Where to go after signing in: a dashboard path, never another site.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if (n == "/dashboard"
+                || n.starts_with("/dashboard/")
+                || n.starts_with("/dashboard?"))
+                && !n.contains("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
+        _ => "/dashboard",
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+fn login_page(status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", Esc(e)))
+        .unwrap_or_default();
+    let main = format!(
+        "<form class=\"login\" method=\"post\" action=\"/dashboard/login\">\
+         <h1>Sign in</h1>\
+         <p>The dashboard shows every site's counts, so it asks for the admin token \
+         (<code>TALLY_ADMIN_TOKEN</code>).</p>{error}\
+         <label for=\"token\">Admin token</label>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+         <input type=\"hidden\" name=\"next\" value=\"{}\">\
+         <button type=\"submit\">Sign in</button></form>",
+        Esc(next)
+    );
+    page(status, "Sign in", None, &main)
+}
+
+/// `GET /dashboard/login`
+pub async fn login_form(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Response {
+    let next = query.ok().and_then(|Query(q)| q.next);
+    let next = safe_next(next.as_deref());
+    if state.dashboard_public {
+        return see_other(next);
+    }
+    if state.admin_token.is_none() {
+        return disabled();
+    }
+    login_page(StatusCode::OK, next, None)
+}
+
+/// `POST /dashboard/login`: checks the token, sets the session cookie.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    if state.dashboard_public {
+        return see_other("/dashboard");
+    }
+    let Some(token) = &state.admin_token else {
+        return disabled();
+    };
+    let Ok(Form(form)) = form else {
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            "/dashboard",
+            Some("Send the form from this page."),
+        );
+    };
+    let next = safe_next(form.next.as_deref());
+    if !constant_time_eq(form.token.trim().as_bytes(), token.expose().as_bytes()) {
+        tracing::info!("dashboard sign-in refused: wrong token");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some("That is not the admin token."),
+        );
+    }
+    let mut response = see_other(next);
+    let value = session_value(token.expose(), now());
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&value, SESSION_SECS, is_https(&headers)),
+    );
+    response
+}
+
+/// `POST /dashboard/logout`: forgets the session cookie.
+pub async fn logout(headers: HeaderMap) -> Response {
+    let mut response = see_other("/dashboard/login");
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie("", 0, is_https(&headers)));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_verify_only_with_the_same_token_and_before_expiry() {
+        let v = session_value("secret", 1000);
+        assert!(session_valid("secret", &v, 1000));
+        assert!(session_valid("secret", &v, 1000 + SESSION_SECS - 1));
+        assert!(!session_valid("secret", &v, 1000 + SESSION_SECS));
+        assert!(!session_valid("other", &v, 1000));
+        assert!(!v.contains("secret"));
+        // A later expiry with the old tag is refused.
+        let (_, tag) = v.split_once('.').unwrap();
+        let forged = format!("{}.{tag}", 1000 + SESSION_SECS + 5);
+        assert!(!session_valid("secret", &forged, 1000));
+        for junk in ["", ".", "x.y", "1.zz", &format!("{}.", 2000)] {
+            assert!(!session_valid("secret", junk, 1000), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn next_stays_on_the_dashboard() {
+        assert_eq!(
+            safe_next(Some("/dashboard/blog?view=daily")),
+            "/dashboard/blog?view=daily"
+        );
+        assert_eq!(safe_next(Some("/dashboard")), "/dashboard");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/dashboard//evil",
+            "/api/v1/sites",
+            "/dashboardx",
+            "/dashboard/\\evil",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/dashboard");
+    }
+
+    #[test]
+    fn cookies_and_https_are_read_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tally_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(!is_https(&h));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(is_https(&h));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=1.2.3.4;proto=https"),
+        );
+        assert!(is_https(&h));
+    }
+}

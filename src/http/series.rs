@@ -1,0 +1,145 @@
+//! `GET /api/v1/sites/{slug}/series`: a site's hits per hour or per day.
+//!
+//! Public, like reading a count: a series says no more than the counts a
+//! badge shows over time.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiQuery, SiteSlug};
+use crate::counting::series::{self, Range, Series, Step};
+
+/// Points a series has when the range is not given: the dashboard's views.
+pub fn default_points(step: Step) -> i64 {
+    match step {
+        Step::Hour => 48,
+        Step::Day => 30,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+impl Format {
+    pub fn parse(value: Option<&str>) -> Result<Format, ApiError> {
+        match value {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_query",
+                "'format' is json or csv",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SeriesBody {
+    site: String,
+    step: &'static str,
+    from: String,
+    to: String,
+    /// Hits before `from` (including those in no hour: imported starting
+    /// counts, folded old hours), so `before + sum(hits)` is the count at `to`.
+    before: i64,
+    points: Vec<PointBody>,
+}
+
+#[derive(Debug, Serialize)]
+struct PointBody {
+    t: String,
+    hits: i64,
+}
+
+pub async fn series(
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    ApiQuery(query): ApiQuery<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let step = match query.step.as_deref() {
+        None => Step::Hour,
+        Some(s) => Step::parse(s)
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "'step' is hour or day"))?,
+    };
+    let format = Format::parse(query.format.as_deref())?;
+    let from = instant("from", query.from.as_deref())?;
+    let to = instant("to", query.to.as_deref())?;
+    let now = series::unix(SystemTime::now());
+    let range = Range::new(step, from, to, now, default_points(step))
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let series = state.counter.series(&slug, range).await?;
+    Ok(match format {
+        Format::Json => Json(body(&series)).into_response(),
+        Format::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(&series),
+        )
+            .into_response(),
+    })
+}
+
+fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            series::parse_instant(v).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "'{name}' is an RFC 3339 time (2026-11-23T01:00:00Z) or a date \
+                         (2026-11-23), in years 1970 to 9999"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn body(series: &Series) -> SeriesBody {
+    let step = series.range.step;
+    SeriesBody {
+        site: series.site.slug.clone(),
+        step: step.name(),
+        from: step.format(series.range.from),
+        to: step.format(series.range.to),
+        before: series.before,
+        points: series
+            .points
+            .iter()
+            .map(|p| PointBody {
+                t: step.format(p.t),
+                hits: p.hits,
+            })
+            .collect(),
+    }
+}
+
+/// `t,hits` then one line per point; nothing in it needs quoting.
+fn csv(series: &Series) -> String {
+    let mut out = String::with_capacity(16 + series.points.len() * 28);
+    out.push_str("t,hits\n");
+    for p in &series.points {
+        let _ = writeln!(out, "{},{}", series.range.step.format(p.t), p.hits);
+    }
+    out
+}

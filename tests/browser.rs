@@ -1,0 +1,215 @@
+//! The dashboard in a real browser: headless Chromium loads the pages from
+//! a running tally (loopback only), the charts are in the rendered DOM, the
+//! script ran under the page's Content-Security-Policy, and nothing was
+//! written to the console. A screenshot is taken; with
+//! `TALLY_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use support::app::{TOKEN, TestApp, sqlite_url};
+use support::spawner;
+use tally::counting::writer::hour_start;
+
+/// What one Chromium run printed.
+struct Run {
+    stdout: String,
+    /// The console messages Chromium logged (`INFO:CONSOLE` lines).
+    console: Vec<String>,
+}
+
+fn chromium() -> PathBuf {
+    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("Chromium is not installed: scripts/test installs Debian's `chromium`");
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments.
+fn run_chromium(url: &str, extra: &[&str]) -> Run {
+    let parsed: SocketAddr = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.parse().ok())
+        .unwrap_or_else(|| panic!("not an http://ip:port/ URL: {url}"));
+    assert!(
+        parsed.ip().is_loopback(),
+        "Chromium gets loopback URLs only"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let stdout_path = dir.path().join("stdout");
+    let stderr_path = dir.path().join("stderr");
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        dir.path().join("profile").display()
+    ))
+    .args(extra)
+    .arg(url)
+    .env("HOME", dir.path())
+    .stdin(Stdio::null())
+    .stdout(std::fs::File::create(&stdout_path).unwrap())
+    .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let mut child = spawner::spawn(cmd).expect("start chromium");
+    if !spawner::wait_timeout(&mut child, Duration::from_secs(90)) {
+        spawner::kill_tree_and_wait(&mut child);
+        panic!(
+            "chromium did not finish within 90 s: {}",
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(status.success(), "chromium failed ({status}): {stderr}");
+    Run {
+        stdout: std::fs::read_to_string(&stdout_path).unwrap(),
+        console: stderr
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// A public dashboard with two sites and a month of made-up hours on one.
+async fn dashboard() -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--dashboard-public"]).await;
+    let client = reqwest::Client::new();
+    for (slug, name) in [("blog", "My <blog> & notes"), ("docs", "Docs")] {
+        let r = client
+            .post(app.url("/api/v1/sites"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "slug": slug, "name": name, "count": 1200 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let store = app.state.counter.store();
+    let blog = store.site("blog").await.unwrap().unwrap().id;
+    // Busier by day (UTC) and on weekdays, with a seeded wobble.
+    let mut rng = fastrand::Rng::with_seed(2026);
+    let now = hour_start(SystemTime::now());
+    for h in 0..30 * 24u64 {
+        let t = now - Duration::from_secs(h * 3600);
+        let hours = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 3600;
+        let from_peak = (hours % 24).abs_diff(15) as i64;
+        let weekday = (hours / 24 + 4) % 7 < 5;
+        let n = (36 - 3 * from_peak).max(2) * if weekday { 3 } else { 2 } / 2 + rng.i64(0..12);
+        store.add_anonymous_hits(t, &[(blog, n)]).await.unwrap();
+    }
+    (app, dir)
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
+    let (app, _dir) = dashboard().await;
+
+    for (path, bars) in [("/dashboard/blog", 48), ("/dashboard/blog?view=daily", 30)] {
+        let url = app.url(path);
+        let run = tokio::task::spawn_blocking(move || {
+            run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
+        })
+        .await
+        .unwrap();
+        let dom = &run.stdout;
+        assert!(dom.contains("<svg class=\"chart bars\""), "{path}: {dom}");
+        assert!(dom.contains("<svg class=\"chart cumulative\""), "{path}");
+        assert_eq!(dom.matches("<g class=\"bar\">").count(), bars, "{path}");
+        assert_eq!(dom.matches("<g class=\"point\">").count(), bars, "{path}");
+        // The script ran: the CSP let it, and it marked the page.
+        assert!(
+            dom.contains("<html lang=\"en\" class=\"js\">"),
+            "{path}: {dom}"
+        );
+        assert!(dom.contains("My &lt;blog&gt; &amp; notes"), "{path}");
+        assert_eq!(
+            run.console,
+            Vec::<String>::new(),
+            "{path}: console messages"
+        );
+    }
+
+    let url = app.url("/dashboard");
+    let run = tokio::task::spawn_blocking(move || run_chromium(&url, &["--dump-dom"]))
+        .await
+        .unwrap();
+    assert_eq!(run.stdout.matches("<tr class=\"site\">").count(), 3);
+    assert_eq!(run.console, Vec::<String>::new());
+
+    let shots = tempfile::tempdir().unwrap();
+    let shot = shots.path().join("dashboard.png");
+    let url = app.url("/dashboard/blog");
+    let arg = format!("--screenshot={}", shot.display());
+    let run = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &url,
+            &[&arg, "--window-size=1200,900", "--virtual-time-budget=3000"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.console, Vec::<String>::new());
+    assert_eq!(png_size(&shot), (1200, 900));
+    if std::env::var_os("TALLY_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+        std::fs::copy(&shot, &docs).unwrap();
+    }
+    app.stop().await.unwrap();
+}
+
+/// The check above means something only if console output is caught: a
+/// page that writes to the console must show up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_messages_are_caught() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html(
+                "<!doctype html><p>x</p><script>console.error('control message'); nope();</script>",
+            )
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, page).await });
+    let url = format!("http://{addr}/");
+    let run = tokio::task::spawn_blocking(move || run_chromium(&url, &["--dump-dom"]))
+        .await
+        .unwrap();
+    assert_eq!(run.console.len(), 2, "{:?}", run.console);
+    assert!(run.console[0].contains("control message"));
+    assert!(run.console[1].contains("nope is not defined"));
+    server.abort();
+}
