@@ -14,8 +14,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio::time::{Instant, timeout_at};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
@@ -59,6 +60,29 @@ WITH counted AS (
     WHERE h.site_id = $1::bigint AND h.request_id = u.request_id
 )
 SELECT visitor_count, generation FROM counted";
+
+/// [`ADD_HITS`], and records each request id `$4[i]` with the count of the
+/// hit at position `$5[i]` of the `$2`. The last column divides by zero if
+/// any id was already recorded, failing the statement as a whole.
+const ADD_FRESH_KEYED_HITS: &str = "\
+WITH counted AS (
+    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
+    WHERE site_id = $1::bigint
+    RETURNING visitor_count, generation
+), bucket AS (
+    INSERT INTO hits_hourly (site_id, hour, hits)
+    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
+    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
+), recorded AS (
+    INSERT INTO hit_requests (site_id, request_id, count)
+    SELECT $1::bigint, u.request_id, c.visitor_count - $2::bigint + u.pos
+    FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
+    ON CONFLICT (site_id, request_id) DO NOTHING
+    RETURNING 1
+)
+SELECT visitor_count, generation,
+    1 / (CASE WHEN (SELECT count(*) FROM recorded) < cardinality($4::text[]) THEN 0 ELSE 1 END)
+FROM counted";
 
 /// Records request ids; returns those not seen before. A concurrent
 /// transaction holding the same id makes this wait for its outcome.
@@ -236,16 +260,14 @@ impl Store for PgStore {
         deadline: Instant,
     ) -> Result<Vec<Option<Counted>>, StoreError> {
         self.run_until(deadline, async |client| {
-            if let [one] = hits {
-                if !one.has_keys() {
-                    // One statement is its own transaction: one round trip.
-                    let stmt = client.prepare_cached(ADD_HITS).await?;
-                    let n = one.keys.len() as i64;
-                    let row = client.query_opt(&stmt, &[&one.site, &n, &hour]).await?;
-                    return Ok(vec![row.as_ref().map(|r| anonymous(r, n))]);
+            match add_fresh_hits(client, hour, hits).await {
+                // A request id was counted before: a retry. Rare; the
+                // careful path gives it its first count.
+                Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
+                    add_hits_in_transaction(client, hour, hits).await
                 }
+                other => other,
             }
-            add_hits_in_transaction(client, hour, hits).await
         })
         .await
     }
@@ -509,7 +531,55 @@ fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)
     hours.into_iter().zip(hits).collect()
 }
 
-/// Batches with several sites or with request ids: round trip one records
+/// The common case: every request id is new. Each site's hits are counted
+/// by one statement that also records their ids with their counts; a site
+/// alone is one round trip, in its own implicit transaction. If any id was
+/// recorded before, the statement fails (division by zero, by design), so
+/// nothing of it is written and the caller takes the careful path.
+async fn add_fresh_hits(
+    client: &mut Object,
+    hour: SystemTime,
+    hits: &[SiteHits],
+) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
+    let plain = client.prepare_cached(ADD_HITS).await?;
+    let keyed = client.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
+    let (plain, keyed) = (&plain, &keyed);
+    let count_site = async |runner: &tokio_postgres::Client, h: &SiteHits| {
+        let n = h.keys.len() as i64;
+        let (keys, positions): (Vec<&str>, Vec<i64>) = h
+            .keys
+            .iter()
+            .zip(1i64..)
+            .filter_map(|(k, pos)| Some((k.as_deref()?, pos)))
+            .unzip();
+        let row = if keys.is_empty() {
+            runner.query_opt(plain, &[&h.site, &n, &hour]).await?
+        } else {
+            runner
+                .query_opt(keyed, &[&h.site, &n, &hour, &keys, &positions])
+                .await?
+        };
+        Ok::<_, tokio_postgres::Error>(row.as_ref().map(|r| anonymous(r, n)))
+    };
+    if let [one] = hits {
+        return Ok(vec![count_site(client, one).await?]);
+    }
+    let tx = client.transaction().await?;
+    let results = join_all(hits.iter().map(|h| count_site(tx.client(), h))).await;
+    // After one statement fails the rest fail as "transaction aborted":
+    // report the repeat, if that is what happened.
+    if let Some(repeat) = results
+        .iter()
+        .position(|r| r.as_ref().is_err_and(|e| e.code() == Some(&SqlState::DIVISION_BY_ZERO)))
+    {
+        return Err(results.into_iter().nth(repeat).and_then(Result::err).expect("an error"));
+    }
+    let counted = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
+    Ok(counted)
+}
+
+/// Batches where some request id was counted before: round trip one records
 /// the request ids (learning which were counted before), round trip two
 /// counts the fresh hits, stores their counts by id, reads the repeats'
 /// counts and commits. Statements in a round trip are pipelined and run in
@@ -520,6 +590,14 @@ async fn add_hits_in_transaction(
     hits: &[SiteHits],
 ) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    // Rows first, in site order, as every writer locks them: ids are locked
+    // only by whoever holds their site's row, so no lock cycle can form.
+    let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
+    tx.execute(
+        "SELECT 1 FROM visitors WHERE site_id = ANY($1) ORDER BY site_id FOR UPDATE",
+        &[&sites],
+    )
+    .await?;
     let record = tx.prepare_cached(RECORD_REQUESTS).await?;
     let (tx_ref, record) = (&tx, &record);
     let keys: Vec<Vec<&str>> = hits.iter().map(SiteHits::distinct_keys).collect();
@@ -648,9 +726,7 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
         let class = &db.code().code()[..2];
         return match class {
             "08" | "40" | "53" | "57" | "58" => StoreError::Unavailable(db.message().to_owned()),
-            "23" if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
-                StoreError::Conflict
-            }
+            "23" if db.code() == &SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
             _ => StoreError::Internal(anyhow!(e)),
         };
     }
