@@ -34,13 +34,7 @@ fn one_to(n: usize) -> Vec<i64> {
 }
 
 async fn stored_count(app: &TestApp) -> i64 {
-    let body: serde_json::Value = reqwest::get(app.url("/api/v1/sites/default/count"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["count"].as_i64().unwrap()
+    support::app::default_count(&app.url("")).await
 }
 
 fn mean_batch(app: &TestApp) -> f64 {

@@ -14,13 +14,7 @@ use support::load::{self, Until};
 use support::pg::PgServer;
 
 async fn count_of(process: &TallyProcess) -> i64 {
-    let body: serde_json::Value = reqwest::get(process.url("/api/v1/sites/default/count"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["count"].as_i64().unwrap()
+    support::app::default_count(&process.url("")).await
 }
 
 /// Load on `process` from 64 clients until `kill` is sent, then stops.

@@ -28,11 +28,13 @@ use super::{
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
 
-/// One statement counts `$2` hits on site `$1` and adds them to the bucket of
-/// the hour `$3`; the bucket is written only if the site row was, and both
-/// happen atomically even outside an explicit transaction.
-const ADD_HITS: &str = "\
-WITH counted AS (
+/// Counts `$2` hits on site `$1` and adds them to the bucket of the hour
+/// `$3`: the first two parts of every counting statement. The bucket is
+/// written only if the site row was, and both happen atomically even
+/// outside an explicit transaction.
+macro_rules! count_and_bucket {
+    () => {
+        "WITH counted AS (
     UPDATE visitors SET visitor_count = visitor_count + $2::bigint
     WHERE site_id = $1::bigint
     RETURNING visitor_count, generation
@@ -40,40 +42,34 @@ WITH counted AS (
     INSERT INTO hits_hourly (site_id, hour, hits)
     SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
     ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-)
-SELECT visitor_count, generation FROM counted";
+)"
+    };
+}
+
+/// Counts hits that carry no request id.
+const ADD_HITS: &str = concat!(
+    count_and_bucket!(),
+    "\nSELECT visitor_count, generation FROM counted"
+);
 
 /// As [`ADD_HITS`], and stores the count each fresh keyed hit got: the one
 /// at position `p` among the `$2` fresh hits gets `total - $2 + p`.
-const ADD_KEYED_HITS: &str = "\
-WITH counted AS (
-    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
-    WHERE site_id = $1::bigint
-    RETURNING visitor_count, generation
-), bucket AS (
-    INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
-    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-), keyed AS (
+const ADD_KEYED_HITS: &str = concat!(
+    count_and_bucket!(),
+    ", keyed AS (
     UPDATE hit_requests h SET count = c.visitor_count - $2::bigint + u.pos
     FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
     WHERE h.site_id = $1::bigint AND h.request_id = u.request_id
 )
-SELECT visitor_count, generation FROM counted";
+SELECT visitor_count, generation FROM counted"
+);
 
 /// [`ADD_HITS`], and records each request id `$4[i]` with the count of the
 /// hit at position `$5[i]` of the `$2`. The last column divides by zero if
 /// any id was already recorded, failing the statement as a whole.
-const ADD_FRESH_KEYED_HITS: &str = "\
-WITH counted AS (
-    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
-    WHERE site_id = $1::bigint
-    RETURNING visitor_count, generation
-), bucket AS (
-    INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
-    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-), recorded AS (
+const ADD_FRESH_KEYED_HITS: &str = concat!(
+    count_and_bucket!(),
+    ", recorded AS (
     INSERT INTO hit_requests (site_id, request_id, count)
     SELECT $1::bigint, u.request_id, c.visitor_count - $2::bigint + u.pos
     FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
@@ -82,7 +78,8 @@ WITH counted AS (
 )
 SELECT visitor_count, generation,
     1 / (CASE WHEN (SELECT count(*) FROM recorded) < cardinality($4::text[]) THEN 0 ELSE 1 END)
-FROM counted";
+FROM counted"
+);
 
 /// Records request ids; returns those not seen before. A concurrent
 /// transaction holding the same id makes this wait for its outcome.
@@ -568,11 +565,15 @@ async fn add_fresh_hits(
     let results = join_all(hits.iter().map(|h| count_site(tx.client(), h))).await;
     // After one statement fails the rest fail as "transaction aborted":
     // report the repeat, if that is what happened.
-    if let Some(repeat) = results
-        .iter()
-        .position(|r| r.as_ref().is_err_and(|e| e.code() == Some(&SqlState::DIVISION_BY_ZERO)))
-    {
-        return Err(results.into_iter().nth(repeat).and_then(Result::err).expect("an error"));
+    if let Some(repeat) = results.iter().position(|r| {
+        r.as_ref()
+            .is_err_and(|e| e.code() == Some(&SqlState::DIVISION_BY_ZERO))
+    }) {
+        return Err(results
+            .into_iter()
+            .nth(repeat)
+            .and_then(Result::err)
+            .expect("an error"));
     }
     let counted = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     tx.commit().await?;

@@ -264,6 +264,13 @@ pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The default site's stored count, read through the API at `base`.
+pub async fn default_count(base: &str) -> i64 {
+    let url = format!("{base}/api/v1/sites/default/count");
+    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    body["count"].as_i64().unwrap()
+}
+
 /// The count in the seed's greeting.
 pub fn parse_greeting(body: &str) -> Option<i64> {
     body.strip_prefix("Hello ")?
