@@ -52,18 +52,6 @@ const ADD_HITS: &str = concat!(
     "\nSELECT visitor_count, generation FROM counted"
 );
 
-/// As [`ADD_HITS`], and stores the count each fresh keyed hit got: the one
-/// at position `p` among the `$2` fresh hits gets `total - $2 + p`.
-const ADD_KEYED_HITS: &str = concat!(
-    count_and_bucket!(),
-    ", keyed AS (
-    UPDATE hit_requests h SET count = c.visitor_count - $2::bigint + u.pos
-    FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
-    WHERE h.site_id = $1::bigint AND h.request_id = u.request_id
-)
-SELECT visitor_count, generation FROM counted"
-);
-
 /// [`ADD_HITS`], and records each request id `$4[i]` with the count of the
 /// hit at position `$5[i]` of the `$2`. The last column divides by zero if
 /// any id was already recorded, failing the statement as a whole.
@@ -80,14 +68,6 @@ SELECT visitor_count, generation,
     1 / (CASE WHEN (SELECT count(*) FROM recorded) < cardinality($4::text[]) THEN 0 ELSE 1 END)
 FROM counted"
 );
-
-/// Records request ids; returns those not seen before. A concurrent
-/// transaction holding the same id makes this wait for its outcome.
-const RECORD_REQUESTS: &str = "\
-INSERT INTO hit_requests (site_id, request_id)
-SELECT $1::bigint, k FROM unnest($2::text[]) AS k
-ON CONFLICT (site_id, request_id) DO NOTHING
-RETURNING request_id";
 
 const RECORDED_COUNTS: &str = "\
 SELECT site_id, request_id, count FROM hit_requests
@@ -580,103 +560,70 @@ async fn add_fresh_hits(
     Ok(counted)
 }
 
-/// Batches where some request id was counted before: round trip one records
-/// the request ids (learning which were counted before), round trip two
-/// counts the fresh hits, stores their counts by id, reads the repeats'
-/// counts and commits. Statements in a round trip are pipelined and run in
-/// order, so rows are locked in site order and ids in sorted order.
+/// Batches where some request id was counted before (a retry). The site
+/// rows are locked first, in site order, as every writer locks them; ids
+/// are only ever recorded by a holder of their site's row, so none can be
+/// in flight now, and reading the recorded ones is enough. Then the fresh
+/// hits are counted as in [`add_fresh_hits`], and the repeats get their
+/// recorded counts. The reads are one-off statements, planned for their
+/// actual ids (a cached generic plan could scan every recorded id).
 async fn add_hits_in_transaction(
     client: &mut Object,
     hour: SystemTime,
     hits: &[SiteHits],
 ) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    // Rows first, in site order, as every writer locks them: ids are locked
-    // only by whoever holds their site's row, so no lock cycle can form.
     let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
     tx.execute(
         "SELECT 1 FROM visitors WHERE site_id = ANY($1) ORDER BY site_id FOR UPDATE",
         &[&sites],
     )
     .await?;
-    let record = tx.prepare_cached(RECORD_REQUESTS).await?;
-    let (tx_ref, record) = (&tx, &record);
     let keys: Vec<Vec<&str>> = hits.iter().map(SiteHits::distinct_keys).collect();
-    let fresh_rows = try_join_all(
+    let tx_ref = &tx;
+    let recorded_rows = try_join_all(
         hits.iter()
             .zip(&keys)
             .filter(|(_, k)| !k.is_empty())
-            .map(|(h, k)| async move { tx_ref.query(record, &[&h.site, k]).await }),
+            .map(|(h, k)| async move { tx_ref.query(RECORDED_COUNTS, &[&h.site, k]).await }),
     )
     .await?;
-    let mut fresh_rows = fresh_rows.into_iter();
-    let plans: Vec<_> = hits
-        .iter()
-        .zip(&keys)
-        .map(|(h, k)| {
-            let fresh: HashSet<String> = if k.is_empty() {
-                HashSet::new()
-            } else {
-                fresh_rows
-                    .next()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect()
-            };
-            let plan = h.plan(&|key| !fresh.contains(key));
-            let repeats: Vec<&str> = k
-                .iter()
-                .copied()
-                .filter(|key| !fresh.contains(*key))
-                .collect();
-            (plan, repeats)
-        })
-        .collect();
-
-    let count = tx.prepare_cached(ADD_HITS).await?;
-    let count_keyed = tx.prepare_cached(ADD_KEYED_HITS).await?;
-    let recorded = tx.prepare_cached(RECORDED_COUNTS).await?;
-    let (count, count_keyed, recorded) = (&count, &count_keyed, &recorded);
-    let mut counted = Vec::with_capacity(hits.len());
-    let mut repeated = Vec::new();
-    for (h, (plan, repeats)) in hits.iter().zip(&plans) {
-        let keyed: Vec<&str> = plan.fresh_keys.iter().map(|(k, _)| *k).collect();
-        let positions: Vec<i64> = plan.fresh_keys.iter().map(|(_, p)| *p).collect();
-        counted.push(async move {
-            if keyed.is_empty() {
-                tx_ref
-                    .query_opt(count, &[&h.site, &plan.fresh, &hour])
-                    .await
-            } else {
-                tx_ref
-                    .query_opt(
-                        count_keyed,
-                        &[&h.site, &plan.fresh, &hour, &keyed, &positions],
-                    )
-                    .await
-            }
-        });
-        if !repeats.is_empty() {
-            repeated.push(async move { tx_ref.query(recorded, &[&h.site, repeats]).await });
-        }
-    }
-    let (totals, repeated) = tokio::try_join!(try_join_all(counted), try_join_all(repeated))?;
-    tx.commit().await?;
-
-    let recorded: HashMap<(SiteId, String), i64> = repeated
+    let recorded: HashMap<(SiteId, String), Option<i64>> = recorded_rows
         .iter()
         .flatten()
-        .filter_map(|r| Some(((r.get(0), r.get(1)), r.get::<_, Option<i64>>(2)?)))
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
+    let plans: Vec<_> = hits
+        .iter()
+        .map(|h| h.plan(&|k| recorded.contains_key(&(h.site, k.to_owned()))))
+        .collect();
+
+    let plain = tx.prepare_cached(ADD_HITS).await?;
+    let keyed = tx.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
+    let (plain, keyed) = (&plain, &keyed);
+    let totals = try_join_all(hits.iter().zip(&plans).map(|(h, plan)| async move {
+        let (keys, positions): (Vec<&str>, Vec<i64>) = plan.fresh_keys.iter().copied().unzip();
+        if keys.is_empty() {
+            tx_ref
+                .query_opt(plain, &[&h.site, &plan.fresh, &hour])
+                .await
+        } else {
+            tx_ref
+                .query_opt(keyed, &[&h.site, &plan.fresh, &hour, &keys, &positions])
+                .await
+        }
+    }))
+    .await?;
+    tx.commit().await?;
+
     Ok(hits
         .iter()
         .zip(&plans)
         .zip(totals)
-        .map(|((h, (plan, _)), row)| {
+        .map(|((h, plan), row)| {
             let total = versioned(&row?);
             let counts = plan.counts(total.count, &|k| {
-                recorded.get(&(h.site, k.to_owned())).copied()
+                recorded.get(&(h.site, k.to_owned())).copied().flatten()
             });
             Some(Counted { total, counts })
         })
