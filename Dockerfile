@@ -28,6 +28,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 # builder: dependencies first (cached while Cargo.lock is unchanged), then tally.
 FROM chef AS builder
 ARG TARGET=x86_64-unknown-linux-musl
+# The image needs no symbols: stripped, the binary is about 8 MB instead
+# of 46 MB with the release profile's line tables.
+ENV CARGO_PROFILE_RELEASE_DEBUG=false \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --target "$TARGET" --recipe-path recipe.json
 COPY . .
