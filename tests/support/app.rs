@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use clap::Parser;
 use tally::Application;
 use tally::config::{Cli, Command as Sub, ServeSettings};
@@ -17,7 +16,6 @@ use tally::http::AppState;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 use super::{free_port, spawner};
 
@@ -73,29 +71,16 @@ pub async fn call(
     token: Option<&str>,
     json: Option<&str>,
 ) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::builder().method(method).uri(path);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth.as_str()));
     }
     if json.is_some() {
-        request = request.header("content-type", "application/json");
+        headers.push(("content-type", "application/json"));
     }
-    let body = json.map_or_else(Body::empty, |j| Body::from(j.to_owned()));
-    let response = router
-        .clone()
-        .oneshot(request.body(body).expect("request"))
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("body");
-    (
-        status,
-        headers,
-        String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
-    )
+    let reply = super::web::send(router, method, path, &headers, json).await;
+    (reply.status, reply.headers, reply.body)
 }
 
 /// A served application on 127.0.0.1:<random port>.

@@ -8,9 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::spawner::ServerChild;
 use super::{OwnedDir, free_port, log_tail, spawner, temp_base};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +30,7 @@ pub struct PgServer {
     sock: PathBuf,
     log: PathBuf,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
-    child: Mutex<Option<Child>>,
+    child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
     dir: OwnedDir,
 }
@@ -74,7 +74,7 @@ impl PgServer {
             data,
             sock,
             log,
-            child: Mutex::new(None),
+            child: ServerChild::default(),
             dir,
         };
         for _ in 0..START_ATTEMPTS {
@@ -145,16 +145,12 @@ impl PgServer {
 
     /// SIGKILL the postmaster and all its workers and wait; the data dir is kept.
     pub fn kill(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mut child) = child.take() {
-            spawner::kill_tree_and_wait(&mut child);
-        }
+        self.child.kill();
     }
 
     /// Clean fast shutdown (SIGINT to the postmaster), then wait.
     pub fn stop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mut child) = child.take() {
+        if let Some(mut child) = self.child.take() {
             if matches!(child.try_wait(), Ok(None)) {
                 spawner::signal(child.id(), libc::SIGINT);
                 // A frozen server can't act on SIGINT until it is continued.
@@ -188,21 +184,17 @@ impl PgServer {
     /// SIGSTOP the postmaster and all its workers: connections stay open,
     /// nothing answers.
     pub fn freeze(&self) {
-        self.signal_tree(libc::SIGSTOP);
+        self.child.signal_tree(libc::SIGSTOP);
     }
 
     /// SIGCONT the postmaster and all its workers.
     pub fn thaw(&self) {
-        self.signal_tree(libc::SIGCONT);
+        self.child.signal_tree(libc::SIGCONT);
     }
 
     /// Whether the postmaster is alive (a frozen one counts as running).
     pub fn is_running(&self) -> bool {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.is_running()
     }
 
     fn psql_command(&self, db: &str) -> Command {
@@ -248,15 +240,6 @@ impl PgServer {
 
     /// Signal the server's process tree, but only while it is unreaped, so
     /// a recycled pid is never hit.
-    fn signal_tree(&self, sig: i32) {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = child.as_mut() {
-            if matches!(c.try_wait(), Ok(None)) {
-                spawner::signal_tree(c.id(), sig);
-            }
-        }
-    }
-
     /// Spawn the postmaster on `self.port` and wait until it is ready.
     fn launch(&mut self) -> Result<(), LaunchError> {
         let log = OpenOptions::new()
@@ -295,16 +278,13 @@ impl PgServer {
             cmd.uid(uid).gid(gid);
         }
         let child = spawner::spawn(cmd).expect("spawn postgres");
-        *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+        self.child.set(child);
 
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let expected_dir = self.data.to_string_lossy().into_owned();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let exited = {
-                let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-                child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-            };
+            let exited = self.child.exited();
             if let Some(status) = exited {
                 self.kill();
                 let text = self.log_since(log_offset);

@@ -4,10 +4,10 @@ use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::spawner::ServerChild;
 use super::{OwnedDir, free_port, log_tail, spawner};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +33,7 @@ pub struct RedisServer {
     dir_path: PathBuf,
     log: PathBuf,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
-    child: Mutex<Option<Child>>,
+    child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
     dir: OwnedDir,
 }
@@ -59,7 +59,7 @@ impl RedisServer {
             persist: opts.persist,
             log: dir_path.join("redis.log"),
             dir_path,
-            child: Mutex::new(None),
+            child: ServerChild::default(),
             dir,
         };
         for _ in 0..START_ATTEMPTS {
@@ -108,10 +108,7 @@ impl RedisServer {
 
     /// SIGKILL the process group and wait; the dir is kept.
     pub fn kill(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(mut child) = child.take() {
-            spawner::kill_tree_and_wait(&mut child);
-        }
+        self.child.kill();
     }
 
     /// Start again on the same port and dir; loads `dump.rdb` if persisting.
@@ -131,34 +128,21 @@ impl RedisServer {
 
     /// SIGSTOP the server and its children: connections stay open, nothing answers.
     pub fn freeze(&self) {
-        self.signal_tree(libc::SIGSTOP);
+        self.child.signal_tree(libc::SIGSTOP);
     }
 
     /// SIGCONT the server and its children.
     pub fn thaw(&self) {
-        self.signal_tree(libc::SIGCONT);
+        self.child.signal_tree(libc::SIGCONT);
     }
 
     /// Whether the server process is alive (a frozen one counts as running).
     pub fn is_running(&self) -> bool {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        match child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.child.is_running()
     }
 
     /// Signal the server's process tree, but only while it is unreaped, so
     /// a recycled pid is never hit.
-    fn signal_tree(&self, sig: i32) {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = child.as_mut() {
-            if matches!(c.try_wait(), Ok(None)) {
-                spawner::signal_tree(c.id(), sig);
-            }
-        }
-    }
-
     /// Spawn redis-server on `self.port` and wait until it answers.
     fn launch(&mut self) -> Result<(), LaunchError> {
         let log = OpenOptions::new()
@@ -188,14 +172,11 @@ impl RedisServer {
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log);
         let child = spawner::spawn(cmd).expect("spawn redis-server (is it on PATH?)");
-        *self.child.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+        self.child.set(child);
 
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let exited = {
-                let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
-                child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-            };
+            let exited = self.child.exited();
             if let Some(status) = exited {
                 self.kill();
                 let text = log_tail(&self.log, usize::MAX);

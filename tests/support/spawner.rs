@@ -12,8 +12,8 @@
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 type Job = (Command, Sender<io::Result<Child>>);
@@ -233,5 +233,55 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
             Ok(None) if Instant::now() >= deadline => return false,
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
         }
+    }
+}
+
+/// The process of a server the harness controls (PostgreSQL, Redis):
+/// killed with everything it started, frozen and thawed as a tree.
+#[derive(Debug, Default)]
+pub struct ServerChild(Mutex<Option<Child>>);
+
+impl ServerChild {
+    pub fn set(&mut self, child: Child) {
+        *self.0.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
+    }
+
+    /// The process, taken out (for a shutdown that needs it by value).
+    pub fn take(&mut self) -> Option<Child> {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// SIGKILL the process and its descendants, and wait for all of them.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.take() {
+            kill_tree_and_wait(&mut child);
+        }
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Signals the process and its descendants while it runs.
+    pub fn signal_tree(&self, sig: i32) {
+        let mut child = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = child.as_mut() {
+            if matches!(c.try_wait(), Ok(None)) {
+                signal_tree(c.id(), sig);
+            }
+        }
+    }
+
+    /// Whether it is alive (a frozen one counts as running).
+    pub fn is_running(&self) -> bool {
+        let mut child = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
