@@ -5,17 +5,25 @@
 #
 # Builds with the classic builder as well as BuildKit (no cache mounts,
 # heredocs or COPY --chmod), so docker-compose 1.29 can build it too.
+#
+# The two base images are build arguments, so a mirror (or an offline
+# stand-in, as scripts/docker-test uses) can take their place:
+#   docker build --build-arg RUST_IMAGE=... --build-arg RUNTIME_IMAGE=... .
+ARG RUST_IMAGE=rust:1-alpine
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 # ---------------------------------------------------------------------------
 # chef: the Rust toolchain plus cargo-chef, which turns Cargo.toml/Cargo.lock
 # into a "recipe" so that dependencies build in their own cached layer.
 # rust:1-alpine's native target is x86_64-unknown-linux-musl on amd64, and
 # musl-dev supplies the C headers/CRT that rusqlite's bundled SQLite needs.
-FROM rust:1-alpine AS chef
+# A builder that is not Alpine (no apk) must bring the musl C toolchain
+# (musl-tools) in its own image.
+FROM ${RUST_IMAGE} AS chef
 # Alpine package versions change with every point release of the base image;
 # pinning them would break the build, and the toolchain tag is the real pin.
 # hadolint ignore=DL3018
-RUN apk add --no-cache musl-dev \
+RUN if command -v apk >/dev/null; then apk add --no-cache musl-dev; fi \
     && cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
@@ -48,11 +56,12 @@ RUN cargo build --release --locked --target "$TARGET" --bin tally \
 # ---------------------------------------------------------------------------
 # runtime: distroless "static" has no shell, no package manager and no libc;
 # just CA certificates, /etc/passwd (uid 65532 = nonroot) and tzdata.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
+ARG RUNTIME_IMAGE
 LABEL org.opencontainers.image.title="tally" \
       org.opencontainers.image.description="A self-hosted hit counter with exact, durable counts" \
       org.opencontainers.image.version="${VERSION}" \
@@ -60,7 +69,7 @@ LABEL org.opencontainers.image.title="tally" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://example.invalid/tally" \
-      org.opencontainers.image.base.name="gcr.io/distroless/static-debian12:nonroot"
+      org.opencontainers.image.base.name="${RUNTIME_IMAGE}"
 
 COPY --from=builder /out/tally /tally
 # Copies the directory entry data/ itself, so --chown applies to /data.

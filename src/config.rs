@@ -91,11 +91,14 @@ pub struct ServeSettings {
 
     /// Peers (comma-separated IPs or CIDRs) whose X-Real-IP / X-Forwarded-For
     /// headers name the client. Others are taken to be the client themselves.
+    /// The default is loopback and the private ranges, where a reverse proxy
+    /// in front of tally lives (a Compose network, a pod network, a LAN);
+    /// narrow it where clients reach tally directly from a private address.
     #[arg(
         long,
         env = "TALLY_TRUSTED_PROXIES",
         value_delimiter = ',',
-        default_value = "127.0.0.0/8,::1"
+        default_value = DEFAULT_TRUSTED_PROXIES
     )]
     pub trusted_proxies: Vec<IpNet>,
 
@@ -212,6 +215,12 @@ pub struct LogSettings {
 
 /// The seed app logged its reset at debug level and showed it: so do we.
 pub const DEFAULT_LOG_FILTER: &str = "info,tally::http::seed=debug";
+
+/// Loopback, and the private ranges of RFC 1918 and RFC 4193: a proxy in
+/// front of tally (the seed's NGINX on a Compose network, an ingress in a
+/// pod network) is trusted with no setting.
+pub const DEFAULT_TRUSTED_PROXIES: &str =
+    "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

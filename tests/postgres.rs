@@ -18,7 +18,10 @@ fn db_name(url: &str) -> String {
 
 fn seed_database(pg: &PgServer) -> String {
     let url = pg.create_database();
-    pg.psql_file(&db_name(&url), Path::new("tests/fixtures/seed-init.sql"));
+    pg.psql_file(
+        &db_name(&url),
+        Path::new("tests/fixtures/seed/postgres/init.sql"),
+    );
     url
 }
 

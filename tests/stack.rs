@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use support::app::parse_greeting;
+use support::app::acknowledged_counts;
 use support::load::{self, Outcome, Until};
 use support::{OwnedDir, spawner};
 
@@ -365,18 +365,6 @@ async fn replicas_hits(stack: &Stack) -> Vec<u64> {
 async fn cache_state(stack: &Stack, i: usize) -> String {
     let (_, body) = get_json(&stack.replica_url(i, "/readyz")).await;
     body["cache"]["state"].as_str().unwrap_or("?").to_owned()
-}
-
-/// The counts that the `200` answers of `/` carried.
-fn acknowledged_counts(outcomes: &[Outcome]) -> Vec<i64> {
-    outcomes
-        .iter()
-        .filter(|o| o.status == Some(200))
-        .map(|o| {
-            parse_greeting(&o.body)
-                .unwrap_or_else(|| panic!("a 200 from / that is not the greeting: {:?}", o.body))
-        })
-        .collect()
 }
 
 fn count_200(outcomes: &[Outcome]) -> usize {

@@ -265,3 +265,15 @@ pub fn parse_greeting(body: &str) -> Option<i64> {
         .parse()
         .ok()
 }
+
+/// The counts that the `200` answers of `/` carried.
+pub fn acknowledged_counts(outcomes: &[super::load::Outcome]) -> Vec<i64> {
+    outcomes
+        .iter()
+        .filter(|o| o.status == Some(200))
+        .map(|o| {
+            parse_greeting(&o.body)
+                .unwrap_or_else(|| panic!("a 200 from / that is not the greeting: {:?}", o.body))
+        })
+        .collect()
+}

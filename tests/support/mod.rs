@@ -5,6 +5,7 @@
 
 // `app` and `load` are the service-side helpers kept beside the harness.
 pub mod app;
+pub mod docker;
 pub mod load;
 pub mod pg;
 pub mod proxy;
