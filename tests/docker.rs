@@ -696,6 +696,10 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn the_seeds_own_stack_runs_tally_in_place_of_flaskapp() {
     let rt = runtime();
+    // The seed publishes port 80 ("80:80"), as it is.
+    if let Err(e) = std::net::TcpListener::bind("127.0.0.1:80") {
+        panic!("port 80 is taken on this machine ({e}); the seed's stack publishes it");
+    }
     let dir = support::OwnedDir::new("tally-docker-seed-");
     let root = dir.path().join("flask-microservice");
     copy_dir(
