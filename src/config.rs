@@ -89,6 +89,35 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most client connections open at once. At the cap, a new connection
+    /// pushes out the one that has waited longest without a whole request;
+    /// if all are being answered, a few more are served for /healthz,
+    /// /readyz and /metrics only. Lowered at start to what the open-file
+    /// limit allows.
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Longest a client may take to send a request's head (from its first
+    /// byte); past it, the connection is closed.
+    #[arg(long, env = "TALLY_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest a client may take to send a request's body (from the end of
+    /// its head), and longest it may leave a response unread.
+    #[arg(long, env = "TALLY_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// How long a keep-alive connection may wait for its next request. Keep
+    /// it above the keep-alive timeout of a proxy in front (NGINX's
+    /// upstream keepalive_timeout), so that the proxy closes first.
+    #[arg(long, env = "TALLY_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Largest request head (request line and headers), in bytes; past it,
+    /// 431.
+    #[arg(long, env = "TALLY_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_bytes: u32,
+
     /// Peers (comma-separated IPs or CIDRs) whose X-Real-IP / X-Forwarded-For
     /// headers name the client. Others are taken to be the client themselves.
     /// The default is loopback and the private ranges, where a reverse proxy

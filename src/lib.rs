@@ -7,6 +7,8 @@
 //! - [`config`]: settings from flags and `TALLY_*` variables; secrets;
 //! - [`server`]: builds the application and serves it on a listener until a
 //!   shutdown future resolves, then drains;
+//! - [`listener`]: accepts and serves connections with a deadline for each
+//!   phase and a cap on how many are open;
 //! - [`http`]: the HTTP surface (seed routes, JSON API, operations) and its
 //!   one error type;
 //! - [`counting`]: the domain — sites, hits, counts — and the group-commit
@@ -25,6 +27,7 @@ pub mod config;
 pub mod counting;
 pub mod healthcheck;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -23,6 +23,10 @@ pub struct Metrics {
     queue_rejections: AtomicU64,
     rate_limited: AtomicU64,
     store_ready: AtomicBool,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_timed_out: AtomicU64,
+    connections_evicted: AtomicU64,
 }
 
 const SECONDS_BOUNDS: &[f64] = &[
@@ -47,6 +51,10 @@ impl Default for Metrics {
             queue_rejections: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             store_ready: AtomicBool::new(false),
+            connections_open: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            connections_timed_out: AtomicU64::new(0),
+            connections_evicted: AtomicU64::new(0),
         }
     }
 }
@@ -87,6 +95,27 @@ impl Metrics {
 
     pub fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection as open until the guard drops.
+    pub fn connection_opened(&self) -> InFlight<'_> {
+        self.connections_open.fetch_add(1, Relaxed);
+        InFlight(&self.connections_open)
+    }
+
+    /// A connection closed at once: every slot, probe slots too, was taken.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
+    }
+
+    /// A connection closed because its phase's deadline passed.
+    pub fn connection_timed_out(&self) {
+        self.connections_timed_out.fetch_add(1, Relaxed);
+    }
+
+    /// A connection without a whole request pushed out for a new one.
+    pub fn connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Relaxed);
     }
 
     pub fn set_store_ready(&self, ready: bool) {
@@ -180,6 +209,30 @@ impl Metrics {
             "tally_rate_limited_total",
             "Hits refused with 429 because their client was over its rate.",
             self.rate_limited.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "tally_http_connections_open",
+            "Client connections open.",
+            self.connections_open.load(Relaxed) as f64,
+        );
+        counter(
+            &mut out,
+            "tally_http_connections_refused_total",
+            "Connections closed at once because TALLY_MAX_CONNECTIONS and the probe slots were taken.",
+            self.connections_refused.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tally_http_connections_timed_out_total",
+            "Connections closed because a client was idle or slow past a timeout.",
+            self.connections_timed_out.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tally_http_connections_evicted_total",
+            "Idle or slow connections closed to make room for a new one at TALLY_MAX_CONNECTIONS.",
+            self.connections_evicted.load(Relaxed),
         );
         out
     }

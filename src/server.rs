@@ -5,14 +5,13 @@
 //! so tests bind port 0 and stop the server when they like.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
@@ -20,6 +19,7 @@ use crate::cache;
 use crate::config::{self, ServeSettings, redact_url};
 use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::{self, AppState};
+use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::store::{self, Backend, StoreError};
 
@@ -31,6 +31,7 @@ pub struct Application {
     purge: JoinHandle<()>,
     retention: JoinHandle<()>,
     grace: Duration,
+    limits: Limits,
 }
 
 impl Application {
@@ -68,6 +69,18 @@ impl Application {
             dashboard_public: settings.dashboard_public,
         });
         let router = http::router(state.clone(), settings.max_body_bytes);
+        let store_connections = match state.counter.store().backend() {
+            Backend::Postgres => u64::from(settings.store.db_pool_size),
+            Backend::Sqlite => 4,
+        };
+        let limits = Limits {
+            max_connections: settings.max_connections as usize,
+            header_timeout: settings.header_timeout,
+            body_timeout: settings.body_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_header_bytes: settings.max_header_bytes as usize,
+        }
+        .fit_to_fd_limit(store_connections);
         Ok(Application {
             state,
             router,
@@ -75,6 +88,7 @@ impl Application {
             purge,
             retention,
             grace: settings.shutdown_grace,
+            limits,
         })
     }
 
@@ -99,10 +113,11 @@ impl Application {
         Ok(())
     }
 
-    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight
-    /// requests finish, commits every queued hit, and returns. All of that
-    /// must fit in the grace period; past it, open connections are dropped
-    /// and an error is returned.
+    /// Serves until `shutdown` resolves; then stops accepting, closes the
+    /// connections that have not delivered a whole request, lets the
+    /// requests already read finish, commits every queued hit, and returns.
+    /// All of that must fit in the grace period; past it, open connections
+    /// are dropped and an error is returned.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -115,41 +130,23 @@ impl Application {
             purge,
             retention,
             grace,
+            limits,
         } = self;
-        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(None::<Instant>);
-        let signalled = async move {
-            shutdown.await;
-            tracing::info!("stopping: finishing in-flight requests");
-            let _ = stopping_tx.send(Some(Instant::now() + grace));
-        };
-
-        let listener = listener.tap_io(|tcp| {
-            // Small responses must not wait for Nagle.
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signalled);
-
-        let deadline = async {
-            let _ = stopping.wait_for(Option::is_some).await;
-            let deadline = (*stopping.borrow()).unwrap_or_else(Instant::now);
-            tokio::time::sleep_until(deadline).await;
-        };
-        let drained = tokio::select! {
-            result = server => {
-                result.context("serving HTTP")?;
-                true
-            }
-            () = deadline => false,
-        };
+        let (stop, stopping) = watch::channel(false);
+        let server = listener::serve(listener, router, limits, state.metrics.clone(), stopping);
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            () = server.as_mut() => bail!("the listener stopped on its own"),
+            () = shutdown => {}
+        }
+        tracing::info!("stopping: finishing in-flight requests");
+        let deadline = Instant::now() + grace;
+        let _ = stop.send(true);
+        let drained = timeout_at(deadline, server).await.is_ok();
 
         migrations.abort();
         purge.abort();
         retention.abort();
-        let deadline = (*stopping.borrow()).unwrap_or_else(|| Instant::now() + grace);
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
         match (drained, committed) {
             (true, true) => {

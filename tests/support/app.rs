@@ -152,10 +152,24 @@ impl TallyProcess {
     /// Starts the binary with `env` (TALLY_LISTEN is chosen here) and waits
     /// until `/readyz` answers 200.
     pub fn spawn(env: &[(&str, &str)]) -> TallyProcess {
+        Self::spawn_wrapped(&[], env)
+    }
+
+    /// As [`TallyProcess::spawn`], with tally started by `wrapper` (a
+    /// command and its arguments, e.g. `prlimit --nofile=…`).
+    pub fn spawn_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("tally.log");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+        let tally = env!("CARGO_BIN_EXE_tally");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(tally);
+                cmd
+            }
+            None => Command::new(tally),
+        };
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -228,6 +242,16 @@ impl TallyProcess {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix(" kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
     }
 }
 
