@@ -118,18 +118,39 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_MAX_HEADER_BYTES", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
     pub max_header_bytes: u32,
 
-    /// Peers (comma-separated IPs or CIDRs) whose X-Real-IP / X-Forwarded-For
-    /// headers name the client. Others are taken to be the client themselves.
-    /// The default is loopback and the private ranges, where a reverse proxy
-    /// in front of tally lives (a Compose network, a pod network, a LAN);
-    /// narrow it where clients reach tally directly from a private address.
+    /// Peers (comma-separated IPs or CIDRs) that are proxies: their
+    /// X-Forwarded-For is read from the right, and the first address in it
+    /// that is not itself trusted is the client. Others are taken to be the
+    /// client themselves. The default is loopback and the private ranges,
+    /// where a reverse proxy in front of tally lives (a Compose network, a
+    /// pod network, a LAN); narrow it where clients reach tally directly
+    /// from a private address.
     #[arg(
         long,
         env = "TALLY_TRUSTED_PROXIES",
-        value_delimiter = ',',
         default_value = DEFAULT_TRUSTED_PROXIES
     )]
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: NetList,
+
+    /// Trusted proxies (comma-separated IPs or CIDRs; a peer must be in
+    /// TALLY_TRUSTED_PROXIES too) whose X-Real-IP names the client, before
+    /// X-Forwarded-For. For proxies that set X-Real-IP and not
+    /// X-Forwarded-For, such as the seed's NGINX. The default is the private
+    /// ranges without loopback: a proxy on the same host as tally that
+    /// passed a client's own X-Real-IP through would let it pick any
+    /// address. Empty: X-Real-IP is never read.
+    #[arg(
+        long,
+        env = "TALLY_REAL_IP_FROM",
+        default_value = DEFAULT_REAL_IP_FROM
+    )]
+    pub real_ip_from: NetList,
+
+    /// Requests per client per minute to the routes that read (counts,
+    /// series, site lists, export, uniques, the dashboard), per replica;
+    /// past it, 429. 0 turns it off.
+    #[arg(long, env = "TALLY_READ_RATE_LIMIT", default_value_t = 3000)]
+    pub read_rate_limit: u32,
 
     /// How long hourly hit counts are kept for the series and the dashboard.
     /// Older hours are folded into the site's total, which never changes.
@@ -250,6 +271,10 @@ pub const DEFAULT_LOG_FILTER: &str = "info,tally::http::seed=debug";
 /// pod network) is trusted with no setting.
 pub const DEFAULT_TRUSTED_PROXIES: &str =
     "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+/// The private ranges without loopback: where the seed's NGINX (which sets
+/// only X-Real-IP) sits on a Compose network.
+pub const DEFAULT_REAL_IP_FROM: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -380,6 +405,27 @@ impl FromStr for IpNet {
             None => max,
         };
         Ok(IpNet { addr, prefix })
+    }
+}
+
+/// A comma-separated list of networks; empty is an empty list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetList(pub Vec<IpNet>);
+
+impl NetList {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+}
+
+impl FromStr for NetList {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        s.split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(str::parse)
+            .collect::<anyhow::Result<_>>()
+            .map(NetList)
     }
 }
 

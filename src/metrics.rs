@@ -22,6 +22,7 @@ pub struct Metrics {
     store_errors: AtomicU64,
     queue_rejections: AtomicU64,
     rate_limited: AtomicU64,
+    read_limited: AtomicU64,
     store_ready: AtomicBool,
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
@@ -50,6 +51,7 @@ impl Default for Metrics {
             store_errors: AtomicU64::new(0),
             queue_rejections: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            read_limited: AtomicU64::new(0),
             store_ready: AtomicBool::new(false),
             connections_open: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
@@ -95,6 +97,10 @@ impl Metrics {
 
     pub fn rate_limited(&self) {
         self.rate_limited.fetch_add(1, Relaxed);
+    }
+
+    pub fn read_limited(&self) {
+        self.read_limited.fetch_add(1, Relaxed);
     }
 
     /// Counts a client connection as open until the guard drops.
@@ -209,6 +215,12 @@ impl Metrics {
             "tally_rate_limited_total",
             "Hits refused with 429 because their client was over its rate.",
             self.rate_limited.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "tally_read_rate_limited_total",
+            "Reads refused with 429 because their client was over TALLY_READ_RATE_LIMIT.",
+            self.read_limited.load(Relaxed),
         );
         gauge(
             &mut out,

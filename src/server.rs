@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::cache;
+use crate::cache::limiter::Limiter;
 use crate::config::{self, ServeSettings, redact_url};
 use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::{self, AppState};
@@ -64,7 +65,14 @@ impl Application {
             counter,
             greeting: settings.greeting.clone(),
             admin_token: settings.admin_token()?,
-            trusted_proxies: settings.trusted_proxies.clone(),
+            proxies: http::client::Proxies {
+                trusted: settings.trusted_proxies.clone(),
+                real_ip_from: settings.real_ip_from.clone(),
+            },
+            read_limiter: Limiter::new(
+                u64::from(settings.read_rate_limit),
+                Duration::from_secs(60),
+            ),
             metrics,
             dashboard_public: settings.dashboard_public,
         });

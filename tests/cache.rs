@@ -307,7 +307,7 @@ async fn hits_from(app: &TestApp, ip: &str, agent: &str, n: usize) -> Vec<reqwes
         out.push(
             client
                 .get(app.url("/"))
-                .header("x-real-ip", ip)
+                .header("x-forwarded-for", ip)
                 .header("user-agent", agent)
                 .send()
                 .await
@@ -317,20 +317,9 @@ async fn hits_from(app: &TestApp, ip: &str, agent: &str, n: usize) -> Vec<reqwes
     out
 }
 
-/// Sliding-window tests count on not crossing a minute boundary.
-async fn away_from_a_minute_boundary() {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if secs % 60 >= 50 {
-        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
-    }
-}
-
 #[tokio::test]
 async fn rate_limits_apply_per_client_with_429_and_retry_after() {
-    away_from_a_minute_boundary().await;
+    load::away_from_a_minute_boundary().await;
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(
         &support::app::sqlite_url(dir.path()),
@@ -361,7 +350,7 @@ async fn rate_limits_apply_per_client_with_429_and_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_shared_by_replicas_through_redis() {
-    away_from_a_minute_boundary().await;
+    load::away_from_a_minute_boundary().await;
     let pg = PgServer::start();
     let redis = RedisServer::start();
     let url = pg.create_database();

@@ -863,6 +863,7 @@ impl Swarm {
             ("TALLY_HTTP_PORT", port.to_string()),
             ("TALLY_SUBNET", "172.29.7.0/24".to_owned()),
             ("TALLY_RATE_LIMIT", "0".to_owned()),
+            ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
             ("TALLY_COMPOSE", setting("TALLY_COMPOSE")),
         ]
         .map(|(k, v)| (k.to_owned(), v))

@@ -257,6 +257,8 @@ fn help_documents_every_setting_and_shows_no_secret() {
         "TALLY_IDLE_TIMEOUT",
         "TALLY_MAX_HEADER_BYTES",
         "TALLY_TRUSTED_PROXIES",
+        "TALLY_REAL_IP_FROM",
+        "TALLY_READ_RATE_LIMIT",
         "TALLY_REDIS_URL",
         "TALLY_REDIS_URL_FILE",
         "TALLY_CACHE_TIMEOUT",

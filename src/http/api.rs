@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
@@ -70,10 +70,9 @@ pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     client: Client,
-    headers: HeaderMap,
 ) -> Result<Json<CountBody>, ApiError> {
     client.admit(&state)?;
-    let count = state.counter.hit(&slug, &client.hit(&headers)).await?;
+    let count = state.counter.hit(&slug, &client.hit()).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 

@@ -177,7 +177,7 @@ pub async fn badge(
         state.counter.count(slug).await?
     } else {
         client.admit(&state)?;
-        state.counter.hit(slug, &client.hit(&headers)).await?
+        state.counter.hit(slug, &client.hit()).await?
     };
     let svg = render(&options, &count.to_string());
 

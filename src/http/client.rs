@@ -1,24 +1,42 @@
-//! Who is asking: the client address (from a trusted proxy's headers only)
-//! and user agent, for rate limiting and unique-visitor counting.
+//! Who is asking: the client address (from a trusted proxy's headers only),
+//! user agent and, through a trusted proxy, the request id that makes a
+//! retried hit count once; and the per-client limits.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::cache::{Admission, Visitor};
-use crate::config::IpNet;
+use crate::config::NetList;
 use crate::counting::HitFrom;
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;
 
+/// Which peers may say who the client is, and with which header.
+#[derive(Debug, Clone, Default)]
+pub struct Proxies {
+    /// Peers whose `X-Forwarded-For` is read.
+    pub trusted: NetList,
+    /// Trusted peers whose `X-Real-IP` is read first.
+    pub real_ip_from: NetList,
+}
+
 #[derive(Debug)]
-pub struct Client(pub Visitor);
+pub struct Client {
+    pub visitor: Visitor,
+    /// The proxy's request id scoped to this client, when the request came
+    /// through a trusted proxy with one; `None` for a client that reached
+    /// tally directly, whose ids are its own choice.
+    dedup_key: Option<String>,
+}
 
 impl FromRequestParts<Arc<AppState>> for Client {
     type Rejection = std::convert::Infallible;
@@ -27,11 +45,17 @@ impl FromRequestParts<Arc<AppState>> for Client {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        Ok(Client::of(parts, state))
+    }
+}
+
+impl Client {
+    fn of(parts: &Parts, state: &AppState) -> Client {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let ip = client_ip(peer, &parts.headers, &state.trusted_proxies);
+        let from = client_ip(peer, &parts.headers, &state.proxies);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -40,26 +64,37 @@ impl FromRequestParts<Arc<AppState>> for Client {
                 String::from_utf8_lossy(bytes).into_owned()
             })
             .unwrap_or_default();
-        Ok(Client(Visitor { ip, user_agent }))
-    }
-}
-
-impl Client {
-    /// This hit's origin: its request id, if the request came with one
-    /// (NGINX always sends one, the same on a retry), and the visitor.
-    pub fn hit<'a>(&'a self, headers: &'a HeaderMap) -> HitFrom<'a> {
-        HitFrom {
-            request_id: headers
-                .get("x-request-id")
-                .filter(|v| super::valid_request_id(v))
-                .and_then(|v| v.to_str().ok()),
-            visitor: Some(&self.0),
+        let dedup_key = from
+            .via_proxy
+            .then(|| parts.headers.get("x-request-id"))
+            .flatten()
+            .filter(|v| super::valid_request_id(v))
+            .and_then(|v| v.to_str().ok())
+            // Two clients that send one id (a proxy that passes clients'
+            // ids on) never share a record.
+            .map(|id| format!("{} {id}", from.ip));
+        Client {
+            visitor: Visitor {
+                ip: from.ip,
+                user_agent,
+            },
+            dedup_key,
         }
     }
 
-    /// Refuses the request with 429 when this client is over its rate.
+    /// This hit's origin: the proxy's request id for it (NGINX sends one
+    /// with every request, the same on a retry), and the visitor.
+    pub fn hit(&self) -> HitFrom<'_> {
+        HitFrom {
+            request_id: self.dedup_key.as_deref(),
+            visitor: Some(&self.visitor),
+        }
+    }
+
+    /// Refuses the request with 429 when this client is over its rate of
+    /// counted hits.
     pub fn admit(&self, state: &AppState) -> Result<(), ApiError> {
-        match state.counter.cache().admit(self.0.ip) {
+        match state.counter.cache().admit(limit_key(self.visitor.ip)) {
             Admission::Allowed => Ok(()),
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();
@@ -74,35 +109,111 @@ impl Client {
     }
 }
 
-/// The peer itself, unless the peer is a trusted proxy: then the address
-/// it reports, `X-Real-IP` first, else the nearest untrusted hop of
-/// `X-Forwarded-For`. A request with no peer (in-process tests) is
-/// `0.0.0.0`.
-pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let Some(peer) = peer else {
-        return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// A layer for the routes that read: each client gets
+/// `TALLY_READ_RATE_LIMIT` requests a minute, so that one client cannot
+/// turn a small request into a large answer many times a second.
+pub async fn limit_reads(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let client = Client::of(&parts, &state);
+    if let Admission::Limited { retry_after } =
+        state.read_limiter.admit(limit_key(client.visitor.ip))
+    {
+        state.metrics.read_limited();
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "read_rate_limited",
+            "too many reads from this client; retry later",
+        )
+        .retry_after(retry_after)
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The address limits are kept for: IPv4 addresses as they are, IPv6 by
+/// their /64, which one host or home network usually holds whole.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(Ipv6Addr::from(net))
+        }
+        v4 => v4,
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub ip: IpAddr,
+    /// Whether the peer was a trusted proxy (its headers were read).
+    pub via_proxy: bool,
+}
+
+/// The peer itself, unless the peer is a trusted proxy. Then, if the peer
+/// is also in `real_ip_from` and sent a valid `X-Real-IP`, that address;
+/// else `X-Forwarded-For` read from the right: trusted hops are skipped and
+/// the first untrusted one is the client. A hop that is not an address
+/// ends the walk at the last address read (what a proxy appended is never
+/// garbage; what is left of it may be). If every hop is trusted, the
+/// left-most; with no usable header, the peer. A request with no peer
+/// (in-process tests) is `0.0.0.0`.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, proxies: &Proxies) -> Origin {
+    let Some(peer) = peer.map(|ip| ip.to_canonical()) else {
+        return Origin {
+            ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            via_proxy: false,
+        };
     };
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(peer) {
-        return peer;
+    if !proxies.trusted.contains(peer) {
+        return Origin {
+            ip: peer,
+            via_proxy: false,
+        };
     }
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ip) = header("x-real-ip").and_then(|v| v.trim().parse().ok()) {
-        return ip;
+    let via = |ip: IpAddr| Origin {
+        ip: ip.to_canonical(),
+        via_proxy: true,
+    };
+    let real_ip = headers
+        .get("x-real-ip")
+        .filter(|_| proxies.real_ip_from.contains(peer))
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_hop);
+    if let Some(ip) = real_ip {
+        return via(ip);
     }
-    if let Some(forwarded) = header("x-forwarded-for") {
-        let hops: Vec<IpAddr> = forwarded
-            .split(',')
-            .filter_map(|h| h.trim().parse().ok())
-            .collect();
-        if let Some(ip) = hops.iter().rev().find(|ip| !is_trusted(**ip)) {
-            return *ip;
+    // Several X-Forwarded-For headers are one list, in order.
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+    for hop in hops {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip.to_canonical();
+        if !proxies.trusted.contains(client) {
+            break;
         }
-        if let Some(first) = hops.first() {
-            return *first;
-        }
     }
-    peer
+    via(client)
+}
+
+/// One address of a forwarding header: `1.2.3.4`, `2001:db8::1`, and the
+/// forms with a port (`1.2.3.4:5678`, `[2001:db8::1]:5678`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 #[cfg(test)]
@@ -112,32 +223,103 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
+            h.append(*k, v.parse().unwrap());
         }
         h
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn proxies(trusted: &str, real_ip_from: &str) -> Proxies {
+        Proxies {
+            trusted: trusted.parse().unwrap(),
+            real_ip_from: real_ip_from.parse().unwrap(),
+        }
+    }
+
+    fn client(peer: &str, h: &HeaderMap, p: &Proxies) -> (String, bool) {
+        let from = client_ip(Some(ip(peer)), h, p);
+        (from.ip.to_string(), from.via_proxy)
+    }
+
     #[test]
-    fn headers_count_only_from_trusted_peers() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    fn an_untrusted_peer_is_the_client_whatever_it_says() {
+        let p = proxies("10.0.0.0/8", "10.0.0.0/8");
         let spoof = headers(&[("x-real-ip", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
-        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(client_ip(Some(outsider), &spoof, &trusted), outsider);
-        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(
-            client_ip(Some(proxy), &spoof, &trusted),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            client("203.0.113.9", &spoof, &p),
+            ("203.0.113.9".into(), false)
         );
-        let chain = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.5, 10.0.0.7")]);
-        assert_eq!(
-            client_ip(Some(proxy), &chain, &trusted),
-            "203.0.113.5".parse::<IpAddr>().unwrap()
-        );
+    }
+
+    #[test]
+    fn x_real_ip_is_read_only_from_peers_named_for_it() {
+        let spoof = headers(&[("x-real-ip", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
+        let p = proxies("10.0.0.0/8,127.0.0.0/8", "10.0.0.0/8");
+        assert_eq!(client("10.0.0.2", &spoof, &p), ("1.2.3.4".into(), true));
+        // A same-host proxy that passed the client's X-Real-IP through.
+        assert_eq!(client("127.0.0.1", &spoof, &p), ("5.6.7.8".into(), true));
+        // real_ip_from alone is not trust.
+        let p = proxies("127.0.0.0/8", "10.0.0.0/8");
+        assert_eq!(client("10.0.0.2", &spoof, &p), ("10.0.0.2".into(), false));
         let garbage = headers(&[("x-real-ip", "not an ip")]);
-        assert_eq!(client_ip(Some(proxy), &garbage, &trusted), proxy);
+        let p = proxies("10.0.0.0/8", "10.0.0.0/8");
+        assert_eq!(client("10.0.0.2", &garbage, &p), ("10.0.0.2".into(), true));
+    }
+
+    #[test]
+    fn x_forwarded_for_is_walked_from_the_right_past_trusted_hops() {
+        let p = proxies("10.0.0.0/8", "");
+        let chain = headers(&[("x-forwarded-for", "198.51.100.1, 203.0.113.5, 10.0.0.7")]);
+        assert_eq!(client("10.0.0.2", &chain, &p), ("203.0.113.5".into(), true));
+        // Two headers are one list; ports and brackets are read.
+        let split = headers(&[
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "[2001:db8::5]:4711, 10.0.0.9:80"),
+        ]);
+        assert_eq!(client("10.0.0.2", &split, &p), ("2001:db8::5".into(), true));
+        // Every hop trusted: the left-most.
+        let inside = headers(&[("x-forwarded-for", "10.1.1.1, 10.0.0.7")]);
+        assert_eq!(client("10.0.0.2", &inside, &p), ("10.1.1.1".into(), true));
+        // Garbage stops the walk at the last address read.
+        let junk = headers(&[("x-forwarded-for", "1.2.3.4, unknown, 10.0.0.7")]);
+        assert_eq!(client("10.0.0.2", &junk, &p), ("10.0.0.7".into(), true));
+        let junk_first = headers(&[("x-forwarded-for", "nonsense")]);
         assert_eq!(
-            client_ip(None, &spoof, &trusted),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            client("10.0.0.2", &junk_first, &p),
+            ("10.0.0.2".into(), true)
         );
+        // No header: the proxy itself.
+        assert_eq!(
+            client("10.0.0.2", &HeaderMap::new(), &p),
+            ("10.0.0.2".into(), true)
+        );
+    }
+
+    #[test]
+    fn mapped_addresses_compare_as_ipv4() {
+        let p = proxies("10.0.0.0/8", "");
+        let h = headers(&[("x-forwarded-for", "::ffff:203.0.113.5")]);
+        assert_eq!(
+            client("::ffff:10.0.0.2", &h, &p),
+            ("203.0.113.5".into(), true)
+        );
+        assert_eq!(
+            client_ip(None, &h, &p),
+            Origin {
+                ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                via_proxy: false
+            }
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("2001:db8:1:2:ffff::1")), ip("2001:db8:1:2::"));
+        assert_ne!(limit_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
     }
 }

@@ -37,7 +37,8 @@ use axum::routing::{get, post};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::config::{IpNet, Secret};
+use crate::cache::limiter::Limiter;
+use crate::config::Secret;
 use crate::counting::Counter;
 use crate::metrics::Metrics;
 pub use error::ApiError;
@@ -48,7 +49,9 @@ pub struct AppState {
     pub counter: Arc<Counter>,
     pub greeting: String,
     pub admin_token: Option<Secret>,
-    pub trusted_proxies: Vec<IpNet>,
+    pub proxies: client::Proxies,
+    /// Per-client limit on the routes that read (in process, per replica).
+    pub read_limiter: Limiter,
     pub metrics: Arc<Metrics>,
     /// Whether `/dashboard` is open to anyone (else it needs the admin token).
     pub dashboard_public: bool,
@@ -56,6 +59,7 @@ pub struct AppState {
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let reads = || middleware::from_fn_with_state(state.clone(), client::limit_reads);
     let sites = Router::new()
         .route("/", get(api::list).post(api::create))
         .route("/{slug}", get(api::get).delete(api::delete))
@@ -63,16 +67,20 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}/count", get(api::count).put(api::set_count))
         .route("/{slug}/uniques", get(api::uniques))
         .route("/{slug}/reset", post(api::reset))
-        .route("/{slug}/series", get(series::series));
+        .route("/{slug}/series", get(series::series))
+        // Hits are POSTs, which the read limit lets through.
+        .route_layer(reads());
 
     Router::new()
-        .route("/", get(seed::index))
-        .route("/resetcounter", get(seed::reset))
+        // axum answers HEAD with a route's GET handler unless told
+        // otherwise; on routes whose GET writes, HEAD must not.
+        .route("/", get(seed::index).head(seed::peek))
+        .route("/resetcounter", get(seed::reset).head(seed::reset_head))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/sites", sites)
-        .route("/api/v1/export", get(transfer::export))
+        .route("/api/v1/export", get(transfer::export).route_layer(reads()))
         .route(
             "/api/v1/import",
             post(transfer::import).layer(DefaultBodyLimit::max(
@@ -81,7 +89,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/badge/{file}", get(badge::badge))
         .route("/static/{file}", get(assets::serve))
-        .merge(dashboard::routes())
+        .merge(dashboard::routes().route_layer(reads()))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
@@ -17,16 +17,33 @@ const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plai
 pub async fn index(
     State(state): State<Arc<AppState>>,
     client: Client,
-    headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     client.admit(&state)?;
-    let count = state.counter.hit_default(&client.hit(&headers)).await?;
+    let count = state.counter.hit_default(&client.hit()).await?;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
 
 pub fn greeting(greeting: &str, count: i64) -> String {
     // Two spaces after the '!', as the seed wrote it.
     format!("Hello {greeting}!  This page has been viewed {count} time(s).")
+}
+
+/// `HEAD /`: what `GET /` would answer now, without counting (link
+/// checkers and monitors probe with HEAD; a probe is no view).
+pub async fn peek(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    let count = state.counter.default_site().await?.count;
+    Ok((TEXT, greeting(&state.greeting, count)))
+}
+
+/// `HEAD /resetcounter`: a reset has no side-effect-free form, so HEAD is
+/// refused rather than taken as a GET.
+pub async fn reset_head() -> impl IntoResponse {
+    let refused = ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "a reset is GET only; HEAD changes nothing",
+    );
+    ([(header::ALLOW, "GET")], refused)
 }
 
 /// Sets the default site's count to 0 (an admin action).

@@ -486,6 +486,10 @@ async fn set_count_in(
         )
         .await?
         .get(0);
+    // The counts recorded for retried requests are from before this count:
+    // a retry after it is a new hit.
+    tx.execute("DELETE FROM hit_requests WHERE site_id = $1", &[&id])
+        .await?;
     let base = if count < bucketed {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
             .await?;

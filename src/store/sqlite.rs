@@ -459,6 +459,9 @@ fn set_count_in(
     let Some(bucketed) = bucketed else {
         return Ok(None);
     };
+    // The counts recorded for retried requests are from before this count:
+    // a retry after it is a new hit.
+    tx.execute("DELETE FROM hit_requests WHERE site_id = ?1", [id])?;
     let base = if count < bucketed {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
         count

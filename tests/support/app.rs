@@ -39,6 +39,9 @@ pub fn settings(database_url: &str, extra: &[&str]) -> ServeSettings {
     if !extra.contains(&"--rate-limit") {
         args.extend(["--rate-limit", "0"]);
     }
+    if !extra.contains(&"--read-rate-limit") {
+        args.extend(["--read-rate-limit", "0"]);
+    }
     args.extend(extra.iter().filter(|a| **a != "--no-token"));
     match Cli::try_parse_from(args)
         .expect("test settings parse")
@@ -176,6 +179,7 @@ impl TallyProcess {
             .env("TALLY_LISTEN", addr.to_string())
             .env("TALLY_ADMIN_TOKEN", TOKEN)
             .env("TALLY_RATE_LIMIT", "0")
+            .env("TALLY_READ_RATE_LIMIT", "0")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log file"));

@@ -155,6 +155,7 @@ impl Project {
                 ("TALLY_SUBNET", format!("172.29.{index}.0/24")),
                 // All the load comes from one host address.
                 ("TALLY_RATE_LIMIT", "0".to_owned()),
+                ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );

@@ -114,3 +114,14 @@ pub fn percentile(outcomes: &[Outcome], p: f64) -> Duration {
     let i = ((p / 100.0) * (l.len() - 1) as f64).round() as usize;
     l[i.min(l.len() - 1)]
 }
+
+/// Sliding-window limit tests count on not crossing a minute boundary.
+pub async fn away_from_a_minute_boundary() {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 >= 50 {
+        tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
+    }
+}

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod docker;
 pub mod load;
+pub mod nginx;
 pub mod pg;
 pub mod proxy;
 pub mod redis;
