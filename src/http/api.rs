@@ -3,6 +3,9 @@
 //! Counting a hit and reading a count are public (they are what a page or a
 //! badge does); managing sites and setting counts need the admin token.
 
+// utoipa's generated path items name the parameter types in full.
+#![allow(unused_qualifications)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,20 +15,33 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::client::Client;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, SiteSlug};
+use super::openapi::ErrorBody;
 use crate::cache::{self, Day, UNIQUE_DAYS_KEPT};
 use crate::store::{NewSite, Site};
 
-#[derive(Debug, Serialize)]
+/// A site and its count.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SiteBody {
+    #[schema(example = "blog")]
     pub slug: String,
     pub name: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
+    /// RFC 3339, UTC.
+    #[schema(example = "2026-11-23T02:00:00Z")]
     pub created_at: String,
+}
+
+/// Every site.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SitesBody {
+    pub sites: Vec<SiteBody>,
 }
 
 impl From<Site> for SiteBody {
@@ -43,29 +59,53 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-#[derive(Debug, Serialize)]
+/// A site's count.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CountBody {
+    #[schema(example = "blog")]
     pub site: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new site: a slug, and optionally a name (default: the slug) and a
+/// starting count (default: 0).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSite {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
     pub slug: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A count to set.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCount {
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
 }
 
 /// `POST /api/v1/sites/{slug}/hits`: count one hit.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{slug}/hits",
+    summary = "Counts one hit on a site; answers the new count.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    responses(
+        (status = 200, body = CountBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
@@ -77,6 +117,19 @@ pub async fn hit(
 }
 
 /// `GET /api/v1/sites/{slug}/count`: the count, without counting.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}/count",
+    summary = "Reads a site's count without counting.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    responses(
+        (status = 200, body = CountBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn count(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
@@ -85,11 +138,31 @@ pub async fn count(
     Ok(Json(CountBody { site: slug, count }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UniquesQuery {
+    /// Days to report, today first.
     #[serde(default = "default_days")]
+    #[param(minimum = 1, maximum = 32, default = 7)]
     pub days: i64,
+}
+
+/// Unique visitors per UTC day, today first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UniquesBody {
+    pub site: String,
+    /// `false` while the cache that holds them is down: then every
+    /// `uniques` is `null`.
+    pub complete: bool,
+    pub days: Vec<UniquesDay>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UniquesDay {
+    #[schema(example = "2026-11-23")]
+    pub date: String,
+    pub uniques: Option<u64>,
 }
 
 fn default_days() -> i64 {
@@ -99,6 +172,19 @@ fn default_days() -> i64 {
 /// `GET /api/v1/sites/{slug}/uniques?days=7`: estimated unique visitors per
 /// UTC day, newest first. With Redis down they cannot be read: `null`s and
 /// `"complete": false`, still a 200.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}/uniques",
+    summary = "Estimated unique visitors per UTC day, today first.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit"), UniquesQuery),
+    responses(
+        (status = 200, body = UniquesBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn uniques(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
@@ -114,21 +200,19 @@ pub async fn uniques(
     let today = cache::today();
     let days: Vec<Day> = (0..query.days).map(|i| today - i).collect();
     let estimates = state.counter.uniques(&slug, &days).await?;
-    let points: Vec<serde_json::Value> = days
+    let points = days
         .iter()
         .enumerate()
-        .map(|(i, day)| {
-            serde_json::json!({
-                "date": date(*day),
-                "uniques": estimates.as_ref().map(|e| e[i]),
-            })
+        .map(|(i, day)| UniquesDay {
+            date: date(*day),
+            uniques: estimates.as_ref().map(|e| e[i]),
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "site": slug,
-        "complete": estimates.is_some(),
-        "days": points,
-    })))
+    Ok(Json(UniquesBody {
+        site: slug,
+        complete: estimates.is_some(),
+        days: points,
+    }))
 }
 
 /// `YYYY-MM-DD` of a day number.
@@ -138,6 +222,25 @@ fn date(day: Day) -> String {
 }
 
 /// `PUT /api/v1/sites/{slug}/count`: set the count (import a starting value).
+#[utoipa::path(
+    put,
+    path = "/api/v1/sites/{slug}/count",
+    summary = "Sets a site's count (a starting count).",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    request_body(content = SetCount, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = CountBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn set_count(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -149,6 +252,22 @@ pub async fn set_count(
 }
 
 /// `POST /api/v1/sites/{slug}/reset`: set the count to 0.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{slug}/reset",
+    summary = "Sets a site's count to 0.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = CountBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn reset(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -159,6 +278,19 @@ pub async fn reset(
 }
 
 /// `GET /api/v1/sites`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites",
+    summary = "Lists every site.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SitesBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn list(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -170,10 +302,28 @@ pub async fn list(
         .into_iter()
         .map(SiteBody::from)
         .collect();
-    Ok(Json(serde_json::json!({ "sites": sites })))
+    Ok(Json(SitesBody { sites }))
 }
 
 /// `POST /api/v1/sites`: `{"slug": "blog", "name": "My blog", "count": 0}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites",
+    summary = "Creates a site.",
+    request_body(content = CreateSite, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = SiteBody, headers(("location" = String, description = "The new site's URL"))),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn create(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -197,6 +347,22 @@ pub async fn create(
 }
 
 /// `GET /api/v1/sites/{slug}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}",
+    summary = "One site.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SiteBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn get(
     _: Admin,
     State(state): State<Arc<AppState>>,
@@ -206,6 +372,23 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/sites/{slug}`
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sites/{slug}",
+    summary = "Deletes a site and its series.",
+    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
 pub async fn delete(
     _: Admin,
     State(state): State<Arc<AppState>>,

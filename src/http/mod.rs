@@ -7,6 +7,7 @@
 //! - [`badge`]: SVG badges, `/badge/{slug}.svg`;
 //! - [`dashboard`]: the HTML dashboard and its sign-in, `/dashboard`;
 //! - [`assets`]: the dashboard's static files, `/static/…`;
+//! - [`openapi`]: the OpenAPI document of `/api/v1`, from the handlers;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with;
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
@@ -19,6 +20,7 @@ pub mod client;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod ops;
 pub mod seed;
 pub mod series;
@@ -80,6 +82,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .nest("/api/v1/sites", sites)
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/export", get(transfer::export).route_layer(reads()))
         .route(
             "/api/v1/import",

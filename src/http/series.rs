@@ -3,6 +3,9 @@
 //! Public, like reading a count: a series says no more than the counts a
 //! badge shows over time.
 
+// utoipa's generated path items name the parameter types in full.
+#![allow(unused_qualifications)]
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,10 +15,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, SiteSlug};
+use super::openapi::ErrorBody;
 use crate::counting::series::{self, Range, Series, Step};
 
 /// Points a series has when the range is not given: the dashboard's views.
@@ -26,12 +31,21 @@ pub fn default_points(step: Step) -> i64 {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
+    /// Start: an RFC 3339 time or a date, years 1970 to 9999 (default: 48
+    /// hours or 30 days before `to`).
+    #[param(example = "2026-11-22")]
     from: Option<String>,
+    /// End, as `from` (default: now).
     to: Option<String>,
+    /// `hour` (default) or `day`.
+    #[param(pattern = "^(hour|day)$")]
     step: Option<String>,
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
@@ -54,8 +68,9 @@ impl Format {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct SeriesBody {
+/// Hits per step over a range.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeriesBody {
     site: String,
     step: &'static str,
     from: String,
@@ -66,12 +81,31 @@ struct SeriesBody {
     points: Vec<PointBody>,
 }
 
-#[derive(Debug, Serialize)]
-struct PointBody {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointBody {
     t: String,
     hits: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}/series",
+    summary = "A site's hits per hour or per day over a range.",
+    params(
+        ("slug" = String, Path, description = "The site's slug"),
+        SeriesQuery,
+    ),
+    responses(
+        (status = 200, description = "The series", content(
+            (SeriesBody = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
 pub async fn series(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,

@@ -2,6 +2,9 @@
 //! site's count and hourly series; `POST /api/v1/import` sets starting
 //! counts, creating missing sites, all or nothing.
 
+// utoipa's generated path items name the parameter types in full.
+#![allow(unused_qualifications)]
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiQuery};
+use super::openapi::ErrorBody;
 use super::series::Format;
 use crate::counting::series::{format_timestamp, unix};
 use crate::store::{ImportEntry, SiteDump};
@@ -25,20 +30,24 @@ use crate::store::{ImportEntry, SiteDump};
 /// many sites is larger than any other request.
 pub const MAX_IMPORT_BYTES: usize = 8 << 20;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ExportBody {
+/// Every site with its count, base count and hours: what import takes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportBody {
     exported_at: String,
     sites: Vec<SiteExport>,
 }
 
-#[derive(Debug, Serialize)]
-struct SiteExport {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteExport {
     slug: String,
     name: String,
     count: i64,
@@ -48,13 +57,31 @@ struct SiteExport {
     hourly: Vec<HourExport>,
 }
 
-#[derive(Debug, Serialize)]
-struct HourExport {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourExport {
     t: String,
     hits: i64,
 }
 
 /// `GET /api/v1/export?format=json|csv`
+#[utoipa::path(
+    get,
+    path = "/api/v1/export",
+    summary = "Every site's count and hourly series.",
+    params(ExportQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The export", content(
+            (ExportBody = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
 pub async fn export(
     _: Admin,
     State(state): State<Arc<AppState>>,
