@@ -134,45 +134,55 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn mac(token: &str, expires: u64) -> Hmac<Sha256> {
+fn mac(token: &str, expires: u64, id: &str) -> Hmac<Sha256> {
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(SESSION_CONTEXT);
-    mac.update(expires.to_string().as_bytes());
+    mac.update(format!("{expires}.{id}").as_bytes());
     mac
 }
 
-/// A cookie value for a session that starts at `now`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cookie value for a session that starts at `now`:
+/// `expiry.id.tag`. The random id makes each sign-in its own session, so
+/// signing out of one leaves the others (another browser, the same
+/// second) alone.
 pub fn session_value(token: &str, now: u64) -> String {
     let expires = now + SESSION_SECS;
-    let tag = mac(token, expires).finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{expires}.{hex}")
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        // The id need only be unique, not secret: the tag protects it.
+        id = fastrand::u128(..).to_le_bytes();
+    }
+    let id = hex(&id);
+    let tag = mac(token, expires, &id).finalize().into_bytes();
+    format!("{expires}.{id}.{}", hex(&tag))
 }
 
 /// When `value` expires, if it is an unexpired session signed with
 /// `token`. The tag is compared in constant time.
 pub fn session_expiry(token: &str, value: &str, now: u64) -> Option<u64> {
-    let (expires, hex) = value.split_once('.')?;
+    let (expires, rest) = value.split_once('.')?;
+    let (id, hex) = rest.split_once('.')?;
     let expires = expires.parse::<u64>().ok()?;
-    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 {
+    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 || id.len() != 32 {
         return None;
     }
     let tag = (0..32)
         .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()?;
-    mac(token, expires).verify_slice(&tag).ok()?;
+    mac(token, expires, id).verify_slice(&tag).ok()?;
     Some(expires)
 }
 
 /// What the store keeps of a signed-out session: a hash, so the table
 /// holds nothing a browser could send.
 fn session_hash(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(value.as_bytes()))
 }
 
 /// Whether a state-changing request comes from a page of this host:
@@ -427,6 +437,14 @@ mod tests {
         let (_, tag) = v.split_once('.').unwrap();
         let forged = format!("{}.{tag}", 1000 + SESSION_SECS + 5);
         assert!(!session_valid("secret", &forged, 1000));
+        // Another id with the same tag is refused; each sign-in has its own.
+        let (expires, rest) = v.split_once('.').unwrap();
+        let (_, tag) = rest.split_once('.').unwrap();
+        let forged = format!("{expires}.{}.{tag}", "0".repeat(32));
+        assert!(!session_valid("secret", &forged, 1000));
+        let second = session_value("secret", 1000);
+        assert_ne!(second, v);
+        assert!(session_valid("secret", &second, 1000));
         for junk in ["", ".", "x.y", "1.zz", &format!("{}.", 2000)] {
             assert!(!session_valid("secret", junk, 1000), "{junk:?}");
         }
