@@ -198,12 +198,15 @@ async fn failures_are_logged_once_per_client_per_minute() {
     assert!(!log.contains("wrong-admin-token"), "{log}");
 }
 
-/// `tally serve` with `env`, expected to refuse to start.
+/// `tally serve` with `env`, expected to refuse to start: its exit code,
+/// its output, and whether it created the database's directory.
 fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("data/tally.db");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
-    cmd.arg("serve")
+    let out = dir.path().join("out.log");
+    let log = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("serve")
         .env_clear()
         .env(
             "TALLY_LISTEN",
@@ -211,11 +214,21 @@ fn refused_start(env: &[(&str, &str)]) -> (Option<i32>, String, bool) {
         )
         .env("TALLY_DATABASE_URL", format!("sqlite://{}", db.display()))
         .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    let out = cmd.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code(), text, db.parent().unwrap().exists())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status = support::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        child.try_wait().unwrap()
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("{env:?}: still serving after 10 s: {text}"));
+    (status.code(), text, db.parent().unwrap().exists())
 }
 
 #[test]
