@@ -2,11 +2,12 @@
 //!
 //! With `TALLY_DASHBOARD_PUBLIC` anyone may. Otherwise a viewer shows the
 //! admin token once, through the login form, and gets a session cookie: an
-//! expiry time and an HMAC-SHA256 of it keyed with the admin token. The
-//! token itself never leaves the server again; any replica can check the
-//! signature alone; changing the token ends every session.
-//! `Authorization: Bearer <token>` also works, for scripts. Wrong tokens,
-//! by either way, count against the client's budget in [`AuthGuard`].
+//! expiry time, a random session id and an HMAC-SHA256 of both keyed with
+//! the admin token. The token itself never leaves the server again; any
+//! replica can check the signature alone; changing the token ends every
+//! session. `Authorization: Bearer <token>` also works, for scripts. Wrong
+//! tokens, by either way, count against the client's budget in
+//! [`AuthGuard`].
 //!
 //! Signing out (a same-origin `POST /dashboard/logout`) records a SHA-256
 //! of the cookie in the store's `revoked_sessions` until the cookie's own
