@@ -1,6 +1,7 @@
 //! Failed authentication: a budget per client, and a log that stays small.
 //!
-//! A client (its address as [`super::client`] derives it) may fail
+//! A client (its address as [`super::client`] derives it; an IPv6 client
+//! by its /64) may fail
 //! authentication `TALLY_AUTH_FAILURE_LIMIT` times in any 60 seconds.
 //! Past that, every attempt that shows a credential, right or wrong, is
 //! refused with 429 until its oldest failure is a minute old, and
@@ -19,7 +20,7 @@
 //! refused unchecked.
 
 use std::collections::VecDeque;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -88,7 +89,7 @@ impl AuthGuard {
     /// decision and the record happen under one lock: concurrent attempts
     /// cannot both slip under the limit.
     pub fn judge(&self, client: IpAddr, valid: bool) -> Verdict {
-        let (verdict, line) = self.judge_at(client, valid, Instant::now());
+        let (verdict, line) = self.judge_at(budget_key(client), valid, Instant::now());
         if let Some(line) = line {
             line.write();
         }
@@ -152,6 +153,19 @@ impl AuthGuard {
 
     fn lock(&self) -> MutexGuard<'_, LruCache<IpAddr, Record>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whose budget an address spends: an IPv6 client's whole /64 (one host
+/// usually has all of it, so per address it would have 2^64 budgets); an
+/// IPv4 address, also written IPv4-mapped, as itself.
+fn budget_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        },
+        v4 => v4,
     }
 }
 
@@ -265,6 +279,26 @@ mod tests {
         assert_eq!(g.lock().len(), 0);
         // A failure after a quiet minute is logged at once.
         assert_eq!(g.judge_at(IP, false, s(300)).1, line(1, 0));
+    }
+
+    #[test]
+    fn an_ipv6_client_spends_the_budget_of_its_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(budget_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            budget_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(budget_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:3::"));
+        assert_eq!(budget_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(budget_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        let g = AuthGuard::new(1);
+        assert_eq!(g.judge(ip("2001:db8::1"), false), Verdict::Failed);
+        assert!(matches!(
+            g.judge(ip("2001:db8::2"), true),
+            Verdict::Throttled { .. }
+        ));
+        assert_eq!(g.judge(ip("2001:db8:0:1::1"), true), Verdict::Allowed);
     }
 
     #[test]
