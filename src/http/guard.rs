@@ -1,11 +1,10 @@
 //! Failed authentication: a budget per client, and a log that stays small.
 //!
 //! A client (its address as [`super::client`] derives it; an IPv6 client
-//! by its /64) may fail
-//! authentication `TALLY_AUTH_FAILURE_LIMIT` times in any 60 seconds.
-//! Past that, every attempt that shows a credential, right or wrong, is
-//! refused with 429 until its oldest failure is a minute old, and
-//! `Retry-After` says exactly when that is. A success does not count.
+//! by its /64) may fail authentication `TALLY_AUTH_FAILURE_LIMIT` times in
+//! any 60 seconds. Past that, every attempt that shows a credential, right
+//! or wrong, is refused with 429 until its oldest failure is a minute old,
+//! and `Retry-After` says exactly when that is. A success does not count.
 //! Failures are few per client, so their times are kept exactly, a short
 //! list per client, instead of the hit limiter's windowed estimate, which
 //! would make the wait a guess.
