@@ -68,9 +68,16 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
 
-    /// File holding the admin token (a Compose or Kubernetes secret).
+    /// File holding the admin token (a Compose or Kubernetes secret). One
+    /// trailing newline is ignored.
     #[arg(long, env = "TALLY_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+
+    /// Failed authentications (wrong admin token, by Bearer header or the
+    /// dashboard's sign-in) per client per minute; past them, every attempt
+    /// from that client gets 429 until its oldest failure is a minute old.
+    #[arg(long, env = "TALLY_AUTH_FAILURE_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub auth_failure_limit: u32,
 
     /// How long a stop (SIGTERM/SIGINT) may take to finish in-flight requests
     /// and commit pending hits. Keep it below the orchestrator's own grace.
@@ -293,15 +300,53 @@ impl StoreSettings {
 }
 
 impl ServeSettings {
-    /// The admin token from the flag, the env var or the file; `None` if unset
-    /// or empty (an empty token would let an empty header in).
+    /// The admin token from the flag, the env var or the file; `None` if the
+    /// variable is unset or empty. A token that is short or has whitespace
+    /// around it is refused, naming the setting, never showing the value.
     pub fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
-        let token = match &self.admin_token_file {
-            Some(path) => Some(read_secret_file(path)?),
-            None => self.admin_token.clone(),
+        let (token, setting) = match &self.admin_token_file {
+            Some(path) => {
+                let raw = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading secret file {}", path.display()))?;
+                // Editors and `echo` end a file with one newline; that is
+                // not part of the token. Anything more is.
+                let token = raw
+                    .strip_suffix("\r\n")
+                    .or_else(|| raw.strip_suffix('\n'))
+                    .unwrap_or(&raw);
+                let setting = format!("TALLY_ADMIN_TOKEN_FILE ({})", path.display());
+                (Secret::new(token), setting)
+            }
+            None => match &self.admin_token {
+                Some(token) if !token.expose().is_empty() => {
+                    (token.clone(), "TALLY_ADMIN_TOKEN".to_owned())
+                }
+                _ => return Ok(None),
+            },
         };
-        Ok(token.filter(|t| !t.expose().is_empty()))
+        check_admin_token(token.expose(), &setting)?;
+        Ok(Some(token))
     }
+}
+
+/// Shortest admin token accepted, in bytes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+fn check_admin_token(token: &str, setting: &str) -> anyhow::Result<()> {
+    if token.trim() != token {
+        bail!(
+            "{setting}: the admin token starts or ends with whitespace, which no \
+             Authorization header can carry; remove it"
+        );
+    }
+    if token.len() < MIN_ADMIN_TOKEN_BYTES {
+        bail!(
+            "{setting}: the admin token is {} bytes; use at least {MIN_ADMIN_TOKEN_BYTES} \
+             (e.g. `head -c 24 /dev/urandom | base64`)",
+            token.len()
+        );
+    }
+    Ok(())
 }
 
 fn read_secret_file(path: &std::path::Path) -> anyhow::Result<Secret> {
@@ -503,6 +548,31 @@ mod tests {
         assert!(all.contains("8.8.8.8".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("banana".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn admin_tokens_are_long_and_bare() {
+        let ok = "0123456789abcdef";
+        assert!(check_admin_token(ok, "X").is_ok());
+        for (bad, why) in [
+            ("0123456789abcde", "15 bytes"),
+            ("", "0 bytes"),
+            (" 0123456789abcdef", "whitespace"),
+            ("0123456789abcdef\n", "whitespace"),
+            ("0123456789abcdef\t", "whitespace"),
+        ] {
+            let message = check_admin_token(bad, "TALLY_ADMIN_TOKEN")
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with("TALLY_ADMIN_TOKEN: "), "{message}");
+            assert!(message.contains(why), "{bad:?}: {message}");
+            if !bad.trim().is_empty() {
+                assert!(
+                    !message.contains(bad.trim()),
+                    "the token is not shown: {message}"
+                );
+            }
+        }
     }
 
     #[test]

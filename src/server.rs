@@ -19,6 +19,7 @@ use crate::cache;
 use crate::cache::limiter::Limiter;
 use crate::config::{self, ServeSettings, redact_url};
 use crate::counting::{Counter, WriterSettings, retention};
+use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
@@ -31,6 +32,7 @@ pub struct Application {
     migrations: JoinHandle<()>,
     purge: JoinHandle<()>,
     retention: JoinHandle<()>,
+    sweep: JoinHandle<()>,
     grace: Duration,
     limits: Limits,
 }
@@ -41,6 +43,8 @@ impl Application {
     /// down at start-up delays readiness instead of crash-looping.
     pub fn build(settings: &ServeSettings) -> anyhow::Result<Application> {
         config::validate(settings)?;
+        // Before anything is opened: a bad token is a setting to fix.
+        let admin_token = settings.admin_token()?;
         let url = settings.store.database_url()?;
         let store = store::open(&url, &settings.store)?;
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
@@ -64,7 +68,7 @@ impl Application {
         let state = Arc::new(AppState {
             counter,
             greeting: settings.greeting.clone(),
-            admin_token: settings.admin_token()?,
+            admin_token,
             proxies: http::client::Proxies {
                 trusted: settings.trusted_proxies.clone(),
                 real_ip_from: settings.real_ip_from.clone(),
@@ -75,7 +79,9 @@ impl Application {
             ),
             metrics,
             dashboard_public: settings.dashboard_public,
+            auth_guard: AuthGuard::new(settings.auth_failure_limit),
         });
+        let sweep = tokio::spawn(sweep_auth_failures(state.clone()));
         let router = http::router(state.clone(), settings.max_body_bytes);
         let store_connections = match state.counter.store().backend() {
             Backend::Postgres => u64::from(settings.store.db_pool_size),
@@ -95,6 +101,7 @@ impl Application {
             migrations,
             purge,
             retention,
+            sweep,
             grace: settings.shutdown_grace,
             limits,
         })
@@ -137,6 +144,7 @@ impl Application {
             migrations,
             purge,
             retention,
+            sweep,
             grace,
             limits,
         } = self;
@@ -155,6 +163,7 @@ impl Application {
         migrations.abort();
         purge.abort();
         retention.abort();
+        sweep.abort();
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
         match (drained, committed) {
             (true, true) => {
@@ -209,6 +218,14 @@ async fn purge_request_ids(counter: Arc<Counter>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging old request ids failed"),
         }
+    }
+}
+
+/// Writes the owed lines of failed authentications every few seconds.
+async fn sweep_auth_failures(state: Arc<AppState>) {
+    loop {
+        sleep(Duration::from_secs(5)).await;
+        state.auth_guard.sweep();
     }
 }
 

@@ -147,7 +147,11 @@ async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() 
         &r,
         Method::POST,
         "/dashboard/logout",
-        &[("cookie", &session)],
+        &[
+            ("cookie", &session),
+            ("host", "tally.test"),
+            ("origin", "http://tally.test"),
+        ],
         None,
     )
     .await;
@@ -159,14 +163,14 @@ async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() 
 #[tokio::test]
 async fn a_session_from_another_token_is_refused() {
     let (r, _dir) = app(&[]).await;
-    let (other, _dir2) = app(&["--no-token", "--admin-token", "another-token"]).await;
+    let (other, _dir2) = app(&["--no-token", "--admin-token", "another-admin-token"]).await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let ok = send(
         &other,
         Method::POST,
         "/dashboard/login",
         &form,
-        Some("token=another-token"),
+        Some("token=another-admin-token"),
     )
     .await;
     let session = ok

@@ -263,6 +263,7 @@ fn help_documents_every_setting_and_shows_no_secret() {
         "TALLY_REDIS_URL_FILE",
         "TALLY_CACHE_TIMEOUT",
         "TALLY_RATE_LIMIT",
+        "TALLY_AUTH_FAILURE_LIMIT",
         "TALLY_SERIES_RETENTION",
         "TALLY_DASHBOARD_PUBLIC",
         "TALLY_LOG",

@@ -261,6 +261,23 @@ impl Counter {
         Ok(self.store.sites().await?)
     }
 
+    /// Records a signed-out dashboard session (a hash of its cookie) until
+    /// it would have expired; kept in the store so every replica sees it.
+    pub async fn revoke_session(
+        &self,
+        hash: &str,
+        expires: std::time::SystemTime,
+    ) -> Result<(), CountError> {
+        self.check_ready()?;
+        Ok(self.store.revoke_session(hash, expires).await?)
+    }
+
+    /// Whether a dashboard session was signed out.
+    pub async fn session_revoked(&self, hash: &str) -> Result<bool, CountError> {
+        self.check_ready()?;
+        Ok(self.store.session_revoked(hash).await?)
+    }
+
     pub async fn create_site(&self, new: NewSite) -> Result<Site, CountError> {
         validate_slug(&new.slug)?;
         validate_name(&new.name)?;

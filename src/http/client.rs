@@ -140,7 +140,7 @@ pub async fn limit_reads(
 /// The address limits are kept for: IPv4 addresses as they are, IPv6 by
 /// their /64, which one host or home network usually holds whole.
 pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let net = u128::from(v6) & (u128::MAX << 64);
             IpAddr::V6(Ipv6Addr::from(net))

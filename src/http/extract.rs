@@ -1,6 +1,7 @@
 //! Extractors whose rejections are [`ApiError`]s, so bad input always gets
 //! the same JSON error shape (axum's own rejections are plain text).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -12,7 +13,9 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::client::Client;
 use super::error::ApiError;
+use super::guard::Verdict;
 use crate::counting::validate_slug;
 
 /// A JSON body; `Content-Type: application/json` required.
@@ -124,25 +127,44 @@ impl FromRequestParts<Arc<AppState>> for Admin {
                 "this is an admin action: send 'Authorization: Bearer <admin token>'",
             ));
         };
-        if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::new(
+        let valid = constant_time_eq(given.as_bytes(), token.expose().as_bytes());
+        match state
+            .auth_guard
+            .judge(client_address(parts, state).await, valid)
+        {
+            Verdict::Allowed => Ok(Admin),
+            Verdict::Failed => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "the bearer token is not the admin token",
-            ))
+            )),
+            Verdict::Throttled { retry_after } => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "auth_rate_limited",
+                format!(
+                    "too many failed authentications from this client; retry in {retry_after} s"
+                ),
+            )
+            .retry_after(retry_after)),
         }
     }
 }
 
+/// The client's address, as rate limits see it.
+pub(crate) async fn client_address(parts: &mut Parts, state: &Arc<AppState>) -> IpAddr {
+    let Ok(client) = Client::from_request_parts(parts, state).await;
+    client.visitor.ip
+}
+
 /// The token of an `Authorization: Bearer <token>` header (scheme is
-/// case-insensitive, as RFC 9110 says).
+/// case-insensitive, as RFC 9110 says). The spaces after the scheme are
+/// the separator (`1*SP` in RFC 6750); the rest is the token, exactly as
+/// sent, compared with the configured one exactly.
 pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+        .then(|| token.trim_start_matches(' '))
         .filter(|t| !t.is_empty())
 }
 
@@ -163,7 +185,10 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         assert_eq!(bearer("Bearer abc"), Some("abc"));
-        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("bearer  abc"), Some("abc"));
+        // Nothing is trimmed from the token itself.
+        assert_eq!(bearer("Bearer abc "), Some("abc "));
+        assert_eq!(bearer("Bearer abc\t"), Some("abc\t"));
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("Bearer"), None);

@@ -11,7 +11,9 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with;
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
-//!   slugs, the admin token).
+//!   slugs, the admin token);
+//! - [`guard`]: the per-client budget of failed authentications and their
+//!   rate-bounded log.
 
 pub mod api;
 pub mod assets;
@@ -20,6 +22,7 @@ pub mod client;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod openapi;
 pub mod ops;
 pub mod seed;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether `/dashboard` is open to anyone (else it needs the admin token).
     pub dashboard_public: bool,
+    /// Failed authentications per client.
+    pub auth_guard: guard::AuthGuard,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.

@@ -38,6 +38,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "series_base",
         sql: include_str!("../../migrations/postgres/0005_series_base.sql"),
     },
+    Migration {
+        version: 6,
+        name: "revoked_sessions",
+        sql: include_str!("../../migrations/postgres/0006_revoked_sessions.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -65,6 +70,11 @@ pub const SQLITE: &[Migration] = &[
         version: 5,
         name: "series_base",
         sql: include_str!("../../migrations/sqlite/0005_series_base.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "revoked_sessions",
+        sql: include_str!("../../migrations/sqlite/0006_revoked_sessions.sql"),
     },
 ];
 

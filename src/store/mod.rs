@@ -337,6 +337,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Folds every bucket of an hour before `before` into its site's base
     /// count; counts do not change. Returns the number of buckets folded.
     async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError>;
+
+    /// Records a signed-out dashboard session, by a hash of its cookie,
+    /// until `expires` (when the cookie stops working anyway), and forgets
+    /// the records already past theirs, so the table holds at most the
+    /// sessions signed out in the last session lifetime.
+    async fn revoke_session(&self, hash: &str, expires: SystemTime) -> Result<(), StoreError>;
+
+    /// Whether the session with this hash was signed out.
+    async fn session_revoked(&self, hash: &str) -> Result<bool, StoreError>;
 }
 
 impl dyn Store {

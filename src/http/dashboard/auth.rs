@@ -2,10 +2,20 @@
 //!
 //! With `TALLY_DASHBOARD_PUBLIC` anyone may. Otherwise a viewer shows the
 //! admin token once, through the login form, and gets a session cookie: an
-//! expiry time and an HMAC-SHA256 of it keyed with the admin token. The
-//! token itself never leaves the server again; any replica can check the
-//! cookie without shared state; changing the token ends every session.
-//! `Authorization: Bearer <token>` also works, for scripts.
+//! expiry time, a random session id and an HMAC-SHA256 of both keyed with
+//! the admin token. The token itself never leaves the server again; any
+//! replica can check the signature alone; changing the token ends every
+//! session. `Authorization: Bearer <token>` also works, for scripts. Wrong
+//! tokens, by either way, count against the client's budget in
+//! [`AuthGuard`].
+//!
+//! Signing out (a same-origin `POST /dashboard/logout`) records a SHA-256
+//! of the cookie in the store's `revoked_sessions` until the cookie's own
+//! expiry, and every dashboard request with a cookie checks that table, so
+//! a copy of the cookie stops working on every replica, not just in the
+//! browser that signed out.
+//!
+//! [`AuthGuard`]: crate::http::guard::AuthGuard
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,11 +28,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
+use super::failure;
 use super::html::{Esc, error_page, page};
 use crate::http::AppState;
-use crate::http::extract::{bearer, constant_time_eq};
+use crate::http::client::Client;
+use crate::http::extract::{bearer, client_address, constant_time_eq};
+use crate::http::guard::Verdict;
 
 pub const COOKIE: &str = "tally_session";
 
@@ -54,17 +67,31 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             return Err(disabled());
         };
         let token = token.expose();
-        let by_header = parts
+        let given = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer)
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
-        if by_header {
-            return Ok(Viewer { session: false });
+            .map(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
+        if let Some(valid) = given {
+            match state
+                .auth_guard
+                .judge(client_address(parts, state).await, valid)
+            {
+                Verdict::Allowed => return Ok(Viewer { session: false }),
+                Verdict::Throttled { retry_after } => return Err(throttled(retry_after)),
+                // A cookie may still open the page.
+                Verdict::Failed => {}
+            }
         }
-        if cookie(&parts.headers, COOKIE).is_some_and(|v| session_valid(token, v, now())) {
-            return Ok(Viewer { session: true });
+        if let Some(value) = cookie(&parts.headers, COOKIE) {
+            if session_expiry(token, value, now()).is_some() {
+                match state.counter.session_revoked(&session_hash(value)).await {
+                    Ok(false) => return Ok(Viewer { session: true }),
+                    Ok(true) => {}
+                    Err(e) => return Err(failure(e)),
+                }
+            }
         }
         let here = parts
             .uri
@@ -87,48 +114,105 @@ fn disabled() -> Response {
     )
 }
 
+/// 429 for a client past its budget of failed sign-ins.
+fn throttled(retry_after: u64) -> Response {
+    let mut response = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        &format!(
+            "Too many wrong tokens came from your address. Try again in {retry_after} seconds."
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn mac(token: &str, expires: u64) -> Hmac<Sha256> {
+fn mac(token: &str, expires: u64, id: &str) -> Hmac<Sha256> {
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(SESSION_CONTEXT);
-    mac.update(expires.to_string().as_bytes());
+    mac.update(format!("{expires}.{id}").as_bytes());
     mac
 }
 
-/// A cookie value for a session that starts at `now`.
-pub fn session_value(token: &str, now: u64) -> String {
-    let expires = now + SESSION_SECS;
-    let tag = mac(token, expires).finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{expires}.{hex}")
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether `value` is an unexpired session signed with `token`. The tag is
-/// compared in constant time.
-pub fn session_valid(token: &str, value: &str, now: u64) -> bool {
-    let Some((expires, hex)) = value.split_once('.') else {
-        return false;
-    };
-    let Ok(expires) = expires.parse::<u64>() else {
-        return false;
-    };
-    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 {
-        return false;
+/// A cookie value for a session that starts at `now`:
+/// `expiry.id.tag`. The random id makes each sign-in its own session, so
+/// signing out of one leaves the others (another browser, the same
+/// second) alone.
+pub fn session_value(token: &str, now: u64) -> String {
+    let expires = now + SESSION_SECS;
+    let mut id = [0u8; 16];
+    if getrandom::fill(&mut id).is_err() {
+        // The id need only be unique, not secret: the tag protects it.
+        id = fastrand::u128(..).to_le_bytes();
     }
-    let Some(tag) = (0..32)
+    let id = hex(&id);
+    let tag = mac(token, expires, &id).finalize().into_bytes();
+    format!("{expires}.{id}.{}", hex(&tag))
+}
+
+/// When `value` expires, if it is an unexpired session signed with
+/// `token`. The tag is compared in constant time.
+pub fn session_expiry(token: &str, value: &str, now: u64) -> Option<u64> {
+    let (expires, rest) = value.split_once('.')?;
+    let (id, hex) = rest.split_once('.')?;
+    let expires = expires.parse::<u64>().ok()?;
+    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 || id.len() != 32 {
+        return None;
+    }
+    let tag = (0..32)
         .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()
-    else {
+        .collect::<Option<Vec<u8>>>()?;
+    mac(token, expires, id).verify_slice(&tag).ok()?;
+    Some(expires)
+}
+
+/// What the store keeps of a signed-out session: a hash, so the table
+/// holds nothing a browser could send.
+fn session_hash(value: &str) -> String {
+    hex(&Sha256::digest(value.as_bytes()))
+}
+
+/// Whether a state-changing request comes from a page of this host:
+/// `Sec-Fetch-Site` when the browser sends it, else the host of `Origin`,
+/// else of `Referer`, must be the `Host` the request was sent to. Ports are
+/// not compared: the proxy in front (NGINX's `$host`) passes the host
+/// without its port, and cookies are shared across ports anyway. A request
+/// that says nothing of where it came from is refused.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")) {
+        return site == "same-origin";
+    }
+    let Some(host) = get(header::HOST).map(hostname) else {
         return false;
     };
-    mac(token, expires).verify_slice(&tag).is_ok()
+    let from = get(header::ORIGIN).or_else(|| get(header::REFERER));
+    from.and_then(|url| url.split_once("://"))
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .filter(|authority| !authority.contains('@'))
+        .is_some_and(|authority| hostname(authority).eq_ignore_ascii_case(host))
+}
+
+/// The host of `host[:port]` or `[v6]:port`.
+fn hostname(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
 }
 
 /// The value of cookie `name`, if the request sent one.
@@ -264,6 +348,7 @@ pub async fn login_form(
 /// `POST /dashboard/login`: checks the token, sets the session cookie.
 pub async fn login(
     State(state): State<Arc<AppState>>,
+    client: Client,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
@@ -281,13 +366,17 @@ pub async fn login(
         );
     };
     let next = safe_next(form.next.as_deref());
-    if !constant_time_eq(form.token.trim().as_bytes(), token.expose().as_bytes()) {
-        tracing::info!("dashboard sign-in refused: wrong token");
-        return login_page(
-            StatusCode::UNAUTHORIZED,
-            next,
-            Some("That is not the admin token."),
-        );
+    let valid = constant_time_eq(form.token.as_bytes(), token.expose().as_bytes());
+    match state.auth_guard.judge(client.visitor.ip, valid) {
+        Verdict::Allowed => {}
+        Verdict::Failed => {
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                next,
+                Some("That is not the admin token."),
+            );
+        }
+        Verdict::Throttled { retry_after } => return throttled(retry_after),
     }
     let mut response = see_other(next);
     let value = session_value(token.expose(), now());
@@ -298,8 +387,30 @@ pub async fn login(
     response
 }
 
-/// `POST /dashboard/logout`: forgets the session cookie.
-pub async fn logout(headers: HeaderMap) -> Response {
+/// `POST /dashboard/logout`: ends the session on every replica (see the
+/// module doc) and clears the cookie. Only a page of this host may ask.
+pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not signed out",
+            "Signing out is done with the button on a dashboard page.",
+        );
+    }
+    let session = state.admin_token.as_ref().and_then(|token| {
+        let value = cookie(&headers, COOKIE)?;
+        Some((value, session_expiry(token.expose(), value, now())?))
+    });
+    if let Some((value, expires)) = session {
+        let expires = UNIX_EPOCH + std::time::Duration::from_secs(expires);
+        if let Err(e) = state
+            .counter
+            .revoke_session(&session_hash(value), expires)
+            .await
+        {
+            return failure(e);
+        }
+    }
     let mut response = see_other("/dashboard/login");
     response
         .headers_mut()
@@ -314,7 +425,11 @@ mod tests {
     #[test]
     fn sessions_verify_only_with_the_same_token_and_before_expiry() {
         let v = session_value("secret", 1000);
-        assert!(session_valid("secret", &v, 1000));
+        let session_valid = |token, v: &str, now| session_expiry(token, v, now).is_some();
+        assert_eq!(
+            session_expiry("secret", &v, 1000),
+            Some(1000 + SESSION_SECS)
+        );
         assert!(session_valid("secret", &v, 1000 + SESSION_SECS - 1));
         assert!(!session_valid("secret", &v, 1000 + SESSION_SECS));
         assert!(!session_valid("other", &v, 1000));
@@ -323,8 +438,65 @@ mod tests {
         let (_, tag) = v.split_once('.').unwrap();
         let forged = format!("{}.{tag}", 1000 + SESSION_SECS + 5);
         assert!(!session_valid("secret", &forged, 1000));
+        // Another id with the same tag is refused; each sign-in has its own.
+        let (expires, rest) = v.split_once('.').unwrap();
+        let (_, tag) = rest.split_once('.').unwrap();
+        let forged = format!("{expires}.{}.{tag}", "0".repeat(32));
+        assert!(!session_valid("secret", &forged, 1000));
+        let second = session_value("secret", 1000);
+        assert_ne!(second, v);
+        assert!(session_valid("secret", &second, 1000));
         for junk in ["", ".", "x.y", "1.zz", &format!("{}.", 2000)] {
             assert!(!session_valid("secret", junk, 1000), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn same_origin_is_the_fetch_site_else_the_origin_else_the_referer_host() {
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            same_origin(&h)
+        };
+        let host = ("host", "tally.example");
+        assert!(check(&[host, ("origin", "https://tally.example")]));
+        assert!(check(&[host, ("origin", "http://Tally.example:8080")]));
+        assert!(check(&[
+            ("host", "127.0.0.1:8000"),
+            ("origin", "http://127.0.0.1:8000")
+        ]));
+        assert!(check(&[
+            ("host", "[::1]:8000"),
+            ("origin", "http://[::1]:8000")
+        ]));
+        assert!(check(&[
+            host,
+            ("referer", "https://tally.example/dashboard/blog?x=1")
+        ]));
+        assert!(check(&[("sec-fetch-site", "same-origin")]));
+        for refused in [
+            &[host][..],
+            &[host, ("origin", "https://evil.example")],
+            &[host, ("origin", "null")],
+            &[host, ("origin", "https://tally.example.evil.example")],
+            &[host, ("referer", "https://evil.example/?tally.example")],
+            &[host, ("referer", "https://tally.example@evil.example/")],
+            &[
+                host,
+                ("origin", "https://evil.example"),
+                ("referer", "https://tally.example/"),
+            ],
+            &[
+                host,
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://tally.example"),
+            ],
+            &[host, ("sec-fetch-site", "same-site")],
+            &[("origin", "https://tally.example")],
+        ] {
+            assert!(!check(refused), "{refused:?}");
         }
     }
 
