@@ -32,6 +32,8 @@ pub struct Application {
     retention: JoinHandle<()>,
     grace: Duration,
     limits: Limits,
+    /// Held until `serve` returns: no other process serves this SQLite file.
+    owner: Option<store::Owner>,
 }
 
 impl Application {
@@ -41,6 +43,8 @@ impl Application {
     pub fn build(settings: &ServeSettings) -> anyhow::Result<Application> {
         config::validate(settings)?;
         let url = settings.store.database_url()?;
+        // Before opening: a refused second process must not touch the file.
+        let owner = store::claim(&url)?;
         let store = store::open(&url, &settings.store)?;
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
@@ -89,6 +93,7 @@ impl Application {
             retention,
             grace: settings.shutdown_grace,
             limits,
+            owner,
         })
     }
 
@@ -131,6 +136,7 @@ impl Application {
             retention,
             grace,
             limits,
+            owner,
         } = self;
         let (stop, stopping) = watch::channel(false);
         let server = listener::serve(listener, router, limits, state.metrics.clone(), stopping);
@@ -148,6 +154,8 @@ impl Application {
         purge.abort();
         retention.abort();
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
+        // Every hit is committed (or the grace is over): a successor may start.
+        drop(owner);
         match (drained, committed) {
             (true, true) => {
                 tracing::info!("stopped cleanly");
@@ -207,6 +215,9 @@ async fn purge_request_ids(counter: Arc<Counter>) {
 /// `tally migrate`: apply pending migrations once, then exit.
 pub async fn migrate(settings: &config::StoreSettings) -> anyhow::Result<Vec<i64>> {
     let url = settings.database_url()?;
+    // The same owner as `serve`: a migration while a server runs on this
+    // SQLite file is refused rather than changing the schema under it.
+    let _owner = store::claim(&url)?;
     let store = store::open(&url, settings)?;
     store
         .migrate()

@@ -11,6 +11,7 @@
 //! its count.
 
 pub mod migrate;
+pub mod owner;
 mod postgres;
 mod sqlite;
 
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use crate::config::{Secret, StoreSettings, redact_url};
 
 pub use migrate::Migration;
+pub use owner::Owner;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -361,14 +363,7 @@ impl dyn Store {
 /// PostgreSQL server is down: that is retried by the caller.
 pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     let raw = url.expose();
-    if let Some(path) = raw
-        .strip_prefix("sqlite://")
-        .or_else(|| raw.strip_prefix("sqlite:"))
-    {
-        let path = path.split('?').next().unwrap_or_default();
-        if path.is_empty() {
-            bail!("TALLY_DATABASE_URL {raw:?} names no file");
-        }
+    if let Some(path) = sqlite_path(raw)? {
         let store = SqliteStore::open(path.as_ref(), settings.store_timeout)
             .with_context(|| format!("opening SQLite database {path:?}"))?;
         return Ok(Arc::new(store));
@@ -382,4 +377,29 @@ pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn St
         "TALLY_DATABASE_URL must start with sqlite:// or postgres:// (got {})",
         redact_url(raw)
     )
+}
+
+/// Makes this process the owner of the SQLite database that `url` names, if
+/// it names one (see [`owner`]); `None` for PostgreSQL and for `:memory:`,
+/// which no other process can open.
+pub fn claim(url: &Secret) -> anyhow::Result<Option<Owner>> {
+    match sqlite_path(url.expose())? {
+        Some(":memory:") | None => Ok(None),
+        Some(path) => Owner::claim(path.as_ref()).map(Some),
+    }
+}
+
+/// The file of a `sqlite://` URL; `None` for another scheme.
+fn sqlite_path(raw: &str) -> anyhow::Result<Option<&str>> {
+    let Some(path) = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        bail!("TALLY_DATABASE_URL {raw:?} names no file");
+    }
+    Ok(Some(path))
 }
