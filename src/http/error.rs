@@ -107,6 +107,12 @@ impl From<CountError> for ApiError {
                 "default_site",
                 "the default site (the one / counts on) cannot be deleted",
             ),
+            CountError::CountLimit => Self::new(
+                S::CONFLICT,
+                "count_limit",
+                "this hit would take the site's count past its maximum, 2^53 - 1; nothing was \
+                 counted (set a lower count to go on counting)",
+            ),
             CountError::Overloaded => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "overloaded",

@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::{Secret, StoreSettings, redact_url};
+pub use crate::counting::MAX_COUNT;
 
 pub use migrate::Migration;
 pub use owner::Owner;
@@ -67,6 +68,26 @@ pub struct SiteHits {
 pub struct Counted {
     pub total: Versioned,
     pub counts: Vec<i64>,
+}
+
+/// What a batch did to one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Counted(Counted),
+    /// There is no such site; nothing was written for it.
+    NoSite,
+    /// These hits would take the count past [`MAX_COUNT`]: none of them
+    /// was counted, and nothing was written for this site.
+    AtLimit,
+}
+
+impl Outcome {
+    pub fn counted(&self) -> Option<&Counted> {
+        match self {
+            Outcome::Counted(c) => Some(c),
+            Outcome::NoSite | Outcome::AtLimit => None,
+        }
+    }
 }
 
 /// How one site's hits split into fresh hits (counted now) and repeats of
@@ -281,7 +302,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// site's bucket for the hour starting at `hour`. `hits` is sorted by
     /// site id with no repeats (a fixed lock order, so concurrent writers
     /// never deadlock). Returns each site's new total and each hit's count,
-    /// `None` for a site that does not exist (nothing is written for it).
+    /// or why nothing was written for it: no such site, or a count that
+    /// would pass [`MAX_COUNT`] (the other sites are counted all the same).
     /// `deadline` bounds the whole operation (waiting for a connection
     /// included): hits must be answered within the store timeout of their
     /// arrival, not of their batch's start.
@@ -294,7 +316,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         hour: SystemTime,
         hits: &[SiteHits],
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<Option<Counted>>, StoreError>;
+    ) -> Result<Vec<Outcome>, StoreError>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
@@ -348,7 +370,7 @@ impl dyn Store {
         &self,
         hour: SystemTime,
         hits: &[(SiteId, i64)],
-    ) -> Result<Vec<Option<Counted>>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let hits: Vec<SiteHits> = hits
             .iter()
             .map(|(site, n)| SiteHits::anonymous(*site, usize::try_from(*n).unwrap_or(0)))

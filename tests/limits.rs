@@ -1,0 +1,152 @@
+//! The edges of what tally accepts and writes: counts at their maximum,
+//! JSON bodies that say one thing twice, series ranges at the end of what
+//! a timestamp can say, and CSV cells a spreadsheet would run.
+
+mod support;
+
+use axum::Router;
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::app::{TOKEN, call, router, sqlite_url};
+use support::pg::PgServer;
+
+/// 2^53 - 1, the documented maximum count.
+const MAX: i64 = 9_007_199_254_740_991;
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+async fn admin(r: &Router, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let (status, _, body) = call(r, method, path, Some(TOKEN), Some(body)).await;
+    (status, json_of(&body))
+}
+
+async fn count_of(r: &Router, slug: &str) -> i64 {
+    let path = format!("/api/v1/sites/{slug}/count");
+    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json_of(&body)["count"].as_i64().unwrap()
+}
+
+/// A hit's status and, for a 200, its count, else its error code.
+async fn hit(r: &Router, slug: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/sites/{slug}/hits");
+    let (status, _, body) = call(r, Method::POST, &path, None, None).await;
+    let body = json_of(&body);
+    let detail = if status == StatusCode::OK {
+        body["count"].clone()
+    } else {
+        body["error"]["code"].clone()
+    };
+    (status, detail)
+}
+
+/// The series of `slug` adds up to its count: no refused hit reached a bucket.
+async fn assert_series_adds_up(r: &Router, slug: &str) {
+    let path = format!("/api/v1/sites/{slug}/series?step=day");
+    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series = json_of(&body);
+    let hits: i64 = series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["hits"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        series["before"].as_i64().unwrap() + hits,
+        count_of(r, slug).await
+    );
+}
+
+async fn hits_past_the_maximum_are_refused(r: &Router) {
+    for (slug, count) in [("full", MAX - 3), ("other", 0)] {
+        let body = json!({ "slug": slug, "count": count }).to_string();
+        let (status, created) = admin(r, Method::POST, "/api/v1/sites", &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+
+    // Concurrent hits share commits: a batch that would pass the maximum
+    // is refused whole, and the other site's hits in it are counted.
+    let hits = (0..32).map(|i| hit(r, if i % 2 == 0 { "full" } else { "other" }));
+    let outcomes = futures::future::join_all(hits).await;
+    let (full, other): (Vec<_>, Vec<_>) = outcomes
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let mut acked: Vec<i64> = Vec::new();
+    for (_, (status, detail)) in full {
+        match status {
+            StatusCode::OK => acked.push(detail.as_i64().unwrap()),
+            StatusCode::CONFLICT => assert_eq!(detail, json!("count_limit")),
+            other => panic!("{other}: {detail}"),
+        }
+    }
+    acked.sort_unstable();
+    let acknowledged = acked.len();
+    acked.dedup();
+    assert_eq!(acked.len(), acknowledged, "counts given twice");
+    assert!(acked.len() <= 3, "{acked:?}");
+    assert!(
+        acked.iter().all(|c| (MAX - 2..=MAX).contains(c)),
+        "{acked:?}"
+    );
+    assert_eq!(count_of(r, "full").await, MAX - 3 + acked.len() as i64);
+    let mut counts: Vec<i64> = other
+        .into_iter()
+        .map(|(_, (status, count))| {
+            assert_eq!(status, StatusCode::OK, "{count}");
+            count.as_i64().unwrap()
+        })
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=16).collect::<Vec<_>>());
+
+    // One below the maximum: one more hit fits, the next is refused.
+    let (status, _) = admin(
+        r,
+        Method::PUT,
+        "/api/v1/sites/full/count",
+        &json!({ "count": MAX - 1 }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hit(r, "full").await, (StatusCode::OK, json!(MAX)));
+    let (status, _, body) = call(r, Method::POST, "/api/v1/sites/full/hits", None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let error = &json_of(&body)["error"];
+    assert_eq!(error["code"], "count_limit");
+    assert!(error["message"].as_str().unwrap().contains("2^53 - 1"));
+    assert_eq!(count_of(r, "full").await, MAX);
+    // The seed's route is refused the same way.
+    let (status, _) = admin(
+        r,
+        Method::PUT,
+        "/api/v1/sites/default/count",
+        &json!({ "count": MAX }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = call(r, Method::GET, "/", None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(json_of(&body)["error"]["code"], "count_limit");
+    assert_eq!(count_of(r, "default").await, MAX);
+    assert_series_adds_up(r, "full").await;
+    assert_series_adds_up(r, "default").await;
+    assert_eq!(hit(r, "other").await, (StatusCode::OK, json!(17)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_past_the_maximum_count_are_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    hits_past_the_maximum_are_refused(&r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_past_the_maximum_count_are_refused_on_postgres() {
+    let pg = PgServer::start();
+    let (r, _) = router(&pg.create_database(), &[]).await;
+    hits_past_the_maximum_are_refused(&r).await;
+}
