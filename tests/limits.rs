@@ -150,3 +150,63 @@ async fn hits_past_the_maximum_count_are_refused_on_postgres() {
     let (r, _) = router(&pg.create_database(), &[]).await;
     hits_past_the_maximum_are_refused(&r).await;
 }
+
+#[tokio::test]
+async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let refused = [
+        (
+            "/api/v1/sites",
+            Method::POST,
+            r#"{"slug":"blog","slug":"evil"}"#,
+        ),
+        (
+            "/api/v1/sites",
+            Method::POST,
+            r#"{"slug":"blog","count":1,"count":5}"#,
+        ),
+        ("/api/v1/sites", Method::POST, r#"["blog","Blog",5]"#),
+        (
+            "/api/v1/sites/default/count",
+            Method::PUT,
+            r#"{"count":1,"count":5}"#,
+        ),
+        ("/api/v1/sites/default/count", Method::PUT, "[5]"),
+    ];
+    for (path, method, body) in refused {
+        let (status, _, reply) = call(&r, method, path, Some(TOKEN), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+        assert_eq!(json_of(&reply)["error"]["code"], "invalid_body", "{body}");
+    }
+    // Nothing was written.
+    let (_, listed) = admin(&r, Method::GET, "/api/v1/sites", "").await;
+    let slugs: Vec<&str> = listed["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["default"]);
+    assert_eq!(count_of(&r, "default").await, 0);
+    // The same bodies, said once and as objects, are taken.
+    let (status, site) = admin(
+        &r,
+        Method::POST,
+        "/api/v1/sites",
+        r#"{"slug":"blog","count":5}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, site["count"].clone()),
+        (StatusCode::CREATED, json!(5))
+    );
+    let (status, set) = admin(
+        &r,
+        Method::PUT,
+        "/api/v1/sites/blog/count",
+        r#"{"count":7}"#,
+    )
+    .await;
+    assert_eq!((status, set["count"].clone()), (StatusCode::OK, json!(7)));
+}
