@@ -210,3 +210,43 @@ async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
     .await;
     assert_eq!((status, set["count"].clone()), (StatusCode::OK, json!(7)));
 }
+
+#[tokio::test]
+async fn a_series_never_ends_past_year_9999() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let series = |query: &str| {
+        let path = format!("/api/v1/sites/default/series?{query}");
+        let r = r.clone();
+        async move { call(&r, Method::GET, &path, None, None).await }
+    };
+    for query in [
+        "from=9999-12-31T20:00:00Z&to=9999-12-31T23:30:00Z",
+        "from=9999-12-31T23:00:01Z",
+        "step=day&from=9999-12-30&to=9999-12-31T00:00:01Z",
+    ] {
+        let (status, _, body) = series(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        let error = &json_of(&body)["error"];
+        assert_eq!(error["code"], "invalid_query", "{query}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("must end by 9999-12-31"),
+            "{body}"
+        );
+    }
+    let (status, _, body) = series("from=9999-12-31T21:00:00Z&to=9999-12-31T23:00:00Z").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got = json_of(&body);
+    assert_eq!(
+        (got["from"].clone(), got["to"].clone()),
+        (json!("9999-12-31T21:00:00Z"), json!("9999-12-31T23:00:00Z"))
+    );
+    let (status, _, csv) = series("step=day&from=9999-12-30&to=9999-12-31&format=csv").await;
+    assert_eq!(
+        (status, csv.as_str()),
+        (StatusCode::OK, "t,hits\n9999-12-30,0\n")
+    );
+}
