@@ -10,12 +10,14 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with;
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
-//!   slugs, the admin token).
+//!   slugs, the admin token);
+//! - `csv`: CSV cells written so that a spreadsheet shows them as text.
 
 pub mod api;
 pub mod assets;
 pub mod badge;
 pub mod client;
+pub(crate) mod csv;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
