@@ -4,11 +4,15 @@
 
 mod support;
 
+use std::time::{Duration, SystemTime};
+
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::app::{TOKEN, call, router, sqlite_url};
 use support::pg::PgServer;
+use tally::http::AppState;
+use tally::store::{Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
 const MAX: i64 = 9_007_199_254_740_991;
@@ -249,4 +253,68 @@ async fn a_series_never_ends_past_year_9999() {
         (status, csv.as_str()),
         (StatusCode::OK, "t,hits\n9999-12-30,0\n")
     );
+}
+
+/// At the maximum, a retried request (same id) still gets its first
+/// count: it counts nothing. Checked on the store, whatever the HTTP layer
+/// decides to trust as a request id.
+async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, state: &AppState) {
+    for (slug, count) in [("full", MAX - 1), ("other", 0)] {
+        let body = json!({ "slug": slug, "count": count }).to_string();
+        let (status, _) = admin(r, Method::POST, "/api/v1/sites", &body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let store = state.counter.store();
+    let (full, other) = (2, 3);
+    let add = |hits: Vec<SiteHits>| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let hour = tally::counting::writer::hour_start(SystemTime::now());
+        let outcomes = store.add_hits(hour, &hits, deadline).await.unwrap();
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Counted(c) => Ok(c.counts),
+                refused => Err(refused),
+            })
+            .collect::<Vec<_>>()
+    };
+    let keyed = |site, keys: &[Option<&str>]| SiteHits {
+        site,
+        keys: keys.iter().map(|k| k.map(Box::from)).collect(),
+    };
+    assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);
+    assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);
+    assert_eq!(
+        add(vec![keyed(full, &[Some("r1")]), keyed(other, &[None])]).await,
+        [Ok(vec![MAX]), Ok(vec![1])]
+    );
+    assert_eq!(
+        add(vec![
+            keyed(full, &[Some("r2")]),
+            keyed(other, &[Some("o1")])
+        ])
+        .await,
+        [Err(Outcome::AtLimit), Ok(vec![2])]
+    );
+    assert_eq!(
+        add(vec![keyed(full, &[Some("r1"), None])]).await,
+        [Err(Outcome::AtLimit)]
+    );
+    assert_eq!(add(vec![keyed(99, &[None])]).await, [Err(Outcome::NoSite)]);
+    assert_eq!(count_of(r, "full").await, MAX);
+    assert_eq!(count_of(r, "other").await, 2);
+}
+
+#[tokio::test]
+async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, state) = router(&sqlite_url(dir.path()), &[]).await;
+    a_repeat_at_the_maximum_gets_its_first_count(&r, &state).await;
+}
+
+#[tokio::test]
+async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_postgres() {
+    let pg = PgServer::start();
+    let (r, state) = router(&pg.create_database(), &[]).await;
+    a_repeat_at_the_maximum_gets_its_first_count(&r, &state).await;
 }

@@ -239,12 +239,15 @@ impl Store for PgStore {
     ) -> Result<Vec<Outcome>, StoreError> {
         self.run_until(deadline, async |client| {
             match add_fresh_hits(client, hour, hits).await {
-                // A request id was counted before: a retry. Rare; the
-                // careful path gives it its first count.
+                Ok(Some(outcomes)) => Ok(outcomes),
+                // A request id was (or, at the maximum count, may have been)
+                // counted before: a retry. Rare; the careful path gives it
+                // its first count.
+                Ok(None) => add_hits_in_transaction(client, hour, hits).await,
                 Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
                     add_hits_in_transaction(client, hour, hits).await
                 }
-                other => other,
+                Err(e) => Err(e),
             }
         })
         .await
@@ -513,12 +516,15 @@ fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)
 /// by one statement that also records their ids with their counts; a site
 /// alone is one round trip, in its own implicit transaction. If any id was
 /// recorded before, the statement fails (division by zero, by design), so
-/// nothing of it is written and the caller takes the careful path.
+/// nothing of it is written and the caller takes the careful path. So it
+/// does (`None`, nothing written) when a site with ids is at the maximum
+/// count: its hits may be repeats, which count nothing and get their first
+/// count.
 async fn add_fresh_hits(
     client: &mut Object,
     hour: SystemTime,
     hits: &[SiteHits],
-) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
     let plain = client.prepare_cached(ADD_HITS).await?;
     let keyed = client.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
     let (plain, keyed) = (&plain, &keyed);
@@ -542,8 +548,14 @@ async fn add_fresh_hits(
             None => refusal(runner, h.site).await,
         }
     };
+    let maybe_repeats = |outcomes: &[Outcome]| {
+        hits.iter()
+            .zip(outcomes)
+            .any(|(h, o)| *o == Outcome::AtLimit && h.has_keys())
+    };
     if let [one] = hits {
-        return Ok(vec![count_site(client, one).await?]);
+        let outcome = [count_site(client, one).await?];
+        return Ok((!maybe_repeats(&outcome)).then(|| outcome.into()));
     }
     let tx = client.transaction().await?;
     let results = join_all(hits.iter().map(|h| count_site(tx.client(), h))).await;
@@ -560,8 +572,11 @@ async fn add_fresh_hits(
             .expect("an error"));
     }
     let counted = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if maybe_repeats(&counted) {
+        return Ok(None); // the transaction is rolled back as it drops
+    }
     tx.commit().await?;
-    Ok(counted)
+    Ok(Some(counted))
 }
 
 /// Batches where some request id was counted before (a retry). The site
