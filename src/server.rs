@@ -35,6 +35,8 @@ pub struct Application {
     sweep: JoinHandle<()>,
     grace: Duration,
     limits: Limits,
+    /// Held until `serve` returns: no other process serves this SQLite file.
+    owner: Option<store::Owner>,
 }
 
 impl Application {
@@ -46,6 +48,8 @@ impl Application {
         // Before anything is opened: a bad token is a setting to fix.
         let admin_token = settings.admin_token()?;
         let url = settings.store.database_url()?;
+        // Before opening: a refused second process must not touch the file.
+        let owner = store::claim(&url)?;
         let store = store::open(&url, &settings.store)?;
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
@@ -104,6 +108,7 @@ impl Application {
             sweep,
             grace: settings.shutdown_grace,
             limits,
+            owner,
         })
     }
 
@@ -147,6 +152,7 @@ impl Application {
             sweep,
             grace,
             limits,
+            owner,
         } = self;
         let (stop, stopping) = watch::channel(false);
         let server = listener::serve(listener, router, limits, state.metrics.clone(), stopping);
@@ -165,6 +171,8 @@ impl Application {
         retention.abort();
         sweep.abort();
         let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
+        // Every hit is committed (or the grace is over): a successor may start.
+        drop(owner);
         match (drained, committed) {
             (true, true) => {
                 tracing::info!("stopped cleanly");
@@ -232,6 +240,9 @@ async fn sweep_auth_failures(state: Arc<AppState>) {
 /// `tally migrate`: apply pending migrations once, then exit.
 pub async fn migrate(settings: &config::StoreSettings) -> anyhow::Result<Vec<i64>> {
     let url = settings.database_url()?;
+    // The same owner as `serve`: a migration while a server runs on this
+    // SQLite file is refused rather than changing the schema under it.
+    let _owner = store::claim(&url)?;
     let store = store::open(&url, settings)?;
     store
         .migrate()

@@ -326,7 +326,15 @@ async fn rate_limits_apply_per_client_with_429_and_retry_after() {
         &["--rate-limit", "5"],
     )
     .await;
+    let into_minute = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        (now.as_secs() % 60) as f64 + f64::from(now.subsec_millis()) / 1000.0
+    };
+    let before = into_minute();
     let responses = hits_from(&app, "198.51.100.7", "a", 7).await;
+    let after = into_minute();
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
     let limited = responses.into_iter().last().unwrap();
@@ -335,7 +343,13 @@ async fn rate_limits_apply_per_client_with_429_and_retry_after() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // The 5 hits slide out of the next minute until 4 weigh in, 12 s into
+    // it: the wait is to the next minute plus 12 s.
+    let (earliest, latest) = ((72.0 - after).ceil() as u64, (72.0 - before).ceil() as u64);
+    assert!(
+        (earliest..=latest).contains(&retry),
+        "Retry-After {retry}, not in {earliest}..={latest}"
+    );
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
     // Another client is unaffected; the refused hits wrote nothing.

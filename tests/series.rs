@@ -154,7 +154,7 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
         .await
         .unwrap();
     // Written past the counter: tell the cache, as the counter would.
-    let total = written[0].as_ref().unwrap().total;
+    let total = written[0].counted().unwrap().total;
     state.counter.cache().publish(alpha, total);
     assert_eq!(count(&apps[0], "alpha").await, 5_007);
     let old_day = tally::counting::series::format_date(tally::counting::series::unix(old));

@@ -97,17 +97,26 @@ impl Limiter {
         Admission::Allowed
     }
 
-    /// Seconds until the estimate falls below the limit with no new hits.
+    /// Seconds until one more hit would be admitted, if no new hits come:
+    /// the first `t` seconds into a window with `old` hits in the window
+    /// before it and `now` in its own where `old * (1 - t/w) + now + 1 <=
+    /// limit`. Rounded up, so a client that waits exactly this long is let in.
     fn retry_after(&self, previous: u64, current: u64, elapsed: f64) -> u64 {
         let w = self.window.as_secs_f64();
-        let wait = if current + 1 > self.limit || previous == 0 {
-            w - elapsed
-        } else {
-            // previous * (1 - t/w) + current + 1 <= limit
-            let t = w * (1.0 - (self.limit - current - 1) as f64 / previous as f64);
-            (t - elapsed).max(0.0)
+        let admitted_at = |old: u64, now: u64| {
+            // `old > 0` here: with no old hits, `now + 1 <= limit` would
+            // already admit.
+            w * (1.0 - (self.limit - now - 1) as f64 / old as f64)
         };
-        (wait.ceil() as u64).max(1)
+        let wait = if current < self.limit {
+            // Later in this window, once enough of the previous one has slid out.
+            admitted_at(previous, current) - elapsed
+        } else {
+            // Not in this window: in the next, this window's hits are the old
+            // ones, and they slide out the same way.
+            w - elapsed + admitted_at(current, 0)
+        };
+        (wait.max(0.0).ceil() as u64).max(1)
     }
 
     /// The window index and seconds into it.
@@ -200,32 +209,65 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// Admits `n` hits from [`IP`] at `t`; each must be allowed.
+    fn allow(l: &Limiter, n: usize, t: SystemTime) {
+        for _ in 0..n {
+            assert_eq!(l.admit_at(IP, t), Admission::Allowed);
+        }
+    }
+
+    /// The `Retry-After` a hit from [`IP`] at `t` is told; `None` if admitted.
+    fn wait(l: &Limiter, t: SystemTime) -> Option<u64> {
+        match l.admit_at(IP, t) {
+            Admission::Allowed => None,
+            Admission::Limited { retry_after } => Some(retry_after),
+        }
+    }
+
     #[test]
     fn admits_up_to_the_limit_per_client() {
         let l = Limiter::new(5, Duration::from_secs(60));
-        for _ in 0..5 {
-            assert_eq!(l.admit_at(IP, at(600)), Admission::Allowed);
-        }
-        assert_eq!(
-            l.admit_at(IP, at(600)),
-            Admission::Limited { retry_after: 60 }
-        );
+        allow(&l, 5, at(600));
+        // In the next window the 5 weigh 5 * (1 - t/60); a sixth hit fits
+        // once that is 4, 12 s into it: 72 s from now.
+        assert_eq!(wait(&l, at(600)), Some(72));
         assert_eq!(l.admit_at(OTHER, at(600)), Admission::Allowed);
+        assert_eq!(wait(&l, at(671)), Some(1));
+        assert_eq!(wait(&l, at(672)), None);
     }
 
     #[test]
     fn the_previous_window_weighs_by_its_overlap() {
         let l = Limiter::new(10, Duration::from_secs(60));
-        for _ in 0..10 {
-            assert_eq!(l.admit_at(IP, at(600)), Admission::Allowed);
-        }
-        // 30 s into the next window half of the previous 10 still count.
-        for _ in 0..5 {
-            assert_eq!(l.admit_at(IP, at(690)), Admission::Allowed);
-        }
-        assert!(matches!(l.admit_at(IP, at(690)), Admission::Limited { .. }));
+        allow(&l, 10, at(600));
+        // 30 s into the next window half of the previous 10 still count:
+        // 10 * 0.5 + 5 = 10, full. One more fits once
+        // 10 * (1 - t/60) + 5 + 1 <= 10, at t = 36: 6 s from now.
+        allow(&l, 5, at(690));
+        assert_eq!(wait(&l, at(690)), Some(6));
+        // Part of a second in: 5.5 s, rounded up.
+        assert_eq!(wait(&l, at(690) + Duration::from_millis(500)), Some(6));
+        assert_eq!(wait(&l, at(695)), Some(1));
+        allow(&l, 1, at(696));
+        // Now 10 * 0.4 + 6 = 10: full again until t = 42.
+        assert_eq!(wait(&l, at(696)), Some(6));
         // A window later the old hits are gone.
-        assert_eq!(l.admit_at(IP, at(780)), Admission::Allowed);
+        assert_eq!(wait(&l, at(780)), None);
+    }
+
+    #[test]
+    fn retry_after_a_full_window_with_old_hits_waits_into_the_next() {
+        let l = Limiter::new(4, Duration::from_secs(60));
+        allow(&l, 2, at(600));
+        allow(&l, 1, at(690));
+        // Other replicas admitted 3 more in this window: 4 here, at the limit.
+        l.learn(IP, 690 / 60, 3);
+        // The 2 old hits do not matter past this window; the 4 new ones
+        // weigh 4 * (1 - t/60) in the next, and 3 + 1 fits at t = 15:
+        // 30 s to the next window, then 15.
+        assert_eq!(wait(&l, at(690)), Some(45));
+        assert_eq!(wait(&l, at(734)), Some(1));
+        assert_eq!(wait(&l, at(735)), None);
     }
 
     #[test]

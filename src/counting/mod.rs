@@ -41,6 +41,8 @@ pub enum CountError {
     Conflict,
     #[error("the default site cannot be deleted")]
     DefaultSite,
+    #[error("the count is at its maximum")]
+    CountLimit,
     #[error("too many hits are waiting for a commit")]
     Overloaded,
     #[error("the store is unavailable: {0}")]
@@ -234,6 +236,7 @@ impl Counter {
         match answer.await {
             Ok(Ok(count)) => Ok(count),
             Ok(Err(CommitError::Unavailable(why))) => Err(CountError::Unavailable(why.to_string())),
+            Ok(Err(CommitError::CountLimit)) => Err(CountError::CountLimit),
             Ok(Err(CommitError::Internal)) => Err(CountError::Internal(anyhow::anyhow!(
                 "the commit holding this hit failed"
             ))),

@@ -17,7 +17,7 @@ pub const MAX_POINTS: i64 = 10_000;
 pub const MAX_IMPORT: usize = 10_000;
 
 /// 10000-01-01T00:00:00Z: instants stay in years 1970 to 9999, so every
-/// one is written with a four-digit year.
+/// one is written with a four-digit year, as RFC 3339 requires.
 const END_OF_TIME: i64 = 253_402_300_800;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +84,17 @@ impl Range {
             (_, Some(to)) => ceil(to, s),
             (Some(from), None) => ceil(now + 1, s).max(ceil(from + 1, s)),
             (None, None) => ceil(now + 1, s),
+        };
+        // The end is written too, so it must be a step that starts in 9999
+        // at the latest: rounding up could otherwise make it year 10000.
+        let last = floor(END_OF_TIME - 1, s);
+        if to > last {
+            return Err(CountError::InvalidInput(format!(
+                "the range must end by {} (a later end cannot be written as an RFC 3339 \
+                 time): give an earlier 'to'",
+                step.format(last)
+            )));
         }
-        .min(END_OF_TIME);
         let from = match from {
             Some(from) => floor(from, s),
             None => (to - span).max(0),
@@ -492,6 +501,35 @@ mod tests {
             Range::last(Step::Hour, 48, now),
             Range::new(Step::Hour, None, None, now, 48).unwrap()
         );
+    }
+
+    #[test]
+    fn ranges_end_where_a_four_digit_year_can_still_write_the_end() {
+        let now = 100 * D;
+        let last_hour = END_OF_TIME - H; // 9999-12-31T23:00:00Z
+        let r = Range::new(Step::Hour, Some(last_hour - H), Some(last_hour), now, 48).unwrap();
+        assert_eq!(Step::Hour.format(r.to), "9999-12-31T23:00:00Z");
+        // One second later rounds up to 10000-01-01: refused, not written.
+        let past = Range::new(
+            Step::Hour,
+            Some(last_hour - H),
+            Some(last_hour + 1),
+            now,
+            48,
+        );
+        let why = past.unwrap_err().to_string();
+        assert!(why.contains("must end by 9999-12-31T23:00:00Z"), "{why}");
+        let last_day = END_OF_TIME - D;
+        let r = Range::new(Step::Day, Some(last_day - D), Some(last_day), now, 30).unwrap();
+        assert_eq!(Step::Day.format(r.to), "9999-12-31");
+        let past = Range::new(Step::Day, Some(last_day - D), Some(last_day + 1), now, 30);
+        assert!(
+            past.unwrap_err()
+                .to_string()
+                .contains("must end by 9999-12-31 ")
+        );
+        // With no 'to', a 'from' in the last step would end it in 10000.
+        assert!(Range::new(Step::Hour, Some(last_hour + 1), None, now, 48).is_err());
     }
 
     #[test]

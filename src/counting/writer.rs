@@ -19,13 +19,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::Cache;
 use crate::metrics::Metrics;
-use crate::store::{SiteHits, SiteId, Store, StoreError};
+use crate::store::{Outcome, SiteHits, SiteId, Store, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
 #[derive(Debug, Clone)]
 pub enum CommitError {
     Unavailable(Arc<str>),
+    /// Counting it would take its site past the largest count.
+    CountLimit,
     Internal,
 }
 
@@ -141,14 +143,18 @@ async fn commit(
 
     // Each site's waiters, in arrival order, get the counts the store gave.
     let mut waiters = batch.drain(..);
-    for (group, counted) in groups.iter().zip(totals) {
-        if let Some(counted) = &counted {
+    for (group, outcome) in groups.iter().zip(totals) {
+        if let Outcome::Counted(counted) = &outcome {
             cache.publish(group.site, counted.total);
         }
         for i in 0..group.keys.len() {
             let Some(p) = waiters.next() else { return };
-            let count = counted.as_ref().and_then(|c| c.counts.get(i).copied());
-            let _ = p.reply.send(Ok(count));
+            let reply = match &outcome {
+                Outcome::Counted(c) => Ok(c.counts.get(i).copied()),
+                Outcome::NoSite => Ok(None),
+                Outcome::AtLimit => Err(CommitError::CountLimit),
+            };
+            let _ = p.reply.send(reply);
         }
     }
 }

@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::counting::CountError;
 
-/// Seconds a client should wait before retrying after a 503.
+/// Seconds a client should wait before retrying after a 503 or 429 that
+/// names no wait of its own.
 const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug)]
@@ -38,7 +39,7 @@ impl ApiError {
         }
     }
 
-    /// Seconds for `Retry-After` (503s default to 1).
+    /// Seconds for `Retry-After` (503s and 429s default to 1).
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self
@@ -77,10 +78,8 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(self.retry_after.unwrap_or(RETRY_AFTER_SECS)),
-            );
+            let seconds = self.retry_after.unwrap_or(RETRY_AFTER_SECS);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -108,6 +107,12 @@ impl From<CountError> for ApiError {
                 "default_site",
                 "the default site (the one / counts on) cannot be deleted",
             ),
+            CountError::CountLimit => Self::new(
+                S::CONFLICT,
+                "count_limit",
+                "this hit would take the site's count past its maximum, 2^53 - 1; nothing was \
+                 counted (set a lower count to go on counting)",
+            ),
             CountError::Overloaded => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -131,5 +136,32 @@ impl From<CountError> for ApiError {
                 Self::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(error: ApiError) -> Option<String> {
+        let response = error.into_response();
+        response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn retry_after_is_the_given_wait_or_one_second() {
+        let limited = || ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "x");
+        assert_eq!(
+            retry_after(limited().retry_after(72)).as_deref(),
+            Some("72")
+        );
+        assert_eq!(retry_after(limited()).as_deref(), Some("1"));
+        let down = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "x");
+        assert_eq!(retry_after(down()).as_deref(), Some("1"));
+        assert_eq!(retry_after(down().retry_after(5)).as_deref(), Some("5"));
+        assert_eq!(retry_after(ApiError::not_found()), None);
     }
 }

@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -18,7 +19,11 @@ use super::error::ApiError;
 use super::guard::Verdict;
 use crate::counting::validate_slug;
 
-/// A JSON body; `Content-Type: application/json` required.
+mod strict;
+
+/// A JSON body; `Content-Type: application/json` required. Read with
+/// [`strict_json`]: a key given twice, or an array where an object belongs,
+/// is a 400.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -30,11 +35,30 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
+        // axum checks the content type, the size and the syntax; the raw
+        // text is then read strictly.
+        match Json::<Box<RawValue>>::from_request(req, state).await {
+            Ok(Json(raw)) => strict_json(raw.get().as_bytes()).map(ApiJson),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// Reads a JSON document into `T`, refusing what serde_json would let pass
+/// with a meaning of its own choosing: a key given twice in an object (it
+/// keeps the last) and an array in place of an object (it takes the fields
+/// in order). The errors are those of every JSON body: `invalid_json`,
+/// `invalid_body`.
+pub(crate) fn strict_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    strict::from_slice(body).map_err(|refusal| match refusal {
+        strict::Refusal::Syntax(why) => {
+            ApiError::bad_request("invalid_json", format!("the body is not JSON: {why}"))
+        }
+        strict::Refusal::Shape(why) => ApiError::bad_request(
+            "invalid_body",
+            format!("the body does not fit this request: {why}"),
+        ),
+    })
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

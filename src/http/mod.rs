@@ -14,11 +14,13 @@
 //!   slugs, the admin token);
 //! - [`guard`]: the per-client budget of failed authentications and their
 //!   rate-bounded log.
+//! - `csv`: CSV cells written so that a spreadsheet shows them as text.
 
 pub mod api;
 pub mod assets;
 pub mod badge;
 pub mod client;
+pub(crate) mod csv;
 pub mod dashboard;
 pub mod error;
 pub mod extract;

@@ -168,12 +168,15 @@ fn body(series: &Series) -> SeriesBody {
     }
 }
 
-/// `t,hits` then one line per point; nothing in it needs quoting.
+/// `t,hits` then one line per point. The times are dates or timestamps,
+/// which never need quoting or neutralising, but go through the one CSV
+/// cell writer all the same.
 fn csv(series: &Series) -> String {
     let mut out = String::with_capacity(16 + series.points.len() * 28);
     out.push_str("t,hits\n");
     for p in &series.points {
-        let _ = writeln!(out, "{},{}", series.range.step.format(p.t), p.hits);
+        let t = series.range.step.format(p.t);
+        let _ = writeln!(out, "{},{}", super::csv::cell(&t), p.hits);
     }
     out
 }

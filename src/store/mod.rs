@@ -11,6 +11,7 @@
 //! its count.
 
 pub mod migrate;
+pub mod owner;
 mod postgres;
 mod sqlite;
 
@@ -22,8 +23,10 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::{Secret, StoreSettings, redact_url};
+pub use crate::counting::MAX_COUNT;
 
 pub use migrate::Migration;
+pub use owner::Owner;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -65,6 +68,26 @@ pub struct SiteHits {
 pub struct Counted {
     pub total: Versioned,
     pub counts: Vec<i64>,
+}
+
+/// What a batch did to one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Counted(Counted),
+    /// There is no such site; nothing was written for it.
+    NoSite,
+    /// These hits would take the count past [`MAX_COUNT`]: none of them
+    /// was counted, and nothing was written for this site.
+    AtLimit,
+}
+
+impl Outcome {
+    pub fn counted(&self) -> Option<&Counted> {
+        match self {
+            Outcome::Counted(c) => Some(c),
+            Outcome::NoSite | Outcome::AtLimit => None,
+        }
+    }
 }
 
 /// How one site's hits split into fresh hits (counted now) and repeats of
@@ -279,7 +302,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// site's bucket for the hour starting at `hour`. `hits` is sorted by
     /// site id with no repeats (a fixed lock order, so concurrent writers
     /// never deadlock). Returns each site's new total and each hit's count,
-    /// `None` for a site that does not exist (nothing is written for it).
+    /// or why nothing was written for it: no such site, or a count that
+    /// would pass [`MAX_COUNT`] (the other sites are counted all the same).
     /// `deadline` bounds the whole operation (waiting for a connection
     /// included): hits must be answered within the store timeout of their
     /// arrival, not of their batch's start.
@@ -292,7 +316,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         hour: SystemTime,
         hits: &[SiteHits],
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<Option<Counted>>, StoreError>;
+    ) -> Result<Vec<Outcome>, StoreError>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
@@ -355,7 +379,7 @@ impl dyn Store {
         &self,
         hour: SystemTime,
         hits: &[(SiteId, i64)],
-    ) -> Result<Vec<Option<Counted>>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let hits: Vec<SiteHits> = hits
             .iter()
             .map(|(site, n)| SiteHits::anonymous(*site, usize::try_from(*n).unwrap_or(0)))
@@ -370,14 +394,7 @@ impl dyn Store {
 /// PostgreSQL server is down: that is retried by the caller.
 pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     let raw = url.expose();
-    if let Some(path) = raw
-        .strip_prefix("sqlite://")
-        .or_else(|| raw.strip_prefix("sqlite:"))
-    {
-        let path = path.split('?').next().unwrap_or_default();
-        if path.is_empty() {
-            bail!("TALLY_DATABASE_URL {raw:?} names no file");
-        }
+    if let Some(path) = sqlite_path(raw)? {
         let store = SqliteStore::open(path.as_ref(), settings.store_timeout)
             .with_context(|| format!("opening SQLite database {path:?}"))?;
         return Ok(Arc::new(store));
@@ -391,4 +408,29 @@ pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn St
         "TALLY_DATABASE_URL must start with sqlite:// or postgres:// (got {})",
         redact_url(raw)
     )
+}
+
+/// Makes this process the owner of the SQLite database that `url` names, if
+/// it names one (see [`owner`]); `None` for PostgreSQL and for `:memory:`,
+/// which no other process can open.
+pub fn claim(url: &Secret) -> anyhow::Result<Option<Owner>> {
+    match sqlite_path(url.expose())? {
+        Some(":memory:") | None => Ok(None),
+        Some(path) => Owner::claim(path.as_ref()).map(Some),
+    }
+}
+
+/// The file of a `sqlite://` URL; `None` for another scheme.
+fn sqlite_path(raw: &str) -> anyhow::Result<Option<&str>> {
+    let Some(path) = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        bail!("TALLY_DATABASE_URL {raw:?} names no file");
+    }
+    Ok(Some(path))
 }

@@ -21,8 +21,8 @@ use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
 use super::{
-    Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteHits, SiteId,
-    Store, StoreError, Versioned,
+    Backend, Counted, ImportEntry, Imported, NewSite, Outcome, SeriesData, Site, SiteDump,
+    SiteHits, SiteId, Store, StoreError, Versioned,
 };
 
 /// Any constant will do; it only has to be the same in every replica.
@@ -31,12 +31,13 @@ const MIGRATION_LOCK: i64 = 0x7a11_7a11;
 /// Counts `$2` hits on site `$1` and adds them to the bucket of the hour
 /// `$3`: the first two parts of every counting statement. The bucket is
 /// written only if the site row was, and both happen atomically even
-/// outside an explicit transaction.
+/// outside an explicit transaction. A count that would pass
+/// [`super::MAX_COUNT`] (the literal below) writes no row: see [`refusal`].
 macro_rules! count_and_bucket {
     () => {
         "WITH counted AS (
     UPDATE visitors SET visitor_count = visitor_count + $2::bigint
-    WHERE site_id = $1::bigint
+    WHERE site_id = $1::bigint AND visitor_count + $2::bigint <= 9007199254740991
     RETURNING visitor_count, generation
 ), bucket AS (
     INSERT INTO hits_hourly (site_id, hour, hits)
@@ -235,15 +236,18 @@ impl Store for PgStore {
         hour: SystemTime,
         hits: &[SiteHits],
         deadline: Instant,
-    ) -> Result<Vec<Option<Counted>>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         self.run_until(deadline, async |client| {
             match add_fresh_hits(client, hour, hits).await {
-                // A request id was counted before: a retry. Rare; the
-                // careful path gives it its first count.
+                Ok(Some(outcomes)) => Ok(outcomes),
+                // A request id was (or, at the maximum count, may have been)
+                // counted before: a retry. Rare; the careful path gives it
+                // its first count.
+                Ok(None) => add_hits_in_transaction(client, hour, hits).await,
                 Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
                     add_hits_in_transaction(client, hour, hits).await
                 }
-                other => other,
+                Err(e) => Err(e),
             }
         })
         .await
@@ -546,12 +550,15 @@ fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)
 /// by one statement that also records their ids with their counts; a site
 /// alone is one round trip, in its own implicit transaction. If any id was
 /// recorded before, the statement fails (division by zero, by design), so
-/// nothing of it is written and the caller takes the careful path.
+/// nothing of it is written and the caller takes the careful path. So it
+/// does (`None`, nothing written) when a site with ids is at the maximum
+/// count: its hits may be repeats, which count nothing and get their first
+/// count.
 async fn add_fresh_hits(
     client: &mut Object,
     hour: SystemTime,
     hits: &[SiteHits],
-) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
+) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
     let plain = client.prepare_cached(ADD_HITS).await?;
     let keyed = client.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
     let (plain, keyed) = (&plain, &keyed);
@@ -570,10 +577,19 @@ async fn add_fresh_hits(
                 .query_opt(keyed, &[&h.site, &n, &hour, &keys, &positions])
                 .await?
         };
-        Ok::<_, tokio_postgres::Error>(row.as_ref().map(|r| anonymous(r, n)))
+        match row {
+            Some(row) => Ok(Outcome::Counted(anonymous(&row, n))),
+            None => refusal(runner, h.site).await,
+        }
+    };
+    let maybe_repeats = |outcomes: &[Outcome]| {
+        hits.iter()
+            .zip(outcomes)
+            .any(|(h, o)| *o == Outcome::AtLimit && h.has_keys())
     };
     if let [one] = hits {
-        return Ok(vec![count_site(client, one).await?]);
+        let outcome = [count_site(client, one).await?];
+        return Ok((!maybe_repeats(&outcome)).then(|| outcome.into()));
     }
     let tx = client.transaction().await?;
     let results = join_all(hits.iter().map(|h| count_site(tx.client(), h))).await;
@@ -590,8 +606,11 @@ async fn add_fresh_hits(
             .expect("an error"));
     }
     let counted = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if maybe_repeats(&counted) {
+        return Ok(None); // the transaction is rolled back as it drops
+    }
     tx.commit().await?;
-    Ok(counted)
+    Ok(Some(counted))
 }
 
 /// Batches where some request id was counted before (a retry). The site
@@ -605,7 +624,7 @@ async fn add_hits_in_transaction(
     client: &mut Object,
     hour: SystemTime,
     hits: &[SiteHits],
-) -> Result<Vec<Option<Counted>>, tokio_postgres::Error> {
+) -> Result<Vec<Outcome>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
     tx.execute(
@@ -635,33 +654,46 @@ async fn add_hits_in_transaction(
     let plain = tx.prepare_cached(ADD_HITS).await?;
     let keyed = tx.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
     let (plain, keyed) = (&plain, &keyed);
-    let totals = try_join_all(hits.iter().zip(&plans).map(|(h, plan)| async move {
+    let recorded = &recorded;
+    let outcomes = try_join_all(hits.iter().zip(&plans).map(|(h, plan)| async move {
         let (keys, positions): (Vec<&str>, Vec<i64>) = plan.fresh_keys.iter().copied().unzip();
-        if keys.is_empty() {
+        let row = if keys.is_empty() {
             tx_ref
                 .query_opt(plain, &[&h.site, &plan.fresh, &hour])
-                .await
+                .await?
         } else {
             tx_ref
                 .query_opt(keyed, &[&h.site, &plan.fresh, &hour, &keys, &positions])
-                .await
-        }
+                .await?
+        };
+        let Some(row) = row else {
+            return refusal(tx_ref.client(), h.site).await;
+        };
+        let total = versioned(&row);
+        let counts = plan.counts(total.count, &|k| {
+            recorded.get(&(h.site, k.to_owned())).copied().flatten()
+        });
+        Ok(Outcome::Counted(Counted { total, counts }))
     }))
     .await?;
     tx.commit().await?;
+    Ok(outcomes)
+}
 
-    Ok(hits
-        .iter()
-        .zip(&plans)
-        .zip(totals)
-        .map(|((h, plan), row)| {
-            let total = versioned(&row?);
-            let counts = plan.counts(total.count, &|k| {
-                recorded.get(&(h.site, k.to_owned())).copied().flatten()
-            });
-            Some(Counted { total, counts })
-        })
-        .collect())
+/// Why a counting statement wrote no row for `site`: there is no such site,
+/// or the count would pass the maximum. Asked only then, so the common
+/// path stays one statement.
+async fn refusal(
+    runner: &tokio_postgres::Client,
+    site: SiteId,
+) -> Result<Outcome, tokio_postgres::Error> {
+    let exists = runner
+        .query_opt("SELECT 1 FROM visitors WHERE site_id = $1", &[&site])
+        .await?;
+    Ok(match exists {
+        Some(_) => Outcome::AtLimit,
+        None => Outcome::NoSite,
+    })
 }
 
 /// A site's row after counting `n` hits without request ids.
@@ -717,5 +749,20 @@ fn pg_error(e: tokio_postgres::Error) -> StoreError {
         StoreError::Unavailable(e.to_string())
     } else {
         StoreError::Internal(anyhow!(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_statements_stop_at_the_maximum_count() {
+        let bound = format!("<= {}", super::super::MAX_COUNT);
+        assert!(ADD_HITS.contains(&bound), "{ADD_HITS}");
+        assert!(
+            ADD_FRESH_KEYED_HITS.contains(&bound),
+            "{ADD_FRESH_KEYED_HITS}"
+        );
     }
 }

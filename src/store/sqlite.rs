@@ -17,8 +17,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 
 use super::migrate::{CREATE_TABLE, SQLITE};
 use super::{
-    Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteHits, SiteId,
-    Store, StoreError, Versioned,
+    Backend, Counted, ImportEntry, Imported, MAX_COUNT, NewSite, Outcome, SeriesData, Site,
+    SiteDump, SiteHits, SiteId, Store, StoreError, Versioned,
 };
 
 /// Idle read connections kept for reuse.
@@ -163,7 +163,7 @@ impl Store for SqliteStore {
         // A local file has no network to hang on; SQLite's own busy
         // timeout (the store timeout) bounds lock waits.
         _deadline: tokio::time::Instant,
-    ) -> Result<Vec<Option<Counted>>, StoreError> {
+    ) -> Result<Vec<Outcome>, StoreError> {
         let hits = hits.to_vec();
         let hour = unix_seconds(hour);
         let now = unix_seconds(SystemTime::now());
@@ -173,8 +173,10 @@ impl Store for SqliteStore {
             {
                 let mut count = tx.prepare_cached(
                     "UPDATE visitors SET visitor_count = visitor_count + ?2 \
-                     WHERE site_id = ?1 RETURNING visitor_count, generation",
+                     WHERE site_id = ?1 AND visitor_count + ?2 <= ?3 \
+                     RETURNING visitor_count, generation",
                 )?;
+                let mut exists = tx.prepare_cached("SELECT 1 FROM visitors WHERE site_id = ?1")?;
                 let mut bucket = tx.prepare_cached(
                     "INSERT INTO hits_hourly (site_id, hour, hits) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits + excluded.hits",
@@ -198,10 +200,14 @@ impl Store for SqliteStore {
                     }
                     let plan = h.plan(&|k| known.contains_key(k));
                     let Some(total) = count
-                        .query_row(params![h.site, plan.fresh], versioned)
+                        .query_row(params![h.site, plan.fresh, MAX_COUNT], versioned)
                         .optional()?
                     else {
-                        out.push(None);
+                        out.push(if exists.exists([h.site])? {
+                            Outcome::AtLimit
+                        } else {
+                            Outcome::NoSite
+                        });
                         continue;
                     };
                     if plan.fresh > 0 {
@@ -212,7 +218,7 @@ impl Store for SqliteStore {
                         record.execute(params![h.site, key, c, now])?;
                     }
                     let counts = plan.counts(total.count, &|k| known.get(k).copied());
-                    out.push(Some(Counted { total, counts }));
+                    out.push(Outcome::Counted(Counted { total, counts }));
                 }
             }
             tx.commit()?;

@@ -266,6 +266,38 @@ impl Drop for TallyProcess {
     }
 }
 
+/// How a run of the binary that was expected to end did end.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+/// Runs `tally <args>` with only `env` (and PATH) to its exit; `None` if it
+/// was still running after `within` (it is killed then).
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], within: Duration) -> Option<Exited> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = dir.path().join("stderr.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("log file"));
+    let mut child = spawner::spawn(cmd).expect("spawn tally");
+    if !spawner::wait_timeout(&mut child, within) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    Some(Exited {
+        status: child.wait().expect("wait"),
+        stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
+    })
+}
+
 /// The status of a plain `GET path`, or `None` if nothing answered.
 pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
