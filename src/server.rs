@@ -67,6 +67,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
             dashboard_public: settings.dashboard_public,
+            max_import_bytes: settings.max_import_bytes,
         });
         let router = http::router(state.clone(), settings.max_body_bytes);
         let store_connections = match state.counter.store().backend() {

@@ -13,8 +13,12 @@ use crate::store::{ImportEntry, Imported, Site, SiteDump};
 /// Most points one series may hold, so one request cannot ask for millions.
 pub const MAX_POINTS: i64 = 10_000;
 
-/// Most sites in one import.
-pub const MAX_IMPORT: usize = 10_000;
+/// An import is written in batches of at most this many sites or hours
+/// (a site's hours are never split), one transaction each, so that each
+/// batch fits in the store timeout and hits on other sites wait for no
+/// more than one batch.
+const IMPORT_BATCH_SITES: usize = 500;
+const IMPORT_BATCH_HOURS: usize = 50_000;
 
 /// 10000-01-01T00:00:00Z: instants stay in years 1970 to 9999, so every
 /// one is written with a four-digit year.
@@ -218,13 +222,16 @@ impl Counter {
         Ok(self.store.dump().await?)
     }
 
-    /// Sets each site's count, creating missing sites, in one transaction.
-    /// Every entry is checked first, so bad input writes nothing.
+    /// Sets each site's count (or replays its hours), creating missing
+    /// sites. Every entry is checked first, so bad input writes nothing;
+    /// then batches are committed in order. If the store fails part way,
+    /// the batches before are kept and the error says so: an import sets
+    /// counts rather than adding to them, so running it again is safe.
     pub async fn import(&self, entries: Vec<ImportEntry>) -> Result<Vec<Imported>, CountError> {
-        if entries.is_empty() || entries.len() > MAX_IMPORT {
-            return Err(CountError::InvalidInput(format!(
-                "an import holds 1 to {MAX_IMPORT} sites"
-            )));
+        if entries.is_empty() {
+            return Err(CountError::InvalidInput(
+                "an import holds at least one site".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in entries.iter().enumerate() {
@@ -232,6 +239,9 @@ impl Counter {
             validate_slug(&e.slug).map_err(at)?;
             validate_name(&e.name).map_err(at)?;
             validate_count(e.count).map_err(at)?;
+            if let Some(hours) = &e.hours {
+                validate_hours(hours, e.count).map_err(at)?;
+            }
             if !seen.insert(e.slug.as_str()) {
                 return Err(CountError::InvalidInput(format!(
                     "site {}: the slug {:?} appears more than once",
@@ -240,24 +250,31 @@ impl Counter {
                 )));
             }
         }
+        drop(seen);
         self.check_ready()?;
-        let done = self.store.import(&entries).await?;
-        let mut by_slug: std::collections::HashMap<String, Imported> =
-            done.into_iter().map(|d| (d.slug.clone(), d)).collect();
         let mut ordered = Vec::with_capacity(entries.len());
-        for e in &entries {
-            // A created site may reuse a slug whose old id is remembered.
-            self.forget(&e.slug);
-            if let Some(done) = by_slug.remove(&e.slug) {
-                // Each set count is a new generation: it outranks the cache.
-                self.cache.publish(
-                    done.id,
-                    crate::store::Versioned {
-                        generation: done.generation,
-                        count: done.count,
-                    },
-                );
-                ordered.push(done);
+        for batch in import_batches(&entries) {
+            let done = match self.store.import(batch).await {
+                Ok(done) => done,
+                Err(e) if ordered.is_empty() => return Err(e.into()),
+                Err(e) => return Err(partial_import(e.into(), ordered.len(), entries.len())),
+            };
+            let mut by_slug: std::collections::HashMap<String, Imported> =
+                done.into_iter().map(|d| (d.slug.clone(), d)).collect();
+            for e in batch {
+                // A created site may reuse a slug whose old id is remembered.
+                self.forget(&e.slug);
+                if let Some(done) = by_slug.remove(&e.slug) {
+                    // Each set count is a new generation: it outranks the cache.
+                    self.cache.publish(
+                        done.id,
+                        crate::store::Versioned {
+                            generation: done.generation,
+                            count: done.count,
+                        },
+                    );
+                    ordered.push(done);
+                }
             }
         }
         Ok(ordered)
@@ -267,6 +284,64 @@ impl Counter {
     pub async fn prune_series(&self, before: SystemTime) -> Result<u64, CountError> {
         self.check_ready()?;
         Ok(self.store.prune_series(before).await?)
+    }
+}
+
+/// Hours to replay: on the hour, strictly ascending, each with hits, adding
+/// up to at most the count (the rest is the base count).
+fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
+    let bad = |why: &str| Err(CountError::InvalidInput(format!("hourly: {why}")));
+    let mut sum: i64 = 0;
+    let mut last = None;
+    for &(t, hits) in hours {
+        if t % 3600 != 0 || !(0..END_OF_TIME).contains(&t) {
+            return bad("each t is the start of an hour, in years 1970 to 9999");
+        }
+        if last.is_some_and(|l| l >= t) {
+            return bad("hours are ascending, each at most once");
+        }
+        if !(1..=super::MAX_COUNT).contains(&hits) {
+            return bad(&format!(
+                "hits is a whole number from 1 to {}",
+                super::MAX_COUNT
+            ));
+        }
+        last = Some(t);
+        sum = sum.saturating_add(hits);
+    }
+    if sum > count {
+        return bad("the hours hold more hits than count");
+    }
+    Ok(())
+}
+
+/// Consecutive runs of entries, each within the batch bounds.
+fn import_batches(entries: &[ImportEntry]) -> Vec<&[ImportEntry]> {
+    let mut batches = Vec::new();
+    let (mut start, mut hours) = (0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        let n = e.hours.as_ref().map_or(0, Vec::len);
+        if i > start && (i - start == IMPORT_BATCH_SITES || hours + n > IMPORT_BATCH_HOURS) {
+            batches.push(&entries[start..i]);
+            (start, hours) = (i, 0);
+        }
+        hours += n;
+    }
+    batches.push(&entries[start..]);
+    batches
+}
+
+/// A store failure after some batches were committed: say what was kept.
+fn partial_import(e: CountError, done: usize, total: usize) -> CountError {
+    let kept = format!(
+        "the first {done} of {total} sites were imported; importing the same document again is safe"
+    );
+    match e {
+        CountError::Unavailable(why) => CountError::Unavailable(format!("{why}; {kept}")),
+        CountError::Conflict => CountError::Unavailable(format!(
+            "a site in the import was created meanwhile; {kept}"
+        )),
+        other => other,
     }
 }
 

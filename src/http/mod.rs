@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether `/dashboard` is open to anyone (else it needs the admin token).
     pub dashboard_public: bool,
+    /// Largest import body (`TALLY_MAX_IMPORT_BYTES`).
+    pub max_import_bytes: usize,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.
@@ -75,9 +77,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/export", get(transfer::export))
         .route(
             "/api/v1/import",
-            post(transfer::import).layer(DefaultBodyLimit::max(
-                max_body_bytes.max(transfer::MAX_IMPORT_BYTES),
-            )),
+            // The import streams its body under its own limit.
+            post(transfer::import).layer(DefaultBodyLimit::disable()),
         )
         .route("/badge/{file}", get(badge::badge))
         .route("/static/{file}", get(assets::serve))

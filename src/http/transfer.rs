@@ -1,29 +1,29 @@
 //! Export and import, both admin actions: `GET /api/v1/export` writes every
-//! site's count and hourly series; `POST /api/v1/import` sets starting
-//! counts, creating missing sites, all or nothing.
+//! site's count and hourly series; `POST /api/v1/import` takes what export
+//! writes (or a plain list of counts), streamed, checked whole before any
+//! write, and creates missing sites.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::header;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::IgnoredAny;
+use futures_util::StreamExt;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Admin, ApiJson, ApiQuery};
+use super::extract::{Admin, ApiQuery};
 use super::series::Format;
-use crate::counting::series::{format_timestamp, unix};
+use crate::counting::series::{format_timestamp, parse_instant, unix};
 use crate::store::{ImportEntry, SiteDump};
-
-/// Largest import body, whatever `TALLY_MAX_BODY_BYTES` says: an export of
-/// many sites is larger than any other request.
-pub const MAX_IMPORT_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,33 +126,12 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-/// An export's `{"sites": [...]}`; its other fields are accepted and ignored.
+/// `?hours=replay` replays an export's hours; by default (`base`) each
+/// count lands in the base count and the site's hours are kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportDocument {
-    sites: Vec<ImportSite>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    exported_at: Option<IgnoredAny>,
-}
-
-/// One site: `slug` and `count`, and `name` for a site that is created. An
-/// export's other fields are accepted and ignored: the hours are not
-/// imported, the count lands in the base count.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct ImportSite {
-    slug: String,
-    count: i64,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    base_count: Option<IgnoredAny>,
-    #[serde(default)]
-    created_at: Option<IgnoredAny>,
-    #[serde(default)]
-    hourly: Option<IgnoredAny>,
+pub struct ImportQuery {
+    hours: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,31 +145,35 @@ struct ImportedBody {
 pub async fn import(
     _: Admin,
     State(state): State<Arc<AppState>>,
-    ApiJson(body): ApiJson<Value>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let invalid = |e: serde_json::Error| ApiError::bad_request("invalid_body", e.to_string());
-    let sites: Vec<ImportSite> = match body {
-        Value::Array(_) => serde_json::from_value(body).map_err(invalid)?,
-        Value::Object(_) => {
-            serde_json::from_value::<ImportDocument>(body)
-                .map_err(invalid)?
-                .sites
-        }
-        _ => {
+    let replay = match query.hours.as_deref() {
+        None | Some("base") => false,
+        Some("replay") => true,
+        Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
-                "send a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]}",
+                "invalid_query",
+                "hours is \"replay\" (replace each site's hours by the document's) or \"base\"",
             ));
         }
     };
-    let entries = sites
-        .into_iter()
-        .map(|s| ImportEntry {
-            name: s.name.unwrap_or_else(|| s.slug.clone()),
-            slug: s.slug,
-            count: s.count,
-        })
-        .collect();
+    if !is_json(request.headers()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let limit = state.max_import_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let entries = read_import(request.into_body(), limit, replay).await?;
     let done = state.counter.import(entries).await?;
     let imported: Vec<ImportedBody> = done
         .into_iter()
@@ -201,6 +184,337 @@ pub async fn import(
         })
         .collect();
     Ok(Json(serde_json::json!({ "imported": imported })))
+}
+
+/// `application/json`, or a `+json` type, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.rsplit_once('+').is_some_and(|(ty, suffix)| {
+            ty.starts_with("application/") && suffix.eq_ignore_ascii_case("json")
+        })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("an import is at most {limit} bytes (TALLY_MAX_IMPORT_BYTES)"),
+    )
+}
+
+/// Parses the body as it arrives, on a blocking thread, so that only the
+/// parsed entries are held (a fraction of the body's size), never the body.
+async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<ImportEntry>, ApiError> {
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let mut seen = 0;
+    let chunks = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len();
+        if seen > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other(
+                "the body is larger than the import limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    let reader = SyncIoBridge::new(StreamReader::new(chunks));
+    let parsed = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::with_capacity(64 << 10, reader);
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let entries = Document { replay }.deserialize(&mut de)?;
+        de.end()?;
+        Ok::<_, serde_json::Error>(entries)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the import parser failed");
+        ApiError::internal()
+    })?;
+    parsed.map_err(|e| {
+        if over.load(Ordering::Relaxed) {
+            too_large(limit)
+        } else if e.is_io() {
+            ApiError::bad_request("invalid_body", "the body could not be read to its end")
+        } else if e.is_data() {
+            ApiError::bad_request("invalid_body", e.to_string())
+        } else {
+            ApiError::bad_request("invalid_json", e.to_string())
+        }
+    })
+}
+
+// The import document is read by hand-written visitors rather than derived
+// ones: a derived struct also accepts an array of its fields in place of an
+// object and lets a repeated key win silently, and both must be a 400 here.
+// Each visitor accepts only an object (or, for the lists, an array) and
+// refuses a key that it has already seen.
+
+/// The whole body: a list of sites, or an export's `{"sites": [...]}`
+/// (whose `exported_at` is accepted and ignored).
+struct Document {
+    replay: bool,
+}
+
+/// One site: `slug` and `count`, and `name` for a site that is created. An
+/// export's `created_at` is accepted and ignored; its `hourly` is replayed
+/// when asked, else only checked, and its `base_count` must then add up.
+struct SiteEntry {
+    replay: bool,
+}
+
+struct Sites {
+    replay: bool,
+}
+
+/// A site's `hourly`: kept only when replayed.
+struct Hours {
+    keep: bool,
+}
+
+/// `{"t": "<hour start>", "hits": n}` as unix seconds and hits.
+struct Hour;
+
+/// An RFC 3339 instant, parsed without copying the string.
+struct Instant(i64);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DocumentField {
+    Sites,
+    ExportedAt,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum SiteField {
+    Slug,
+    Name,
+    Count,
+    BaseCount,
+    CreatedAt,
+    Hourly,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum HourField {
+    T,
+    Hits,
+}
+
+/// Fills a field once; a second value for it is an error.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for Document {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Sites {
+            replay: self.replay,
+        }
+        .visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut sites, mut exported_at) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                DocumentField::Sites => {
+                    let list = map.next_value_seed(Sites {
+                        replay: self.replay,
+                    })?;
+                    once(&mut sites, list, "sites")?;
+                }
+                DocumentField::ExportedAt => {
+                    once(&mut exported_at, map.next_value::<String>()?, "exported_at")?;
+                }
+            }
+        }
+        sites.ok_or_else(|| de::Error::missing_field("sites"))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Sites {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Sites {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of sites")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut sites = Vec::new();
+        while let Some(site) = seq.next_element_seed(SiteEntry {
+            replay: self.replay,
+        })? {
+            sites.push(site);
+        }
+        Ok(sites)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SiteEntry {
+    type Value = ImportEntry;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SiteEntry {
+    type Value = ImportEntry;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a site, {\"slug\": …, \"count\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut slug, mut name, mut count) = (None, None, None);
+        let (mut base, mut created_at, mut hourly) = (None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
+                SiteField::Name => once(&mut name, map.next_value::<String>()?, "name")?,
+                SiteField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
+                SiteField::BaseCount => once(&mut base, map.next_value::<i64>()?, "base_count")?,
+                SiteField::CreatedAt => {
+                    once(&mut created_at, map.next_value::<String>()?, "created_at")?;
+                }
+                SiteField::Hourly => {
+                    let hours = map.next_value_seed(Hours { keep: self.replay })?;
+                    once(&mut hourly, hours, "hourly")?;
+                }
+            }
+        }
+        let slug = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
+        let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
+        let hours = self.replay.then(|| hourly.unwrap_or_default());
+        if let (Some(base), Some(hours)) = (base, &hours) {
+            let sum = hours.iter().fold(0i64, |s, (_, n)| s.saturating_add(*n));
+            if base.saturating_add(sum) != count {
+                return Err(de::Error::custom(format!(
+                    "site {slug:?}: base_count {base} and {sum} hits in its hours are not its count {count}"
+                )));
+            }
+        }
+        Ok(ImportEntry {
+            name: name.unwrap_or_else(|| slug.clone()),
+            slug,
+            count,
+            hours,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of hours, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut hours = Vec::new();
+        while let Some(hour) = seq.next_element_seed(Hour)? {
+            if self.keep {
+                hours.push(hour);
+            }
+        }
+        Ok(hours)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an hour, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut t, mut hits) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                HourField::T => once(&mut t, map.next_value::<Instant>()?.0, "t")?,
+                HourField::Hits => once(&mut hits, map.next_value::<i64>()?, "hits")?,
+            }
+        }
+        let t = t.ok_or_else(|| de::Error::missing_field("t"))?;
+        let hits = hits.ok_or_else(|| de::Error::missing_field("hits"))?;
+        Ok((t, hits))
+    }
+}
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(InstantVisitor)
+    }
+}
+
+struct InstantVisitor;
+
+impl Visitor<'_> for InstantVisitor {
+    type Value = Instant;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\"")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Instant, E> {
+        parse_instant(s)
+            .map(Instant)
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
+    }
 }
 
 #[cfg(test)]
