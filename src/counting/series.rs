@@ -18,7 +18,7 @@ pub const MAX_POINTS: i64 = 10_000;
 /// batch fits in the store timeout and hits on other sites wait for no
 /// more than one batch.
 const IMPORT_BATCH_SITES: usize = 500;
-const IMPORT_BATCH_HOURS: usize = 50_000;
+const IMPORT_BATCH_HOURS: usize = 20_000;
 
 /// 10000-01-01T00:00:00Z: instants stay in years 1970 to 9999, so every
 /// one is written with a four-digit year.

@@ -462,6 +462,8 @@ impl<'de> Visitor<'de> for Hours {
                 hours.push(hour);
             }
         }
+        // Held until the import is written: no room to spare per site.
+        hours.shrink_to_fit();
         Ok(hours)
     }
 }
