@@ -483,6 +483,42 @@ async fn reimporting_10_000_existing_sites_on_postgres_succeeds_within_the_store
     println!("re-imported 10 000 existing sites in {took:?}");
 }
 
+/// The store fails in the second batch (a trigger refuses site 700 with
+/// PostgreSQL's disk-full error): the first batch of 500 sites stays, the
+/// answer says so, and the same import again finishes the job.
+#[tokio::test]
+async fn an_import_cut_short_by_the_store_says_what_it_kept_and_a_rerun_finishes_it() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let (r, _state) = router(&url, &[]).await;
+    pg.psql(
+        &db,
+        "CREATE FUNCTION refuse_700() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.slug = 'site-00700' THEN RAISE EXCEPTION 'no room' USING ERRCODE = '53100'; \
+         END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_700 BEFORE INSERT ON visitors \
+         FOR EACH ROW EXECUTE FUNCTION refuse_700();",
+    );
+    let doc = export_document(1200, 3);
+    let (status, reply) = import(&r, "?hours=replay", &doc).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply,
+        json!({"error": {"code": "import_incomplete", "message":
+            "the database failed after the first 500 of 1201 sites were imported; send the \
+             same document again to finish (an import sets counts, it never adds to them)"}})
+    );
+    let kept = export_sites(&r).await;
+    assert_same_sites(&kept, &sites_of(&doc)[..500]);
+    pg.psql(&db, "DROP TRIGGER refuse_700 ON visitors");
+    let (status, reply) = import(&r, "?hours=replay", &doc).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let created = reply["imported"].as_array().unwrap();
+    assert_eq!(created.iter().filter(|s| s["created"] == true).count(), 701);
+    assert_same_sites(&export_sites(&r).await, &sites_of(&doc));
+}
+
 #[tokio::test]
 async fn an_import_past_the_limit_is_413_naming_the_setting_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{CountError, Counter, validate_count, validate_name, validate_slug};
-use crate::store::{ImportEntry, Imported, Site, SiteDump};
+use crate::store::{ImportEntry, Imported, Site, SiteDump, StoreError};
 
 /// Most points one series may hold, so one request cannot ask for millions.
 pub const MAX_POINTS: i64 = 10_000;
@@ -257,7 +257,7 @@ impl Counter {
             let done = match self.store.import(batch).await {
                 Ok(done) => done,
                 Err(e) if ordered.is_empty() => return Err(e.into()),
-                Err(e) => return Err(partial_import(e.into(), ordered.len(), entries.len())),
+                Err(e) => return Err(partial_import(e, ordered.len(), entries.len())),
             };
             let mut by_slug: std::collections::HashMap<String, Imported> =
                 done.into_iter().map(|d| (d.slug.clone(), d)).collect();
@@ -332,17 +332,13 @@ fn import_batches(entries: &[ImportEntry]) -> Vec<&[ImportEntry]> {
 }
 
 /// A store failure after some batches were committed: say what was kept.
-fn partial_import(e: CountError, done: usize, total: usize) -> CountError {
-    let kept = format!(
-        "the first {done} of {total} sites were imported; importing the same document again is safe"
-    );
-    match e {
-        CountError::Unavailable(why) => CountError::Unavailable(format!("{why}; {kept}")),
-        CountError::Conflict => CountError::Unavailable(format!(
-            "a site in the import was created meanwhile; {kept}"
-        )),
-        other => other,
-    }
+fn partial_import(e: StoreError, done: usize, total: usize) -> CountError {
+    let why = match e {
+        StoreError::Unavailable(why) => why,
+        StoreError::Conflict => "a site in the import was created meanwhile".into(),
+        StoreError::Internal(e) => return CountError::Internal(e),
+    };
+    CountError::ImportIncomplete { done, total, why }
 }
 
 pub fn unix(t: SystemTime) -> i64 {
@@ -489,8 +485,48 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    use crate::counting::MAX_COUNT;
+
     const H: i64 = 3600;
     const D: i64 = 86_400;
+
+    fn entry(i: usize, hours: usize) -> ImportEntry {
+        ImportEntry {
+            slug: format!("s{i}"),
+            name: String::new(),
+            count: hours as i64,
+            hours: Some((0..hours as i64).map(|h| (h * H, 1)).collect()),
+        }
+    }
+
+    #[test]
+    fn imports_are_cut_at_500_sites_or_20_000_hours_never_inside_a_site() {
+        let sizes = |entries: &[ImportEntry]| -> Vec<usize> {
+            import_batches(entries).iter().map(|b| b.len()).collect()
+        };
+        let many: Vec<ImportEntry> = (0..1001).map(|i| entry(i, 0)).collect();
+        assert_eq!(sizes(&many), vec![500, 500, 1]);
+        let hourly: Vec<ImportEntry> = (0..5).map(|i| entry(i, 9600)).collect();
+        assert_eq!(sizes(&hourly), vec![2, 2, 1]);
+        // A site with more hours than a batch holds is a batch of its own.
+        let big = vec![entry(0, 10), entry(1, 30_000), entry(2, 10)];
+        assert_eq!(sizes(&big), vec![1, 1, 1]);
+        assert_eq!(sizes(&[entry(0, 20_000)]), vec![1]);
+    }
+
+    #[test]
+    fn replayed_hours_are_whole_ascending_and_within_the_count() {
+        assert!(validate_hours(&[], 0).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 5).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 4).is_err());
+        assert!(validate_hours(&[(H, 2), (0, 3)], 9).is_err());
+        assert!(validate_hours(&[(H, 2), (H, 3)], 9).is_err());
+        assert!(validate_hours(&[(H + 60, 2)], 9).is_err());
+        assert!(validate_hours(&[(H, 0)], 9).is_err());
+        assert!(validate_hours(&[(-H, 1)], 9).is_err());
+        assert!(validate_hours(&[(END_OF_TIME, 1)], 9).is_err());
+        assert!(validate_hours(&[(0, MAX_COUNT), (H, 1)], MAX_COUNT).is_err());
+    }
 
     #[test]
     fn calendar_round_trips_and_matches_humantime() {
