@@ -274,7 +274,8 @@ fn hits_at(i: usize, h: usize) -> u64 {
 
 /// An export as export writes it: the default site (count 0), then
 /// `sites` sites `site-00000`… each with base count `i` and `hours`
-/// consecutive hours ending with the current one.
+/// consecutive hours ending with the current one, created `i` seconds into
+/// 2026.
 fn export_document(sites: usize, hours: usize) -> String {
     let first = this_hour() - 3600 * (hours as u64 - 1);
     let mut out = String::from(r#"{"exported_at":"2026-11-30T10:00:00Z","sites":["#);
@@ -283,8 +284,9 @@ fn export_document(sites: usize, hours: usize) -> String {
         let sum: u64 = (0..hours).map(|h| hits_at(i, h)).sum();
         let _ = write!(
             out,
-            r#",{{"slug":"site-{i:05}","name":"Site \"{i}\"","count":{},"base_count":{i},"created_at":"2026-01-01T00:00:00Z","hourly":["#,
-            i as u64 + sum
+            r#",{{"slug":"site-{i:05}","name":"Site \"{i}\"","count":{},"base_count":{i},"created_at":"{}","hourly":["#,
+            i as u64 + sum,
+            timestamp(1_767_225_600 + i as u64)
         );
         for h in 0..hours {
             if h > 0 {
@@ -299,12 +301,12 @@ fn export_document(sites: usize, hours: usize) -> String {
     out
 }
 
-/// An export's sites without what an import does not carry over (the time
-/// of export, each site's creation time).
+/// An export's sites, without the default site's creation time: an import
+/// finds that site already there, created with the database.
 fn sites_of(export: &str) -> Vec<Value> {
     let mut doc = json_of(export);
     let sites = doc["sites"].as_array_mut().expect("sites");
-    for site in sites.iter_mut() {
+    for site in sites.iter_mut().filter(|s| s["slug"] == "default") {
         site.as_object_mut().unwrap().remove("created_at");
     }
     std::mem::take(sites)
@@ -611,6 +613,7 @@ async fn malformed_and_duplicate_key_documents_are_400_and_write_nothing() {
             r#"[{"slug":"new1","count":5,"hourly":[{"t":"yesterday","hits":1}]}]"#.into(),
         ),
         ("", r#"[{"slug":"new1","count":5,"created_at":[]}]"#.into()),
+        ("", r#"[{"slug":"new1","count":5,"created_at":"last week"}]"#.into()),
         (
             "?hours=replay",
             format!("[{}]", site(&format!("{h2},{h1}"))),

@@ -496,6 +496,7 @@ mod tests {
             name: String::new(),
             count: hours as i64,
             hours: Some((0..hours as i64).map(|h| (h * H, 1)).collect()),
+            created_at: None,
         }
     }
 

@@ -264,9 +264,9 @@ struct Document {
     replay: bool,
 }
 
-/// One site: `slug` and `count`, and `name` for a site that is created. An
-/// export's `created_at` is accepted and ignored; its `hourly` is replayed
-/// when asked, else only checked, and its `base_count` must then add up.
+/// One site: `slug` and `count`, and `name` and `created_at` for a site
+/// that is created. An export's `hourly` is replayed when asked, else only
+/// checked, and its `base_count` must then add up.
 struct SiteEntry {
     replay: bool,
 }
@@ -412,7 +412,11 @@ impl<'de> Visitor<'de> for SiteEntry {
                 SiteField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
                 SiteField::BaseCount => once(&mut base, map.next_value::<i64>()?, "base_count")?,
                 SiteField::CreatedAt => {
-                    once(&mut created_at, map.next_value::<String>()?, "created_at")?;
+                    once(
+                        &mut created_at,
+                        map.next_value::<Instant>()?.0,
+                        "created_at",
+                    )?;
                 }
                 SiteField::Hourly => {
                     let hours = map.next_value_seed(Hours { keep: self.replay })?;
@@ -436,6 +440,7 @@ impl<'de> Visitor<'de> for SiteEntry {
             slug,
             count,
             hours,
+            created_at,
         })
     }
 }

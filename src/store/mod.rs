@@ -197,6 +197,9 @@ pub struct ImportEntry {
     /// takes the rest. `None` sets the count as [`Store::set_count`] does.
     /// Unix seconds rather than `SystemTime`: a large import holds millions.
     pub hours: Option<Vec<(i64, i64)>>,
+    /// When a site that is created was first created (unix seconds), as
+    /// the export says; `None`: now.
+    pub created_at: Option<i64>,
 }
 
 impl ImportEntry {

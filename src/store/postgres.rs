@@ -128,10 +128,10 @@ RETURNING v.site_id, v.generation";
 /// Creates sites in the document's order, so ids (and so an export's
 /// order) follow it.
 const IMPORT_CREATE: &str = "\
-INSERT INTO visitors (slug, site_name, visitor_count, base_count)
-SELECT slug, name, count, base
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
-    WITH ORDINALITY AS u(slug, name, count, base, i)
+INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at)
+SELECT slug, name, count, base, coalesce(created, now())
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+    WITH ORDINALITY AS u(slug, name, count, base, created, i)
 ORDER BY i
 RETURNING site_id, slug, generation";
 
@@ -461,11 +461,21 @@ impl Store for PgStore {
                 .iter()
                 .map(|e| e.replayed_base().unwrap_or(e.count))
                 .collect();
+            let new_created: Vec<Option<SystemTime>> = new
+                .iter()
+                .map(|e| e.created_at.map(crate::counting::series::at))
+                .collect();
             let mut created: HashMap<String, SiteId> = HashMap::new();
             for row in tx
                 .query(
                     IMPORT_CREATE,
-                    &[&new_slugs, &new_names, &new_counts, &new_bases],
+                    &[
+                        &new_slugs,
+                        &new_names,
+                        &new_counts,
+                        &new_bases,
+                        &new_created,
+                    ],
                 )
                 .await?
             {

@@ -415,7 +415,7 @@ impl Store for SqliteStore {
                                 entry.name,
                                 entry.count,
                                 base.unwrap_or(entry.count),
-                                now
+                                entry.created_at.unwrap_or(now)
                             ],
                             |r| Ok((r.get(0)?, r.get(1)?)),
                         )?,
