@@ -228,11 +228,7 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
     });
     let reader = SyncIoBridge::new(StreamReader::new(chunks));
     let parsed = tokio::task::spawn_blocking(move || {
-        let reader = std::io::BufReader::with_capacity(64 << 10, reader);
-        let mut de = serde_json::Deserializer::from_reader(reader);
-        let entries = Document { replay }.deserialize(&mut de)?;
-        de.end()?;
-        Ok::<_, serde_json::Error>(entries)
+        parse_import(std::io::BufReader::with_capacity(64 << 10, reader), replay)
     })
     .await
     .map_err(|e| {
@@ -250,6 +246,19 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
             ApiError::bad_request("invalid_json", e.to_string())
         }
     })
+}
+
+/// Reads an import document: a list of sites or an export, with each
+/// site's hours when `replay` (else they are checked and dropped). Only the
+/// shape is checked here; the counting domain checks the values.
+pub fn parse_import<R: std::io::Read>(
+    reader: R,
+    replay: bool,
+) -> Result<Vec<ImportEntry>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let entries = Document { replay }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(entries)
 }
 
 // The import document is read by hand-written visitors rather than derived
@@ -527,6 +536,72 @@ impl Visitor<'_> for InstantVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(doc: &str, replay: bool) -> Result<Vec<ImportEntry>, String> {
+        parse_import(doc.as_bytes(), replay).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_export_parses_with_its_hours_when_replayed() {
+        let doc = r#"{"exported_at":"2026-11-23T02:00:00Z","sites":[
+            {"slug":"blog","name":"My blog","count":1204,"base_count":1200,
+             "created_at":"2026-11-20T09:12:00Z",
+             "hourly":[{"t":"2026-11-23T01:00:00Z","hits":3},{"hits":1,"t":"2026-11-23T02:00:00Z"}]}]}"#;
+        let blog = ImportEntry {
+            slug: "blog".into(),
+            name: "My blog".into(),
+            count: 1204,
+            hours: Some(vec![(1_795_395_600, 3), (1_795_399_200, 1)]),
+            created_at: Some(1_795_165_920),
+        };
+        assert_eq!(parse(doc, true), Ok(vec![blog.clone()]));
+        let plain = ImportEntry {
+            hours: None,
+            ..blog
+        };
+        assert_eq!(parse(doc, false), Ok(vec![plain]));
+        let list = parse(r#"[{"slug":"a","count":1}]"#, true).unwrap();
+        assert_eq!(
+            (list[0].name.as_str(), &list[0].hours),
+            ("a", &Some(vec![]))
+        );
+    }
+
+    #[test]
+    fn repeated_keys_and_arrays_for_objects_are_refused_where_they_stand() {
+        for (doc, error) in [
+            (
+                r#"{"sites":[],"sites":[]}"#,
+                "duplicate field `sites` at line 1 column 23",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"slug":"b"}]"#,
+                "duplicate field `slug` at line 1 column 34",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"hourly":[{"t":"2026-11-23T01:00:00Z","hits":1,"hits":2}]}]"#,
+                "duplicate field `hits` at line 1 column 79",
+            ),
+            (
+                r#"[["a",1]]"#,
+                "invalid type: sequence, expected a site, {\"slug\": …, \"count\": …} at line 1 column 2",
+            ),
+            (
+                r#"{"sites":{"slug":"a"}}"#,
+                "invalid type: map, expected a list of sites at line 1 column 10",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"hourly":[[1,2]]}]"#,
+                "invalid type: sequence, expected an hour, {\"t\": …, \"hits\": …} at line 1 column 34",
+            ),
+            (
+                "42",
+                "invalid type: integer `42`, expected a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]} at line 1 column 2",
+            ),
+        ] {
+            assert_eq!(parse(doc, true), Err(error.to_owned()), "{doc}");
+        }
+    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
