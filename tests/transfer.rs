@@ -437,6 +437,64 @@ on_both_stores!(four_hundred_days_of_hours_are_replayed:
     four_hundred_days_of_hours_are_replayed_exactly,
     four_hundred_days_of_hours_are_replayed_exactly_on_postgres);
 
+/// Hits on a site outside a 9 MB import keep being counted while it is
+/// written: each waits for one batch at most, never for the whole import.
+async fn hits_are_answered_during_a_large_import(database_url: &str) {
+    let app = TestApp::spawn(database_url, &[]).await;
+    let client = reqwest::Client::new();
+    let live = json!({ "slug": "live" }).to_string();
+    let created = client
+        .post(app.url("/api/v1/sites"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(live)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let doc = export_document(25, 400 * 24);
+    let importing = client
+        .post(app.url("/api/v1/import?hours=replay"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(doc)
+        .send();
+    let hitting = async {
+        let mut outcomes = Vec::new();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            let url = app.url("/api/v1/sites/live/hits");
+            outcomes.push(support::load::send(&client, Method::POST, &url).await);
+        }
+        outcomes
+    };
+    let (imported, outcomes) = tokio::join!(importing, hitting);
+    assert_eq!(imported.unwrap().status(), 200);
+    let statuses = support::load::statuses(&outcomes);
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        vec![&200],
+        "{statuses:?}"
+    );
+    let slowest = outcomes.iter().map(|o| o.latency).max().unwrap();
+    assert!(slowest < Duration::from_secs(1), "a hit took {slowest:?}");
+    let count = client
+        .get(app.url("/api/v1/sites/live/count"))
+        .send()
+        .await
+        .unwrap();
+    let count: Value = count.json().await.unwrap();
+    assert_eq!(count["count"], outcomes.len());
+    println!(
+        "{} hits during the import, the slowest in {slowest:?}",
+        outcomes.len()
+    );
+}
+
+on_both_stores!(hits_are_answered_during_a_large_import:
+    hits_are_answered_during_a_large_import_on_sqlite,
+    hits_are_answered_during_a_large_import_on_postgres);
+
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
     let (r, state, _dir) = app().await;
