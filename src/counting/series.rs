@@ -250,7 +250,6 @@ impl Counter {
                 )));
             }
         }
-        drop(seen);
         self.check_ready()?;
         let mut ordered = Vec::with_capacity(entries.len());
         for batch in import_batches(&entries) {

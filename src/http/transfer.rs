@@ -263,9 +263,10 @@ pub fn parse_import<R: std::io::Read>(
 
 // The import document is read by hand-written visitors rather than derived
 // ones: a derived struct also accepts an array of its fields in place of an
-// object and lets a repeated key win silently, and both must be a 400 here.
-// Each visitor accepts only an object (or, for the lists, an array) and
-// refuses a key that it has already seen.
+// object, which must be a 400 here, and reading into a `Value` first (to
+// tell a list from an export) would let a repeated key win silently and
+// hold the whole document. Each visitor accepts only an object (or, for the
+// lists, an array) and refuses a key that it has already seen.
 
 /// The whole body: a list of sites, or an export's `{"sites": [...]}`
 /// (whose `exported_at` is accepted and ignored).
