@@ -96,6 +96,12 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest import body (POST /api/v1/import), in bytes: an export of
+    /// many sites and their hours is far larger than any other request. The
+    /// body is parsed as it arrives, never held whole.
+    #[arg(long, env = "TALLY_MAX_IMPORT_BYTES", default_value_t = 256 << 20)]
+    pub max_import_bytes: usize,
+
     /// Most client connections open at once. At the cap, a new connection
     /// pushes out the one that has waited longest without a whole request;
     /// if all are being answered, a few more are served for /healthz,

@@ -84,6 +84,7 @@ impl Application {
             metrics,
             dashboard_public: settings.dashboard_public,
             auth_guard: AuthGuard::new(settings.auth_failure_limit),
+            max_import_bytes: settings.max_import_bytes,
         });
         let sweep = tokio::spawn(sweep_auth_failures(state.clone()));
         let router = http::router(state.clone(), settings.max_body_bytes);

@@ -324,3 +324,78 @@ async fn reads_have_a_per_client_limit_of_their_own() {
         "{metrics}"
     );
 }
+
+/// A site named like a spreadsheet formula exports as text: its CSV cell
+/// starts with `'`, in the export and nowhere run.
+#[tokio::test]
+async fn csv_exports_neutralise_formulas_in_site_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    for (slug, name) in [
+        ("f1", "=1+2"),
+        ("f2", "@SUM(A1)"),
+        ("f3", "-2+3,x"),
+        ("f4", "plain"),
+    ] {
+        let body = serde_json::json!({ "slug": slug, "name": name }).to_string();
+        let (status, _, text) =
+            call(&r, Method::POST, "/api/v1/sites", Some(TOKEN), Some(&body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+    }
+    let (status, _, csv) = call(
+        &r,
+        Method::GET,
+        "/api/v1/export?format=csv",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with('f')).collect();
+    assert_eq!(
+        rows,
+        [
+            "f1,'=1+2,0,,0",
+            "f2,'@SUM(A1),0,,0",
+            "f3,\"'-2+3,x\",0,,0",
+            "f4,plain,0,,0"
+        ]
+    );
+}
+
+/// `/api/v1/openapi.json` is served, and every operation it names is a
+/// route of the router (answered, never with the router's own 404 or 405).
+#[tokio::test]
+async fn the_openapi_document_names_only_routes_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let (status, headers, text) = call(&r, Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let (status, _, body) = call(
+                &r,
+                method.clone(),
+                &path.replace("{slug}", "default"),
+                None,
+                None,
+            )
+            .await;
+            let code = serde_json::from_str::<Value>(&body)
+                .ok()
+                .map(|b| b["error"]["code"].clone());
+            assert!(
+                code != Some(Value::from("not_found"))
+                    && code != Some(Value::from("method_not_allowed")),
+                "{method} {path}: {status} {body}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 12);
+}

@@ -47,6 +47,13 @@ pub enum CountError {
     Overloaded,
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The store failed after some batches of an import were committed.
+    #[error("the store failed after {done} of {total} sites were imported: {why}")]
+    ImportIncomplete {
+        done: usize,
+        total: usize,
+        why: String,
+    },
     #[error("tally is shutting down")]
     ShuttingDown,
     #[error("internal error")]

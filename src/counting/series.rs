@@ -8,13 +8,17 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{CountError, Counter, validate_count, validate_name, validate_slug};
-use crate::store::{ImportEntry, Imported, Site, SiteDump};
+use crate::store::{ImportEntry, Imported, Site, SiteDump, StoreError};
 
 /// Most points one series may hold, so one request cannot ask for millions.
 pub const MAX_POINTS: i64 = 10_000;
 
-/// Most sites in one import.
-pub const MAX_IMPORT: usize = 10_000;
+/// An import is written in batches of at most this many sites or hours
+/// (a site's hours are never split), one transaction each, so that each
+/// batch fits in the store timeout and hits on other sites wait for no
+/// more than one batch.
+const IMPORT_BATCH_SITES: usize = 500;
+const IMPORT_BATCH_HOURS: usize = 20_000;
 
 /// 10000-01-01T00:00:00Z: instants stay in years 1970 to 9999, so every
 /// one is written with a four-digit year, as RFC 3339 requires.
@@ -227,13 +231,16 @@ impl Counter {
         Ok(self.store.dump().await?)
     }
 
-    /// Sets each site's count, creating missing sites, in one transaction.
-    /// Every entry is checked first, so bad input writes nothing.
+    /// Sets each site's count (or replays its hours), creating missing
+    /// sites. Every entry is checked first, so bad input writes nothing;
+    /// then batches are committed in order. If the store fails part way,
+    /// the batches before are kept and the error says so: an import sets
+    /// counts rather than adding to them, so running it again is safe.
     pub async fn import(&self, entries: Vec<ImportEntry>) -> Result<Vec<Imported>, CountError> {
-        if entries.is_empty() || entries.len() > MAX_IMPORT {
-            return Err(CountError::InvalidInput(format!(
-                "an import holds 1 to {MAX_IMPORT} sites"
-            )));
+        if entries.is_empty() {
+            return Err(CountError::InvalidInput(
+                "an import holds at least one site".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in entries.iter().enumerate() {
@@ -241,6 +248,9 @@ impl Counter {
             validate_slug(&e.slug).map_err(at)?;
             validate_name(&e.name).map_err(at)?;
             validate_count(e.count).map_err(at)?;
+            if let Some(hours) = &e.hours {
+                validate_hours(hours, e.count).map_err(at)?;
+            }
             if !seen.insert(e.slug.as_str()) {
                 return Err(CountError::InvalidInput(format!(
                     "site {}: the slug {:?} appears more than once",
@@ -250,23 +260,29 @@ impl Counter {
             }
         }
         self.check_ready()?;
-        let done = self.store.import(&entries).await?;
-        let mut by_slug: std::collections::HashMap<String, Imported> =
-            done.into_iter().map(|d| (d.slug.clone(), d)).collect();
         let mut ordered = Vec::with_capacity(entries.len());
-        for e in &entries {
-            // A created site may reuse a slug whose old id is remembered.
-            self.forget(&e.slug);
-            if let Some(done) = by_slug.remove(&e.slug) {
-                // Each set count is a new generation: it outranks the cache.
-                self.cache.publish(
-                    done.id,
-                    crate::store::Versioned {
-                        generation: done.generation,
-                        count: done.count,
-                    },
-                );
-                ordered.push(done);
+        for batch in import_batches(&entries) {
+            let done = match self.store.import(batch).await {
+                Ok(done) => done,
+                Err(e) if ordered.is_empty() => return Err(e.into()),
+                Err(e) => return Err(partial_import(e, ordered.len(), entries.len())),
+            };
+            let mut by_slug: std::collections::HashMap<String, Imported> =
+                done.into_iter().map(|d| (d.slug.clone(), d)).collect();
+            for e in batch {
+                // A created site may reuse a slug whose old id is remembered.
+                self.forget(&e.slug);
+                if let Some(done) = by_slug.remove(&e.slug) {
+                    // Each set count is a new generation: it outranks the cache.
+                    self.cache.publish(
+                        done.id,
+                        crate::store::Versioned {
+                            generation: done.generation,
+                            count: done.count,
+                        },
+                    );
+                    ordered.push(done);
+                }
             }
         }
         Ok(ordered)
@@ -277,6 +293,60 @@ impl Counter {
         self.check_ready()?;
         Ok(self.store.prune_series(before).await?)
     }
+}
+
+/// Hours to replay: on the hour, strictly ascending, each with hits, adding
+/// up to at most the count (the rest is the base count).
+fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
+    let bad = |why: &str| Err(CountError::InvalidInput(format!("hourly: {why}")));
+    let mut sum: i64 = 0;
+    let mut last = None;
+    for &(t, hits) in hours {
+        if t % 3600 != 0 || !(0..END_OF_TIME).contains(&t) {
+            return bad("each t is the start of an hour, in years 1970 to 9999");
+        }
+        if last.is_some_and(|l| l >= t) {
+            return bad("hours are ascending, each at most once");
+        }
+        if !(1..=super::MAX_COUNT).contains(&hits) {
+            return bad(&format!(
+                "hits is a whole number from 1 to {}",
+                super::MAX_COUNT
+            ));
+        }
+        last = Some(t);
+        sum = sum.saturating_add(hits);
+    }
+    if sum > count {
+        return bad("the hours hold more hits than count");
+    }
+    Ok(())
+}
+
+/// Consecutive runs of entries, each within the batch bounds.
+fn import_batches(entries: &[ImportEntry]) -> Vec<&[ImportEntry]> {
+    let mut batches = Vec::new();
+    let (mut start, mut hours) = (0, 0);
+    for (i, e) in entries.iter().enumerate() {
+        let n = e.hours.as_ref().map_or(0, Vec::len);
+        if i > start && (i - start == IMPORT_BATCH_SITES || hours + n > IMPORT_BATCH_HOURS) {
+            batches.push(&entries[start..i]);
+            (start, hours) = (i, 0);
+        }
+        hours += n;
+    }
+    batches.push(&entries[start..]);
+    batches
+}
+
+/// A store failure after some batches were committed: say what was kept.
+fn partial_import(e: StoreError, done: usize, total: usize) -> CountError {
+    let why = match e {
+        StoreError::Unavailable(why) => why,
+        StoreError::Conflict => "a site in the import was created meanwhile".into(),
+        StoreError::Internal(e) => return CountError::Internal(e),
+    };
+    CountError::ImportIncomplete { done, total, why }
 }
 
 pub fn unix(t: SystemTime) -> i64 {
@@ -423,8 +493,49 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    use crate::counting::MAX_COUNT;
+
     const H: i64 = 3600;
     const D: i64 = 86_400;
+
+    fn entry(i: usize, hours: usize) -> ImportEntry {
+        ImportEntry {
+            slug: format!("s{i}"),
+            name: String::new(),
+            count: hours as i64,
+            hours: Some((0..hours as i64).map(|h| (h * H, 1)).collect()),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn imports_are_cut_at_500_sites_or_20_000_hours_never_inside_a_site() {
+        let sizes = |entries: &[ImportEntry]| -> Vec<usize> {
+            import_batches(entries).iter().map(|b| b.len()).collect()
+        };
+        let many: Vec<ImportEntry> = (0..1001).map(|i| entry(i, 0)).collect();
+        assert_eq!(sizes(&many), vec![500, 500, 1]);
+        let hourly: Vec<ImportEntry> = (0..5).map(|i| entry(i, 9600)).collect();
+        assert_eq!(sizes(&hourly), vec![2, 2, 1]);
+        // A site with more hours than a batch holds is a batch of its own.
+        let big = vec![entry(0, 10), entry(1, 30_000), entry(2, 10)];
+        assert_eq!(sizes(&big), vec![1, 1, 1]);
+        assert_eq!(sizes(&[entry(0, 20_000)]), vec![1]);
+    }
+
+    #[test]
+    fn replayed_hours_are_whole_ascending_and_within_the_count() {
+        assert!(validate_hours(&[], 0).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 5).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 4).is_err());
+        assert!(validate_hours(&[(H, 2), (0, 3)], 9).is_err());
+        assert!(validate_hours(&[(H, 2), (H, 3)], 9).is_err());
+        assert!(validate_hours(&[(H + 60, 2)], 9).is_err());
+        assert!(validate_hours(&[(H, 0)], 9).is_err());
+        assert!(validate_hours(&[(-H, 1)], 9).is_err());
+        assert!(validate_hours(&[(END_OF_TIME, 1)], 9).is_err());
+        assert!(validate_hours(&[(0, MAX_COUNT), (H, 1)], MAX_COUNT).is_err());
+    }
 
     #[test]
     fn calendar_round_trips_and_matches_humantime() {

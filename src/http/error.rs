@@ -126,6 +126,18 @@ impl From<CountError> for ApiError {
                     "the database is unavailable; nothing was written; retry shortly",
                 )
             }
+            CountError::ImportIncomplete { done, total, why } => {
+                tracing::warn!(reason = %why, done, total, "answering 503: import incomplete");
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "import_incomplete",
+                    format!(
+                        "the database failed after the first {done} of {total} sites were \
+                         imported; send the same document again to finish (an import sets \
+                         counts, it never adds to them)"
+                    ),
+                )
+            }
             CountError::ShuttingDown => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "shutting_down",

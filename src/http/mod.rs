@@ -64,6 +64,8 @@ pub struct AppState {
     pub dashboard_public: bool,
     /// Failed authentications per client.
     pub auth_guard: guard::AuthGuard,
+    /// Largest import body (`TALLY_MAX_IMPORT_BYTES`).
+    pub max_import_bytes: usize,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.
@@ -93,9 +95,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/api/v1/export", get(transfer::export).route_layer(reads()))
         .route(
             "/api/v1/import",
-            post(transfer::import).layer(DefaultBodyLimit::max(
-                max_body_bytes.max(transfer::MAX_IMPORT_BYTES),
-            )),
+            // The import streams its body under its own limit.
+            post(transfer::import).layer(DefaultBodyLimit::disable()),
         )
         .route("/badge/{file}", get(badge::badge))
         .route("/static/{file}", get(assets::serve))

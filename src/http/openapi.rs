@@ -50,6 +50,7 @@ pub struct ErrorDetail {
         api::reset,
         series::series,
         transfer::export,
+        transfer::import,
     ),
     modifiers(&Bearer),
 )]
@@ -106,7 +107,7 @@ mod tests {
     fn every_operation_documents_its_errors_and_admin_ones_their_token() {
         let doc = doc();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 8, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 9, "{:?}", paths.keys());
         let mut operations = 0;
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
@@ -121,7 +122,7 @@ mod tests {
                 assert_eq!(admin, responses.contains_key("401"), "{method} {path}");
             }
         }
-        assert_eq!(operations, 11);
+        assert_eq!(operations, 12);
     }
 
     #[test]

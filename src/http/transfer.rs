@@ -1,34 +1,34 @@
 //! Export and import, both admin actions: `GET /api/v1/export` writes every
-//! site's count and hourly series; `POST /api/v1/import` sets starting
-//! counts, creating missing sites, all or nothing.
+//! site's count and hourly series; `POST /api/v1/import` takes what export
+//! writes (or a plain list of counts), streamed, checked whole before any
+//! write, and creates missing sites.
 
 // utoipa's generated path items name the parameter types in full.
 #![allow(unused_qualifications)]
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::header;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::IgnoredAny;
+use futures_util::StreamExt;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Admin, ApiJson, ApiQuery};
+use super::extract::{Admin, ApiQuery};
 use super::openapi::ErrorBody;
 use super::series::Format;
-use crate::counting::series::{format_timestamp, unix};
+use crate::counting::series::{format_timestamp, parse_instant, unix};
 use crate::store::{ImportEntry, SiteDump};
-
-/// Largest import body, whatever `TALLY_MAX_BODY_BYTES` says: an export of
-/// many sites is larger than any other request.
-pub const MAX_IMPORT_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +133,7 @@ fn site_export(dump: SiteDump) -> SiteExport {
 fn export_csv(sites: &[SiteDump]) -> String {
     let mut out = String::from("site,name,count,t,hits\n");
     for dump in sites {
-        let name = csv_field(&dump.site.name);
+        let name = super::csv::cell(&dump.site.name);
         let (slug, count) = (&dump.site.slug, dump.site.count);
         let _ = writeln!(out, "{slug},{name},{count},,{}", dump.base_count);
         for (t, hits) in &dump.buckets {
@@ -144,80 +144,98 @@ fn export_csv(sites: &[SiteDump]) -> String {
     out
 }
 
-/// Quotes a field that holds a separator, a quote or a line break (RFC 4180).
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_owned()
-    }
+/// `?hours=replay` replays an export's hours; by default (`base`) each
+/// count lands in the base count and the site's hours are kept.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// `base` (default): each count lands in the base count; `replay`: an
+    /// export's hours replace the site's hours.
+    #[param(pattern = "^(base|replay)$")]
+    hours: Option<String>,
 }
 
-/// An export's `{"sites": [...]}`; its other fields are accepted and ignored.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportDocument {
-    sites: Vec<ImportSite>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    exported_at: Option<IgnoredAny>,
+/// One site to import, in the plain form. An export's document (an object
+/// with `sites`, each also with `base_count`, `created_at` and `hourly`)
+/// is taken too. The parser in this module is the authority; this type
+/// only describes it.
+#[derive(Debug, ToSchema)]
+pub struct ImportSite {
+    #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
+    pub slug: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
+    pub count: i64,
+    /// Default: the slug.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
 }
 
-/// One site: `slug` and `count`, and `name` for a site that is created. An
-/// export's other fields are accepted and ignored: the hours are not
-/// imported, the count lands in the base count.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct ImportSite {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportedBody {
     slug: String,
     count: i64,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    base_count: Option<IgnoredAny>,
-    #[serde(default)]
-    created_at: Option<IgnoredAny>,
-    #[serde(default)]
-    hourly: Option<IgnoredAny>,
-}
-
-#[derive(Debug, Serialize)]
-struct ImportedBody {
-    slug: String,
-    count: i64,
+    /// Whether the import created the site.
     created: bool,
 }
 
+/// What an import set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportReply {
+    imported: Vec<ImportedBody>,
+}
+
 /// `POST /api/v1/import` with an export's JSON or `[{"slug":…,"count":…}]`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/import",
+    summary = "Sets counts, creating missing sites: an export's document or a list of sites.",
+    params(ImportQuery),
+    request_body(content = Vec<ImportSite>, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ImportReply),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
 pub async fn import(
     _: Admin,
     State(state): State<Arc<AppState>>,
-    ApiJson(body): ApiJson<Value>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let invalid = |e: serde_json::Error| ApiError::bad_request("invalid_body", e.to_string());
-    let sites: Vec<ImportSite> = match body {
-        Value::Array(_) => serde_json::from_value(body).map_err(invalid)?,
-        Value::Object(_) => {
-            serde_json::from_value::<ImportDocument>(body)
-                .map_err(invalid)?
-                .sites
-        }
-        _ => {
+    let replay = match query.hours.as_deref() {
+        None | Some("base") => false,
+        Some("replay") => true,
+        Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_body",
-                "send a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]}",
+                "invalid_query",
+                "hours is \"replay\" (replace each site's hours by the document's) or \"base\"",
             ));
         }
     };
-    let entries = sites
-        .into_iter()
-        .map(|s| ImportEntry {
-            name: s.name.unwrap_or_else(|| s.slug.clone()),
-            slug: s.slug,
-            count: s.count,
-        })
-        .collect();
+    if !is_json(request.headers()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let limit = state.max_import_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let entries = read_import(request.into_body(), limit, replay).await?;
     let done = state.counter.import(entries).await?;
     let imported: Vec<ImportedBody> = done
         .into_iter()
@@ -227,18 +245,424 @@ pub async fn import(
             created: d.created,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "imported": imported })))
+    Ok(Json(ImportReply { imported }))
+}
+
+/// `application/json`, or a `+json` type, with any parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.rsplit_once('+').is_some_and(|(ty, suffix)| {
+            ty.starts_with("application/") && suffix.eq_ignore_ascii_case("json")
+        })
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("an import is at most {limit} bytes (TALLY_MAX_IMPORT_BYTES)"),
+    )
+}
+
+/// Parses the body as it arrives, on a blocking thread, so that only the
+/// parsed entries are held (a fraction of the body's size), never the body.
+async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<ImportEntry>, ApiError> {
+    let over = Arc::new(AtomicBool::new(false));
+    let flag = over.clone();
+    let mut seen = 0;
+    let chunks = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len();
+        if seen > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other(
+                "the body is larger than the import limit",
+            ));
+        }
+        Ok(chunk)
+    });
+    let reader = SyncIoBridge::new(StreamReader::new(chunks));
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse_import(std::io::BufReader::with_capacity(64 << 10, reader), replay)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "the import parser failed");
+        ApiError::internal()
+    })?;
+    parsed.map_err(|e| {
+        if over.load(Ordering::Relaxed) {
+            too_large(limit)
+        } else if e.is_io() {
+            ApiError::bad_request("invalid_body", "the body could not be read to its end")
+        } else if e.is_data() {
+            ApiError::bad_request("invalid_body", e.to_string())
+        } else {
+            ApiError::bad_request("invalid_json", e.to_string())
+        }
+    })
+}
+
+/// Reads an import document: a list of sites or an export, with each
+/// site's hours when `replay` (else they are checked and dropped). Only the
+/// shape is checked here; the counting domain checks the values.
+pub fn parse_import<R: std::io::Read>(
+    reader: R,
+    replay: bool,
+) -> Result<Vec<ImportEntry>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let entries = Document { replay }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(entries)
+}
+
+// The import document is read by hand-written visitors rather than derived
+// ones: a derived struct also accepts an array of its fields in place of an
+// object, which must be a 400 here, and reading into a `Value` first (to
+// tell a list from an export) would let a repeated key win silently and
+// hold the whole document. Each visitor accepts only an object (or, for the
+// lists, an array) and refuses a key that it has already seen.
+
+/// The whole body: a list of sites, or an export's `{"sites": [...]}`
+/// (whose `exported_at` is accepted and ignored).
+struct Document {
+    replay: bool,
+}
+
+/// One site: `slug` and `count`, and `name` and `created_at` for a site
+/// that is created. An export's `hourly` is replayed when asked, else only
+/// checked, and its `base_count` must then add up.
+struct SiteEntry {
+    replay: bool,
+}
+
+struct Sites {
+    replay: bool,
+}
+
+/// A site's `hourly`: kept only when replayed.
+struct Hours {
+    keep: bool,
+}
+
+/// `{"t": "<hour start>", "hits": n}` as unix seconds and hits.
+struct Hour;
+
+/// An RFC 3339 instant, parsed without copying the string.
+struct Instant(i64);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DocumentField {
+    Sites,
+    ExportedAt,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum SiteField {
+    Slug,
+    Name,
+    Count,
+    BaseCount,
+    CreatedAt,
+    Hourly,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum HourField {
+    T,
+    Hits,
+}
+
+/// Fills a field once; a second value for it is an error.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for Document {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Sites {
+            replay: self.replay,
+        }
+        .visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut sites, mut exported_at) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                DocumentField::Sites => {
+                    let list = map.next_value_seed(Sites {
+                        replay: self.replay,
+                    })?;
+                    once(&mut sites, list, "sites")?;
+                }
+                DocumentField::ExportedAt => {
+                    once(&mut exported_at, map.next_value::<String>()?, "exported_at")?;
+                }
+            }
+        }
+        sites.ok_or_else(|| de::Error::missing_field("sites"))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Sites {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Sites {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of sites")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut sites = Vec::new();
+        while let Some(site) = seq.next_element_seed(SiteEntry {
+            replay: self.replay,
+        })? {
+            sites.push(site);
+        }
+        Ok(sites)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SiteEntry {
+    type Value = ImportEntry;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SiteEntry {
+    type Value = ImportEntry;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a site, {\"slug\": …, \"count\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut slug, mut name, mut count) = (None, None, None);
+        let (mut base, mut created_at, mut hourly) = (None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
+                SiteField::Name => once(&mut name, map.next_value::<String>()?, "name")?,
+                SiteField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
+                SiteField::BaseCount => once(&mut base, map.next_value::<i64>()?, "base_count")?,
+                SiteField::CreatedAt => {
+                    once(
+                        &mut created_at,
+                        map.next_value::<Instant>()?.0,
+                        "created_at",
+                    )?;
+                }
+                SiteField::Hourly => {
+                    let hours = map.next_value_seed(Hours { keep: self.replay })?;
+                    once(&mut hourly, hours, "hourly")?;
+                }
+            }
+        }
+        let slug = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
+        let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
+        let hours = self.replay.then(|| hourly.unwrap_or_default());
+        if let (Some(base), Some(hours)) = (base, &hours) {
+            let sum = hours.iter().fold(0i64, |s, (_, n)| s.saturating_add(*n));
+            if base.saturating_add(sum) != count {
+                return Err(de::Error::custom(format!(
+                    "site {slug:?}: base_count {base} and {sum} hits in its hours are not its count {count}"
+                )));
+            }
+        }
+        Ok(ImportEntry {
+            name: name.unwrap_or_else(|| slug.clone()),
+            slug,
+            count,
+            hours,
+            created_at,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of hours, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut hours = Vec::new();
+        while let Some(hour) = seq.next_element_seed(Hour)? {
+            if self.keep {
+                hours.push(hour);
+            }
+        }
+        // Held until the import is written: no room to spare per site.
+        hours.shrink_to_fit();
+        Ok(hours)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an hour, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut t, mut hits) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                HourField::T => once(&mut t, map.next_value::<Instant>()?.0, "t")?,
+                HourField::Hits => once(&mut hits, map.next_value::<i64>()?, "hits")?,
+            }
+        }
+        let t = t.ok_or_else(|| de::Error::missing_field("t"))?;
+        let hits = hits.ok_or_else(|| de::Error::missing_field("hits"))?;
+        Ok((t, hits))
+    }
+}
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(InstantVisitor)
+    }
+}
+
+struct InstantVisitor;
+
+impl Visitor<'_> for InstantVisitor {
+    type Value = Instant;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\"")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Instant, E> {
+        parse_instant(s)
+            .map(Instant)
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(doc: &str, replay: bool) -> Result<Vec<ImportEntry>, String> {
+        parse_import(doc.as_bytes(), replay).map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        assert_eq!(csv_field("My blog"), "My blog");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    fn an_export_parses_with_its_hours_when_replayed() {
+        let doc = r#"{"exported_at":"2026-11-23T02:00:00Z","sites":[
+            {"slug":"blog","name":"My blog","count":1204,"base_count":1200,
+             "created_at":"2026-11-20T09:12:00Z",
+             "hourly":[{"t":"2026-11-23T01:00:00Z","hits":3},{"hits":1,"t":"2026-11-23T02:00:00Z"}]}]}"#;
+        let blog = ImportEntry {
+            slug: "blog".into(),
+            name: "My blog".into(),
+            count: 1204,
+            hours: Some(vec![(1_795_395_600, 3), (1_795_399_200, 1)]),
+            created_at: Some(1_795_165_920),
+        };
+        assert_eq!(parse(doc, true), Ok(vec![blog.clone()]));
+        let plain = ImportEntry {
+            hours: None,
+            ..blog
+        };
+        assert_eq!(parse(doc, false), Ok(vec![plain]));
+        let list = parse(r#"[{"slug":"a","count":1}]"#, true).unwrap();
+        assert_eq!(
+            (list[0].name.as_str(), &list[0].hours),
+            ("a", &Some(vec![]))
+        );
+    }
+
+    #[test]
+    fn repeated_keys_and_arrays_for_objects_are_refused_where_they_stand() {
+        for (doc, error) in [
+            (
+                r#"{"sites":[],"sites":[]}"#,
+                "duplicate field `sites` at line 1 column 23",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"slug":"b"}]"#,
+                "duplicate field `slug` at line 1 column 34",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"hourly":[{"t":"2026-11-23T01:00:00Z","hits":1,"hits":2}]}]"#,
+                "duplicate field `hits` at line 1 column 79",
+            ),
+            (
+                r#"[["a",1]]"#,
+                "invalid type: sequence, expected a site, {\"slug\": …, \"count\": …} at line 1 column 2",
+            ),
+            (
+                r#"{"sites":{"slug":"a"}}"#,
+                "invalid type: map, expected a list of sites at line 1 column 10",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"hourly":[[1,2]]}]"#,
+                "invalid type: sequence, expected an hour, {\"t\": …, \"hits\": …} at line 1 column 34",
+            ),
+            (
+                "42",
+                "invalid type: integer `42`, expected a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]} at line 1 column 2",
+            ),
+        ] {
+            assert_eq!(parse(doc, true), Err(error.to_owned()), "{doc}");
+        }
     }
 }

@@ -215,6 +215,22 @@ pub struct ImportEntry {
     pub slug: String,
     pub name: String,
     pub count: i64,
+    /// Hours to replay, `(unix hour start, hits)`, ascending, adding up to
+    /// at most `count`: they replace the site's buckets and the base count
+    /// takes the rest. `None` sets the count as [`Store::set_count`] does.
+    /// Unix seconds rather than `SystemTime`: a large import holds millions.
+    pub hours: Option<Vec<(i64, i64)>>,
+    /// When a site that is created was first created (unix seconds), as
+    /// the export says; `None`: now.
+    pub created_at: Option<i64>,
+}
+
+impl ImportEntry {
+    /// The count that lands in no hour.
+    pub fn replayed_base(&self) -> Option<i64> {
+        let hours = self.hours.as_ref()?;
+        Some(self.count - hours.iter().map(|(_, hits)| hits).sum::<i64>())
+    }
 }
 
 /// What an import did to one site.
@@ -353,9 +369,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn dump(&self) -> Result<Vec<SiteDump>, StoreError>;
 
     /// Sets each entry's count as [`Store::set_count`] does (a new
-    /// generation for each), creating the sites that do not exist, all in
-    /// one transaction: any failure writes nothing. Slugs are distinct and
-    /// valid (the caller checked them).
+    /// generation for each), or replays its hours, creating the sites that
+    /// do not exist, all in one transaction under the store timeout: any
+    /// failure writes nothing. Slugs are distinct and valid (the caller
+    /// checked them); callers split a large import into batches.
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
 
     /// Folds every bucket of an hour before `before` into its site's base

@@ -392,32 +392,52 @@ impl Store for SqliteStore {
             let now = unix_seconds(SystemTime::now());
             for entry in &entries {
                 let existing: Option<SiteId> = tx
-                    .query_row(
-                        "SELECT site_id FROM visitors WHERE slug = ?1",
-                        [&entry.slug],
-                        |r| r.get(0),
-                    )
+                    .prepare_cached("SELECT site_id FROM visitors WHERE slug = ?1")?
+                    .query_row([&entry.slug], |r| r.get(0))
                     .optional()?;
-                let id_was_new = existing.is_none();
-                let (id, generation) = match existing {
-                    Some(id) => {
+                let (id, generation) = match (existing, entry.replayed_base()) {
+                    (Some(id), None) => {
                         let set = set_count_in(&tx, id, entry.count)?;
                         (id, set.map_or(0, |v| v.generation))
                     }
-                    None => tx.query_row(
-                        "INSERT INTO visitors \
-                         (slug, site_name, visitor_count, base_count, created_at) \
-                         VALUES (?1, ?2, ?3, ?3, ?4) RETURNING site_id, generation",
-                        params![entry.slug, entry.name, entry.count, now],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?,
+                    (Some(id), Some(base)) => {
+                        tx.prepare_cached("DELETE FROM hits_hourly WHERE site_id = ?1")?
+                            .execute([id])?;
+                        tx.prepare_cached(
+                            "UPDATE visitors SET visitor_count = ?2, base_count = ?3, \
+                             generation = generation + 1 WHERE site_id = ?1 RETURNING generation",
+                        )?
+                        .query_row(params![id, entry.count, base], |r| Ok((id, r.get(0)?)))?
+                    }
+                    (None, base) => tx
+                        .prepare_cached(
+                            "INSERT INTO visitors \
+                             (slug, site_name, visitor_count, base_count, created_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING site_id, generation",
+                        )?
+                        .query_row(
+                            params![
+                                entry.slug,
+                                entry.name,
+                                entry.count,
+                                base.unwrap_or(entry.count),
+                                entry.created_at.unwrap_or(now)
+                            ],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )?,
                 };
+                let mut bucket = tx.prepare_cached(
+                    "INSERT INTO hits_hourly (site_id, hour, hits) VALUES (?1, ?2, ?3)",
+                )?;
+                for (hour, hits) in entry.hours.iter().flatten() {
+                    bucket.execute(params![id, hour, hits])?;
+                }
                 done.push(Imported {
                     id,
                     slug: entry.slug.clone(),
                     count: entry.count,
                     generation,
-                    created: id_was_new,
+                    created: existing.is_none(),
                 });
             }
             tx.commit()?;
