@@ -413,9 +413,10 @@ pub fn validate_slug(slug: &str) -> Result<(), CountError> {
 }
 
 fn validate_name(name: &str) -> Result<(), CountError> {
-    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(CountError::InvalidInput(format!(
-            "a site name is at most {MAX_NAME_LEN} characters with no control characters"
+            "a site name is 1 to {MAX_NAME_LEN} characters with no control characters"
         )));
     }
     Ok(())
@@ -468,6 +469,7 @@ mod tests {
         assert!(validate_count(-1).is_err());
         assert!(validate_count(MAX_COUNT + 1).is_err());
         assert!(validate_name("My blog").is_ok());
+        assert!(validate_name("").is_err());
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"é".repeat(200)).is_ok());
         assert!(validate_name(&"é".repeat(201)).is_err());

@@ -25,6 +25,16 @@ use super::openapi::ErrorBody;
 use crate::cache::{self, Day, UNIQUE_DAYS_KEPT};
 use crate::store::{NewSite, Site};
 
+/// The `{slug}` of a site's routes, as the OpenAPI document describes it
+/// (the `SiteSlug` extractor is what checks it).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SlugPath {
+    /// 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
+    pub slug: String,
+}
+
 /// A site and its count.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SiteBody {
@@ -96,7 +106,7 @@ pub struct SetCount {
     post,
     path = "/api/v1/sites/{slug}/hits",
     summary = "Counts one hit on a site; answers the new count.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     responses(
         (status = 200, body = CountBody),
         (status = 400, body = ErrorBody),
@@ -121,7 +131,7 @@ pub async fn hit(
     get,
     path = "/api/v1/sites/{slug}/count",
     summary = "Reads a site's count without counting.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     responses(
         (status = 200, body = CountBody),
         (status = 400, body = ErrorBody),
@@ -176,7 +186,7 @@ fn default_days() -> i64 {
     get,
     path = "/api/v1/sites/{slug}/uniques",
     summary = "Estimated unique visitors per UTC day, today first.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit"), UniquesQuery),
+    params(SlugPath, UniquesQuery),
     responses(
         (status = 200, body = UniquesBody),
         (status = 400, body = ErrorBody),
@@ -226,7 +236,7 @@ fn date(day: Day) -> String {
     put,
     path = "/api/v1/sites/{slug}/count",
     summary = "Sets a site's count (a starting count).",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     request_body(content = SetCount, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
@@ -256,7 +266,7 @@ pub async fn set_count(
     post,
     path = "/api/v1/sites/{slug}/reset",
     summary = "Sets a site's count to 0.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     security(("bearer" = [])),
     responses(
         (status = 200, body = CountBody),
@@ -351,7 +361,7 @@ pub async fn create(
     get,
     path = "/api/v1/sites/{slug}",
     summary = "One site.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     security(("bearer" = [])),
     responses(
         (status = 200, body = SiteBody),
@@ -376,7 +386,7 @@ pub async fn get(
     delete,
     path = "/api/v1/sites/{slug}",
     summary = "Deletes a site and its series.",
-    params(("slug" = String, Path, description = "The site's slug: 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit")),
+    params(SlugPath),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),

@@ -92,7 +92,7 @@ pub struct PointBody {
     path = "/api/v1/sites/{slug}/series",
     summary = "A site's hits per hour or per day over a range.",
     params(
-        ("slug" = String, Path, description = "The site's slug"),
+        super::api::SlugPath,
         SeriesQuery,
     ),
     responses(

@@ -395,7 +395,10 @@ impl Store for PgStore {
     }
 
     async fn dump(&self) -> Result<Vec<SiteDump>, StoreError> {
-        self.run(async |client| {
+        // Every site and hour in one snapshot: an export that import takes
+        // whole may be far larger than one request's work.
+        let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
+        self.run_until(deadline, async |client| {
             let rows = client.query(DUMP, &[]).await?;
             Ok(rows
                 .into_iter()
