@@ -296,4 +296,94 @@ mod tests {
         l.restore(&deltas);
         assert_eq!(l.take_deltas()[0].hits, 1);
     }
+
+    fn tracked(l: &Limiter) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = l.lock().keys().copied().collect();
+        ips.sort();
+        ips
+    }
+
+    fn client(n: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n))
+    }
+
+    #[test]
+    fn at_the_client_cap_a_new_client_drops_the_windows_that_are_over() {
+        let l = Limiter::new(10, Duration::from_secs(60));
+        for n in 0..MAX_CLIENTS as u32 {
+            assert_eq!(l.admit_at(client(n), at(600)), Admission::Allowed);
+        }
+        // In the same window nothing is over: the cap is a soft one.
+        assert_eq!(l.admit_at(IP, at(619)), Admission::Allowed);
+        assert_eq!(l.lock().len(), MAX_CLIENTS + 1);
+        // A known client in the next window drops nobody.
+        assert_eq!(l.admit_at(IP, at(660)), Admission::Allowed);
+        assert_eq!(l.lock().len(), MAX_CLIENTS + 1);
+        // A new one does: every window before its own goes.
+        assert_eq!(l.admit_at(OTHER, at(661)), Admission::Allowed);
+        assert_eq!(tracked(&l), vec![IP, OTHER]);
+        // Its own count starts afresh, and IP's survives.
+        assert_eq!(l.lock()[&OTHER].unsynced, 1);
+        assert_eq!(l.lock()[&IP].unsynced, 1);
+        assert_eq!(l.lock()[&IP].previous, 1);
+    }
+
+    #[test]
+    fn pruning_forgets_clients_whose_windows_are_over() {
+        let l = Limiter::new(10, Duration::from_secs(60));
+        let now = SystemTime::now();
+        let (gone, kept, current) = (client(1), client(2), client(3));
+        // Two windows ago, one window ago (its hits still weigh), now.
+        l.admit_at(gone, now - Duration::from_secs(120));
+        l.admit_at(kept, now - Duration::from_secs(60));
+        l.admit_at(current, now);
+        l.prune();
+        assert_eq!(tracked(&l), vec![kept, current]);
+        // take_deltas prunes the same way, and reports the current window.
+        l.admit_at(gone, now - Duration::from_secs(120));
+        let deltas = l.take_deltas();
+        assert_eq!(tracked(&l), vec![kept, current]);
+        let (window, _) = l.position(now);
+        assert_eq!(
+            deltas,
+            vec![Delta {
+                client: current,
+                window,
+                hits: 1
+            }]
+        );
+        // Delivered hits move to the shared count, and only once.
+        assert_eq!(l.lock()[&current].shared, 1);
+        assert_eq!(l.take_deltas()[0].hits, 0);
+    }
+
+    #[test]
+    fn learning_and_restoring_touch_only_the_same_window() {
+        let l = Limiter::new(10, Duration::from_secs(60));
+        allow(&l, 2, at(600));
+        // A total for another window, or another client, changes nothing.
+        l.learn(IP, 9, 7);
+        l.learn(OTHER, 10, 7);
+        assert_eq!(l.lock()[&IP].shared, 0);
+        l.learn(IP, 10, 7);
+        assert_eq!(l.lock()[&IP].shared, 7);
+        // A lower total never lowers what is known.
+        l.learn(IP, 10, 3);
+        assert_eq!(l.lock()[&IP].shared, 7);
+        // Restoring a delta of another window changes nothing; of this one,
+        // moves its hits back to unsynced (never below zero shared).
+        l.restore(&[Delta { client: IP, window: 9, hits: 5 }]);
+        let counts = |l: &Limiter| {
+            let c = l.lock()[&IP];
+            (c.shared, c.unsynced)
+        };
+        assert_eq!(counts(&l), (7, 2));
+        l.restore(&[Delta { client: IP, window: 10, hits: 9 }]);
+        assert_eq!(counts(&l), (0, 11));
+        // A window skipped entirely leaves nothing to weigh.
+        allow(&l, 1, at(780));
+        assert_eq!(l.lock()[&IP].previous, 0);
+        assert_eq!(l.window_secs(), 60);
+        assert!(l.enabled());
+    }
 }
