@@ -372,13 +372,21 @@ mod tests {
         assert_eq!(l.lock()[&IP].shared, 7);
         // Restoring a delta of another window changes nothing; of this one,
         // moves its hits back to unsynced (never below zero shared).
-        l.restore(&[Delta { client: IP, window: 9, hits: 5 }]);
+        l.restore(&[Delta {
+            client: IP,
+            window: 9,
+            hits: 5,
+        }]);
         let counts = |l: &Limiter| {
             let c = l.lock()[&IP];
             (c.shared, c.unsynced)
         };
         assert_eq!(counts(&l), (7, 2));
-        l.restore(&[Delta { client: IP, window: 10, hits: 9 }]);
+        l.restore(&[Delta {
+            client: IP,
+            window: 10,
+            hits: 9,
+        }]);
         assert_eq!(counts(&l), (0, 11));
         // A window skipped entirely leaves nothing to weigh.
         allow(&l, 1, at(780));
