@@ -23,6 +23,7 @@ use tally::counting::series::{format_timestamp, parse_instant};
 use tally::counting::validate_slug;
 use tally::http::badge::{Options, render};
 use tally::http::client::{Proxies, client_ip};
+use tally::http::transfer::parse_import;
 use tower::ServiceExt;
 
 /// One runtime and one app for every case: a case is one request.
@@ -173,6 +174,14 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         // Duplicate keys, which a JSON value cannot hold.
         1 => "[a-z]{1,8}".prop_map(|s| format!("{{\"slug\":\"{s}\",\"slug\":\"x{s}\"}}").into_bytes()),
         1 => prop::collection::vec(any::<u8>(), 0..256),
+        // Plain import lists, mostly well formed.
+        1 => prop::collection::vec(("[a-z0-9][a-z0-9._-]{0,8}", 0i64..1000), 0..5).prop_map(|sites| {
+            let list: Vec<serde_json::Value> = sites
+                .into_iter()
+                .map(|(slug, count)| serde_json::json!({ "slug": slug, "count": count }))
+                .collect();
+            serde_json::to_vec(&list).unwrap()
+        }),
     ]
 }
 
@@ -327,6 +336,25 @@ proptest! {
                 .map(|ip| ip.to_canonical())
                 .collect();
             prop_assert!(addresses.contains(&origin.ip), "{} not in {:?}", origin.ip, named);
+        }
+    }
+
+    /// Import documents: any bytes are refused or read, never a panic; a
+    /// document read is one whose every site was an object with a slug, in
+    /// the order given, and a key given twice anywhere is refused.
+    #[test]
+    fn import_documents_are_read_or_refused(body in body(), replay in any::<bool>()) {
+        if let Ok(entries) = parse_import(&body[..], replay) {
+            let doc: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| TestCaseError::fail(format!("read what is not JSON: {e}")))?;
+            let sites = doc.as_array().or_else(|| doc["sites"].as_array());
+            let sites = sites.ok_or_else(|| TestCaseError::fail(format!("no sites in {doc}")))?;
+            let slugs: Vec<&str> = sites.iter().filter_map(|s| s["slug"].as_str()).collect();
+            let read: Vec<&str> = entries.iter().map(|e| e.slug.as_str()).collect();
+            prop_assert_eq!(read, slugs);
+            if !replay {
+                prop_assert!(entries.iter().all(|e| e.hours.is_none()));
+            }
         }
     }
 
