@@ -175,6 +175,166 @@ pub fn hour_start(t: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::LocalCache;
+    use crate::cache::limiter::Limiter;
+    use crate::store::{
+        Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, Versioned,
+    };
+    use std::sync::Mutex;
+
+    /// A store that records the groups it is given and answers each with
+    /// counts from 100 up, or with `answers` outcomes if set.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        seen: Mutex<Vec<(SiteId, usize)>>,
+        short_answer: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Recorder {
+        fn backend(&self) -> Backend {
+            Backend::Sqlite
+        }
+        async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+            unreachable!()
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn add_hits(
+            &self,
+            _hour: SystemTime,
+            hits: &[SiteHits],
+            _deadline: Instant,
+        ) -> Result<Vec<Outcome>, StoreError> {
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(hits.iter().map(|h| (h.site, h.keys.len())));
+            let mut out: Vec<Outcome> = hits
+                .iter()
+                .map(|h| {
+                    let n = h.keys.len() as i64;
+                    Outcome::Counted(Counted {
+                        total: Versioned {
+                            generation: 0,
+                            count: 100 + n,
+                        },
+                        counts: (101..=100 + n).collect(),
+                    })
+                })
+                .collect();
+            if self.short_answer {
+                out.pop();
+            }
+            Ok(out)
+        }
+        async fn purge_requests(&self, _: SystemTime) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn site(&self, _: &str) -> Result<Option<Site>, StoreError> {
+            unreachable!()
+        }
+        async fn site_by_id(&self, _: SiteId) -> Result<Option<Site>, StoreError> {
+            unreachable!()
+        }
+        async fn sites(&self) -> Result<Vec<Site>, StoreError> {
+            unreachable!()
+        }
+        async fn create_site(&self, _: &NewSite) -> Result<Site, StoreError> {
+            unreachable!()
+        }
+        async fn delete_site(&self, _: SiteId) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn set_count(&self, _: SiteId, _: i64) -> Result<Option<Versioned>, StoreError> {
+            unreachable!()
+        }
+        async fn series(
+            &self,
+            _: &str,
+            _: SystemTime,
+            _: SystemTime,
+        ) -> Result<Option<SeriesData>, StoreError> {
+            unreachable!()
+        }
+        async fn dump(&self) -> Result<Vec<SiteDump>, StoreError> {
+            unreachable!()
+        }
+        async fn import(&self, _: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
+            unreachable!()
+        }
+        async fn prune_series(&self, _: SystemTime) -> Result<u64, StoreError> {
+            unreachable!()
+        }
+        async fn revoke_session(&self, _: &str, _: SystemTime) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn session_revoked(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+    }
+
+    /// Commits hits for `sites` (in arrival order) as one batch; returns
+    /// what each waiter was told.
+    async fn batch(store: &Recorder, sites: &[SiteId]) -> Vec<Reply> {
+        let cache = LocalCache::new(false, Limiter::new(0, Duration::from_secs(60)));
+        let mut waiting = Vec::new();
+        let mut batch: Vec<Pending> = sites
+            .iter()
+            .map(|&site| {
+                let (reply, answer) = oneshot::channel();
+                waiting.push(answer);
+                Pending {
+                    site,
+                    key: None,
+                    queued: Instant::now(),
+                    reply,
+                }
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        commit(
+            store,
+            &cache,
+            &mut batch,
+            &mut Vec::new(),
+            deadline,
+            &Metrics::default(),
+        )
+        .await;
+        let mut replies = Vec::new();
+        for w in waiting {
+            replies.push(w.await.expect("every waiter is answered"));
+        }
+        replies
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_to_the_store_as_one_group_per_site_in_site_order() {
+        let store = Recorder::default();
+        let replies = batch(&store, &[3, 1, 3, 2, 3]).await;
+        assert_eq!(*store.seen.lock().unwrap(), vec![(1, 1), (2, 1), (3, 3)]);
+        // Each site's waiters get its counts in arrival order.
+        let counts: Vec<Option<i64>> = replies.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(
+            counts,
+            vec![Some(101), Some(101), Some(102), Some(101), Some(103)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_answer_of_the_wrong_length_fails_the_whole_batch() {
+        let store = Recorder {
+            short_answer: true,
+            ..Recorder::default()
+        };
+        let replies = batch(&store, &[1, 2]).await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| matches!(r, Err(CommitError::Internal))),
+            "{replies:?}"
+        );
+    }
 
     #[test]
     fn hour_start_truncates_to_the_hour() {
