@@ -218,6 +218,40 @@ mod tests {
         assert_eq!(bearer("Bearer"), None);
     }
 
+    /// A body that fails part way (a connection reset, a broken chunk) is
+    /// a bad body, not one that is too large.
+    #[tokio::test]
+    async fn a_body_that_breaks_off_is_invalid_body() {
+        let broken = futures_util::stream::iter([
+            Ok(axum::body::Bytes::from_static(b"{\"count\":")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from_stream(broken))
+            .unwrap();
+        let refused = ApiJson::<serde_json::Value>::from_request(request, &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(refused.code(), "invalid_body");
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_body_too_large() {
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(vec![b' '; 3 << 20]))
+            .unwrap();
+        let refused = ApiJson::<serde_json::Value>::from_request(request, &())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.code(), "body_too_large");
+    }
+
     #[test]
     fn token_comparison() {
         assert!(constant_time_eq(b"secret", b"secret"));
