@@ -25,12 +25,15 @@
 pub mod cache;
 pub mod config;
 pub mod counting;
+pub mod domain;
 pub mod healthcheck;
 pub mod http;
+pub mod limiter;
 pub mod listener;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 pub use server::Application;

@@ -50,6 +50,7 @@ use tower::ServiceExt;
 
 use crate::http::ApiError;
 use crate::metrics::Metrics;
+use crate::sync::lock;
 
 /// What a connection may take; all are settings (see `config`).
 #[derive(Debug, Clone)]
@@ -198,9 +199,7 @@ struct Registry {
 
 impl Shared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.open)
     }
 
     /// A connection past the cap: pushes out the open connection that has
@@ -437,9 +436,7 @@ impl Activity {
     }
 
     fn lock(&self) -> MutexGuard<'_, (Phase, Instant)> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     fn now(&self) -> (Phase, Instant) {

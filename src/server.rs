@@ -15,15 +15,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::cache;
-use crate::cache::limiter::Limiter;
+use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings, redact_url};
-use crate::counting::{Counter, WriterSettings, retention};
+use crate::counting::{CountError, Counter, WriterSettings, retention};
 use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
+use crate::limiter::Limiter;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
-use crate::store::{self, Backend, StoreError};
+use crate::store::{self, Backend, Store};
 
 #[derive(Debug)]
 pub struct Application {
@@ -37,6 +37,8 @@ pub struct Application {
     limits: Limits,
     /// Held until `serve` returns: no other process serves this SQLite file.
     owner: Option<store::Owner>,
+    store: Arc<dyn Store>,
+    cache: Arc<dyn Cache>,
 }
 
 impl Application {
@@ -54,11 +56,12 @@ impl Application {
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
         let metrics = Arc::new(Metrics::default());
-        let cache = cache::open(&settings.cache, store.backend() == Backend::Sqlite)?;
+        let backend = store.backend();
+        let cache = cache::open(&settings.cache, backend == Backend::Sqlite)?;
         tracing::info!("using {} cache", cache.status().backend);
         let counter = Arc::new(Counter::start(
-            store,
-            cache,
+            store.clone(),
+            cache.clone(),
             WriterSettings {
                 queue: settings.write_queue as usize,
                 max_batch: settings.max_batch as usize,
@@ -88,7 +91,7 @@ impl Application {
         });
         let sweep = tokio::spawn(sweep_auth_failures(state.clone()));
         let router = http::router(state.clone(), settings.max_body_bytes);
-        let store_connections = match state.counter.store().backend() {
+        let store_connections = match backend {
             Backend::Postgres => u64::from(settings.store.db_pool_size),
             Backend::Sqlite => 4,
         };
@@ -110,6 +113,8 @@ impl Application {
             grace: settings.shutdown_grace,
             limits,
             owner,
+            store,
+            cache,
         })
     }
 
@@ -120,6 +125,19 @@ impl Application {
 
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
+    }
+
+    /// The store the application opened, for tests and tools that write
+    /// past the counter (hours in the past, a store that another process
+    /// changed). What they write is not in the counter's cache.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The cache the application opened, for tests that play a replica
+    /// that publishes late.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.cache
     }
 
     /// Waits until migrations are done (tests and `serve`'s ready log).
@@ -154,6 +172,7 @@ impl Application {
             grace,
             limits,
             owner,
+            ..
         } = self;
         let (stop, stopping) = watch::channel(false);
         let server = listener::serve(listener, router, limits, state.metrics.clone(), stopping);
@@ -190,7 +209,7 @@ impl Application {
 async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match counter.store().migrate().await {
+        match counter.migrate().await {
             Ok(applied) => {
                 if !applied.is_empty() {
                     tracing::info!(?applied, "applied migrations");
@@ -199,7 +218,7 @@ async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
                 return;
             }
-            Err(StoreError::Unavailable(why)) => {
+            Err(CountError::Unavailable(why)) => {
                 tracing::warn!(error = %why, retry_in = ?delay, "store unavailable; migrations will be retried");
             }
             Err(e) => {
@@ -222,7 +241,7 @@ async fn purge_request_ids(counter: Arc<Counter>) {
             continue;
         }
         let before = std::time::SystemTime::now() - REQUEST_IDS_KEPT;
-        match counter.store().purge_requests(before).await {
+        match counter.purge_requests(before).await {
             Ok(n) if n > 0 => tracing::debug!(forgotten = n, "purged old request ids"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging old request ids failed"),

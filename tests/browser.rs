@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use support::app::{TOKEN, TestApp, sqlite_url};
 use support::spawner;
-use tally::counting::writer::hour_start;
+use tally::domain::time::hour_start;
 
 /// What one Chromium run printed.
 struct Run {
@@ -107,8 +107,13 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let store = app.state.counter.store();
-    let blog = store.site("blog").await.unwrap().unwrap().id;
+    let store = &app.store;
+    let blog = store
+        .site(&tally::domain::Slug::parse("blog").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     // Busier by day (UTC) and on weekdays, with a seeded wobble.
     let mut rng = fastrand::Rng::with_seed(2026);
     let now = hour_start(SystemTime::now());

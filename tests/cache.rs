@@ -240,9 +240,9 @@ async fn a_reset_is_never_undone_by_a_late_cached_count() {
         "1:0",
         "the reset started generation 1"
     );
-    a.state.counter.cache().publish(
+    a.cache.publish(
         1,
-        tally::store::Versioned {
+        tally::domain::Versioned {
             generation: 0,
             count: 20,
         },

@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use support::app::{TOKEN, router, sqlite_url};
 use tally::config::NetList;
-use tally::counting::series::{format_timestamp, parse_instant};
-use tally::counting::validate_slug;
+use tally::domain::Slug;
+use tally::domain::time::{format_timestamp, parse_instant};
 use tally::http::badge::{Options, render};
 use tally::http::client::{Proxies, client_ip};
 use tally::http::transfer::parse_import;
@@ -274,7 +274,7 @@ proptest! {
             && slug.len() <= 64
             && slug.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
             && slug.as_bytes()[0].is_ascii_alphanumeric();
-        prop_assert_eq!(validate_slug(&slug).is_ok(), rule);
+        prop_assert_eq!(Slug::parse(&slug).is_ok(), rule);
     }
 
     /// Instants parse only to what can be written back, and round-trip.

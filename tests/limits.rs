@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, call, router, sqlite_url};
+use support::app::{TOKEN, built, call, router, sqlite_url};
 use support::pg::PgServer;
-use tally::http::AppState;
+use tally::Application;
 use tally::store::{Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
@@ -258,17 +258,17 @@ async fn a_series_never_ends_past_year_9999() {
 /// At the maximum, a retried request (same id) still gets its first
 /// count: it counts nothing. Checked on the store, whatever the HTTP layer
 /// decides to trust as a request id.
-async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, state: &AppState) {
+async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Application) {
     for (slug, count) in [("full", MAX - 1), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
         let (status, _) = admin(r, Method::POST, "/api/v1/sites", &body).await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let store = state.counter.store();
+    let store = app.store();
     let (full, other) = (2, 3);
     let add = |hits: Vec<SiteHits>| async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let hour = tally::counting::writer::hour_start(SystemTime::now());
+        let hour = tally::domain::time::hour_start(SystemTime::now());
         let outcomes = store.add_hits(hour, &hits, deadline).await.unwrap();
         outcomes
             .into_iter()
@@ -308,13 +308,13 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, state: &AppSta
 #[tokio::test]
 async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, state) = router(&sqlite_url(dir.path()), &[]).await;
-    a_repeat_at_the_maximum_gets_its_first_count(&r, &state).await;
+    let app = built(&sqlite_url(dir.path()), &[]).await;
+    a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
 }
 
 #[tokio::test]
 async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_postgres() {
     let pg = PgServer::start();
-    let (r, state) = router(&pg.create_database(), &[]).await;
-    a_repeat_at_the_maximum_gets_its_first_count(&r, &state).await;
+    let app = built(&pg.create_database(), &[]).await;
+    a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
 }

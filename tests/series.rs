@@ -11,10 +11,13 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use reqwest::Method as ReqMethod;
 use serde_json::Value;
-use support::app::{TOKEN, TestApp, call, router, sqlite_url};
+use std::sync::Arc;
+use support::app::{TOKEN, TestApp, built, call, sqlite_url};
 use support::load::{self, Until};
 use support::pg::PgServer;
+use tally::domain::Slug;
 use tally::http::AppState;
+use tally::store::Store;
 
 const SITES: [&str; 3] = ["alpha", "beta", "gamma"];
 const HITS: usize = 2_000;
@@ -115,8 +118,9 @@ async fn reset(app: &TestApp, slug: &str) {
     assert_eq!(r.status(), 200);
 }
 
-async fn site_id(state: &AppState, slug: &str) -> i64 {
-    state.counter.store().site(slug).await.unwrap().unwrap().id
+async fn site_id(store: &Arc<dyn Store>, slug: &str) -> i64 {
+    let slug = Slug::parse(slug).unwrap();
+    store.site(&slug).await.unwrap().unwrap().id
 }
 
 /// The whole scenario against running servers; `invariant` reads
@@ -144,20 +148,19 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
 
     // Hits in an hour 500 days ago, then retention at 400 days folds it.
     let state = &apps[0].state;
-    let alpha = site_id(state, "alpha").await;
+    let alpha = site_id(&apps[0].store, "alpha").await;
     let old =
-        tally::counting::writer::hour_start(SystemTime::now() - Duration::from_secs(500 * 86_400));
-    let written = state
-        .counter
-        .store()
+        tally::domain::time::hour_start(SystemTime::now() - Duration::from_secs(500 * 86_400));
+    let written = apps[0]
+        .store
         .add_anonymous_hits(old, &[(alpha, 7)])
         .await
         .unwrap();
     // Written past the counter: tell the cache, as the counter would.
     let total = written[0].counted().unwrap().total;
-    state.counter.cache().publish(alpha, total);
+    apps[0].cache.publish(alpha, total);
     assert_eq!(count(&apps[0], "alpha").await, 5_007);
-    let old_day = tally::counting::series::format_date(tally::counting::series::unix(old));
+    let old_day = tally::domain::time::format_date(tally::domain::time::unix(old));
     let before_fold = get_json(
         &apps[0],
         &format!("/api/v1/sites/alpha/series?step=day&from={old_day}&to={old_day}T00:00:01Z"),
@@ -231,9 +234,10 @@ async fn postgres_series_add_up_to_counts_under_load_through_two_instances() {
 
 /// A router with site `blog` holding 3 hits at 05:00, 2 at 07:00 and 4 at
 /// 23:00 on 2026-01-10, 1 at 00:00 on the 11th, and a base count of 10.
-async fn known_data() -> (Router, std::sync::Arc<AppState>, tempfile::TempDir) {
+async fn known_data() -> (Router, Arc<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (router, state) = router(&sqlite_url(dir.path()), &[]).await;
+    let app = built(&sqlite_url(dir.path()), &[]).await;
+    let (router, state) = (app.router(), app.state().clone());
     let got = call(
         &router,
         Method::POST,
@@ -243,8 +247,8 @@ async fn known_data() -> (Router, std::sync::Arc<AppState>, tempfile::TempDir) {
     )
     .await;
     assert_eq!(got.0, StatusCode::CREATED, "{}", got.2);
-    let id = site_id(&state, "blog").await;
-    let store = state.counter.store();
+    let store = app.store();
+    let id = site_id(store, "blog").await;
     for (hour, n) in [(5, 3), (7, 2), (23, 4), (24, 1)] {
         store
             .add_anonymous_hits(at(JAN_10 + hour * H), &[(id, n)])
@@ -404,8 +408,7 @@ async fn the_default_range_is_the_last_48_hours_or_30_days() {
     .await;
     let body = json_of(&body);
     assert_eq!(body["points"].as_array().unwrap().len(), 30);
-    let today =
-        tally::counting::series::format_date(tally::counting::series::unix(SystemTime::now()));
+    let today = tally::domain::time::format_date(tally::domain::time::unix(SystemTime::now()));
     assert_eq!(body["points"][29]["t"], today.as_str());
 }
 
@@ -475,13 +478,12 @@ async fn the_retention_task_folds_old_hours_when_tally_starts() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     let app = TestApp::spawn(&url, &[]).await;
-    let store = app.state.counter.store().clone();
-    let old =
-        tally::counting::writer::hour_start(SystemTime::now() - Duration::from_secs(10 * 86_400));
+    let store = app.store.clone();
+    let old = tally::domain::time::hour_start(SystemTime::now() - Duration::from_secs(10 * 86_400));
     store.add_anonymous_hits(old, &[(1, 5)]).await.unwrap();
     store
         .add_anonymous_hits(
-            tally::counting::writer::hour_start(SystemTime::now()),
+            tally::domain::time::hour_start(SystemTime::now()),
             &[(1, 2)],
         )
         .await
@@ -490,7 +492,7 @@ async fn the_retention_task_folds_old_hours_when_tally_starts() {
     drop(store);
 
     let app = TestApp::spawn(&url, &["--series-retention", "3days"]).await;
-    let store = app.state.counter.store().clone();
+    let store = app.store.clone();
     let mut folded = false;
     for _ in 0..200 {
         let dump = store.dump().await.unwrap();

@@ -11,9 +11,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, TallyProcess, TestApp, call, router, sqlite_url};
+use support::app::{TOKEN, TallyProcess, TestApp, built, call, router, sqlite_url};
 use support::pg::PgServer;
-use tally::http::AppState;
+use tally::Application;
+use tally::domain::Slug;
 use tower::ServiceExt;
 
 /// 2026-01-10T05:00:00Z
@@ -23,35 +24,26 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-async fn app() -> (Router, std::sync::Arc<AppState>, tempfile::TempDir) {
+async fn app() -> (Router, Application, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (router, state) = router(&sqlite_url(dir.path()), &[]).await;
-    (router, state, dir)
+    let app = built(&sqlite_url(dir.path()), &[]).await;
+    (app.router(), app, dir)
 }
 
 /// Site `blog` ("Blog, \"mine\"") with a base of 10 and 3 + 2 hits in two hours.
-async fn with_blog(r: &Router, state: &AppState) {
+async fn with_blog(r: &Router, app: &Application) {
     let body = json!({ "slug": "blog", "name": "Blog, \"mine\"", "count": 10 }).to_string();
     let got = call(r, Method::POST, "/api/v1/sites", Some(TOKEN), Some(&body)).await;
     assert_eq!(got.0, StatusCode::CREATED);
-    let id = state
-        .counter
-        .store()
-        .site("blog")
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let store = app.store();
+    let blog = Slug::parse("blog").unwrap();
+    let id = store.site(&blog).await.unwrap().unwrap().id;
     let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-    state
-        .counter
-        .store()
+    store
         .add_anonymous_hits(at(HOUR), &[(id, 3)])
         .await
         .unwrap();
-    state
-        .counter
-        .store()
+    store
         .add_anonymous_hits(at(HOUR + 7200), &[(id, 2)])
         .await
         .unwrap();
@@ -176,7 +168,7 @@ async fn import_sets_counts_and_creates_missing_sites() {
         ]
     );
     // Blog keeps its hours; the base takes the rest.
-    let dump = state.counter.export().await.unwrap();
+    let dump = state.state().counter.export().await.unwrap();
     assert_eq!(dump[1].base_count, 995);
     assert_eq!(dump[1].buckets.len(), 2);
     assert_eq!(dump[2].site.name, "Docs");
@@ -264,7 +256,7 @@ fn this_hour() -> u64 {
 }
 
 fn timestamp(unix: u64) -> String {
-    tally::counting::series::format_timestamp(unix as i64)
+    tally::domain::time::format_timestamp(unix as i64)
 }
 
 /// Hits of site `i` in its hour `h`.

@@ -3,14 +3,16 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::hll::Hll;
-use super::limiter::{Admission, Limiter};
-use super::{Cache, CacheStatus, Day, UNIQUE_DAYS_KEPT, Visitor, random_salt, today, visitor_hash};
-use crate::store::{SiteId, Versioned};
+use super::{Cache, CacheStatus, random_salt, visitor_hash};
+use crate::domain::time::{Day, today};
+use crate::domain::{SiteId, UNIQUE_DAYS_KEPT, Versioned, Visitor};
+use crate::limiter::{Admission, Limiter};
+use crate::sync::lock;
 
 #[derive(Debug)]
 pub struct LocalCache {
@@ -35,10 +37,6 @@ impl LocalCache {
             uniques: Mutex::new(Uniques::default()),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[async_trait]

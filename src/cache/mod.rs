@@ -2,7 +2,7 @@
 //!
 //! It wraps the store; it is never a third place where a count lives. Every
 //! cached count is a copy of a committed one, ordered by
-//! [`Versioned`](crate::store::Versioned) so that a late or repeated publish
+//! [`Versioned`](crate::domain::Versioned) so that a late or repeated publish
 //! can never move it backwards, and a miss (or a cache that is down) simply
 //! reads the store. Nothing on a request's path waits on Redis for longer
 //! than `TALLY_CACHE_TIMEOUT`, and after one failure nothing waits on it at
@@ -10,11 +10,10 @@
 //!
 //! - [`LocalCache`]: in-process, when `TALLY_REDIS_URL` is not set;
 //! - [`RedisCache`]: shared by every replica, with a circuit breaker;
-//! - [`limiter`]: the sliding-window rate limiter both use;
+//! - both limit hits per client with the [`limiter`](crate::limiter);
 //! - [`hll`]: the in-process HyperLogLog for unique visitors.
 
 mod hll;
-pub mod limiter;
 mod local;
 mod redis;
 
@@ -27,35 +26,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::config::CacheSettings;
-use crate::store::{SiteId, Versioned};
-pub use limiter::Admission;
+use crate::domain::time::Day;
+use crate::domain::{SiteId, Versioned, Visitor};
+use crate::limiter::{self, Admission};
 pub use local::LocalCache;
 pub use redis::RedisCache;
-
-/// Days of unique-visitor estimates kept.
-pub const UNIQUE_DAYS_KEPT: i64 = 32;
-
-/// Who a hit came from, for unique-visitor counting only. It is hashed with
-/// a secret salt that changes every UTC day before anything keeps it, and
-/// the hash goes only into a HyperLogLog, which keeps no hash at all: a
-/// visitor cannot be recognised across days, nor recovered on any day.
-#[derive(Debug, Clone)]
-pub struct Visitor {
-    pub ip: IpAddr,
-    pub user_agent: String,
-}
-
-/// Days since 1970-01-01, UTC.
-pub type Day = i64;
-
-pub fn today() -> Day {
-    day_of(SystemTime::now())
-}
-
-pub fn day_of(t: SystemTime) -> Day {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    i64::try_from(secs / 86_400).unwrap_or(0)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStatus {
@@ -159,11 +134,5 @@ mod tests {
             ..v
         };
         assert_ne!(base, visitor_hash(&salt, 1, &other_ip));
-    }
-
-    #[test]
-    fn days_are_utc_days_since_the_epoch() {
-        assert_eq!(day_of(UNIX_EPOCH + Duration::from_secs(86_399)), 0);
-        assert_eq!(day_of(UNIX_EPOCH + Duration::from_secs(86_400)), 1);
     }
 }

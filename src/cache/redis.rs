@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,10 +30,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
-use super::limiter::{Admission, Delta, Limiter};
-use super::{Cache, CacheStatus, Day, UNIQUE_DAYS_KEPT, Visitor, random_salt, visitor_hash};
+use super::{Cache, CacheStatus, random_salt, visitor_hash};
 use crate::config::redact_url;
-use crate::store::{SiteId, Versioned};
+use crate::domain::time::Day;
+use crate::domain::{SiteId, Versioned};
+use crate::domain::{UNIQUE_DAYS_KEPT, Visitor};
+use crate::limiter::{Admission, Delta, Limiter};
+use crate::sync::lock;
 
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// How often rate-limit counts are exchanged with the other replicas.
@@ -105,10 +108,6 @@ impl std::fmt::Debug for Shared {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RedisCache {
@@ -316,7 +315,7 @@ async fn deliver_counts(shared: &Shared, link: &Link) {
 /// first replica to ask sets a random one (SET NX), everyone reads it back.
 /// Tomorrow's is fetched ahead so the first visits after midnight count.
 async fn ensure_salts(shared: &Shared, link: &Link) {
-    let today = super::today();
+    let today = crate::domain::time::today();
     for day in [today, today + 1] {
         if shared.salt(day).is_some() {
             continue;
@@ -447,7 +446,7 @@ impl Cache for RedisCache {
     }
 
     fn visit(&self, site: SiteId, visitor: &Visitor) {
-        let day = super::today();
+        let day = crate::domain::time::today();
         let Some(salt) = self.shared.salt(day) else {
             self.shared.dropped_visits.fetch_add(1, Relaxed);
             return;

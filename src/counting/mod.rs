@@ -1,6 +1,8 @@
-//! The counting domain: sites, hits and counts, with no HTTP and no SQL.
+//! Counting: the services over the [`domain`](crate::domain), with no HTTP
+//! and no SQL.
 //!
-//! [`Counter`] is what the HTTP layer calls. Hits go through the group-commit
+//! [`Counter`] is the only way from the HTTP layer (and the background
+//! tasks) to the store and the cache. Hits go through the group-commit
 //! [`writer`]; everything else goes straight to the store. Site slugs are
 //! resolved to ids through a small in-process directory, since sites are
 //! created and deleted rarely and hits are counted constantly.
@@ -16,20 +18,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Day, Visitor};
+use crate::cache::{Cache, CacheStatus};
+use crate::domain::time::Day;
+use crate::domain::{
+    DEFAULT_SITE_ID, Invalid, InvalidSlug, NewSite, Site, SiteId, Slug, Versioned, Visitor,
+    validate_count, validate_name,
+};
+use crate::limiter::Admission;
 use crate::metrics::Metrics;
-use crate::store::{DEFAULT_SITE_ID, NewSite, Site, SiteId, Store, StoreError, Versioned};
+use crate::store::{Store, StoreError};
+use crate::sync::{read, write};
 use writer::{CommitError, Pending};
-
-/// The largest count tally stores or accepts: 2^53 - 1, the largest integer
-/// a JSON reader using doubles (every browser) reads exactly.
-pub const MAX_COUNT: i64 = (1 << 53) - 1;
-
-/// Longest site slug.
-pub const MAX_SLUG_LEN: usize = 64;
-
-/// Longest site display name, in characters.
-pub const MAX_NAME_LEN: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CountError {
@@ -58,6 +57,18 @@ pub enum CountError {
     ShuttingDown,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+impl From<Invalid> for CountError {
+    fn from(e: Invalid) -> Self {
+        CountError::InvalidInput(e.0)
+    }
+}
+
+impl From<InvalidSlug> for CountError {
+    fn from(e: InvalidSlug) -> Self {
+        CountError::InvalidInput(e.to_string())
+    }
 }
 
 impl From<StoreError> for CountError {
@@ -97,7 +108,7 @@ pub struct Counter {
     queue_capacity: usize,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    directory: RwLock<HashMap<Box<str>, SiteId>>,
+    directory: RwLock<HashMap<Slug, SiteId>>,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -135,12 +146,39 @@ impl Counter {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Applies the store's migrations that are not applied yet; returns
+    /// the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i64>, CountError> {
+        Ok(self.store.migrate().await?)
     }
 
-    pub fn cache(&self) -> &Arc<dyn Cache> {
-        &self.cache
+    /// The store's backend: `sqlite` or `postgres`.
+    pub fn store_backend(&self) -> &'static str {
+        self.store.backend().name()
+    }
+
+    /// Whether the store answers now.
+    pub async fn ping_store(&self) -> Result<(), CountError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Forgets the request ids of hits from before `before`.
+    pub async fn purge_requests(&self, before: std::time::SystemTime) -> Result<u64, CountError> {
+        Ok(self.store.purge_requests(before).await?)
+    }
+
+    pub fn cache_status(&self) -> CacheStatus {
+        self.cache.status()
+    }
+
+    /// The cache's own lines for `/metrics`.
+    pub fn render_cache_metrics(&self, out: &mut String) {
+        self.cache.render_metrics(out);
+    }
+
+    /// Whether a client (by its rate-limit key) may count another hit now.
+    pub fn admit(&self, client: std::net::IpAddr) -> Admission {
+        self.cache.admit(client)
     }
 
     pub fn set_ready(&self) {
@@ -170,8 +208,7 @@ impl Counter {
     }
 
     /// Counts one hit on `slug`; returns the new count.
-    pub async fn hit(&self, slug: &str, hit: &HitFrom<'_>) -> Result<i64, CountError> {
-        validate_slug(slug)?;
+    pub async fn hit(&self, slug: &Slug, hit: &HitFrom<'_>) -> Result<i64, CountError> {
         let mut id = self.resolve(slug).await?;
         let mut count = self.hit_id(id, hit.request_id).await?;
         if count.is_none() {
@@ -190,8 +227,7 @@ impl Counter {
 
     /// A site's committed count without counting: from the cache when it
     /// has it, else from the store (and then cached).
-    pub async fn count(&self, slug: &str) -> Result<i64, CountError> {
-        validate_slug(slug)?;
+    pub async fn count(&self, slug: &Slug) -> Result<i64, CountError> {
         let id = self.resolve(slug).await?;
         if let Some(cached) = self.cache.count(id).await {
             return Ok(cached.count);
@@ -216,8 +252,7 @@ impl Counter {
 
     /// Unique-visitor estimates for a site on the given days; `None` when
     /// the cache holding them is down.
-    pub async fn uniques(&self, slug: &str, days: &[Day]) -> Result<Option<Vec<u64>>, CountError> {
-        validate_slug(slug)?;
+    pub async fn uniques(&self, slug: &Slug, days: &[Day]) -> Result<Option<Vec<u64>>, CountError> {
         let id = self.resolve(slug).await?;
         Ok(self.cache.uniques(id, days).await)
     }
@@ -252,8 +287,7 @@ impl Counter {
     }
 
     /// The site, with its current count, without counting.
-    pub async fn site(&self, slug: &str) -> Result<Site, CountError> {
-        validate_slug(slug)?;
+    pub async fn site(&self, slug: &Slug) -> Result<Site, CountError> {
         self.check_ready()?;
         self.store.site(slug).await?.ok_or(CountError::NotFound)
     }
@@ -289,7 +323,6 @@ impl Counter {
     }
 
     pub async fn create_site(&self, new: NewSite) -> Result<Site, CountError> {
-        validate_slug(&new.slug)?;
         validate_name(&new.name)?;
         validate_count(new.count)?;
         self.check_ready()?;
@@ -298,7 +331,7 @@ impl Counter {
         Ok(site)
     }
 
-    pub async fn delete_site(&self, slug: &str) -> Result<(), CountError> {
+    pub async fn delete_site(&self, slug: &Slug) -> Result<(), CountError> {
         let site = self.site(slug).await?;
         if site.id == DEFAULT_SITE_ID {
             return Err(CountError::DefaultSite);
@@ -314,7 +347,7 @@ impl Counter {
     }
 
     /// Sets a site's count (to import from another counter, or to reset).
-    pub async fn set_count(&self, slug: &str, count: i64) -> Result<i64, CountError> {
+    pub async fn set_count(&self, slug: &Slug, count: i64) -> Result<i64, CountError> {
         validate_count(count)?;
         let site = self.site(slug).await?;
         self.set_count_id(site.id, count).await
@@ -341,7 +374,7 @@ impl Counter {
     /// the writer to finish.
     pub async fn close(&self) {
         let _ = self.stop.send(true);
-        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let writer = crate::sync::lock(&self.writer).take();
         if let Some(writer) = writer {
             if let Err(e) = writer.await {
                 tracing::error!(error = %e, "the commit writer failed");
@@ -359,7 +392,7 @@ impl Counter {
         }
     }
 
-    async fn resolve(&self, slug: &str) -> Result<SiteId, CountError> {
+    async fn resolve(&self, slug: &Slug) -> Result<SiteId, CountError> {
         if let Some(id) = self.lookup(slug) {
             return Ok(id);
         }
@@ -369,109 +402,15 @@ impl Counter {
         Ok(site.id)
     }
 
-    fn lookup(&self, slug: &str) -> Option<SiteId> {
-        self.directory
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(slug)
-            .copied()
+    fn lookup(&self, slug: &Slug) -> Option<SiteId> {
+        read(&self.directory).get(slug).copied()
     }
 
-    fn remember(&self, slug: &str, id: SiteId) {
-        self.directory
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(slug.into(), id);
+    fn remember(&self, slug: &Slug, id: SiteId) {
+        write(&self.directory).insert(slug.clone(), id);
     }
 
-    fn forget(&self, slug: &str) {
-        self.directory
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(slug);
-    }
-}
-
-/// A slug is 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit
-/// (so a domain name such as the seed's `linodeexample.com` is one).
-pub fn validate_slug(slug: &str) -> Result<(), CountError> {
-    let bytes = slug.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_SLUG_LEN
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CountError::InvalidInput(format!(
-            "a site slug is 1 to {MAX_SLUG_LEN} characters of a-z, 0-9, '.', '_' and '-', \
-             starting with a letter or digit"
-        )))
-    }
-}
-
-fn validate_name(name: &str) -> Result<(), CountError> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(CountError::InvalidInput(format!(
-            "a site name is 1 to {MAX_NAME_LEN} characters with no control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_count(count: i64) -> Result<(), CountError> {
-    if (0..=MAX_COUNT).contains(&count) {
-        Ok(())
-    } else {
-        Err(CountError::InvalidInput(format!(
-            "a count is a whole number from 0 to {MAX_COUNT}"
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        for ok in [
-            "a",
-            "blog",
-            "linodeexample.com",
-            "my_site-2",
-            &"x".repeat(64),
-        ] {
-            assert!(validate_slug(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "-a",
-            ".a",
-            "A",
-            "a b",
-            "a/b",
-            "é",
-            &"x".repeat(65),
-            "a%2f",
-        ] {
-            assert!(validate_slug(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn counts_and_names() {
-        assert!(validate_count(0).is_ok());
-        assert!(validate_count(MAX_COUNT).is_ok());
-        assert!(validate_count(-1).is_err());
-        assert!(validate_count(MAX_COUNT + 1).is_err());
-        assert!(validate_name("My blog").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("a\nb").is_err());
-        assert!(validate_name(&"é".repeat(200)).is_ok());
-        assert!(validate_name(&"é".repeat(201)).is_err());
+    fn forget(&self, slug: &Slug) {
+        write(&self.directory).remove(slug);
     }
 }

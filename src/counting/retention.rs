@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::sleep;
 
 use super::Counter;
-use super::writer::hour_start;
+use crate::domain::time::hour_start;
 
 /// How often old buckets are folded. An hour is the finest unit of the
 /// series, so running more often would find nothing new.

@@ -10,7 +10,7 @@
 //! rather than one per hit.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -18,8 +18,10 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::Cache;
+use crate::domain::SiteId;
+use crate::domain::time::hour_start;
 use crate::metrics::Metrics;
-use crate::store::{Outcome, SiteHits, SiteId, Store, StoreError};
+use crate::store::{Outcome, SiteHits, Store, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -166,20 +168,15 @@ fn fail(batch: &mut Vec<Pending>, error: CommitError) {
     }
 }
 
-/// The start of the UTC hour holding `t`.
-pub fn hour_start(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    UNIX_EPOCH + Duration::from_secs(secs - secs % 3600)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::LocalCache;
-    use crate::cache::limiter::Limiter;
-    use crate::store::{
-        Backend, Counted, ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, Versioned,
+    use crate::domain::{
+        ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, Slug, Versioned,
     };
+    use crate::limiter::Limiter;
+    use crate::store::{Backend, Counted};
     use std::sync::Mutex;
 
     /// A store that records the groups it is given and answers each with
@@ -230,7 +227,7 @@ mod tests {
         async fn purge_requests(&self, _: SystemTime) -> Result<u64, StoreError> {
             unreachable!()
         }
-        async fn site(&self, _: &str) -> Result<Option<Site>, StoreError> {
+        async fn site(&self, _: &Slug) -> Result<Option<Site>, StoreError> {
             unreachable!()
         }
         async fn site_by_id(&self, _: SiteId) -> Result<Option<Site>, StoreError> {
@@ -250,7 +247,7 @@ mod tests {
         }
         async fn series(
             &self,
-            _: &str,
+            _: &Slug,
             _: SystemTime,
             _: SystemTime,
         ) -> Result<Option<SeriesData>, StoreError> {
@@ -334,13 +331,5 @@ mod tests {
                 .all(|r| matches!(r, Err(CommitError::Internal))),
             "{replies:?}"
         );
-    }
-
-    #[test]
-    fn hour_start_truncates_to_the_hour() {
-        let t = UNIX_EPOCH + Duration::from_secs(3 * 3600 + 59 * 60 + 59);
-        assert_eq!(hour_start(t), UNIX_EPOCH + Duration::from_secs(3 * 3600));
-        let exact = UNIX_EPOCH + Duration::from_secs(7200);
-        assert_eq!(hour_start(exact), exact);
     }
 }

@@ -7,7 +7,6 @@
 #![allow(unused_qualifications)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -22,8 +21,9 @@ use super::client::Client;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, SiteSlug};
 use super::openapi::ErrorBody;
-use crate::cache::{self, Day, UNIQUE_DAYS_KEPT};
-use crate::store::{NewSite, Site};
+use crate::counting::CountError;
+use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
+use crate::domain::{NewSite, Site, Slug, UNIQUE_DAYS_KEPT};
 
 /// The `{slug}` of a site's routes, as the OpenAPI document describes it
 /// (the `SiteSlug` extractor is what checks it).
@@ -38,8 +38,8 @@ pub struct SlugPath {
 /// A site and its count.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SiteBody {
-    #[schema(example = "blog")]
-    pub slug: String,
+    #[schema(value_type = String, example = "blog")]
+    pub slug: Slug,
     pub name: String,
     #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
@@ -60,20 +60,16 @@ impl From<Site> for SiteBody {
             slug: site.slug,
             name: site.name,
             count: site.count,
-            created_at: rfc3339(site.created_at),
+            created_at: format_timestamp(unix(site.created_at)),
         }
     }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A site's count.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CountBody {
-    #[schema(example = "blog")]
-    pub site: String,
+    #[schema(value_type = String, example = "blog")]
+    pub site: Slug,
     #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
 }
@@ -161,7 +157,8 @@ pub struct UniquesQuery {
 /// Unique visitors per UTC day, today first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UniquesBody {
-    pub site: String,
+    #[schema(value_type = String, example = "blog")]
+    pub site: Slug,
     /// `false` while the cache that holds them is down: then every
     /// `uniques` is `null`.
     pub complete: bool,
@@ -207,14 +204,14 @@ pub async fn uniques(
             format!("days is a whole number from 1 to {UNIQUE_DAYS_KEPT}"),
         ));
     }
-    let today = cache::today();
+    let today = today();
     let days: Vec<Day> = (0..query.days).map(|i| today - i).collect();
     let estimates = state.counter.uniques(&slug, &days).await?;
     let points = days
         .iter()
         .enumerate()
         .map(|(i, day)| UniquesDay {
-            date: date(*day),
+            date: format_date(*day * 86_400),
             uniques: estimates.as_ref().map(|e| e[i]),
         })
         .collect();
@@ -223,12 +220,6 @@ pub async fn uniques(
         complete: estimates.is_some(),
         days: points,
     }))
-}
-
-/// `YYYY-MM-DD` of a day number.
-fn date(day: Day) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs(day.unsigned_abs() * 86_400);
-    humantime::format_rfc3339_seconds(t).to_string()[..10].to_owned()
 }
 
 /// `PUT /api/v1/sites/{slug}/count`: set the count (import a starting value).
@@ -339,11 +330,12 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<CreateSite>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let name = body.name.unwrap_or_else(|| body.slug.clone());
+    let slug = Slug::parse(&body.slug).map_err(CountError::from)?;
+    let name = body.name.unwrap_or(body.slug);
     let site = state
         .counter
         .create_site(NewSite {
-            slug: body.slug,
+            slug,
             name,
             count: body.count,
         })

@@ -23,7 +23,7 @@ use super::assets::{fnv1a, if_none_match};
 use super::client::Client;
 use super::error::ApiError;
 use super::extract::ApiQuery;
-use crate::counting::validate_slug;
+use crate::domain::Slug;
 
 /// Longest label, in characters.
 pub const MAX_LABEL_CHARS: usize = 40;
@@ -166,7 +166,8 @@ pub async fn badge(
             "badges are at /badge/{slug}.svg",
         ));
     };
-    validate_slug(slug).map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))?;
+    let slug =
+        Slug::parse(slug).map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))?;
     // Everything is checked before the hit is counted: bad input writes nothing.
     let mut options = Options::parse(&params)?;
     // A HEAD (link checkers, proxies probing) is no view.
@@ -174,10 +175,10 @@ pub async fn badge(
         options.readonly = true;
     }
     let count = if options.readonly {
-        state.counter.count(slug).await?
+        state.counter.count(&slug).await?
     } else {
         client.admit(&state)?;
-        state.counter.hit(slug, &client.hit()).await?
+        state.counter.hit(&slug, &client.hit()).await?
     };
     let svg = render(&options, &count.to_string());
 

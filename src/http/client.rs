@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::cache::{Admission, Visitor};
 use crate::config::NetList;
 use crate::counting::HitFrom;
+use crate::domain::Visitor;
+use crate::limiter::Admission;
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;
@@ -94,7 +95,7 @@ impl Client {
     /// Refuses the request with 429 when this client is over its rate of
     /// counted hits.
     pub fn admit(&self, state: &AppState) -> Result<(), ApiError> {
-        match state.counter.cache().admit(limit_key(self.visitor.ip)) {
+        match state.counter.admit(limit_key(self.visitor.ip)) {
             Admission::Allowed => Ok(()),
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();

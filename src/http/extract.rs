@@ -17,7 +17,7 @@ use super::AppState;
 use super::client::Client;
 use super::error::ApiError;
 use super::guard::Verdict;
-use crate::counting::validate_slug;
+use crate::domain::Slug;
 
 mod strict;
 
@@ -101,9 +101,9 @@ where
     }
 }
 
-/// The `{slug}` path segment, validated.
+/// The `{slug}` path segment, parsed.
 #[derive(Debug)]
-pub struct SiteSlug(pub String);
+pub struct SiteSlug(pub Slug);
 
 impl<S: Send + Sync> FromRequestParts<S> for SiteSlug {
     type Rejection = ApiError;
@@ -114,8 +114,9 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteSlug {
             .map_err(|_| {
                 ApiError::bad_request("invalid_site", "the site slug in the path is not valid")
             })?;
-        validate_slug(&slug).map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))?;
-        Ok(SiteSlug(slug))
+        Slug::parse(&slug)
+            .map(SiteSlug)
+            .map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))
     }
 }
 

@@ -22,6 +22,8 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
+
+use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -153,7 +155,7 @@ impl AuthGuard {
     }
 
     fn lock(&self) -> MutexGuard<'_, LruCache<IpAddr, Record>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.clients)
     }
 }
 

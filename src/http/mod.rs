@@ -44,9 +44,9 @@ use axum::routing::{get, post};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
-use crate::cache::limiter::Limiter;
 use crate::config::Secret;
 use crate::counting::Counter;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 pub use error::ApiError;
 

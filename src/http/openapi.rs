@@ -97,7 +97,7 @@ pub async fn serve() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::UNIQUE_DAYS_KEPT;
+    use crate::domain::UNIQUE_DAYS_KEPT;
 
     fn doc() -> serde_json::Value {
         serde_json::from_str(document()).unwrap()
@@ -137,6 +137,6 @@ mod tests {
             .clone();
         assert_eq!(days["schema"]["maximum"], UNIQUE_DAYS_KEPT);
         let count = &doc["components"]["schemas"]["SetCount"]["properties"]["count"];
-        assert_eq!(count["maximum"], crate::counting::MAX_COUNT);
+        assert_eq!(count["maximum"], crate::domain::MAX_COUNT);
     }
 }

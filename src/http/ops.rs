@@ -18,7 +18,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// Ready when the store is migrated and answers now.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let counter = &state.counter;
-    let store = counter.store().backend().name();
+    let store = counter.store_backend();
     let cache = cache_json(&state);
     if !counter.is_ready() {
         return not_ready(
@@ -28,7 +28,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "the store's schema is not ready yet",
         );
     }
-    match counter.store().ping().await {
+    match counter.ping_store().await {
         Ok(()) => Json(json!({
             "status": "ready",
             "store": { "backend": store, "state": "up" },
@@ -45,7 +45,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// The cache's state: reported, never a reason to be unready (tally
 /// answers correctly without it).
 fn cache_json(state: &AppState) -> serde_json::Value {
-    let cache = state.counter.cache().status();
+    let cache = state.counter.cache_status();
     json!({ "backend": cache.backend, "state": if cache.up { "up" } else { "down" } })
 }
 
@@ -65,7 +65,7 @@ fn not_ready(store: &str, cache: serde_json::Value, state: &str, message: &str) 
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut text = state.metrics.render(state.counter.queue_depth());
-    state.counter.cache().render_metrics(&mut text);
+    state.counter.render_cache_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

@@ -21,7 +21,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, SiteSlug};
 use super::openapi::ErrorBody;
-use crate::counting::series::{self, Range, Series, Step};
+use crate::counting::series::{Range, Series, Step};
+use crate::domain::time::{parse_instant, unix};
 
 /// Points a series has when the range is not given: the dashboard's views.
 pub fn default_points(step: Step) -> i64 {
@@ -119,7 +120,7 @@ pub async fn series(
     let format = Format::parse(query.format.as_deref())?;
     let from = instant("from", query.from.as_deref())?;
     let to = instant("to", query.to.as_deref())?;
-    let now = series::unix(SystemTime::now());
+    let now = unix(SystemTime::now());
     let range = Range::new(step, from, to, now, default_points(step))
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
     let series = state.counter.series(&slug, range).await?;
@@ -136,7 +137,7 @@ pub async fn series(
 fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
-            series::parse_instant(v).ok_or_else(|| {
+            parse_instant(v).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_query",
                     format!(
@@ -152,7 +153,7 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
 fn body(series: &Series) -> SeriesBody {
     let step = series.range.step;
     SeriesBody {
-        site: series.site.slug.clone(),
+        site: series.site.slug.to_string(),
         step: step.name(),
         from: step.format(series.range.from),
         to: step.format(series.range.to),

@@ -27,8 +27,8 @@ use super::error::ApiError;
 use super::extract::{Admin, ApiQuery};
 use super::openapi::ErrorBody;
 use super::series::Format;
-use crate::counting::series::{format_timestamp, parse_instant, unix};
-use crate::store::{ImportEntry, SiteDump};
+use crate::domain::time::{format_timestamp, parse_instant, unix};
+use crate::domain::{ImportEntry, SiteDump, Slug};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +112,7 @@ pub async fn export(
 
 fn site_export(dump: SiteDump) -> SiteExport {
     SiteExport {
-        slug: dump.site.slug,
+        slug: dump.site.slug.into(),
         name: dump.site.name,
         count: dump.site.count,
         base_count: dump.base_count,
@@ -240,7 +240,7 @@ pub async fn import(
     let imported: Vec<ImportedBody> = done
         .into_iter()
         .map(|d| ImportedBody {
-            slug: d.slug,
+            slug: d.slug.into(),
             count: d.count,
             created: d.created,
         })
@@ -496,7 +496,11 @@ impl<'de> Visitor<'de> for SiteEntry {
                 }
             }
         }
-        let slug = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
+        let text = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
+        // Parsed here, as the document is read: nothing of an import with
+        // a bad slug in it is written.
+        let slug =
+            Slug::parse(&text).map_err(|e| de::Error::custom(format!("site {text:?}: {e}")))?;
         let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
         let hours = self.replay.then(|| hourly.unwrap_or_default());
         if let (Some(base), Some(hours)) = (base, &hours) {
@@ -508,7 +512,7 @@ impl<'de> Visitor<'de> for SiteEntry {
             }
         }
         Ok(ImportEntry {
-            name: name.unwrap_or_else(|| slug.clone()),
+            name: name.unwrap_or(text),
             slug,
             count,
             hours,
@@ -611,7 +615,7 @@ mod tests {
              "created_at":"2026-11-20T09:12:00Z",
              "hourly":[{"t":"2026-11-23T01:00:00Z","hits":3},{"hits":1,"t":"2026-11-23T02:00:00Z"}]}]}"#;
         let blog = ImportEntry {
-            slug: "blog".into(),
+            slug: Slug::parse("blog").unwrap(),
             name: "My blog".into(),
             count: 1204,
             hours: Some(vec![(1_795_395_600, 3), (1_795_399_200, 1)]),

@@ -23,36 +23,23 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::{Secret, StoreSettings, redact_url};
-pub use crate::counting::MAX_COUNT;
+use crate::domain::{
+    ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
+};
 
 pub use migrate::Migration;
 pub use owner::Owner;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// A site's numeric id. The seed's only site has id 1.
-pub type SiteId = i64;
+/// The columns every query that reads a [`Site`] selects, in this order.
+const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
-/// The site that the seed routes (`/`, `/resetcounter`) count on.
-pub const DEFAULT_SITE_ID: SiteId = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
-    pub id: SiteId,
-    pub slug: String,
-    pub name: String,
-    pub count: i64,
-    pub generation: i64,
-    pub created_at: SystemTime,
-}
-
-/// A committed count and the generation it belongs to. Ordered by
-/// generation first: a reset starts a new generation, so every count from
-/// after it is greater than every count from before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Versioned {
-    pub generation: i64,
-    pub count: i64,
+/// A slug read back from the store: written only after [`Slug::parse`],
+/// so an invalid one means the table was edited by hand.
+fn stored_slug(text: &str) -> anyhow::Result<Slug> {
+    Slug::parse(text)
+        .with_context(|| format!("the store holds a site slug {text:?} that is not valid"))
 }
 
 /// One site's hits in a batch, in arrival order, each with the request id
@@ -76,7 +63,7 @@ pub enum Outcome {
     Counted(Counted),
     /// There is no such site; nothing was written for it.
     NoSite,
-    /// These hits would take the count past [`MAX_COUNT`]: none of them
+    /// These hits would take the count past [`MAX_COUNT`](crate::domain::MAX_COUNT): none of them
     /// was counted, and nothing was written for this site.
     AtLimit,
 }
@@ -181,68 +168,6 @@ impl Plan<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct NewSite {
-    pub slug: String,
-    pub name: String,
-    pub count: i64,
-}
-
-/// A site's hourly buckets over `[from, to)` and the hits before them, read
-/// in one snapshot so that `before + sum(buckets)` is the count as of `to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesData {
-    pub site: Site,
-    /// The base count plus every bucket before `from`.
-    pub before: i64,
-    /// The non-empty hours in `[from, to)`, ascending: (hour start, hits).
-    pub buckets: Vec<(SystemTime, i64)>,
-}
-
-/// All a store holds about one site, read in one snapshot (for export).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteDump {
-    pub site: Site,
-    pub base_count: i64,
-    /// Every bucket, ascending: (hour start, hits).
-    pub buckets: Vec<(SystemTime, i64)>,
-}
-
-/// One site's starting count in an import; `name` is used only when the site
-/// is created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportEntry {
-    pub slug: String,
-    pub name: String,
-    pub count: i64,
-    /// Hours to replay, `(unix hour start, hits)`, ascending, adding up to
-    /// at most `count`: they replace the site's buckets and the base count
-    /// takes the rest. `None` sets the count as [`Store::set_count`] does.
-    /// Unix seconds rather than `SystemTime`: a large import holds millions.
-    pub hours: Option<Vec<(i64, i64)>>,
-    /// When a site that is created was first created (unix seconds), as
-    /// the export says; `None`: now.
-    pub created_at: Option<i64>,
-}
-
-impl ImportEntry {
-    /// The count that lands in no hour.
-    pub fn replayed_base(&self) -> Option<i64> {
-        let hours = self.hours.as_ref()?;
-        Some(self.count - hours.iter().map(|(_, hits)| hits).sum::<i64>())
-    }
-}
-
-/// What an import did to one site.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Imported {
-    pub id: SiteId,
-    pub slug: String,
-    pub count: i64,
-    pub generation: i64,
-    pub created: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or is overloaded; retrying later may work.
@@ -337,7 +262,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
 
-    async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError>;
+    async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError>;
 
     async fn site_by_id(&self, id: SiteId) -> Result<Option<Site>, StoreError>;
 
@@ -360,7 +285,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// there is no such site.
     async fn series(
         &self,
-        slug: &str,
+        slug: &Slug,
         from: SystemTime,
         to: SystemTime,
     ) -> Result<Option<SeriesData>, StoreError>;

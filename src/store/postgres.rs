@@ -17,12 +17,14 @@ use deadpool_postgres::{
 use futures_util::future::{join_all, try_join_all};
 use tokio::time::{Instant, timeout_at};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
-use super::{
-    Backend, Counted, ImportEntry, Imported, NewSite, Outcome, SeriesData, Site, SiteDump,
-    SiteHits, SiteId, Store, StoreError, Versioned,
+use super::{Backend, Counted, Outcome, SITE_COLUMNS, SiteHits, Store, StoreError, stored_slug};
+use crate::domain::{
+    ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
+    set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.
@@ -32,7 +34,7 @@ const MIGRATION_LOCK: i64 = 0x7a11_7a11;
 /// `$3`: the first two parts of every counting statement. The bucket is
 /// written only if the site row was, and both happen atomically even
 /// outside an explicit transaction. A count that would pass
-/// [`super::MAX_COUNT`] (the literal below) writes no row: see [`refusal`].
+/// [`crate::domain::MAX_COUNT`] (the literal below) writes no row: see [`refusal`].
 macro_rules! count_and_bucket {
     () => {
         "WITH counted AS (
@@ -73,8 +75,6 @@ FROM counted"
 const RECORDED_COUNTS: &str = "\
 SELECT site_id, request_id, count FROM hit_requests
 WHERE site_id = $1::bigint AND request_id = ANY($2::text[])";
-
-const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
 /// One statement, so one snapshot: the site, the hits before `$2`, and the
 /// buckets in `[$2, $3)` as two parallel arrays.
@@ -299,14 +299,18 @@ impl Store for PgStore {
         .await
     }
 
-    async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError> {
+    async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError> {
         self.run(async |client| {
             let stmt = client
                 .prepare_cached(&format!(
                     "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"
                 ))
                 .await?;
-            Ok(client.query_opt(&stmt, &[&slug]).await?.map(site_from_row))
+            client
+                .query_opt(&stmt, &[&slug.as_str()])
+                .await?
+                .map(site_from_row)
+                .transpose()
         })
         .await
     }
@@ -318,7 +322,11 @@ impl Store for PgStore {
                     "SELECT {SITE_COLUMNS} FROM visitors WHERE site_id = $1"
                 ))
                 .await?;
-            Ok(client.query_opt(&stmt, &[&id]).await?.map(site_from_row))
+            client
+                .query_opt(&stmt, &[&id])
+                .await?
+                .map(site_from_row)
+                .transpose()
         })
         .await
     }
@@ -331,7 +339,7 @@ impl Store for PgStore {
                     &[],
                 )
                 .await?;
-            Ok(rows.into_iter().map(site_from_row).collect())
+            rows.into_iter().map(site_from_row).collect()
         })
         .await
     }
@@ -346,12 +354,15 @@ impl Store for PgStore {
                              VALUES ($1, $2, $3, $3) ON CONFLICT (slug) DO NOTHING \
                              RETURNING {SITE_COLUMNS}"
                         ),
-                        &[&new.slug, &new.name, &new.count],
+                        &[&new.slug.as_str(), &new.name, &new.count],
                     )
                     .await
             })
             .await?;
-        row.map(site_from_row).ok_or(StoreError::Conflict)
+        match row {
+            Some(row) => site_from_row(row).map_err(pg_error),
+            None => Err(StoreError::Conflict),
+        }
     }
 
     async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError> {
@@ -376,19 +387,22 @@ impl Store for PgStore {
 
     async fn series(
         &self,
-        slug: &str,
+        slug: &Slug,
         from: SystemTime,
         to: SystemTime,
     ) -> Result<Option<SeriesData>, StoreError> {
         self.run(async |client| {
             let stmt = client.prepare_cached(SERIES).await?;
-            let Some(row) = client.query_opt(&stmt, &[&slug, &from, &to]).await? else {
+            let Some(row) = client
+                .query_opt(&stmt, &[&slug.as_str(), &from, &to])
+                .await?
+            else {
                 return Ok(None);
             };
             Ok(Some(SeriesData {
-                before: row.get(6),
-                buckets: buckets_from(row.get(7), row.get(8)),
-                site: site_from_row(row),
+                before: row.try_get(6)?,
+                buckets: buckets_from(row.try_get(7)?, row.try_get(8)?),
+                site: site_from_row(row)?,
             }))
         })
         .await
@@ -400,14 +414,15 @@ impl Store for PgStore {
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         self.run_until(deadline, async |client| {
             let rows = client.query(DUMP, &[]).await?;
-            Ok(rows
-                .into_iter()
-                .map(|row| SiteDump {
-                    base_count: row.get(6),
-                    buckets: buckets_from(row.get(7), row.get(8)),
-                    site: site_from_row(row),
+            rows.into_iter()
+                .map(|row| {
+                    Ok(SiteDump {
+                        base_count: row.try_get(6)?,
+                        buckets: buckets_from(row.try_get(7)?, row.try_get(8)?),
+                        site: site_from_row(row)?,
+                    })
                 })
-                .collect())
+                .collect()
         })
         .await
     }
@@ -435,19 +450,15 @@ impl Store for PgStore {
             let (mut set_ids, mut set_counts, mut set_bases) = (Vec::new(), Vec::new(), Vec::new());
             let (mut cleared, mut new) = (Vec::new(), Vec::new());
             for entry in entries {
-                let Some(&id) = existing.get(&entry.slug) else {
+                let Some(&id) = existing.get(entry.slug.as_str()) else {
                     new.push(entry);
                     continue;
                 };
                 let had = bucketed.get(&id).copied().unwrap_or(0);
-                // As set-count: keep the buckets unless the count is below
-                // them; a replay replaces them.
-                let base = match entry.replayed_base() {
-                    Some(base) => base,
-                    None if entry.count < had => entry.count,
-                    None => entry.count - had,
-                };
-                if entry.hours.is_some() || entry.count < had {
+                // As set-count, unless a replay replaces the buckets.
+                let set = set_count_split(entry.count, had);
+                let base = entry.replayed_base().unwrap_or(set.base);
+                if entry.hours.is_some() || set.drop_hours {
                     cleared.push(id);
                 }
                 set_ids.push(id);
@@ -470,7 +481,7 @@ impl Store for PgStore {
                 .collect();
             let new_created: Vec<Option<SystemTime>> = new
                 .iter()
-                .map(|e| e.created_at.map(crate::counting::series::at))
+                .map(|e| e.created_at.map(crate::domain::time::at))
                 .collect();
             let mut created: HashMap<String, SiteId> = HashMap::new();
             for row in tx
@@ -496,7 +507,7 @@ impl Store for PgStore {
                 let id = id_of(&entry.slug).unwrap_or_default();
                 for &(hour, n) in entry.hours.iter().flatten() {
                     hour_sites.push(id);
-                    hours.push(crate::counting::series::at(hour));
+                    hours.push(crate::domain::time::at(hour));
                     hits.push(n);
                 }
                 done.push(Imported {
@@ -504,7 +515,7 @@ impl Store for PgStore {
                     slug: entry.slug.clone(),
                     count: entry.count,
                     generation: generations.get(&id).copied().unwrap_or_default(),
-                    created: !existing.contains_key(&entry.slug),
+                    created: !existing.contains_key(entry.slug.as_str()),
                 });
             }
             if !created.is_empty() && !hours.is_empty() {
@@ -621,19 +632,17 @@ async fn set_count_in(
     // a retry after it is a new hit.
     tx.execute("DELETE FROM hit_requests WHERE site_id = $1", &[&id])
         .await?;
-    let base = if count < bucketed {
+    let set = set_count_split(count, bucketed);
+    if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
             .await?;
-        count
-    } else {
-        count - bucketed
-    };
+    }
     let row = tx
         .query_one(
             "UPDATE visitors SET visitor_count = $2, base_count = $3, \
              generation = generation + 1 WHERE site_id = $1 \
              RETURNING visitor_count, generation",
-            &[&id, &count, &base],
+            &[&id, &count, &set.base],
         )
         .await?;
     Ok(Some(versioned(&row)))
@@ -802,14 +811,27 @@ fn anonymous(row: &Row, n: i64) -> Counted {
     }
 }
 
-fn site_from_row(row: Row) -> Site {
-    Site {
-        id: row.get(0),
-        slug: row.get(1),
-        name: row.get(2),
-        count: row.get(3),
-        generation: row.get(4),
-        created_at: row.get(5),
+fn site_from_row(row: Row) -> Result<Site, tokio_postgres::Error> {
+    Ok(Site {
+        id: row.try_get(0)?,
+        slug: row.try_get(1)?,
+        name: row.try_get(2)?,
+        count: row.try_get(3)?,
+        generation: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+    })
+}
+
+impl<'a> FromSql<'a> for Slug {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Slug, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(stored_slug(<&str>::from_sql(ty, raw)?)?)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 
@@ -855,7 +877,7 @@ mod tests {
 
     #[test]
     fn counting_statements_stop_at_the_maximum_count() {
-        let bound = format!("<= {}", super::super::MAX_COUNT);
+        let bound = format!("<= {}", crate::domain::MAX_COUNT);
         assert!(ADD_HITS.contains(&bound), "{ADD_HITS}");
         assert!(
             ADD_FRESH_KEYED_HITS.contains(&bound),

@@ -8,23 +8,25 @@
 //! beside the writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
-use super::{
-    Backend, Counted, ImportEntry, Imported, MAX_COUNT, NewSite, Outcome, SeriesData, Site,
-    SiteDump, SiteHits, SiteId, Store, StoreError, Versioned,
+use super::{Backend, Counted, Outcome, SITE_COLUMNS, SiteHits, Store, StoreError, stored_slug};
+use crate::domain::time::{at, unix};
+use crate::domain::{
+    ImportEntry, Imported, MAX_COUNT, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
+    set_count_split,
 };
+use crate::sync::lock;
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
-
-const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -109,12 +111,6 @@ fn connect(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
-}
-
-/// A panic while holding the lock leaves the connection usable: SQLite rolls
-/// back an unfinished transaction when its `Transaction` is dropped.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
@@ -236,8 +232,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn site(&self, slug: &str) -> Result<Option<Site>, StoreError> {
-        let slug = slug.to_owned();
+    async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError> {
+        let slug = slug.clone();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
@@ -313,11 +309,11 @@ impl Store for SqliteStore {
 
     async fn series(
         &self,
-        slug: &str,
+        slug: &Slug,
         from: SystemTime,
         to: SystemTime,
     ) -> Result<Option<SeriesData>, StoreError> {
-        let slug = slug.to_owned();
+        let slug = slug.clone();
         let (from, to) = (unix_seconds(from), unix_seconds(to));
         self.read(move |conn| {
             // One read transaction: both statements see the same snapshot.
@@ -512,16 +508,14 @@ fn set_count_in(
     // The counts recorded for retried requests are from before this count:
     // a retry after it is a new hit.
     tx.execute("DELETE FROM hit_requests WHERE site_id = ?1", [id])?;
-    let base = if count < bucketed {
+    let set = set_count_split(count, bucketed);
+    if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
-        count
-    } else {
-        count - bucketed
-    };
+    }
     tx.query_row(
         "UPDATE visitors SET visitor_count = ?2, base_count = ?3, generation = generation + 1 \
          WHERE site_id = ?1 RETURNING visitor_count, generation",
-        params![id, count, base],
+        params![id, count, set.base],
         versioned,
     )
     .map(Some)
@@ -529,10 +523,6 @@ fn set_count_in(
 
 fn bucket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SystemTime, i64)> {
     Ok((at(row.get(0)?), row.get(1)?))
-}
-
-fn at(unix: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(unix.max(0).unsigned_abs())
 }
 
 fn versioned(row: &rusqlite::Row<'_>) -> rusqlite::Result<Versioned> {
@@ -550,15 +540,26 @@ fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
         name: row.get(2)?,
         count: row.get(3)?,
         generation: row.get(4)?,
-        created_at: UNIX_EPOCH + Duration::from_secs(created.max(0).unsigned_abs()),
+        created_at: at(created),
     })
 }
 
+/// Unix seconds as the tables hold them: instants before 1970 are 0.
 fn unix_seconds(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    unix(t).max(0)
 }
 
+impl ToSql for Slug {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Slug {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Slug> {
+        stored_slug(value.as_str()?).map_err(|e| FromSqlError::Other(e.into()))
+    }
+}
 /// Lock contention and I/O trouble (a full disk, a vanished file) may pass;
 /// everything else is a bug.
 fn sqlite_error(e: rusqlite::Error) -> StoreError {

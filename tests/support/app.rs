@@ -11,8 +11,10 @@ use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use clap::Parser;
 use tally::Application;
+use tally::cache::Cache;
 use tally::config::{Cli, Command as Sub, ServeSettings};
 use tally::http::AppState;
+use tally::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -59,11 +61,17 @@ pub fn sqlite_url(dir: &Path) -> String {
 
 /// An application without a socket, for `oneshot` calls.
 pub async fn router(database_url: &str, extra: &[&str]) -> (Router, Arc<AppState>) {
+    let app = built(database_url, extra).await;
+    (app.router(), app.state().clone())
+}
+
+/// An application, ready, not serving: for tests that also reach its store.
+pub async fn built(database_url: &str, extra: &[&str]) -> Application {
     let app = Application::build(&settings(database_url, extra)).expect("build app");
     app.ready(Duration::from_secs(20))
         .await
         .expect("store ready");
-    (app.router(), app.state().clone())
+    app
 }
 
 /// One request through the router; returns status, headers and body text.
@@ -90,6 +98,9 @@ pub async fn call(
 pub struct TestApp {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The store and cache the app opened, to write past its counter.
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn Cache>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -105,6 +116,7 @@ impl TestApp {
             .await
             .expect("store ready");
         let state = app.state().clone();
+        let (store, cache) = (app.store().clone(), app.cache().clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -114,6 +126,8 @@ impl TestApp {
         TestApp {
             addr,
             state,
+            store,
+            cache,
             stop: Some(stop),
             task: Some(task),
         }

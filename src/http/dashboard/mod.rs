@@ -24,9 +24,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::counting::series::{Range, Series, Step, format_date, format_timestamp, unix};
-use crate::counting::{CountError, validate_slug};
-use crate::store::Site;
+use crate::counting::CountError;
+use crate::counting::series::{Range, Series, Step};
+use crate::domain::time::{format_date, format_timestamp, unix};
+use crate::domain::{Site, Slug};
 use auth::Viewer;
 use chart::Datum;
 use html::{Esc, Nav, error_page, grouped, page};
@@ -119,7 +120,11 @@ pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Respon
         if sites.len() == 1 { "" } else { "s" }
     );
     for s in &sites {
-        let name = if s.name.is_empty() { &s.slug } else { &s.name };
+        let name = if s.name.is_empty() {
+            s.slug.as_str()
+        } else {
+            &s.name
+        };
         let _ = write!(
             main,
             "<tr class=\"site\"><td><a href=\"{}\">{}</a></td><td><code>{}</code></td>\
@@ -179,9 +184,10 @@ pub async fn site(
     let Ok(Path(slug)) = slug else {
         return failure(CountError::NotFound);
     };
-    if let Err(e) = validate_slug(&slug) {
-        return failure(e);
-    }
+    let slug = match Slug::parse(&slug) {
+        Ok(slug) => slug,
+        Err(e) => return failure(e.into()),
+    };
     let view = match query.ok().and_then(|Query(q)| q.view).as_deref() {
         None | Some("hourly") => View::Hourly,
         Some("daily") => View::Daily,
@@ -201,7 +207,7 @@ pub async fn site(
     };
     let sites = sites.unwrap_or_default();
     let name = if series.site.name.is_empty() {
-        &series.site.slug
+        series.site.slug.as_str()
     } else {
         &series.site.name
     };
@@ -232,7 +238,7 @@ fn site_main(series: &Series, view: View, base: &str) -> String {
     let site = &series.site;
     let slug = &site.slug;
     let name = if site.name.is_empty() {
-        slug
+        slug.as_str()
     } else {
         &site.name
     };

@@ -13,6 +13,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sync::lock;
+
 /// Clients tracked at most; past this the oldest windows are dropped first.
 const MAX_CLIENTS: usize = 100_000;
 
@@ -180,7 +182,7 @@ impl Limiter {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Client>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.clients)
     }
 }
 

@@ -1,0 +1,226 @@
+//! The domain: what tally counts and the rules every count keeps, with no
+//! HTTP, no SQL and no cache in it. Every other module speaks these types;
+//! this one uses none of theirs.
+//!
+//! - sites ([`Site`], [`NewSite`]) named by a [`Slug`], and their counts
+//!   ([`Versioned`]), up to [`MAX_COUNT`];
+//! - what a series, an export and an import carry ([`SeriesData`],
+//!   [`SiteDump`], [`ImportEntry`], [`Imported`]);
+//! - the visitor behind a hit, for unique-visitor estimates ([`Visitor`]);
+//! - [`time`]: unix seconds, UTC hours and days, RFC 3339 text.
+
+pub mod slug;
+pub mod time;
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+pub use slug::{InvalidSlug, MAX_SLUG_LEN, Slug};
+
+/// The largest count tally stores or accepts: 2^53 - 1, the largest integer
+/// a JSON reader using doubles (every browser) reads exactly.
+pub const MAX_COUNT: i64 = (1 << 53) - 1;
+
+/// Longest site display name, in characters.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Days of unique-visitor estimates kept.
+pub const UNIQUE_DAYS_KEPT: i64 = 32;
+
+/// A site's numeric id. The seed's only site has id 1.
+pub type SiteId = i64;
+
+/// The site that the seed routes (`/`, `/resetcounter`) count on.
+pub const DEFAULT_SITE_ID: SiteId = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub id: SiteId,
+    pub slug: Slug,
+    pub name: String,
+    pub count: i64,
+    pub generation: i64,
+    pub created_at: SystemTime,
+}
+
+/// A committed count and the generation it belongs to. Ordered by
+/// generation first: a reset starts a new generation, so every count from
+/// after it is greater than every count from before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Versioned {
+    pub generation: i64,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub slug: Slug,
+    pub name: String,
+    pub count: i64,
+}
+
+/// A site's hourly buckets over `[from, to)` and the hits before them, read
+/// in one snapshot so that `before + sum(buckets)` is the count as of `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesData {
+    pub site: Site,
+    /// The base count plus every bucket before `from`.
+    pub before: i64,
+    /// The non-empty hours in `[from, to)`, ascending: (hour start, hits).
+    pub buckets: Vec<(SystemTime, i64)>,
+}
+
+/// All a store holds about one site, read in one snapshot (for export).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteDump {
+    pub site: Site,
+    pub base_count: i64,
+    /// Every bucket, ascending: (hour start, hits).
+    pub buckets: Vec<(SystemTime, i64)>,
+}
+
+/// One site's starting count in an import; `name` is used only when the site
+/// is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportEntry {
+    pub slug: Slug,
+    pub name: String,
+    pub count: i64,
+    /// Hours to replay, `(unix hour start, hits)`, ascending, adding up to
+    /// at most `count`: they replace the site's buckets and the base count
+    /// takes the rest. `None` sets the count as [`set_count_split`] says.
+    /// Unix seconds rather than `SystemTime`: a large import holds millions.
+    pub hours: Option<Vec<(i64, i64)>>,
+    /// When a site that is created was first created (unix seconds), as
+    /// the export says; `None`: now.
+    pub created_at: Option<i64>,
+}
+
+impl ImportEntry {
+    /// The count that lands in no hour.
+    pub fn replayed_base(&self) -> Option<i64> {
+        let hours = self.hours.as_ref()?;
+        Some(self.count - hours.iter().map(|(_, hits)| hits).sum::<i64>())
+    }
+}
+
+/// What an import did to one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub id: SiteId,
+    pub slug: Slug,
+    pub count: i64,
+    pub generation: i64,
+    pub created: bool,
+}
+
+/// Who a hit came from, for unique-visitor counting only. It is hashed with
+/// a secret salt that changes every UTC day before anything keeps it, and
+/// the hash goes only into a HyperLogLog, which keeps no hash at all: a
+/// visitor cannot be recognised across days, nor recovered on any day.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+/// A value that breaks a rule of the domain; the text says which rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<InvalidSlug> for Invalid {
+    fn from(e: InvalidSlug) -> Self {
+        Invalid(e.to_string())
+    }
+}
+
+/// A site name is 1 to 200 characters with no control characters.
+pub fn validate_name(name: &str) -> Result<(), Invalid> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(Invalid(format!(
+            "a site name is 1 to {MAX_NAME_LEN} characters with no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A count is a whole number from 0 to [`MAX_COUNT`].
+pub fn validate_count(count: i64) -> Result<(), Invalid> {
+    if (0..=MAX_COUNT).contains(&count) {
+        Ok(())
+    } else {
+        Err(Invalid(format!(
+            "a count is a whole number from 0 to {MAX_COUNT}"
+        )))
+    }
+}
+
+/// How a store sets a site's count to `count` when `bucketed` of its hits
+/// are in hourly buckets. A count at or above the hourly total keeps the
+/// hours, and the base count takes the rest; a count below it cannot keep
+/// them (the series would add up to more than the count), so the hours are
+/// dropped and the base count is the whole count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetCount {
+    pub drop_hours: bool,
+    pub base: i64,
+}
+
+pub fn set_count_split(count: i64, bucketed: i64) -> SetCount {
+    if count < bucketed {
+        SetCount {
+            drop_hours: true,
+            base: count,
+        }
+    } else {
+        SetCount {
+            drop_hours: false,
+            base: count - bucketed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_names() {
+        assert!(validate_count(0).is_ok());
+        assert!(validate_count(MAX_COUNT).is_ok());
+        assert!(validate_count(-1).is_err());
+        assert!(validate_count(MAX_COUNT + 1).is_err());
+        assert!(validate_name("My blog").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"é".repeat(200)).is_ok());
+        assert!(validate_name(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn a_count_below_the_hours_drops_them() {
+        let keep = |base| SetCount {
+            drop_hours: false,
+            base,
+        };
+        assert_eq!(set_count_split(10, 4), keep(6));
+        assert_eq!(set_count_split(4, 4), keep(0));
+        assert_eq!(set_count_split(0, 0), keep(0));
+        assert_eq!(
+            set_count_split(3, 4),
+            SetCount {
+                drop_hours: true,
+                base: 3
+            }
+        );
+        assert_eq!(
+            set_count_split(0, 1),
+            SetCount {
+                drop_hours: true,
+                base: 0
+            }
+        );
+    }
+}
