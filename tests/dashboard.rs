@@ -236,7 +236,7 @@ async fn the_site_list_shows_totals_and_escapes_names() {
     assert_page(&page);
     assert_eq!(page.body.matches("<tr class=\"site\">").count(), 2);
     assert!(page.body.contains(
-        "<a href=\"/dashboard/blog\">&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob&#39;s&quot;</a>"
+        "<a href=\"/dashboard/blog\">&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob's&quot;</a>"
     ), "{}", page.body);
     assert!(page.body.contains("<td class=\"num\">3</td>"));
     assert!(!page.body.contains("<script>alert"));
@@ -263,7 +263,9 @@ async fn the_hourly_view_has_48_bars_and_48_points() {
     );
     assert!(html.contains("<strong>5</strong> hits in all"));
     assert!(html.contains("href=\"/dashboard/blog?view=daily\""));
-    assert!(html.contains("<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob&#39;s&quot;<small>blog</small></h1>"));
+    assert!(html.contains(
+        "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob's&quot;<small>blog</small></h1>"
+    ));
     assert!(!html.contains("<script>alert"));
 }
 

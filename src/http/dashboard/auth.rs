@@ -27,11 +27,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
+use maud::html;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::failure;
-use super::html::{Esc, error_page, page};
+use super::html::{error_page, page};
 use crate::http::AppState;
 use crate::http::client::Client;
 use crate::http::extract::{bearer, client_address, constant_time_eq};
@@ -312,21 +313,23 @@ pub struct LoginForm {
 }
 
 fn login_page(status: StatusCode, next: &str, error: Option<&str>) -> Response {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", Esc(e)))
-        .unwrap_or_default();
-    let main = format!(
-        "<form class=\"login\" method=\"post\" action=\"/dashboard/login\">\
-         <h1>Sign in</h1>\
-         <p>The dashboard shows every site's counts, so it asks for the admin token \
-         (<code>TALLY_ADMIN_TOKEN</code>).</p>{error}\
-         <label for=\"token\">Admin token</label>\
-         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <button type=\"submit\">Sign in</button></form>",
-        Esc(next)
-    );
-    page(status, "Sign in", None, &main)
+    let main = html! {
+        form class="login" method="post" action="/dashboard/login" {
+            h1 { "Sign in" }
+            p {
+                "The dashboard shows every site's counts, so it asks for the admin token ("
+                code { "TALLY_ADMIN_TOKEN" } ")."
+            }
+            @if let Some(error) = error {
+                p class="error" role="alert" { (error) }
+            }
+            label for="token" { "Admin token" }
+            input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+            input type="hidden" name="next" value=(next);
+            button type="submit" { "Sign in" }
+        }
+    };
+    page(status, "Sign in", None, main)
 }
 
 /// `GET /dashboard/login`

@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::html::{Esc, grouped};
+use maud::{Markup, html};
+
+use super::html::grouped;
 
 const WIDTH: i64 = 960;
 const HEIGHT: i64 = 250;
@@ -55,22 +57,16 @@ impl Axis {
         (TOP + PLOT_H) * 10 - scaled as i64
     }
 
-    fn draw(&self, svg: &mut String) {
-        let mut v = self.lo;
-        while v <= self.hi {
-            let y = self.y(v);
-            let _ = write!(
-                svg,
-                "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>\
-                 <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-                WIDTH - RIGHT,
-                tenths(y),
-                tenths(y),
-                LEFT - 8,
-                tenths(y + 40),
-                grouped(v)
-            );
-            v += self.step;
+    /// The gridlines and their labels.
+    fn draw(&self) -> Markup {
+        let lines = std::iter::successors(Some(self.lo), |v| v.checked_add(self.step))
+            .take_while(|v| *v <= self.hi);
+        html! {
+            @for v in lines {
+                @let y = self.y(v);
+                line class="grid" x1=(LEFT) x2=(WIDTH - RIGHT) y1=(tenths(y)) y2=(tenths(y)) {}
+                text class="axis" x=(LEFT - 8) y=(tenths(y + 40)) text-anchor="end" { (grouped(v)) }
+            }
         }
     }
 }
@@ -105,107 +101,90 @@ fn tenths(v: i64) -> String {
     }
 }
 
-fn open(svg: &mut String, class: &str, label: &str) {
-    let _ = write!(
-        svg,
-        "<svg class=\"chart {class}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
-         aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
-        Esc(label)
-    );
-}
-
-fn ticks(svg: &mut String, data: &[Datum], x_of: impl Fn(usize) -> i64) {
-    for (i, d) in data.iter().enumerate() {
-        if let Some(tick) = &d.tick {
-            let _ = write!(
-                svg,
-                "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                tenths(x_of(i)),
-                HEIGHT - 8,
-                Esc(tick)
-            );
+/// A chart of class `class` around `body`. SVG elements are closed with an
+/// end tag (`<rect ...></rect>`), never left open: inside `<svg>` an HTML
+/// parser keeps an unclosed start tag open around what follows.
+fn chart(
+    class: &str,
+    label: &str,
+    data: &[Datum],
+    x_of: impl Fn(usize) -> i64,
+    body: Markup,
+) -> Markup {
+    html! {
+        svg class={ "chart " (class) } viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img"
+            aria-label=(label) xmlns="http://www.w3.org/2000/svg" {
+            (body)
+            @for (i, d) in data.iter().enumerate() {
+                @if let Some(tick) = &d.tick {
+                    text class="axis" x=(tenths(x_of(i))) y=(HEIGHT - 8) text-anchor="middle" { (tick) }
+                }
+            }
         }
     }
 }
 
 /// One bar per datum, from zero.
-pub fn bars(label: &str, data: &[Datum]) -> String {
+pub fn bars(label: &str, data: &[Datum]) -> Markup {
     let max = data.iter().map(|d| d.value).max().unwrap_or(0);
     let axis = Axis::new(0, max);
     let n = data.len().max(1) as i64;
     let slot = PLOT_W * 10 / n;
     let gap = (slot / 5).max(10);
-    let mut svg = String::with_capacity(300 + data.len() * 260);
-    open(&mut svg, "bars", label);
-    axis.draw(&mut svg);
-    for (i, d) in data.iter().enumerate() {
-        let x = LEFT * 10 + i as i64 * slot;
-        let y = axis.y(d.value);
-        let base = axis.y(axis.lo);
-        let _ = write!(
-            svg,
-            "<g class=\"bar\"><title>{}</title>\
-             <rect class=\"hover\" x=\"{}\" y=\"{TOP}\" width=\"{}\" height=\"{PLOT_H}\"/>\
-             <rect class=\"fill\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/></g>",
-            Esc(&d.title),
-            tenths(x),
-            tenths(slot),
-            tenths(x + gap / 2),
-            tenths(y),
-            tenths(slot - gap),
-            tenths(base - y),
-        );
-    }
-    ticks(&mut svg, data, |i| LEFT * 10 + i as i64 * slot + slot / 2);
-    svg.push_str("</svg>");
-    svg
+    let x_of = |i: usize| LEFT * 10 + i as i64 * slot;
+    let base = axis.y(axis.lo);
+    let body = html! {
+        (axis.draw())
+        @for (i, d) in data.iter().enumerate() {
+            @let (x, y) = (x_of(i), axis.y(d.value));
+            g class="bar" {
+                title { (d.title) }
+                rect class="hover" x=(tenths(x)) y=(TOP) width=(tenths(slot)) height=(PLOT_H) {}
+                rect class="fill" x=(tenths(x + gap / 2)) y=(tenths(y)) width=(tenths(slot - gap))
+                    height=(tenths(base - y)) {}
+            }
+        }
+    };
+    chart("bars", label, data, |i| x_of(i) + slot / 2, body)
 }
 
 /// A line through the data, with a marker per datum; the axis starts near
 /// the smallest value, so a large running total still shows its slope.
-pub fn line(label: &str, data: &[Datum]) -> String {
+pub fn line(label: &str, data: &[Datum]) -> Markup {
     let min = data.iter().map(|d| d.value).min().unwrap_or(0);
     let max = data.iter().map(|d| d.value).max().unwrap_or(0);
     let axis = Axis::new(min, max);
     let n = data.len().max(1) as i64;
     let slot = PLOT_W * 10 / n;
     let x_of = |i: usize| LEFT * 10 + i as i64 * slot + slot / 2;
-    let mut svg = String::with_capacity(400 + data.len() * 200);
-    open(&mut svg, "cumulative", label);
-    axis.draw(&mut svg);
-    if !data.is_empty() {
-        let mut path = String::new();
-        for (i, d) in data.iter().enumerate() {
-            let _ = write!(
-                path,
-                "{}{},{} ",
-                if i == 0 { "M" } else { "L" },
-                tenths(x_of(i)),
-                tenths(axis.y(d.value))
-            );
-        }
-        let base = tenths(axis.y(axis.lo));
-        let _ = write!(
-            svg,
-            "<path class=\"area\" d=\"{path}L{},{base} L{},{base} Z\"/>\
-             <path class=\"line\" d=\"{}\"/>",
-            tenths(x_of(data.len() - 1)),
-            tenths(x_of(0)),
-            path.trim_end()
-        );
-    }
+    // Path data is numbers and letters only; maud escapes it like any
+    // attribute, which changes nothing.
+    let mut path = String::new();
     for (i, d) in data.iter().enumerate() {
         let _ = write!(
-            svg,
-            "<g class=\"point\"><title>{}</title><circle cx=\"{}\" cy=\"{}\" r=\"3.5\"/></g>",
-            Esc(&d.title),
+            path,
+            "{}{},{} ",
+            if i == 0 { "M" } else { "L" },
             tenths(x_of(i)),
             tenths(axis.y(d.value))
         );
     }
-    ticks(&mut svg, data, x_of);
-    svg.push_str("</svg>");
-    svg
+    let base = tenths(axis.y(axis.lo));
+    let body = html! {
+        (axis.draw())
+        @if !data.is_empty() {
+            path class="area"
+                d={ (path) "L" (tenths(x_of(data.len() - 1))) "," (base) " L" (tenths(x_of(0))) "," (base) " Z" } {}
+            path class="line" d=(path.trim_end()) {}
+        }
+        @for (i, d) in data.iter().enumerate() {
+            g class="point" {
+                title { (d.title) }
+                circle cx=(tenths(x_of(i))) cy=(tenths(axis.y(d.value))) r="3.5" {}
+            }
+        }
+    };
+    chart("cumulative", label, data, x_of, body)
 }
 
 #[cfg(test)]
@@ -269,12 +248,61 @@ mod tests {
     #[test]
     fn one_bar_and_one_point_per_datum_with_escaped_titles() {
         let d = data(&[0, 3, 1]);
-        let svg = bars("hits", &d);
+        let svg = bars("hits", &d).into_string();
         assert_eq!(svg.matches("<g class=\"bar\">").count(), 3);
         assert!(svg.contains("<title>3 &lt;hits&gt;</title>"));
-        let svg = line("total", &d);
+        let svg = line("total", &d).into_string();
         assert_eq!(svg.matches("<g class=\"point\">").count(), 3);
-        assert!(line("empty", &[]).ends_with("</svg>"));
-        assert!(bars("empty", &[]).ends_with("</svg>"));
+        assert!(line("empty", &[]).into_string().ends_with("</svg>"));
+        assert!(bars("empty", &[]).into_string().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn labels_titles_and_ticks_are_escaped_once() {
+        let label = r#"<script>"label" & 'more'</script>"#;
+        let data = vec![
+            Datum {
+                value: 2,
+                title: r#"<b title="x">2 & 3</b>"#.to_owned(),
+                tick: Some(r#"<i>"t"</i>"#.to_owned()),
+            },
+            Datum {
+                value: 5,
+                title: "&amp; stays &amp;".to_owned(),
+                tick: None,
+            },
+        ];
+        for (svg, group) in [(bars(label, &data), "bar"), (line(label, &data), "point")] {
+            let svg = svg.into_string();
+            assert!(!svg.contains("<script"), "{svg}");
+            assert!(!svg.contains("<b "), "{svg}");
+            assert!(svg.contains(
+                r#"aria-label="&lt;script&gt;&quot;label&quot; &amp; 'more'&lt;/script&gt;""#
+            ));
+            assert!(
+                svg.contains("<title>&lt;b title=&quot;x&quot;&gt;2 &amp; 3&lt;/b&gt;</title>")
+            );
+            assert!(svg.contains("<title>&amp;amp; stays &amp;amp;</title>"));
+            assert!(
+                svg.contains(r#"text-anchor="middle">&lt;i&gt;&quot;t&quot;&lt;/i&gt;</text>"#)
+            );
+            // Well-formed XML whose text reads back exactly as given.
+            let doc = roxmltree::Document::parse(&svg).unwrap();
+            let root = doc.root_element();
+            assert_eq!(root.tag_name().name(), "svg");
+            assert_eq!(root.attribute("aria-label"), Some(label));
+            let titles: Vec<&str> = root
+                .children()
+                .filter(|n| n.attribute("class") == Some(group))
+                .map(|g| g.first_element_child().unwrap().text().unwrap())
+                .collect();
+            assert_eq!(titles, [data[0].title.as_str(), data[1].title.as_str()]);
+            let ticks: Vec<&str> = root
+                .children()
+                .filter(|n| n.has_tag_name("text") && n.attribute("text-anchor") == Some("middle"))
+                .map(|n| n.text().unwrap())
+                .collect();
+            assert_eq!(ticks, [r#"<i>"t"</i>"#]);
+        }
     }
 }

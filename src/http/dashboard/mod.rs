@@ -10,7 +10,6 @@ pub mod auth;
 pub mod chart;
 pub mod html;
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,6 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::AppState;
@@ -30,7 +30,7 @@ use crate::domain::time::{format_date, format_timestamp, unix};
 use crate::domain::{Site, Slug};
 use auth::Viewer;
 use chart::Datum;
-use html::{Esc, Nav, error_page, grouped, page};
+use html::{Nav, error_page, grouped, page};
 
 /// Sites linked from the top bar; the rest are on the list page.
 const NAV_SITES: usize = 12;
@@ -109,41 +109,42 @@ pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Respon
         Err(e) => return failure(e),
     };
     let total: i64 = sites.iter().map(|s| s.count).sum();
-    let mut main = String::with_capacity(512 + sites.len() * 200);
-    let _ = write!(
-        main,
-        "<h1>Sites</h1><p class=\"summary\"><strong>{}</strong> hits on {} site{}</p>\
-         <table><thead><tr><th>Site</th><th>Slug</th><th class=\"num\">Hits</th>\
-         <th>Created</th></tr></thead><tbody>",
-        grouped(total),
-        sites.len(),
-        if sites.len() == 1 { "" } else { "s" }
-    );
-    for s in &sites {
-        let name = if s.name.is_empty() {
-            s.slug.as_str()
-        } else {
-            &s.name
-        };
-        let _ = write!(
-            main,
-            "<tr class=\"site\"><td><a href=\"{}\">{}</a></td><td><code>{}</code></td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>",
-            Esc(&site_href(&s.slug)),
-            Esc(name),
-            Esc(&s.slug),
-            grouped(s.count),
-            format_date(unix(s.created_at)),
-        );
-    }
-    main.push_str("</tbody></table>");
-    updated(&mut main);
+    let main = html! {
+        h1 { "Sites" }
+        p class="summary" {
+            strong { (grouped(total)) }
+            " hits on " (sites.len()) " site" @if sites.len() != 1 { "s" }
+        }
+        table {
+            thead { tr { th { "Site" } th { "Slug" } th class="num" { "Hits" } th { "Created" } } }
+            tbody {
+                @for s in &sites {
+                    tr class="site" {
+                        td { a href=(site_href(&s.slug)) { (display_name(s)) } }
+                        td { code { (s.slug) } }
+                        td class="num" { (grouped(s.count)) }
+                        td { (format_date(unix(s.created_at))) }
+                    }
+                }
+            }
+        }
+        (updated())
+    };
     page(
         StatusCode::OK,
         "Sites",
         Some(&nav(&sites, None, viewer)),
-        &main,
+        main,
     )
+}
+
+/// The site's name, or its slug when it has none.
+fn display_name(site: &Site) -> &str {
+    if site.name.is_empty() {
+        site.slug.as_str()
+    } else {
+        &site.name
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,17 +207,12 @@ pub async fn site(
         Err(e) => return failure(e),
     };
     let sites = sites.unwrap_or_default();
-    let name = if series.site.name.is_empty() {
-        series.site.slug.as_str()
-    } else {
-        &series.site.name
-    };
     let main = site_main(&series, view, &badge_base(&headers));
     page(
         StatusCode::OK,
-        name,
+        display_name(&series.site),
         Some(&nav(&sites, Some(&series.site.slug), viewer)),
-        &main,
+        main,
     )
 }
 
@@ -234,14 +230,9 @@ fn badge_base(headers: &HeaderMap) -> String {
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
-fn site_main(series: &Series, view: View, base: &str) -> String {
+fn site_main(series: &Series, view: View, base: &str) -> Markup {
     let site = &series.site;
     let slug = &site.slug;
-    let name = if site.name.is_empty() {
-        slug.as_str()
-    } else {
-        &site.name
-    };
     let step = series.range.step;
     let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
     let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
@@ -304,67 +295,53 @@ fn site_main(series: &Series, view: View, base: &str) -> String {
         });
     }
 
-    let mut main = String::with_capacity(32_000);
-    let _ = write!(
-        main,
-        "<h1>{}<small>{}</small></h1>\
-         <p class=\"summary\"><strong>{}</strong> hits in all · {} in {window} · \
-         at most {} in one {unit}</p>",
-        Esc(name),
-        Esc(slug),
-        grouped(site.count),
-        grouped(in_window),
-        grouped(peak),
-    );
-    let href = Esc(&site_href(slug)).to_string();
-    let (hourly, daily) = match view {
-        View::Hourly => (" aria-current=\"page\"", ""),
-        View::Daily => ("", " aria-current=\"page\""),
-    };
-    let _ = write!(
-        main,
-        "<nav class=\"tabs\" aria-label=\"Charts\">\
-         <a href=\"{href}?view=hourly\"{hourly}>Hourly · 48 h</a>\
-         <a href=\"{href}?view=daily\"{daily}>Daily · 30 days</a>\
-         <a href=\"#cumulative\">Running total</a></nav>"
-    );
+    let href = site_href(slug);
     let bars_label = format!("Hits per {unit} over {window}, UTC");
-    let _ = write!(
-        main,
-        "<figure id=\"per-{unit}\"><figcaption>{}</figcaption>{}</figure>",
-        Esc(&bars_label),
-        chart::bars(&bars_label, &bars)
-    );
     let line_label = format!("Running total over {window}");
-    let _ = write!(
-        main,
-        "<figure id=\"cumulative\"><figcaption>{}</figcaption>{}</figure>",
-        Esc(&line_label),
-        chart::line(&line_label, &running)
-    );
     let api = format!("/api/v1/sites/{slug}/series?step={}", step.name());
-    let _ = write!(
-        main,
-        "<p class=\"links\">This series as <a href=\"{0}\">JSON</a> or \
-         <a href=\"{0}&amp;format=csv\">CSV</a>. \
-         Badge <img src=\"/badge/{1}.svg?readonly=1\" alt=\"{1} badge\" height=\"20\">: \
-         <code>![views]({2}/badge/{1}.svg)</code></p>",
-        Esc(&api),
-        Esc(slug),
-        Esc(base),
-    );
-    updated(&mut main);
-    main
+    html! {
+        h1 { (display_name(site)) small { (slug) } }
+        p class="summary" {
+            strong { (grouped(site.count)) }
+            " hits in all · " (grouped(in_window)) " in " (window)
+            " · at most " (grouped(peak)) " in one " (unit)
+        }
+        nav class="tabs" aria-label="Charts" {
+            a href={ (href) "?view=hourly" } aria-current=[(view == View::Hourly).then_some("page")] {
+                "Hourly · 48 h"
+            }
+            a href={ (href) "?view=daily" } aria-current=[(view == View::Daily).then_some("page")] {
+                "Daily · 30 days"
+            }
+            a href="#cumulative" { "Running total" }
+        }
+        figure id={ "per-" (unit) } {
+            figcaption { (bars_label) }
+            (chart::bars(&bars_label, &bars))
+        }
+        figure id="cumulative" {
+            figcaption { (line_label) }
+            (chart::line(&line_label, &running))
+        }
+        p class="links" {
+            "This series as " a href=(api) { "JSON" } " or "
+            a href={ (api) "&format=csv" } { "CSV" } ". Badge "
+            img src={ "/badge/" (slug) ".svg?readonly=1" } alt={ (slug) " badge" } height="20";
+            ": " code { "![views](" (base) "/badge/" (slug) ".svg)" }
+        }
+        (updated())
+    }
 }
 
-fn updated(main: &mut String) {
+/// When the page was drawn, for the reader and for the refresh script.
+fn updated() -> Markup {
     let now = format_timestamp(unix(SystemTime::now()));
-    let _ = write!(
-        main,
-        "<p class=\"updated\">Updated <time datetime=\"{now}\">{}</time>\
-         <span class=\"auto\"> · refreshes every 30 seconds</span></p>",
-        now.replace('T', " ").replace('Z', " UTC")
-    );
+    html! {
+        p class="updated" {
+            "Updated " time datetime=(now) { (now.replace('T', " ").replace('Z', " UTC")) }
+            span class="auto" { " · refreshes every 30 seconds" }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -376,5 +353,68 @@ mod tests {
         assert_eq!(site_href("blog"), "/dashboard/blog");
         assert_eq!(site_href("login"), "/dashboard/sites/login");
         assert_eq!(site_href("logout"), "/dashboard/sites/logout");
+    }
+
+    fn series(name: &str, slug: &str) -> Series {
+        let range = Range::last(Step::Hour, 48, 1_800_000_000);
+        Series {
+            site: Site {
+                id: 7,
+                slug: Slug::parse(slug).unwrap(),
+                name: name.to_owned(),
+                count: 1234,
+                generation: 1,
+                created_at: SystemTime::UNIX_EPOCH,
+            },
+            points: (0..48)
+                .map(|i| crate::counting::series::Point {
+                    t: range.from + i * 3600,
+                    hits: i % 3,
+                })
+                .collect(),
+            range,
+            before: 1000,
+        }
+    }
+
+    #[tokio::test]
+    async fn names_and_slugs_are_escaped_in_the_page_and_its_charts() {
+        let series = series(r#"<script>alert("x")</script> & 'Bob'"#, r#"a"b<c>"#);
+        let nav = nav(
+            std::slice::from_ref(&series.site),
+            Some(&series.site.slug),
+            Viewer { session: true },
+        );
+        let response = page(
+            StatusCode::OK,
+            display_name(&series.site),
+            Some(&nav),
+            site_main(&series, View::Hourly, r#"http://h"x"#),
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let html = std::str::from_utf8(&body).unwrap();
+        let name = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'Bob'";
+        let slug = "a&quot;b&lt;c&gt;";
+        for expected in [
+            format!("<title>{name} · tally</title>"),
+            format!("<h1>{name}<small>{slug}</small></h1>"),
+            format!(r#"<a href="/dashboard/{slug}" aria-current="page">{slug}</a>"#),
+            format!(r#"<a href="/dashboard/{slug}?view=hourly" aria-current="page">"#),
+            format!(r#"<a href="/api/v1/sites/{slug}/series?step=hour&amp;format=csv">"#),
+            format!(r#"<img src="/badge/{slug}.svg?readonly=1" alt="{slug} badge" height="20">"#),
+            format!("<code>![views](http://h&quot;x/badge/{slug}.svg)</code>"),
+        ] {
+            assert!(html.contains(&expected), "{expected} in {html}");
+        }
+        assert!(!html.contains("<script>alert"));
+        assert!(!html.contains("a\"b") && !html.contains("<c>"));
+        // Only the page's own script element.
+        assert_eq!(html.matches("<script").count(), 1);
+        // Both charts are whole, and their hover titles are the page's.
+        assert_eq!(html.matches("<svg class=\"chart ").count(), 2);
+        assert_eq!(html.matches("</svg>").count(), 2);
+        assert_eq!(html.matches("<title>").count(), 1 + 48 + 48);
     }
 }
