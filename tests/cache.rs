@@ -161,7 +161,10 @@ async fn a_frozen_redis_costs_at_most_the_cache_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
     let pg = PgServer::start();
-    let mut redis = RedisServer::start_with(RedisOptions { persist: true });
+    let mut redis = RedisServer::start_with(RedisOptions {
+        persist: true,
+        ..RedisOptions::default()
+    });
     let app = TestApp::spawn(&pg.create_database(), &["--redis-url", &redis.url()]).await;
     cache_becomes(&app, "up", Duration::from_secs(5)).await;
     let client = load::client();
