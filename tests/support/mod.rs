@@ -3,13 +3,14 @@
 //! throwaway PostgreSQL and Redis servers and the process plumbing under
 //! them.
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod docker;
 pub mod load;
 pub mod nginx;
 pub mod proxy;
+pub mod stack;
 pub mod web;
 
 pub use tally_dev::{OwnedDir, free_port, log_tail, pg, redis, spawner, temp_base, wait_for};
