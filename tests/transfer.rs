@@ -11,23 +11,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, TallyProcess, TestApp, call, router, sqlite_url};
+use support::app::{RouterApp, TOKEN, TallyProcess, TestApp, call, json_of, router, sqlite_url};
 use support::pg::PgServer;
 use tally::http::AppState;
 use tower::ServiceExt;
 
 /// 2026-01-10T05:00:00Z
 const HOUR: u64 = 1_768_021_200;
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-async fn app() -> (Router, std::sync::Arc<AppState>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (router, state) = router(&sqlite_url(dir.path()), &[]).await;
-    (router, state, dir)
-}
 
 /// Site `blog` ("Blog, \"mine\"") with a base of 10 and 3 + 2 hits in two hours.
 async fn with_blog(r: &Router, state: &AppState) {
@@ -74,7 +64,8 @@ async fn counts(r: &Router) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn export_json_holds_counts_bases_and_hours() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let (status, headers, body) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -101,7 +92,8 @@ async fn export_json_holds_counts_bases_and_hours() {
 
 #[tokio::test]
 async fn export_csv_is_exact_and_each_site_adds_up() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let (status, headers, body) = call(
         &r,
@@ -125,7 +117,7 @@ async fn export_csv_is_exact_and_each_site_adds_up() {
 
 #[tokio::test]
 async fn export_and_import_are_admin_actions() {
-    let (r, _state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
     for (method, path, body) in [
         (Method::GET, "/api/v1/export", None),
         (
@@ -153,7 +145,8 @@ async fn export_and_import_are_admin_actions() {
 
 #[tokio::test]
 async fn import_sets_counts_and_creates_missing_sites() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let body = r#"[{"slug":"blog","count":1000},{"slug":"docs","count":7,"name":"Docs"},{"slug":"default","count":3}]"#;
     let (status, _, reply) =
@@ -188,10 +181,11 @@ async fn import_sets_counts_and_creates_missing_sites() {
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let (fresh, _state, _dir2) = app().await;
+    let fresh = RouterApp::sqlite(&[]).await;
     let (status, _, reply) = call(
         &fresh,
         Method::POST,
@@ -208,7 +202,8 @@ async fn an_export_imports_into_a_fresh_instance() {
 
 #[tokio::test]
 async fn a_bad_entry_anywhere_writes_nothing() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let before = counts(&r).await;
     for body in [
@@ -236,7 +231,7 @@ async fn a_bad_entry_anywhere_writes_nothing() {
 
 #[tokio::test]
 async fn imports_may_be_larger_than_other_bodies() {
-    let (r, _state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
     let sites: Vec<Value> = (0..2000)
         .map(|i| json!({ "slug": format!("site-{i:04}"), "count": i, "name": "x".repeat(20) }))
         .collect();
@@ -497,15 +492,16 @@ on_both_stores!(hits_are_answered_during_a_large_import:
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let (fresh, _state, _dir2) = app().await;
+    let fresh = RouterApp::sqlite(&[]).await;
     let (status, reply) = import(&fresh, "?hours=replay", &export).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(export_sites(&fresh).await, sites_of(&export));
     // Without a replay, the hours land in the base count.
-    let (plain, _state, _dir3) = app().await;
+    let plain = RouterApp::sqlite(&[]).await;
     assert_eq!(import(&plain, "", &export).await.0, StatusCode::OK);
     let blog = &export_sites(&plain).await[1];
     assert_eq!(
@@ -626,7 +622,8 @@ async fn an_import_past_the_limit_is_413_naming_the_setting_and_writes_nothing()
 
 #[tokio::test]
 async fn malformed_and_duplicate_key_documents_are_400_and_write_nothing() {
-    let (r, state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
     with_blog(&r, &state).await;
     let before = export_sites(&r).await;
     let h = |t: &str, hits: i64| format!(r#"{{"t":"{t}","hits":{hits}}}"#);
