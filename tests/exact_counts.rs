@@ -33,10 +33,6 @@ fn one_to(n: usize) -> Vec<i64> {
     (1..=n as i64).collect()
 }
 
-async fn stored_count(app: &TestApp) -> i64 {
-    support::app::default_count(&app.url("")).await
-}
-
 fn mean_batch(app: &TestApp) -> f64 {
     let text = app.state.metrics.render(0);
     let value = |name: &str| -> f64 {
@@ -57,7 +53,7 @@ async fn sqlite_20000_concurrent_hits_are_exact_and_gap_free() {
     let outcomes = load::run(&[app.url("/")], Method::GET, CLIENTS, Until::Requests(HITS)).await;
     assert_eq!(outcomes.len(), HITS);
     assert_eq!(greeting_counts(&outcomes), one_to(HITS));
-    assert_eq!(stored_count(&app).await, HITS as i64);
+    assert_eq!(app.count("default").await, HITS as i64);
     println!("sqlite: mean commit batch {:.1} hits", mean_batch(&app));
     app.stop().await.unwrap();
 }
@@ -74,7 +70,7 @@ async fn postgres_20000_hits_through_three_instances_are_exact_and_gap_free() {
     let outcomes = load::run(&urls, Method::GET, CLIENTS, Until::Requests(HITS)).await;
     assert_eq!(outcomes.len(), HITS);
     assert_eq!(greeting_counts(&outcomes), one_to(HITS));
-    assert_eq!(stored_count(&apps[0]).await, HITS as i64);
+    assert_eq!(apps[0].count("default").await, HITS as i64);
     assert_eq!(
         pg.psql(
             &db_name(&url),
@@ -130,7 +126,7 @@ async fn reset_then_simultaneous_clients(apps: &[TestApp]) {
         outcomes.push(t.await.unwrap());
     }
     assert_eq!(greeting_counts(&outcomes), one_to(64));
-    assert_eq!(stored_count(&apps[0]).await, 64);
+    assert_eq!(apps[0].count("default").await, 64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use support::app::acknowledged_counts;
+use support::app::{acknowledged_counts, get_json};
 use support::load::{self, Until};
 use support::spawner;
-use support::stack::{Stack, exited, get_json, parse_env, wait_exited};
+use support::stack::{Stack, exited, parse_env, wait_exited};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_walkthrough_through_nginx() {

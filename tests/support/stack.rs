@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::OwnedDir;
+use super::app::{count_at, get_json};
 use super::load;
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack");
@@ -197,9 +198,7 @@ impl Stack {
 
     /// The default site's count, read through NGINX.
     pub async fn count(&self) -> i64 {
-        let (status, body) = get_json(&self.url("/api/v1/sites/default/count")).await;
-        assert_eq!(status, 200, "{body}");
-        body["count"].as_i64().expect("a count")
+        count_at(self.var("NGINX_URL"), "default").await
     }
 
     /// `tally_hits_total` of replica `i`: the hits that process acknowledged.
@@ -378,14 +377,6 @@ pub async fn wait_exited(pid: u32, within: Duration) -> Duration {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
-}
-
-pub async fn get_json(url: &str) -> (u16, Value) {
-    let response = load::client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
-    (status, body)
 }
 
 /// What NGINX's access log says about the requests for `uri`: how many,
