@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use support::app::{TOKEN, TestApp, parse_greeting};
+use support::app::{TOKEN, TestApp, get_text, parse_greeting};
 use support::load::{self, Outcome, Until};
 use support::pg::PgServer;
 use support::proxy::{ChaosProxy, Fault};
@@ -255,14 +255,7 @@ async fn without_redis_reachable_everything_answers_from_the_store() {
     .await;
     let client = load::client();
     for i in 1..=5 {
-        let body = client
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&app.url("/")).await;
         assert_eq!(parse_greeting(&body), Some(i));
     }
     assert_eq!(app.count("default").await, 5);

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use reqwest::Method;
-use support::app::{TOKEN, TestApp, parse_greeting, sqlite_url};
+use support::app::{TOKEN, TestApp, get_text, parse_greeting, sqlite_url};
 use support::load::{self, Until};
 use support::pg::PgServer;
 
@@ -238,14 +238,7 @@ async fn retried_requests_count_once(urls: &[String]) {
     firsts.sort_unstable();
     assert_eq!(firsts, (3..=102).collect::<Vec<i64>>());
     // Requests without an id are each counted.
-    let plain = client
-        .get(&urls[0])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plain = get_text(&urls[0]).await;
     assert_eq!(parse_greeting(&plain), Some(103));
 }
 

@@ -121,7 +121,7 @@ impl PgServer {
             self.detached && self.dir.is_kept(),
             "only a detached server in a kept directory can be left running"
         );
-        self.child.take().expect("a running server").id()
+        self.child.detach()
     }
 
     /// Make `user` (a superuser, password `password`) and its database

@@ -276,6 +276,12 @@ impl ServerChild {
         }
     }
 
+    /// Lets the process run on unwatched (it is no longer killed with this
+    /// handle); returns its pid.
+    pub fn detach(&mut self) -> u32 {
+        self.take().expect("a running server").id()
+    }
+
     /// The exit status, if the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         let child = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);

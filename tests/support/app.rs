@@ -220,16 +220,15 @@ pub async fn count_at(base: &str, slug: &str) -> i64 {
     count_from(slug, status, &body)
 }
 
+/// The body of `GET url` over HTTP, whatever its status.
+pub async fn get_text(url: &str) -> String {
+    let response = super::load::client().get(url).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// The count in the greeting `GET /` answers at `base` (one hit).
 pub async fn greeting_at(base: &str) -> i64 {
-    let body = super::load::client()
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&format!("{base}/")).await;
     parse_greeting(&body).unwrap_or_else(|| panic!("not the greeting: {body:?}"))
 }
 

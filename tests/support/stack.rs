@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::OwnedDir;
-use super::app::{count_at, get_json};
+use super::app::{count_at, get_json, get_text};
 use super::load;
 
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack");
@@ -203,14 +203,7 @@ impl Stack {
 
     /// `tally_hits_total` of replica `i`: the hits that process acknowledged.
     pub async fn replica_hits(&self, i: usize) -> u64 {
-        let text = load::client()
-            .get(self.replica_url(i, "/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&self.replica_url(i, "/metrics")).await;
         text.lines()
             .find_map(|l| l.strip_prefix("tally_hits_total "))
             .and_then(|v| v.parse().ok())
