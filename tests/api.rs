@@ -3,23 +3,12 @@
 
 mod support;
 
-use axum::Router;
 use axum::http::{Method, StatusCode};
-use serde_json::{Value, json};
-use support::app::{TOKEN, call, router, sqlite_url};
+use serde_json::json;
+use support::app::{RouterApp, TOKEN, call, json_of, router, sqlite_url};
 
 const GREETING_1: &str = "Hello Linode!  This page has been viewed 1 time(s).";
 const RESET_BODY: &str = "Successfully deleted redis and postgres counters";
-
-async fn app(extra: &[&str]) -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (router, _) = router(&sqlite_url(dir.path()), extra).await;
-    (router, dir)
-}
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
 
 /// Asserts an error response: status, JSON `error.code`, and returns the message.
 fn assert_error(
@@ -39,22 +28,9 @@ fn assert_error(
     message
 }
 
-async fn default_count(router: &Router) -> i64 {
-    let got = call(
-        router,
-        Method::GET,
-        "/api/v1/sites/default/count",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(got.0, StatusCode::OK);
-    json_of(&got.2)["count"].as_i64().unwrap()
-}
-
 #[tokio::test]
 async fn index_counts_each_hit_with_the_seed_text() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     let (status, headers, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
@@ -65,14 +41,14 @@ async fn index_counts_each_hit_with_the_seed_text() {
 
 #[tokio::test]
 async fn greeting_is_configurable() {
-    let (r, _dir) = app(&["--greeting", "World"]).await;
+    let r = RouterApp::sqlite(&["--greeting", "World"]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello World!  This page has been viewed 1 time(s).");
 }
 
 #[tokio::test]
 async fn resetcounter_with_the_token_resets_to_zero() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     for _ in 0..3 {
         call(&r, Method::GET, "/", None, None).await;
     }
@@ -86,7 +62,7 @@ async fn resetcounter_with_the_token_resets_to_zero() {
 
 #[tokio::test]
 async fn admin_actions_are_refused_when_no_token_is_configured() {
-    let (r, _dir) = app(&["--no-token"]).await;
+    let r = RouterApp::sqlite(&["--no-token"]).await;
     call(&r, Method::GET, "/", None, None).await;
     let admin_calls: [(Method, &str, Option<&str>); 7] = [
         (Method::GET, "/resetcounter", None),
@@ -110,12 +86,12 @@ async fn admin_actions_are_refused_when_no_token_is_configured() {
             "{method} {path}: {message}"
         );
     }
-    assert_eq!(default_count(&r).await, 1, "nothing was written");
+    assert_eq!(r.count("default").await, 1, "nothing was written");
 }
 
 #[tokio::test]
 async fn admin_actions_need_the_right_bearer_token() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     call(&r, Method::GET, "/", None, None).await;
     let missing = call(&r, Method::GET, "/resetcounter", None, None).await;
     assert_error(&missing, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -156,14 +132,14 @@ async fn admin_actions_need_the_right_bearer_token() {
     )
     .await;
     assert_error(&set, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_eq!(default_count(&r).await, 1, "nothing was written");
+    assert_eq!(r.count("default").await, 1, "nothing was written");
     let list = call(&r, Method::GET, "/api/v1/sites", Some(TOKEN), None).await;
     assert_eq!(json_of(&list.2)["sites"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn sites_can_be_created_listed_read_and_deleted() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     let (status, headers, body) = call(
         &r,
         Method::POST,
@@ -223,7 +199,7 @@ async fn sites_can_be_created_listed_read_and_deleted() {
 
 #[tokio::test]
 async fn a_site_name_defaults_to_its_slug() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     let (_, _, body) = call(
         &r,
         Method::POST,
@@ -245,7 +221,7 @@ async fn a_site_name_defaults_to_its_slug() {
 
 #[tokio::test]
 async fn hits_count_and_reads_do_not() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     call(
         &r,
         Method::POST,
@@ -273,7 +249,7 @@ async fn hits_count_and_reads_do_not() {
 
 #[tokio::test]
 async fn a_starting_count_can_be_set_and_reset() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     call(
         &r,
         Method::POST,
@@ -332,7 +308,7 @@ async fn a_starting_count_can_be_set_and_reset() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
-    let (r, _dir) = app(&["--max-body-bytes", "256"]).await;
+    let r = RouterApp::sqlite(&["--max-body-bytes", "256"]).await;
     call(
         &r,
         Method::POST,
@@ -568,7 +544,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 
 #[tokio::test]
 async fn operations_endpoints() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     let (status, headers, body) = call(&r, Method::GET, "/healthz", None, None).await;
     assert_eq!(
         (status, json_of(&body)),
@@ -606,7 +582,7 @@ async fn operations_endpoints() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let (r, _dir) = app(&[]).await;
+    let r = RouterApp::sqlite(&[]).await;
     let request = axum::http::Request::get("/healthz")
         .header("x-request-id", "abc-123")
         .body(axum::body::Body::empty())

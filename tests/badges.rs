@@ -3,32 +3,16 @@
 
 mod support;
 
-use axum::Router;
 use axum::http::StatusCode;
 use serde_json::Value;
-use support::app::{TOKEN, call, router, sqlite_url};
+use support::app::RouterApp;
 use support::web::{Reply, get};
 
-async fn app() -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (router, _) = router(&sqlite_url(dir.path()), &[]).await;
-    let created = call(
-        &router,
-        axum::http::Method::POST,
-        "/api/v1/sites",
-        Some(TOKEN),
-        Some(r#"{"slug":"blog","count":41}"#),
-    )
-    .await;
-    assert_eq!(created.0, StatusCode::CREATED);
-    (router, dir)
-}
-
-async fn count(router: &Router, slug: &str) -> i64 {
-    let got = get(router, &format!("/api/v1/sites/{slug}/count"), &[]).await;
-    serde_json::from_str::<Value>(&got.body).unwrap()["count"]
-        .as_i64()
-        .unwrap()
+async fn app() -> RouterApp {
+    let app = RouterApp::sqlite(&[]).await;
+    app.create_site(&serde_json::json!({ "slug": "blog", "count": 41 }))
+        .await;
+    app
 }
 
 /// The badge's visible texts, after parsing it as XML (shadows skipped).
@@ -62,7 +46,7 @@ fn assert_error(reply: &Reply, status: StatusCode, code: &str) {
 
 #[tokio::test]
 async fn a_badge_counts_a_hit_and_shows_the_new_count() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply = get(&r, "/badge/blog.svg", &[]).await;
     assert_svg_headers(&reply);
     assert_eq!(
@@ -73,12 +57,12 @@ async fn a_badge_counts_a_hit_and_shows_the_new_count() {
     assert_eq!(texts(&reply.body), vec!["views", "42"]);
     let reply = get(&r, "/badge/blog.svg", &[]).await;
     assert_eq!(texts(&reply.body), vec!["views", "43"]);
-    assert_eq!(count(&r, "blog").await, 43);
+    assert_eq!(r.count("blog").await, 43);
 }
 
 #[tokio::test]
 async fn the_default_site_has_a_badge_like_any_other() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply = get(&r, "/badge/default.svg", &[]).await;
     assert_eq!(texts(&reply.body), vec!["views", "1"]);
     let greeting = get(&r, "/", &[]).await;
@@ -90,14 +74,14 @@ async fn the_default_site_has_a_badge_like_any_other() {
 
 #[tokio::test]
 async fn readonly_does_not_count_and_revalidates_with_an_etag() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply = get(&r, "/badge/blog.svg?readonly=1", &[]).await;
     assert_svg_headers(&reply);
     assert_eq!(reply.header("cache-control"), "max-age=0, no-cache");
     assert_eq!(texts(&reply.body), vec!["views", "41"]);
     let etag = reply.header("etag").to_owned();
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
-    assert_eq!(count(&r, "blog").await, 41);
+    assert_eq!(r.count("blog").await, 41);
 
     let again = get(
         &r,
@@ -132,23 +116,23 @@ async fn readonly_does_not_count_and_revalidates_with_an_etag() {
     // So are other options.
     let other = get(&r, "/badge/blog.svg?readonly=1&label=hits", &[]).await;
     assert_ne!(other.header("etag"), changed.header("etag"));
-    assert_eq!(count(&r, "blog").await, 42);
+    assert_eq!(r.count("blog").await, 42);
 }
 
 #[tokio::test]
 async fn a_head_request_counts_nothing() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply =
         support::web::send(&r, axum::http::Method::HEAD, "/badge/blog.svg", &[], None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.header("content-type"), "image/svg+xml; charset=utf-8");
     assert_eq!(reply.body, "");
-    assert_eq!(count(&r, "blog").await, 41);
+    assert_eq!(r.count("blog").await, 41);
 }
 
 #[tokio::test]
 async fn labels_are_escaped() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply = get(&r, "/badge/blog.svg?readonly=1&label=%3C%26%22%3E%27", &[]).await;
     assert_svg_headers(&reply);
     assert_eq!(texts(&reply.body), vec!["<&\">'", "41"]);
@@ -159,7 +143,7 @@ async fn labels_are_escaped() {
 
 #[tokio::test]
 async fn styles_colours_and_labels_change_the_badge() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let reply = get(
         &r,
         "/badge/blog.svg?readonly=1&label=page%20views&color=brightgreen&label_color=%23123abc&style=flat-square",
@@ -209,7 +193,7 @@ async fn styles_colours_and_labels_change_the_badge() {
 
 #[tokio::test]
 async fn bad_parameters_are_400s_and_count_nothing() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     let long = "x".repeat(41);
     for query in [
         "label=".to_owned(),
@@ -225,12 +209,12 @@ async fn bad_parameters_are_400s_and_count_nothing() {
         let reply = get(&r, &format!("/badge/blog.svg?{query}"), &[]).await;
         assert_error(&reply, StatusCode::BAD_REQUEST, "invalid_badge");
     }
-    assert_eq!(count(&r, "blog").await, 41);
+    assert_eq!(r.count("blog").await, 41);
 }
 
 #[tokio::test]
 async fn unknown_sites_and_bad_paths_are_errors() {
-    let (r, _dir) = app().await;
+    let r = app().await;
     assert_error(
         &get(&r, "/badge/nope.svg", &[]).await,
         StatusCode::NOT_FOUND,
@@ -256,5 +240,5 @@ async fn unknown_sites_and_bad_paths_are_errors() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
-    assert_eq!(count(&r, "blog").await, 41);
+    assert_eq!(r.count("blog").await, 41);
 }

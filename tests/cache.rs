@@ -11,29 +11,17 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use support::app::{TOKEN, TestApp, parse_greeting};
+use support::app::{TOKEN, TestApp, get_text, parse_greeting};
 use support::load::{self, Outcome, Until};
 use support::pg::PgServer;
 use support::proxy::{ChaosProxy, Fault};
 use support::redis::{RedisOptions, RedisServer};
 
-async fn json(url: &str) -> (u16, Value) {
-    let response = load::client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-async fn read_count(app: &TestApp) -> i64 {
-    let (status, body) = json(&app.url("/api/v1/sites/default/count")).await;
-    assert_eq!(status, 200, "{body}");
-    body["count"].as_i64().unwrap()
-}
-
 /// Waits until `/readyz` reports the cache in `state`; returns how long it took.
 async fn cache_becomes(app: &TestApp, state: &str, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
-        let (_, body) = json(&app.url("/readyz")).await;
+        let (_, body) = app.get_json("/readyz").await;
         if body["cache"]["state"] == state {
             return started.elapsed();
         }
@@ -88,7 +76,7 @@ async fn redis_killed_mid_load_then_restarted_costs_no_error_and_no_count() {
 
     assert_all_ok(&hits, "hits");
     assert_all_ok(&reads, "reads");
-    let stored = read_count(&app).await;
+    let stored = app.count("default").await;
     assert_eq!(
         stored,
         hits.len() as i64,
@@ -154,14 +142,17 @@ async fn a_frozen_redis_costs_at_most_the_cache_timeout() {
         p99 <= Duration::from_millis(60),
         "p99 during the freeze {p99:?}"
     );
-    assert_eq!(read_count(&app).await, hits.len() as i64);
+    assert_eq!(app.count("default").await, hits.len() as i64);
     assert!(back < Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
     let pg = PgServer::start();
-    let mut redis = RedisServer::start_with(RedisOptions { persist: true });
+    let mut redis = RedisServer::start_with(RedisOptions {
+        persist: true,
+        ..RedisOptions::default()
+    });
     let app = TestApp::spawn(&pg.create_database(), &["--redis-url", &redis.url()]).await;
     cache_becomes(&app, "up", Duration::from_secs(5)).await;
     let client = load::client();
@@ -179,7 +170,7 @@ async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
     for _ in 0..100 {
         hit().await;
     }
-    assert_eq!(read_count(&app).await, 100);
+    assert_eq!(app.count("default").await, 100);
     tokio::time::sleep(Duration::from_millis(200)).await; // published
     let cached = redis.command(&["KEYS", "tally:*:count:1"]).unwrap();
     assert!(!cached.is_empty(), "the count is cached in Redis");
@@ -189,7 +180,7 @@ async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
     for _ in 0..50 {
         hit().await;
     }
-    assert_eq!(read_count(&app).await, 150);
+    assert_eq!(app.count("default").await, 150);
     redis.kill();
     redis.restart();
     assert_eq!(
@@ -200,15 +191,15 @@ async fn redis_restarted_from_an_old_snapshot_moves_no_count_backwards() {
     // Every read, while tally notices and after, is the committed 150.
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        assert_eq!(read_count(&app).await, 150);
+        assert_eq!(app.count("default").await, 150);
     }
-    assert_eq!(json(&app.url("/readyz")).await.1["cache"]["state"], "up");
+    assert_eq!(app.get_json("/readyz").await.1["cache"]["state"], "up");
     assert_eq!(
         hit().await,
         "Hello Linode!  This page has been viewed 151 time(s)."
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(read_count(&app).await, 151);
+    assert_eq!(app.count("default").await, 151);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +215,7 @@ async fn a_reset_is_never_undone_by_a_late_cached_count() {
     for _ in 0..20 {
         client.get(a.url("/")).send().await.unwrap();
     }
-    assert_eq!(read_count(&b).await, 20);
+    assert_eq!(b.count("default").await, 20);
     let reset = client
         .get(b.url("/resetcounter"))
         .bearer_auth(TOKEN)
@@ -249,8 +240,8 @@ async fn a_reset_is_never_undone_by_a_late_cached_count() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(redis.command(&["GET", &key]).unwrap(), "1:0");
-    assert_eq!(read_count(&a).await, 0);
-    assert_eq!(read_count(&b).await, 0);
+    assert_eq!(a.count("default").await, 0);
+    assert_eq!(b.count("default").await, 0);
 }
 
 #[tokio::test]
@@ -264,24 +255,17 @@ async fn without_redis_reachable_everything_answers_from_the_store() {
     .await;
     let client = load::client();
     for i in 1..=5 {
-        let body = client
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&app.url("/")).await;
         assert_eq!(parse_greeting(&body), Some(i));
     }
-    assert_eq!(read_count(&app).await, 5);
-    let (status, ready) = json(&app.url("/readyz")).await;
+    assert_eq!(app.count("default").await, 5);
+    let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(
         ready["cache"],
         serde_json::json!({"backend": "redis", "state": "down"})
     );
-    let (status, uniques) = json(&app.url("/api/v1/sites/default/uniques?days=2")).await;
+    let (status, uniques) = app.get_json("/api/v1/sites/default/uniques?days=2").await;
     assert_eq!(status, 200);
     assert_eq!(uniques["complete"], false);
     assert_eq!(uniques["days"][0]["uniques"], Value::Null);
@@ -355,10 +339,10 @@ async fn rate_limits_apply_per_client_with_429_and_retry_after() {
     // Another client is unaffected; the refused hits wrote nothing.
     let other = hits_from(&app, "198.51.100.8", "a", 1).await;
     assert_eq!(other[0].status(), 200);
-    assert_eq!(read_count(&app).await, 6);
+    assert_eq!(app.count("default").await, 6);
     // Reads are never limited.
     for _ in 0..10 {
-        read_count(&app).await;
+        app.count("default").await;
     }
 }
 
@@ -405,7 +389,7 @@ async fn unique_visitors_are_counted_per_day_without_storing_who() {
         }
     }
     tokio::time::sleep(Duration::from_millis(400)).await; // delivered
-    let (status, body) = json(&app.url("/api/v1/sites/default/uniques?days=3")).await;
+    let (status, body) = app.get_json("/api/v1/sites/default/uniques?days=3").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["complete"], true);
     assert_eq!(body["days"][0]["uniques"], 6, "{body}");
@@ -420,7 +404,7 @@ async fn unique_visitors_are_counted_per_day_without_storing_who() {
         .collect::<String>();
     assert!(dump.starts_with("HYLL"), "{dump:?}");
     assert!(!dump.contains("192.0.2"));
-    let (status, bad) = json(&app.url("/api/v1/sites/default/uniques?days=0")).await;
+    let (status, bad) = app.get_json("/api/v1/sites/default/uniques?days=0").await;
     assert_eq!(
         (status, bad["error"]["code"].as_str()),
         (400, Some("invalid_query"))
@@ -477,7 +461,7 @@ async fn postgres_stopped_mid_load_gives_only_503_then_resumes_by_itself() {
         "resumed after {resumed:?}"
     );
     assert_eq!(
-        read_count(&app).await,
+        app.count("default").await,
         statuses[&200] as i64,
         "final count = acknowledged hits"
     );

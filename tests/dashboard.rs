@@ -4,30 +4,20 @@
 
 mod support;
 
-use axum::Router;
 use axum::http::{Method, StatusCode};
-use support::app::{TOKEN, call, router, sqlite_url};
+use support::app::{RouterApp, TOKEN, call};
 use support::web::{Reply, get, send};
 
 /// A name that breaks any page that forgets to escape it.
 const EVIL_NAME: &str = "<script>alert(1)</script> & \"Bob's\"";
 
-async fn app(extra: &[&str]) -> (Router, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (router, _) = router(&sqlite_url(dir.path()), extra).await;
+async fn app(extra: &[&str]) -> RouterApp {
+    let app = RouterApp::sqlite(extra).await;
     if !extra.contains(&"--no-token") {
-        let body = serde_json::json!({ "slug": "blog", "name": EVIL_NAME }).to_string();
-        let created = call(
-            &router,
-            Method::POST,
-            "/api/v1/sites",
-            Some(TOKEN),
-            Some(&body),
-        )
-        .await;
-        assert_eq!(created.0, StatusCode::CREATED, "{}", created.2);
+        app.create_site(&serde_json::json!({ "slug": "blog", "name": EVIL_NAME }))
+            .await;
     }
-    (router, dir)
+    app
 }
 
 const BEARER: (&str, &str) = ("authorization", "Bearer test-admin-token");
@@ -46,7 +36,7 @@ fn assert_page(reply: &Reply) {
 
 #[tokio::test]
 async fn private_by_default_signed_out_viewers_are_sent_to_the_login_form() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     for path in [
         "/dashboard",
         "/dashboard/blog",
@@ -79,7 +69,7 @@ async fn private_by_default_signed_out_viewers_are_sent_to_the_login_form() {
 
 #[tokio::test]
 async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let wrong = send(
         &r,
@@ -162,8 +152,8 @@ async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() 
 
 #[tokio::test]
 async fn a_session_from_another_token_is_refused() {
-    let (r, _dir) = app(&[]).await;
-    let (other, _dir2) = app(&["--no-token", "--admin-token", "another-admin-token"]).await;
+    let r = app(&[]).await;
+    let other = app(&["--no-token", "--admin-token", "another-admin-token"]).await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let ok = send(
         &other,
@@ -193,7 +183,7 @@ async fn a_session_from_another_token_is_refused() {
 
 #[tokio::test]
 async fn the_bearer_token_also_opens_the_pages() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     assert_page(&get(&r, "/dashboard", &[BEARER]).await);
     let wrong = get(&r, "/dashboard", &[("authorization", "Bearer nope")]).await;
     assert_eq!(wrong.status, StatusCode::SEE_OTHER);
@@ -201,7 +191,7 @@ async fn the_bearer_token_also_opens_the_pages() {
 
 #[tokio::test]
 async fn without_a_token_a_private_dashboard_says_how_to_open_it() {
-    let (r, _dir) = app(&["--no-token"]).await;
+    let r = app(&["--no-token"]).await;
     for path in ["/dashboard", "/dashboard/default", "/dashboard/login"] {
         let reply = get(&r, path, &[]).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
@@ -212,14 +202,14 @@ async fn without_a_token_a_private_dashboard_says_how_to_open_it() {
 
 #[tokio::test]
 async fn a_public_dashboard_needs_no_sign_in() {
-    let (r, _dir) = app(&["--dashboard-public"]).await;
+    let r = app(&["--dashboard-public"]).await;
     assert_page(&get(&r, "/dashboard", &[]).await);
     let page = get(&r, "/dashboard/blog", &[]).await;
     assert_page(&page);
     assert!(!page.body.contains("/dashboard/logout"));
     let login = get(&r, "/dashboard/login", &[]).await;
     assert_eq!(login.status, StatusCode::SEE_OTHER);
-    let (r, _dir) = app(&["--dashboard-public", "false"]).await;
+    let r = app(&["--dashboard-public", "false"]).await;
     assert_eq!(
         get(&r, "/dashboard", &[]).await.status,
         StatusCode::SEE_OTHER
@@ -228,7 +218,7 @@ async fn a_public_dashboard_needs_no_sign_in() {
 
 #[tokio::test]
 async fn the_site_list_shows_totals_and_escapes_names() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     for _ in 0..3 {
         call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
     }
@@ -244,7 +234,7 @@ async fn the_site_list_shows_totals_and_escapes_names() {
 
 #[tokio::test]
 async fn the_hourly_view_has_48_bars_and_48_points() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     for _ in 0..5 {
         call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
     }
@@ -271,7 +261,7 @@ async fn the_hourly_view_has_48_bars_and_48_points() {
 
 #[tokio::test]
 async fn the_daily_view_has_30_bars_and_30_points() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     let page = get(&r, "/dashboard/blog?view=daily", &[BEARER]).await;
     assert_page(&page);
     assert_eq!(page.body.matches("<g class=\"bar\">").count(), 30);
@@ -284,7 +274,7 @@ async fn the_daily_view_has_30_bars_and_30_points() {
 
 #[tokio::test]
 async fn bad_views_and_unknown_sites_are_html_errors() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     let bad = get(&r, "/dashboard/blog?view=weekly", &[BEARER]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.header("content-type"), "text/html; charset=utf-8");
@@ -300,7 +290,7 @@ async fn bad_views_and_unknown_sites_are_html_errors() {
 
 #[tokio::test]
 async fn sites_named_like_the_sign_in_pages_are_reachable() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     let created = call(
         &r,
         Method::POST,
@@ -319,7 +309,7 @@ async fn sites_named_like_the_sign_in_pages_are_reachable() {
 
 #[tokio::test]
 async fn static_files_are_served_with_types_long_caching_and_etags() {
-    let (r, _dir) = app(&[]).await;
+    let r = app(&[]).await;
     let page = get(&r, "/dashboard/blog", &[BEARER]).await;
     for (name, content_type, file) in [
         (

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use reqwest::Method;
-use support::app::{TOKEN, TestApp, parse_greeting, sqlite_url};
+use support::app::{TOKEN, TestApp, get_text, parse_greeting, sqlite_url};
 use support::load::{self, Until};
 use support::pg::PgServer;
 
@@ -33,10 +33,6 @@ fn one_to(n: usize) -> Vec<i64> {
     (1..=n as i64).collect()
 }
 
-async fn stored_count(app: &TestApp) -> i64 {
-    support::app::default_count(&app.url("")).await
-}
-
 fn mean_batch(app: &TestApp) -> f64 {
     let text = app.state.metrics.render(0);
     let value = |name: &str| -> f64 {
@@ -57,7 +53,7 @@ async fn sqlite_20000_concurrent_hits_are_exact_and_gap_free() {
     let outcomes = load::run(&[app.url("/")], Method::GET, CLIENTS, Until::Requests(HITS)).await;
     assert_eq!(outcomes.len(), HITS);
     assert_eq!(greeting_counts(&outcomes), one_to(HITS));
-    assert_eq!(stored_count(&app).await, HITS as i64);
+    assert_eq!(app.count("default").await, HITS as i64);
     println!("sqlite: mean commit batch {:.1} hits", mean_batch(&app));
     app.stop().await.unwrap();
 }
@@ -74,7 +70,7 @@ async fn postgres_20000_hits_through_three_instances_are_exact_and_gap_free() {
     let outcomes = load::run(&urls, Method::GET, CLIENTS, Until::Requests(HITS)).await;
     assert_eq!(outcomes.len(), HITS);
     assert_eq!(greeting_counts(&outcomes), one_to(HITS));
-    assert_eq!(stored_count(&apps[0]).await, HITS as i64);
+    assert_eq!(apps[0].count("default").await, HITS as i64);
     assert_eq!(
         pg.psql(
             &db_name(&url),
@@ -130,7 +126,7 @@ async fn reset_then_simultaneous_clients(apps: &[TestApp]) {
         outcomes.push(t.await.unwrap());
     }
     assert_eq!(greeting_counts(&outcomes), one_to(64));
-    assert_eq!(stored_count(&apps[0]).await, 64);
+    assert_eq!(apps[0].count("default").await, 64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -242,14 +238,7 @@ async fn retried_requests_count_once(urls: &[String]) {
     firsts.sort_unstable();
     assert_eq!(firsts, (3..=102).collect::<Vec<i64>>());
     // Requests without an id are each counted.
-    let plain = client
-        .get(&urls[0])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plain = get_text(&urls[0]).await;
     assert_eq!(parse_greeting(&plain), Some(103));
 }
 

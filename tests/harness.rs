@@ -233,7 +233,10 @@ fn redis_kill_restart_without_persist_loses_keys() {
 
 #[test]
 fn redis_persist_with_save_survives_kill_and_restart() {
-    let mut redis = RedisServer::start_with(RedisOptions { persist: true });
+    let mut redis = RedisServer::start_with(RedisOptions {
+        persist: true,
+        ..RedisOptions::default()
+    });
     assert_eq!(redis.command(&["SET", "k", "saved"]).as_deref(), Ok("OK"));
     assert_eq!(redis.command(&["SAVE"]).as_deref(), Ok("OK"));
     assert!(redis.dir().join("dump.rdb").is_file());

@@ -8,43 +8,16 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use serde_json::{Value, json};
-use support::app::{TOKEN, built, call, router, sqlite_url};
+use serde_json::json;
+use support::app::{
+    TOKEN, admin_via, built, call, count_via, hit_via, json_of, router, sqlite_url,
+};
 use support::pg::PgServer;
 use tally::Application;
 use tally::store::{Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
 const MAX: i64 = 9_007_199_254_740_991;
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-async fn admin(r: &Router, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-    let (status, _, body) = call(r, method, path, Some(TOKEN), Some(body)).await;
-    (status, json_of(&body))
-}
-
-async fn count_of(r: &Router, slug: &str) -> i64 {
-    let path = format!("/api/v1/sites/{slug}/count");
-    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    json_of(&body)["count"].as_i64().unwrap()
-}
-
-/// A hit's status and, for a 200, its count, else its error code.
-async fn hit(r: &Router, slug: &str) -> (StatusCode, Value) {
-    let path = format!("/api/v1/sites/{slug}/hits");
-    let (status, _, body) = call(r, Method::POST, &path, None, None).await;
-    let body = json_of(&body);
-    let detail = if status == StatusCode::OK {
-        body["count"].clone()
-    } else {
-        body["error"]["code"].clone()
-    };
-    (status, detail)
-}
 
 /// The series of `slug` adds up to its count: no refused hit reached a bucket.
 async fn assert_series_adds_up(r: &Router, slug: &str) {
@@ -60,20 +33,20 @@ async fn assert_series_adds_up(r: &Router, slug: &str) {
         .sum();
     assert_eq!(
         series["before"].as_i64().unwrap() + hits,
-        count_of(r, slug).await
+        count_via(r, slug).await
     );
 }
 
 async fn hits_past_the_maximum_are_refused(r: &Router) {
     for (slug, count) in [("full", MAX - 3), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
-        let (status, created) = admin(r, Method::POST, "/api/v1/sites", &body).await;
+        let (status, created) = admin_via(r, Method::POST, "/api/v1/sites", Some(&body)).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
     }
 
     // Concurrent hits share commits: a batch that would pass the maximum
     // is refused whole, and the other site's hits in it are counted.
-    let hits = (0..32).map(|i| hit(r, if i % 2 == 0 { "full" } else { "other" }));
+    let hits = (0..32).map(|i| hit_via(r, if i % 2 == 0 { "full" } else { "other" }));
     let outcomes = futures::future::join_all(hits).await;
     let (full, other): (Vec<_>, Vec<_>) = outcomes
         .into_iter()
@@ -96,7 +69,7 @@ async fn hits_past_the_maximum_are_refused(r: &Router) {
         acked.iter().all(|c| (MAX - 2..=MAX).contains(c)),
         "{acked:?}"
     );
-    assert_eq!(count_of(r, "full").await, MAX - 3 + acked.len() as i64);
+    assert_eq!(count_via(r, "full").await, MAX - 3 + acked.len() as i64);
     let mut counts: Vec<i64> = other
         .into_iter()
         .map(|(_, (status, count))| {
@@ -108,37 +81,37 @@ async fn hits_past_the_maximum_are_refused(r: &Router) {
     assert_eq!(counts, (1..=16).collect::<Vec<_>>());
 
     // One below the maximum: one more hit fits, the next is refused.
-    let (status, _) = admin(
+    let (status, _) = admin_via(
         r,
         Method::PUT,
         "/api/v1/sites/full/count",
-        &json!({ "count": MAX - 1 }).to_string(),
+        Some(&json!({ "count": MAX - 1 }).to_string()),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(hit(r, "full").await, (StatusCode::OK, json!(MAX)));
+    assert_eq!(hit_via(r, "full").await, (StatusCode::OK, json!(MAX)));
     let (status, _, body) = call(r, Method::POST, "/api/v1/sites/full/hits", None, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let error = &json_of(&body)["error"];
     assert_eq!(error["code"], "count_limit");
     assert!(error["message"].as_str().unwrap().contains("2^53 - 1"));
-    assert_eq!(count_of(r, "full").await, MAX);
+    assert_eq!(count_via(r, "full").await, MAX);
     // The seed's route is refused the same way.
-    let (status, _) = admin(
+    let (status, _) = admin_via(
         r,
         Method::PUT,
         "/api/v1/sites/default/count",
-        &json!({ "count": MAX }).to_string(),
+        Some(&json!({ "count": MAX }).to_string()),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, body) = call(r, Method::GET, "/", None, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(json_of(&body)["error"]["code"], "count_limit");
-    assert_eq!(count_of(r, "default").await, MAX);
+    assert_eq!(count_via(r, "default").await, MAX);
     assert_series_adds_up(r, "full").await;
     assert_series_adds_up(r, "default").await;
-    assert_eq!(hit(r, "other").await, (StatusCode::OK, json!(17)));
+    assert_eq!(hit_via(r, "other").await, (StatusCode::OK, json!(17)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +157,7 @@ async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
         assert_eq!(json_of(&reply)["error"]["code"], "invalid_body", "{body}");
     }
     // Nothing was written.
-    let (_, listed) = admin(&r, Method::GET, "/api/v1/sites", "").await;
+    let (_, listed) = admin_via(&r, Method::GET, "/api/v1/sites", Some("")).await;
     let slugs: Vec<&str> = listed["sites"]
         .as_array()
         .unwrap()
@@ -192,24 +165,24 @@ async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
         .map(|s| s["slug"].as_str().unwrap())
         .collect();
     assert_eq!(slugs, ["default"]);
-    assert_eq!(count_of(&r, "default").await, 0);
+    assert_eq!(count_via(&r, "default").await, 0);
     // The same bodies, said once and as objects, are taken.
-    let (status, site) = admin(
+    let (status, site) = admin_via(
         &r,
         Method::POST,
         "/api/v1/sites",
-        r#"{"slug":"blog","count":5}"#,
+        Some(r#"{"slug":"blog","count":5}"#),
     )
     .await;
     assert_eq!(
         (status, site["count"].clone()),
         (StatusCode::CREATED, json!(5))
     );
-    let (status, set) = admin(
+    let (status, set) = admin_via(
         &r,
         Method::PUT,
         "/api/v1/sites/blog/count",
-        r#"{"count":7}"#,
+        Some(r#"{"count":7}"#),
     )
     .await;
     assert_eq!((status, set["count"].clone()), (StatusCode::OK, json!(7)));
@@ -261,7 +234,7 @@ async fn a_series_never_ends_past_year_9999() {
 async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Application) {
     for (slug, count) in [("full", MAX - 1), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
-        let (status, _) = admin(r, Method::POST, "/api/v1/sites", &body).await;
+        let (status, _) = admin_via(r, Method::POST, "/api/v1/sites", Some(&body)).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     let store = app.store();
@@ -301,8 +274,8 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Applicat
         [Err(Outcome::AtLimit)]
     );
     assert_eq!(add(vec![keyed(99, &[None])]).await, [Err(Outcome::NoSite)]);
-    assert_eq!(count_of(r, "full").await, MAX);
-    assert_eq!(count_of(r, "other").await, 2);
+    assert_eq!(count_via(r, "full").await, MAX);
+    assert_eq!(count_via(r, "other").await, 2);
 }
 
 #[tokio::test]

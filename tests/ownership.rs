@@ -6,17 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::app::{TOKEN, TallyProcess, default_count, parse_greeting, run_to_exit};
-
-async fn hit(process: &TallyProcess) -> i64 {
-    let body = reqwest::get(process.url("/"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    parse_greeting(&body).unwrap_or_else(|| panic!("not the greeting: {body:?}"))
-}
+use support::app::{TOKEN, TallyProcess, run_to_exit};
 
 #[tokio::test]
 async fn a_second_process_on_one_sqlite_file_is_refused_and_a_crash_frees_it() {
@@ -26,7 +16,7 @@ async fn a_second_process_on_one_sqlite_file_is_refused_and_a_crash_frees_it() {
     let env = [("TALLY_DATABASE_URL", url.as_str())];
     let mut first = TallyProcess::spawn(&env);
     for n in 1..=5 {
-        assert_eq!(hit(&first).await, n);
+        assert_eq!(first.hit_greeting().await, n);
     }
 
     let listen = format!("127.0.0.1:{}", support::free_port());
@@ -58,15 +48,15 @@ async fn a_second_process_on_one_sqlite_file_is_refused_and_a_crash_frees_it() {
     assert!(migrate.stderr.contains(&expected), "{}", migrate.stderr);
 
     // The owner goes on counting from where it was.
-    assert_eq!(hit(&first).await, 6);
-    assert_eq!(default_count(&first.url("")).await, 6);
+    assert_eq!(first.hit_greeting().await, 6);
+    assert_eq!(first.count("default").await, 6);
 
     // kill -9 leaves no lock behind: a successor starts and serves.
     first.signal(libc::SIGKILL);
     assert!(!first.wait(Duration::from_secs(5)).success());
     drop(first);
     let successor = TallyProcess::spawn(&env);
-    assert_eq!(hit(&successor).await, 7);
+    assert_eq!(successor.hit_greeting().await, 7);
     drop(successor);
 
     // With no server left, `migrate` runs.
@@ -83,7 +73,7 @@ async fn separate_sqlite_files_are_served_side_by_side() {
         .collect();
     let a = TallyProcess::spawn(&[("TALLY_DATABASE_URL", &urls[0])]);
     let b = TallyProcess::spawn(&[("TALLY_DATABASE_URL", &urls[1])]);
-    assert_eq!(hit(&a).await, 1);
-    assert_eq!(hit(&a).await, 2);
-    assert_eq!(hit(&b).await, 1);
+    assert_eq!(a.hit_greeting().await, 1);
+    assert_eq!(a.hit_greeting().await, 2);
+    assert_eq!(b.hit_greeting().await, 1);
 }

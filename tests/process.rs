@@ -13,10 +13,6 @@ use support::app::{TOKEN, TallyProcess, http_status, parse_greeting};
 use support::load::{self, Until};
 use support::pg::PgServer;
 
-async fn count_of(process: &TallyProcess) -> i64 {
-    support::app::default_count(&process.url("")).await
-}
-
 /// Load on `process` from 64 clients until `kill` is sent, then stops.
 async fn kill_under_load(store_env: &[(&str, &str)]) {
     let victim = TallyProcess::spawn(store_env);
@@ -52,7 +48,7 @@ async fn kill_under_load(store_env: &[(&str, &str)]) {
     );
 
     let survivor = TallyProcess::spawn(store_env);
-    let count = count_of(&survivor).await;
+    let count = survivor.count("default").await;
     println!(
         "kill -9: {} acknowledged, {sent} sent, {count} stored",
         acknowledged.len()
@@ -198,7 +194,7 @@ async fn sigterm_under_load_exits_0_with_exactly_the_acknowledged_hits() {
     let acknowledged = outcomes.iter().filter(|o| o.status == Some(200)).count() as i64;
     drop(process);
     let survivor = TallyProcess::spawn(&env);
-    assert_eq!(count_of(&survivor).await, acknowledged);
+    assert_eq!(survivor.count("default").await, acknowledged);
 }
 
 #[test]

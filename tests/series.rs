@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 use reqwest::Method as ReqMethod;
 use serde_json::Value;
 use std::sync::Arc;
-use support::app::{TOKEN, TestApp, built, call, sqlite_url};
+use support::app::{TOKEN, TestApp, built, call, json_of, sqlite_url};
 use support::load::{self, Until};
 use support::pg::PgServer;
 use tally::domain::Slug;
@@ -31,21 +31,9 @@ fn at(unix: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(unix)
 }
 
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
 async fn create_sites(app: &TestApp) {
-    let client = load::client();
     for slug in SITES {
-        let r = client
-            .post(app.url("/api/v1/sites"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "slug": slug }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        app.create_site(&serde_json::json!({ "slug": slug })).await;
     }
 }
 
@@ -69,12 +57,6 @@ async fn get_json(app: &TestApp, path: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn count(app: &TestApp, slug: &str) -> i64 {
-    get_json(app, &format!("/api/v1/sites/{slug}/count")).await["count"]
-        .as_i64()
-        .unwrap()
-}
-
 /// `(before, sum of points)` of a series.
 fn sums(series: &Value) -> (i64, i64) {
     let points = series["points"].as_array().unwrap();
@@ -85,7 +67,7 @@ fn sums(series: &Value) -> (i64, i64) {
 /// Asserts that the hourly and daily series covering now add up to the
 /// count, and returns the hourly `(before, sum)`.
 async fn assert_series_add_up(app: &TestApp, slug: &str) -> (i64, i64) {
-    let count = count(app, slug).await;
+    let count = app.count(slug).await;
     let hourly = get_json(app, &format!("/api/v1/sites/{slug}/series?step=hour")).await;
     let daily = get_json(app, &format!("/api/v1/sites/{slug}/series?step=day")).await;
     let (h_before, h_sum) = sums(&hourly);
@@ -130,7 +112,7 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
     load_sites(apps).await;
     let expected = [667, 667, 666];
     for (slug, n) in SITES.iter().zip(expected) {
-        assert_eq!(count(&apps[0], slug).await, n);
+        assert_eq!(apps[0].count(slug).await, n);
         // Fresh sites: every hit is in the last 48 hours, nothing before.
         assert_eq!(assert_series_add_up(&apps[0], slug).await, (0, n));
     }
@@ -159,7 +141,7 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
     // Written past the counter: tell the cache, as the counter would.
     let total = written[0].counted().unwrap().total;
     apps[0].cache.publish(alpha, total);
-    assert_eq!(count(&apps[0], "alpha").await, 5_007);
+    assert_eq!(apps[0].count("alpha").await, 5_007);
     let old_day = tally::domain::time::format_date(tally::domain::time::unix(old));
     let before_fold = get_json(
         &apps[0],
@@ -172,7 +154,7 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
         tally::counting::retention::cutoff(SystemTime::now(), Duration::from_secs(400 * 86_400));
     assert_eq!(state.counter.prune_series(cutoff).await.unwrap(), 1);
     assert_eq!(state.counter.prune_series(cutoff).await.unwrap(), 0);
-    assert_eq!(count(&apps[0], "alpha").await, 5_007);
+    assert_eq!(apps[0].count("alpha").await, 5_007);
     assert_eq!(assert_series_add_up(&apps[0], "alpha").await, (4_340, 667));
     let after_fold = get_json(
         &apps[0],

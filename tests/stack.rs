@@ -6,419 +6,22 @@
 //! Each test brings up its own stack (the debug binary, a fresh database, a
 //! state directory of its own) and takes it down when its guard drops, even
 //! when the test fails. Stacks never run side by side: nextest puts this
-//! binary in the `stack` test group, and a lock here serialises them under
-//! plain `cargo test`.
+//! binary in the `stack` test group, and a lock in the guard serialises
+//! them under plain `cargo test`.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
-use support::app::acknowledged_counts;
-use support::load::{self, Outcome, Until};
-use support::{OwnedDir, spawner};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack");
-const DIR_PREFIX: &str = "tally-stack-test-";
-/// Held by the test that owns a stack directory; free once that test is gone.
-const LOCK_FILE: &str = "test.lock";
-
-static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// A running stack; `scripts/stack down` when dropped.
-struct Stack {
-    dir: OwnedDir,
-    /// What every `scripts/stack` call gets (on top of a clean environment).
-    env: Vec<(&'static str, String)>,
-    /// `$TALLY_STACK_DIR/env`, written by `up`.
-    vars: BTreeMap<String, String>,
-    _lock: File,
-    _turn: MutexGuard<'static, ()>,
-}
-
-impl Stack {
-    fn up() -> Stack {
-        let turn = ONE_STACK_AT_A_TIME
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        stop_abandoned_stacks();
-        let dir = OwnedDir::new(DIR_PREFIX);
-        let lock = File::create(dir.path().join(LOCK_FILE)).expect("create the stack's lock file");
-        #[allow(clippy::incompatible_msrv)]
-        lock.lock().expect("lock the stack's lock file");
-        let ports = quiet_ports(6);
-        let env = vec![
-            ("TALLY_BIN", env!("CARGO_BIN_EXE_tally").to_owned()),
-            ("TALLY_STACK_DIR", dir.path().display().to_string()),
-            ("TALLY_STACK_NGINX_PORT", ports[0].to_string()),
-            ("TALLY_STACK_PG_PORT", ports[1].to_string()),
-            ("TALLY_STACK_REDIS_PORT", ports[2].to_string()),
-            (
-                "TALLY_STACK_TALLY_PORTS",
-                format!("{} {} {}", ports[3], ports[4], ports[5]),
-            ),
-            // All the load comes from 127.0.0.1.
-            ("TALLY_RATE_LIMIT", "0".to_owned()),
-            ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
-        ];
-        let mut stack = Stack {
-            dir,
-            env,
-            vars: BTreeMap::new(),
-            _lock: lock,
-            _turn: turn,
-        };
-        let started = Instant::now();
-        let up = stack.script(&["up"]);
-        assert!(
-            up.status.success(),
-            "scripts/stack up failed:\n{}",
-            String::from_utf8_lossy(&up.stderr)
-        );
-        let env_file = std::fs::read_to_string(stack.path("env")).expect("read the stack's env");
-        stack.vars = parse_env(&env_file);
-        println!(
-            "stack up in {:.1} s: nginx {}, replicas {}",
-            started.elapsed().as_secs_f64(),
-            stack.var("NGINX_URL"),
-            stack.var("REPLICA_URLS")
-        );
-        stack
-    }
-
-    fn script(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(SCRIPT);
-        cmd.args(args).stdin(Stdio::null());
-        // Only this test's settings reach the replicas.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("TALLY_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.output().expect("run scripts/stack")
-    }
-
-    fn var(&self, name: &str) -> &str {
-        self.vars
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from the stack's env"))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A URL on NGINX.
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.var("NGINX_URL"))
-    }
-
-    /// `127.0.0.1:PORT` of replica `i` (from 1).
-    fn replica_addr(&self, i: usize) -> String {
-        let port = self
-            .var("REPLICA_PORTS")
-            .split_whitespace()
-            .nth(i - 1)
-            .unwrap_or_else(|| panic!("no replica {i}"));
-        format!("127.0.0.1:{port}")
-    }
-
-    /// A URL on replica `i` itself, to inspect it (never to load it).
-    fn replica_url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.replica_addr(i))
-    }
-
-    fn replicas(&self) -> usize {
-        self.var("REPLICA_PORTS").split_whitespace().count()
-    }
-
-    /// Replica logs in the state directory (also before `env` is written).
-    fn replica_logs(&self) -> Vec<String> {
-        let mut logs: Vec<String> = std::fs::read_dir(self.dir.path())
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("tally-") && n.ends_with(".log"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        logs.sort();
-        logs
-    }
-
-    /// The PID recorded in a PID file of the stack, checked to be running
-    /// the program named `program`.
-    fn pid(&self, pid_file: &str, program: &str) -> u32 {
-        let text = std::fs::read_to_string(self.path(pid_file))
-            .unwrap_or_else(|e| panic!("read {pid_file}: {e}"));
-        let pid: u32 = text.trim().parse().expect("a PID");
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(
-            String::from_utf8_lossy(&cmdline).contains(program),
-            "{pid_file} names pid {pid}, which is not {program}"
-        );
-        pid
-    }
-
-    fn replica_pid(&self, i: usize) -> u32 {
-        self.pid(&format!("tally-{i}.pid"), "tally")
-    }
-
-    fn restart_replica(&self, i: usize) {
-        let out = self.script(&["restart-replica", &i.to_string()]);
-        assert!(
-            out.status.success(),
-            "scripts/stack restart-replica {i} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn replica_log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.path(&format!("tally-{i}.log"))).unwrap_or_default()
-    }
-
-    /// The JSON lines of replica `i`'s log (a line that is not JSON, such
-    /// as a panic on stderr, is skipped).
-    fn replica_log_lines(&self, i: usize) -> Vec<Value> {
-        self.replica_log(i)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// NGINX's access log, one JSON object per request. NGINX writes it in
-    /// 1 s flushes, so this waits for one first.
-    async fn access_log(&self) -> Vec<Value> {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        std::fs::read_to_string(self.path("nginx-access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut logs = self.replica_logs();
-            logs.extend(["nginx-error.log", "redis.log", "postgres.log"].map(String::from));
-            for log in logs {
-                eprintln!(
-                    "--- last lines of {log}:\n{}",
-                    support::log_tail(&self.path(&log), 3000)
-                );
-            }
-        }
-        let down = self.script(&["down"]);
-        if !down.status.success() {
-            eprintln!(
-                "scripts/stack down failed:\n{}",
-                String::from_utf8_lossy(&down.stderr)
-            );
-        }
-    }
-}
-
-/// `n` distinct free ports on 127.0.0.1, at random in 20000..32000: clear
-/// of the ranges `scripts/stack` scans by default (a stack someone else
-/// starts meanwhile would race for the same ports) and of the kernel's
-/// ephemeral range (a client socket could take a replica's port while the
-/// replica restarts).
-fn quiet_ports(n: usize) -> Vec<u16> {
-    let mut ports: Vec<u16> = Vec::with_capacity(n);
-    while ports.len() < n {
-        let port = fastrand::u16(20_000..32_000);
-        if !ports.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
-        }
-    }
-    ports
-}
-
-/// Takes down the stacks of earlier test processes that died without
-/// running their guard's drop (killed by a signal or a timeout).
-fn stop_abandoned_stacks() {
-    let Ok(entries) = std::fs::read_dir(support::temp_base()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
-            continue;
-        }
-        let dir = entry.path();
-        let has_pid_files = std::fs::read_dir(&dir).is_ok_and(|files| {
-            files
-                .flatten()
-                .any(|f| f.file_name().to_string_lossy().ends_with(".pid"))
-        });
-        let Ok(lock) = File::open(dir.join(LOCK_FILE)) else {
-            continue;
-        };
-        #[allow(clippy::incompatible_msrv)]
-        let abandoned = lock.try_lock().is_ok();
-        if has_pid_files && abandoned {
-            eprintln!("stopping an abandoned stack in {}", dir.display());
-            let down = Command::new(SCRIPT)
-                .arg("down")
-                .env("TALLY_STACK_DIR", &dir)
-                .stdin(Stdio::null())
-                .output();
-            if down.is_ok_and(|d| d.status.success()) {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-        }
-    }
-}
-
-/// `KEY='value'` lines as `scripts/stack` writes them (single-quoted shell
-/// words, a quote inside written `'\''`).
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(key, word)| {
-            let mut value = String::new();
-            let mut quoted = false;
-            let mut chars = word.chars();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\'' => quoted = !quoted,
-                    '\\' if !quoted => value.extend(chars.next()),
-                    c => value.push(c),
-                }
-            }
-            (key.to_owned(), value)
-        })
-        .collect()
-}
-
-/// Whether `pid` has exited (a zombie has: nothing may reap it here).
-fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X'])),
-    }
-}
-
-async fn wait_exited(pid: u32, within: Duration) -> Duration {
-    let started = Instant::now();
-    while !exited(pid) {
-        assert!(
-            started.elapsed() < within,
-            "pid {pid} still running after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
-
-async fn get_json(url: &str) -> (u16, Value) {
-    let response = load::client().get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
-    (status, body)
-}
-
-/// The default site's count, read through NGINX.
-async fn stored_count(stack: &Stack) -> i64 {
-    let (status, body) = get_json(&stack.url("/api/v1/sites/default/count")).await;
-    assert_eq!(status, 200, "{body}");
-    body["count"].as_i64().expect("a count")
-}
-
-/// `tally_hits_total` of replica `i`: the hits that process acknowledged.
-async fn replica_hits(stack: &Stack, i: usize) -> u64 {
-    let text = load::client()
-        .get(stack.replica_url(i, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("tally_hits_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no tally_hits_total in replica {i}'s metrics"))
-}
-
-async fn replicas_hits(stack: &Stack) -> Vec<u64> {
-    let mut hits = Vec::new();
-    for i in 1..=stack.replicas() {
-        hits.push(replica_hits(stack, i).await);
-    }
-    hits
-}
-
-async fn cache_state(stack: &Stack, i: usize) -> String {
-    let (_, body) = get_json(&stack.replica_url(i, "/readyz")).await;
-    body["cache"]["state"].as_str().unwrap_or("?").to_owned()
-}
-
-fn count_200(outcomes: &[Outcome]) -> usize {
-    outcomes.iter().filter(|o| o.status == Some(200)).count()
-}
-
-/// `counts` are exactly 1..=n: as many, none repeated, none missing.
-fn assert_one_to_n(counts: &[i64], n: i64, what: &str) {
-    let mut sorted = counts.to_vec();
-    sorted.sort_unstable();
-    if sorted.iter().copied().eq(1..=n) {
-        return;
-    }
-    let repeated = sorted.windows(2).filter(|w| w[0] == w[1]).count();
-    let missing = (1..=n).filter(|c| sorted.binary_search(c).is_err()).count();
-    panic!(
-        "{what}: {} counts answered for a count of {n}: {repeated} repeated, {missing} of 1..={n} \
-         missing, lowest {:?}, highest {:?}",
-        sorted.len(),
-        sorted.first(),
-        sorted.last()
-    );
-}
-
-/// What NGINX's access log says about the requests for `uri`: how many,
-/// how many it sent to a second replica, and the upstream statuses.
-struct Proxied {
-    requests: usize,
-    retried: usize,
-    upstream_statuses: BTreeMap<String, usize>,
-}
-
-async fn proxied(stack: &Stack, uri: &str) -> Proxied {
-    let entries: Vec<Value> = stack
-        .access_log()
-        .await
-        .into_iter()
-        .filter(|e| e["uri"] == uri)
-        .collect();
-    let mut upstream_statuses = BTreeMap::new();
-    for e in &entries {
-        let s = e["upstream_status"].as_str().unwrap_or("?").to_owned();
-        *upstream_statuses.entry(s).or_insert(0) += 1;
-    }
-    Proxied {
-        requests: entries.len(),
-        retried: entries
-            .iter()
-            .filter(|e| e["upstream_addr"].as_str().is_some_and(|a| a.contains(',')))
-            .count(),
-        upstream_statuses,
-    }
-}
+use support::app::{acknowledged_counts, get_json};
+use support::load::{self, Until};
+use support::spawner;
+use support::stack::{Stack, exited, parse_env, wait_exited};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_walkthrough_through_nginx() {
@@ -503,7 +106,7 @@ async fn twenty_thousand_hits_from_128_clients_are_counted_exactly() {
     let outcomes = load::run(&[stack.url("/")], Method::GET, 128, Until::Requests(HITS)).await;
     let elapsed = started.elapsed();
     let statuses = load::statuses(&outcomes);
-    let per_replica = replicas_hits(&stack).await;
+    let per_replica = stack.replicas_hits().await;
     println!(
         "{HITS} hits from 128 clients through NGINX in {:.1} s ({:.0}/s, p50 {:?}, p99 {:?}): \
          statuses {statuses:?}; acknowledged per replica {per_replica:?}",
@@ -513,12 +116,12 @@ async fn twenty_thousand_hits_from_128_clients_are_counted_exactly() {
         load::percentile(&outcomes, 99.0),
     );
     assert_eq!(statuses, BTreeMap::from([(200, HITS)]));
-    assert_one_to_n(
+    load::assert_one_to_n(
         &acknowledged_counts(&outcomes),
         HITS as i64,
         "counts from /",
     );
-    assert_eq!(stored_count(&stack).await, HITS as i64, "stored count");
+    assert_eq!(stack.count().await, HITS as i64, "stored count");
 }
 
 /// The replica that the fault tests stop.
@@ -568,10 +171,10 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         None => signalled.elapsed() + wait_exited(pid, Duration::from_secs(20)).await,
     };
     let statuses = load::statuses(&outcomes);
-    let acknowledged = count_200(&outcomes);
+    let acknowledged = load::count_200(&outcomes);
     let not_200 = outcomes.len() - acknowledged;
-    let stored = stored_count(&stack).await;
-    let nginx = proxied(&stack, "/").await;
+    let stored = stack.count().await;
+    let nginx = stack.proxied("/").await;
     let log = stack.replica_log(VICTIM);
     println!(
         "{name} to tally-{VICTIM} (pid {pid}) {:.1} s into {:.1} s of 64 clients counting through \
@@ -604,7 +207,7 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     let mut first_served = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let served = replica_hits(&stack, VICTIM).await;
+        let served = stack.replica_hits(VICTIM).await;
         if served > 0 && first_served.is_none() {
             first_served = Some(rejoining.elapsed());
         }
@@ -618,8 +221,8 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     let rejoin = rejoin_load.await.unwrap();
     let rejoin_length = rejoining.elapsed();
     let rejoin_statuses = load::statuses(&rejoin);
-    let per_replica = replicas_hits(&stack).await;
-    let stored_after = stored_count(&stack).await;
+    let per_replica = stack.replicas_hits().await;
+    let stored_after = stack.count().await;
     let first_served = first_served.map_or("never".to_owned(), |t| {
         format!("{:.1} s into it", t.as_secs_f64())
     });
@@ -650,7 +253,7 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         stored, acknowledged as i64,
         "the stored count after {name} differs from the 200 answers"
     );
-    assert_one_to_n(
+    load::assert_one_to_n(
         &acknowledged_counts(&outcomes),
         stored,
         &format!("counts from / around the {name}"),
@@ -675,7 +278,7 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         .into_iter()
         .chain(acknowledged_counts(&rejoin))
         .collect();
-    assert_one_to_n(&all, stored_after, "counts from / over both loads");
+    load::assert_one_to_n(&all, stored_after, "counts from / over both loads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,7 +297,7 @@ async fn redis_killed_under_load_costs_no_error_and_no_count() {
     // Every replica is using Redis before it dies.
     for i in 1..=stack.replicas() {
         let started = Instant::now();
-        while cache_state(&stack, i).await != "up" {
+        while stack.cache_state(i).await != "up" {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "tally-{i} never used Redis"
@@ -730,9 +333,9 @@ async fn redis_killed_under_load_costs_no_error_and_no_count() {
     wait_exited(redis, Duration::from_secs(5)).await;
     let mut caches = Vec::new();
     for i in 1..=stack.replicas() {
-        caches.push(cache_state(&stack, i).await);
+        caches.push(stack.cache_state(i).await);
     }
-    let stored = stored_count(&stack).await;
+    let stored = stack.count().await;
     let hit_statuses = load::statuses(&hits);
     let read_statuses = load::statuses(&reads);
     let hits_after = hits.iter().filter(|o| o.sent >= killed_at).count();
@@ -752,7 +355,7 @@ async fn redis_killed_under_load_costs_no_error_and_no_count() {
         "the load went on after the kill"
     );
     assert_eq!(stored, hits.len() as i64, "stored count vs 200 answers");
-    assert_one_to_n(&acknowledged_counts(&hits), stored, "counts from /");
+    load::assert_one_to_n(&acknowledged_counts(&hits), stored, "counts from /");
     for read in &reads {
         let body: Value = serde_json::from_str(&read.body).expect("a JSON count");
         let count = body["count"].as_i64().expect("a count");

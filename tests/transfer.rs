@@ -11,31 +11,20 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, TallyProcess, TestApp, built, call, router, sqlite_url};
+use support::app::{RouterApp, TOKEN, TallyProcess, TestApp, call, json_of, router, sqlite_url};
 use support::pg::PgServer;
-use tally::Application;
 use tally::domain::Slug;
 use tower::ServiceExt;
 
 /// 2026-01-10T05:00:00Z
 const HOUR: u64 = 1_768_021_200;
 
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-async fn app() -> (Router, Application, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = built(&sqlite_url(dir.path()), &[]).await;
-    (app.router(), app, dir)
-}
-
 /// Site `blog` ("Blog, \"mine\"") with a base of 10 and 3 + 2 hits in two hours.
-async fn with_blog(r: &Router, app: &Application) {
+async fn with_blog(r: &RouterApp) {
     let body = json!({ "slug": "blog", "name": "Blog, \"mine\"", "count": 10 }).to_string();
     let got = call(r, Method::POST, "/api/v1/sites", Some(TOKEN), Some(&body)).await;
     assert_eq!(got.0, StatusCode::CREATED);
-    let store = app.store();
+    let store = &r.store;
     let blog = Slug::parse("blog").unwrap();
     let id = store.site(&blog).await.unwrap().unwrap().id;
     let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
@@ -66,8 +55,8 @@ async fn counts(r: &Router) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn export_json_holds_counts_bases_and_hours() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let (status, headers, body) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");
@@ -93,8 +82,8 @@ async fn export_json_holds_counts_bases_and_hours() {
 
 #[tokio::test]
 async fn export_csv_is_exact_and_each_site_adds_up() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let (status, headers, body) = call(
         &r,
         Method::GET,
@@ -117,7 +106,7 @@ async fn export_csv_is_exact_and_each_site_adds_up() {
 
 #[tokio::test]
 async fn export_and_import_are_admin_actions() {
-    let (r, _state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
     for (method, path, body) in [
         (Method::GET, "/api/v1/export", None),
         (
@@ -145,8 +134,9 @@ async fn export_and_import_are_admin_actions() {
 
 #[tokio::test]
 async fn import_sets_counts_and_creates_missing_sites() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    let state = r.state.clone();
+    with_blog(&r).await;
     let body = r#"[{"slug":"blog","count":1000},{"slug":"docs","count":7,"name":"Docs"},{"slug":"default","count":3}]"#;
     let (status, _, reply) =
         call(&r, Method::POST, "/api/v1/import", Some(TOKEN), Some(body)).await;
@@ -168,7 +158,7 @@ async fn import_sets_counts_and_creates_missing_sites() {
         ]
     );
     // Blog keeps its hours; the base takes the rest.
-    let dump = state.state().counter.export().await.unwrap();
+    let dump = state.counter.export().await.unwrap();
     assert_eq!(dump[1].base_count, 995);
     assert_eq!(dump[1].buckets.len(), 2);
     assert_eq!(dump[2].site.name, "Docs");
@@ -180,10 +170,10 @@ async fn import_sets_counts_and_creates_missing_sites() {
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let (fresh, _state, _dir2) = app().await;
+    let fresh = RouterApp::sqlite(&[]).await;
     let (status, _, reply) = call(
         &fresh,
         Method::POST,
@@ -200,8 +190,8 @@ async fn an_export_imports_into_a_fresh_instance() {
 
 #[tokio::test]
 async fn a_bad_entry_anywhere_writes_nothing() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let before = counts(&r).await;
     for body in [
         r#"[{"slug":"new1","count":5},{"slug":"blog","count":-1}]"#,
@@ -228,7 +218,7 @@ async fn a_bad_entry_anywhere_writes_nothing() {
 
 #[tokio::test]
 async fn imports_may_be_larger_than_other_bodies() {
-    let (r, _state, _dir) = app().await;
+    let r = RouterApp::sqlite(&[]).await;
     let sites: Vec<Value> = (0..2000)
         .map(|i| json!({ "slug": format!("site-{i:04}"), "count": i, "name": "x".repeat(20) }))
         .collect();
@@ -489,15 +479,15 @@ on_both_stores!(hits_are_answered_during_a_large_import:
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let (fresh, _state, _dir2) = app().await;
+    let fresh = RouterApp::sqlite(&[]).await;
     let (status, reply) = import(&fresh, "?hours=replay", &export).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(export_sites(&fresh).await, sites_of(&export));
     // Without a replay, the hours land in the base count.
-    let (plain, _state, _dir3) = app().await;
+    let plain = RouterApp::sqlite(&[]).await;
     assert_eq!(import(&plain, "", &export).await.0, StatusCode::OK);
     let blog = &export_sites(&plain).await[1];
     assert_eq!(
@@ -618,8 +608,8 @@ async fn an_import_past_the_limit_is_413_naming_the_setting_and_writes_nothing()
 
 #[tokio::test]
 async fn malformed_and_duplicate_key_documents_are_400_and_write_nothing() {
-    let (r, state, _dir) = app().await;
-    with_blog(&r, &state).await;
+    let r = RouterApp::sqlite(&[]).await;
+    with_blog(&r).await;
     let before = export_sites(&r).await;
     let h = |t: &str, hits: i64| format!(r#"{{"t":"{t}","hits":{hits}}}"#);
     let site = |hourly: &str| format!(r#"{{"slug":"new1","count":9,"hourly":[{hourly}]}}"#);

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::app::{TestApp, parse_greeting, sqlite_url};
+use support::app::{TestApp, get_text, parse_greeting, sqlite_url};
 use support::load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,14 +63,7 @@ async fn a_failed_commit_answers_every_waiter_and_the_next_batch_commits() {
     }
     counts.sort_unstable();
     assert_eq!(counts, (2..=9).collect::<Vec<i64>>());
-    let metrics = client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&app.url("/metrics")).await;
     let failures = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tally_commit_failures_total "))

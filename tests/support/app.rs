@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use clap::Parser;
+use serde_json::Value;
 use tally::Application;
 use tally::cache::Cache;
 use tally::config::{Cli, Command as Sub, ServeSettings};
@@ -94,6 +95,154 @@ pub async fn call(
     (reply.status, reply.headers, reply.body)
 }
 
+/// A JSON body, or a panic that shows what came instead.
+pub fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The count in a `200` answer to `GET /api/v1/sites/{slug}/count`.
+fn count_from(slug: &str, status: u16, body: &Value) -> i64 {
+    assert_eq!(status, 200, "count of {slug}: {body}");
+    body["count"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("count of {slug}: {body}"))
+}
+
+fn count_path(slug: &str) -> String {
+    format!("/api/v1/sites/{slug}/count")
+}
+
+/// A hit's status and, for a 200, its count, else its error code.
+fn hit_detail(status: u16, body: &Value) -> Value {
+    if status == 200 {
+        body["count"].clone()
+    } else {
+        body["error"]["code"].clone()
+    }
+}
+
+/// An application without a socket, on a fresh SQLite database, answering
+/// `oneshot` calls; it derefs to its router.
+pub struct RouterApp {
+    pub router: Router,
+    pub state: Arc<AppState>,
+    /// The store the app opened, to write past its counter.
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for RouterApp {
+    type Target = Router;
+    fn deref(&self) -> &Router {
+        &self.router
+    }
+}
+
+impl RouterApp {
+    pub async fn sqlite(extra: &[&str]) -> RouterApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = built(&sqlite_url(dir.path()), extra).await;
+        RouterApp {
+            router: app.router(),
+            state: app.state().clone(),
+            store: app.store().clone(),
+            _dir: dir,
+        }
+    }
+
+    /// One request; returns status, headers and body text.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        json: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        call(&self.router, method, path, token, json).await
+    }
+
+    /// A request with the admin token; returns status and JSON body.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&str>,
+    ) -> (StatusCode, Value) {
+        admin_via(&self.router, method, path, json).await
+    }
+
+    /// `POST /api/v1/sites` with the admin token; the site must be created.
+    pub async fn create_site(&self, site: &Value) {
+        let (status, body) = self
+            .admin(Method::POST, "/api/v1/sites", Some(&site.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// The stored count of `slug`.
+    pub async fn count(&self, slug: &str) -> i64 {
+        count_via(&self.router, slug).await
+    }
+
+    /// `POST /api/v1/sites/{slug}/hits`: the status and, for a 200, the
+    /// count, else the error code.
+    pub async fn hit(&self, slug: &str) -> (StatusCode, Value) {
+        hit_via(&self.router, slug).await
+    }
+}
+
+/// A request to `router` with the admin token; returns status and JSON body.
+pub async fn admin_via(
+    router: &Router,
+    method: Method,
+    path: &str,
+    json: Option<&str>,
+) -> (StatusCode, Value) {
+    let (status, _, body) = call(router, method, path, Some(TOKEN), json).await;
+    (status, json_of(&body))
+}
+
+/// The stored count of `slug`, read through `router`.
+pub async fn count_via(router: &Router, slug: &str) -> i64 {
+    let (status, _, body) = call(router, Method::GET, &count_path(slug), None, None).await;
+    count_from(slug, status.as_u16(), &json_of(&body))
+}
+
+/// One hit on `slug` through `router`: the status and, for a 200, the
+/// count, else the error code.
+pub async fn hit_via(router: &Router, slug: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/sites/{slug}/hits");
+    let (status, _, body) = call(router, Method::POST, &path, None, None).await;
+    (status, hit_detail(status.as_u16(), &json_of(&body)))
+}
+
+/// `GET url` over HTTP; returns status and JSON body.
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let response = super::load::client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+    (status, body)
+}
+
+/// The stored count of `slug`, read over HTTP from the server at `base`.
+pub async fn count_at(base: &str, slug: &str) -> i64 {
+    let (status, body) = get_json(&format!("{base}{}", count_path(slug))).await;
+    count_from(slug, status, &body)
+}
+
+/// The body of `GET url` over HTTP, whatever its status.
+pub async fn get_text(url: &str) -> String {
+    let response = super::load::client().get(url).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// The count in the greeting `GET /` answers at `base` (one hit).
+pub async fn greeting_at(base: &str) -> i64 {
+    let body = get_text(&format!("{base}/")).await;
+    parse_greeting(&body).unwrap_or_else(|| panic!("not the greeting: {body:?}"))
+}
+
 /// A served application on 127.0.0.1:<random port>.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -135,6 +284,28 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path`; returns status and JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        get_json(&self.url(path)).await
+    }
+
+    /// The stored count of `slug`.
+    pub async fn count(&self, slug: &str) -> i64 {
+        count_at(&self.url(""), slug).await
+    }
+
+    /// `POST /api/v1/sites` with the admin token; the site must be created.
+    pub async fn create_site(&self, site: &Value) {
+        let r = super::load::client()
+            .post(self.url("/api/v1/sites"))
+            .bearer_auth(TOKEN)
+            .json(site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create {site}");
     }
 
     /// Graceful stop; returns what `serve` returned.
@@ -238,6 +409,16 @@ impl TallyProcess {
         self.child.id()
     }
 
+    /// The stored count of `slug`.
+    pub async fn count(&self, slug: &str) -> i64 {
+        count_at(&self.url(""), slug).await
+    }
+
+    /// One hit on `/`: the count its greeting carries.
+    pub async fn hit_greeting(&self) -> i64 {
+        greeting_at(&self.url("")).await
+    }
+
     pub fn signal(&self, signal: i32) {
         spawner::signal(self.child.id(), signal);
     }
@@ -325,9 +506,7 @@ pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 
 /// The default site's stored count, read through the API at `base`.
 pub async fn default_count(base: &str) -> i64 {
-    let url = format!("{base}/api/v1/sites/default/count");
-    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
-    body["count"].as_i64().unwrap()
+    count_at(base, "default").await
 }
 
 /// The count in the seed's greeting.

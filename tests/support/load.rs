@@ -125,3 +125,25 @@ pub async fn away_from_a_minute_boundary() {
         tokio::time::sleep(Duration::from_secs(61 - secs % 60)).await;
     }
 }
+
+pub fn count_200(outcomes: &[Outcome]) -> usize {
+    outcomes.iter().filter(|o| o.status == Some(200)).count()
+}
+
+/// `counts` are exactly 1..=n: as many, none repeated, none missing.
+pub fn assert_one_to_n(counts: &[i64], n: i64, what: &str) {
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable();
+    if sorted.iter().copied().eq(1..=n) {
+        return;
+    }
+    let repeated = sorted.windows(2).filter(|w| w[0] == w[1]).count();
+    let missing = (1..=n).filter(|c| sorted.binary_search(c).is_err()).count();
+    panic!(
+        "{what}: {} counts answered for a count of {n}: {repeated} repeated, {missing} of 1..={n} \
+         missing, lowest {:?}, highest {:?}",
+        sorted.len(),
+        sorted.first(),
+        sorted.last()
+    );
+}

@@ -1,133 +1,16 @@
-//! Shared helpers for integration tests: throwaway PostgreSQL and Redis
-//! servers, a fault-injecting TCP proxy, and the process plumbing under them.
+//! Shared helpers for integration tests: the app in-process or as a
+//! process, NGINX, a fault-injecting TCP proxy, load, and (from tally-dev)
+//! throwaway PostgreSQL and Redis servers and the process plumbing under
+//! them.
 // Each test binary uses only part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-// `app` and `load` are the service-side helpers kept beside the harness.
 pub mod app;
 pub mod docker;
 pub mod load;
 pub mod nginx;
-pub mod pg;
 pub mod proxy;
-pub mod redis;
-pub mod spawner;
+pub mod stack;
 pub mod web;
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use tempfile::TempDir;
-
-/// A currently free TCP port on 127.0.0.1 (bind :0, read, drop).
-///
-/// Another process may grab it before the caller binds it, so servers that
-/// use it retry with a new port when the bind fails.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port on 127.0.0.1")
-        .port()
-}
-
-/// Parent directory for per-server temp dirs.
-///
-/// Canonical so paths reported back by servers compare equal, and short
-/// because unix socket paths must stay under ~100 bytes.
-pub(crate) fn temp_base() -> PathBuf {
-    let base = std::env::temp_dir()
-        .canonicalize()
-        .unwrap_or_else(|_| PathBuf::from("/tmp"));
-    if base.as_os_str().len() > 48 {
-        PathBuf::from("/tmp")
-    } else {
-        base
-    }
-}
-
-/// A per-server temp dir that is `flock`ed for as long as it lives.
-///
-/// A test process killed by a signal never runs `Drop`, so its dirs (a
-/// PostgreSQL copy is ~40 MB) would pile up; the lock lets a later run tell
-/// such an abandoned dir from one still in use, and sweep it.
-#[derive(Debug)]
-pub(crate) struct OwnedDir {
-    dir: TempDir,
-    // Closed after the dir is removed; close releases the lock.
-    _owner: File,
-}
-
-const OWNER_FILE: &str = ".owner";
-
-impl OwnedDir {
-    /// Remove abandoned `<prefix>*` dirs, then create and lock a new one.
-    pub(crate) fn new(prefix: &str) -> OwnedDir {
-        sweep_abandoned(prefix);
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(temp_base())
-            .unwrap_or_else(|e| panic!("create {prefix}* temp dir: {e}"));
-        let owner = File::create(dir.path().join(OWNER_FILE)).expect("create owner file");
-        // The crate's declared MSRV predates File::lock; the toolchain here has it.
-        #[allow(clippy::incompatible_msrv)]
-        owner.lock().expect("lock owner file");
-        OwnedDir { dir, _owner: owner }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-fn sweep_abandoned(prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(temp_base()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(prefix) {
-            continue;
-        }
-        // Skip young dirs: their creator may not have taken the lock yet.
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(60));
-        let Ok(owner) = File::open(entry.path().join(OWNER_FILE)) else {
-            continue;
-        };
-        #[allow(clippy::incompatible_msrv)]
-        let unowned = owner.try_lock().is_ok();
-        if old && unowned {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Poll `probe` every `step` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(
-    timeout: Duration,
-    step: Duration,
-    mut probe: impl FnMut() -> Option<T>,
-) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(step);
-    }
-}
-
-/// The last `max` bytes of a log file, for panic messages.
-pub(crate) fn log_tail(path: &Path, max: usize) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let start = bytes.len().saturating_sub(max);
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
-}
+pub use tally_dev::{OwnedDir, free_port, log_tail, pg, redis, spawner, temp_base, wait_for};

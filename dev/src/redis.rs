@@ -1,4 +1,5 @@
-//! Throwaway Redis servers, one per test, each with its own port and dir.
+//! Throwaway Redis servers, one per test (or per `scripts/stack`), each
+//! with its own port and dir.
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -7,21 +8,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::spawner::ServerChild;
-use super::{OwnedDir, free_port, log_tail, spawner};
+use crate::spawner::ServerChild;
+use crate::{ServerDir, free_port, log_tail, spawner};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const START_ATTEMPTS: usize = 8;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a [`RedisServer`] treats its data on disk.
-#[derive(Debug, Clone, Copy, Default)]
+/// Where and how a [`RedisServer`] runs, and what it does with its data.
+#[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
     /// false: nothing survives a restart (no snapshots, no AOF, and any
     /// `dump.rdb` from an explicit SAVE is deleted before restarting).
     /// true: `dump.rdb` in [`RedisServer::dir`], written only by an explicit
     /// SAVE and loaded on restart.
     pub persist: bool,
+    /// This port only (no retry on another); default: a free one.
+    pub port: Option<u16>,
+    /// This directory (created; kept when the server is dropped) instead of
+    /// a temporary one.
+    pub dir: Option<PathBuf>,
+    /// Start the server in a session of its own, so that it outlives this
+    /// process once [`RedisServer::detach`]ed.
+    pub detached: bool,
+    /// More `redis-server` options (`--name value`), after (and so over)
+    /// the defaults.
+    pub extra_args: Vec<String>,
 }
 
 /// A Redis server on 127.0.0.1. Dropping it SIGKILLs its process group and
@@ -30,12 +42,14 @@ pub struct RedisOptions {
 pub struct RedisServer {
     port: u16,
     persist: bool,
+    detached: bool,
+    extra_args: Vec<String>,
     dir_path: PathBuf,
     log: PathBuf,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
     child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
-    dir: OwnedDir,
+    dir: ServerDir,
 }
 
 enum LaunchError {
@@ -51,26 +65,43 @@ impl RedisServer {
 
     /// Start a server with `opts` and wait until PING answers PONG.
     pub fn start_with(opts: RedisOptions) -> RedisServer {
-        let dir = OwnedDir::new("tally-redis-");
+        let dir = ServerDir::new("tally-redis-", opts.dir);
         // Redis reports its dir canonicalised; compare like with like.
         let dir_path = dir.path().canonicalize().expect("canonicalize redis dir");
         let mut server = RedisServer {
             port: 0,
             persist: opts.persist,
+            detached: opts.detached,
+            extra_args: opts.extra_args,
             log: dir_path.join("redis.log"),
             dir_path,
             child: ServerChild::default(),
             dir,
         };
-        for _ in 0..START_ATTEMPTS {
-            server.port = free_port();
+        let attempts = if opts.port.is_some() {
+            1
+        } else {
+            START_ATTEMPTS
+        };
+        for _ in 0..attempts {
+            server.port = opts.port.unwrap_or_else(free_port);
             match server.launch() {
                 Ok(()) => return server,
                 Err(LaunchError::PortInUse) => continue,
                 Err(LaunchError::Failed(why)) => panic!("redis failed to start: {why}"),
             }
         }
-        panic!("redis found no free port in {START_ATTEMPTS} attempts");
+        panic!("redis found no free port in {attempts} attempts");
+    }
+
+    /// Let the server run on after this process: returns its pid. Only for
+    /// a server started `detached` in a directory of the caller's.
+    pub fn detach(mut self) -> u32 {
+        assert!(
+            self.detached && self.dir.is_kept(),
+            "only a detached server in a kept directory can be left running"
+        );
+        self.child.detach()
     }
 
     pub fn port(&self) -> u16 {
@@ -167,11 +198,17 @@ impl RedisServer {
                 "no",
             ])
             .args(["--daemonize", "no", "--logfile", ""])
+            .args(&self.extra_args)
             .current_dir(&self.dir_path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
             .stderr(log);
-        let child = spawner::spawn(cmd).expect("spawn redis-server (is it on PATH?)");
+        let child = if self.detached {
+            spawner::spawn_detached(cmd)
+        } else {
+            spawner::spawn(cmd)
+        };
+        let child = child.expect("spawn redis-server (is it on PATH?)");
         self.child.set(child);
 
         let deadline = Instant::now() + READY_TIMEOUT;

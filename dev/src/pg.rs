@@ -1,5 +1,5 @@
-//! Throwaway PostgreSQL servers, one per test, each with its own port and
-//! data directory.
+//! Throwaway PostgreSQL servers, one per test (or per `scripts/stack`),
+//! each with its own port and data directory.
 
 use std::fs::{self, File, OpenOptions};
 use std::net::{SocketAddr, TcpStream};
@@ -10,11 +10,24 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::spawner::ServerChild;
-use super::{OwnedDir, free_port, log_tail, spawner, temp_base};
+use crate::spawner::ServerChild;
+use crate::{ServerDir, free_port, log_tail, spawner, temp_base};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 8;
+
+/// Where and how a [`PgServer`] runs.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// This port only (no retry on another); default: a free one.
+    pub port: Option<u16>,
+    /// This directory (created; kept when the server is dropped) instead of
+    /// a temporary one.
+    pub dir: Option<PathBuf>,
+    /// Start the server in a session of its own, so that it outlives this
+    /// process once [`PgServer::detach`]ed.
+    pub detached: bool,
+}
 
 /// A PostgreSQL server on 127.0.0.1 with trust auth for user `postgres`.
 ///
@@ -29,10 +42,11 @@ pub struct PgServer {
     data: PathBuf,
     sock: PathBuf,
     log: PathBuf,
+    detached: bool,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
     child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
-    dir: OwnedDir,
+    dir: ServerDir,
 }
 
 enum LaunchError {
@@ -44,11 +58,17 @@ impl PgServer {
     /// Start a server from the cached `initdb` template on a free port and
     /// wait until it answers queries.
     pub fn start() -> PgServer {
+        PgServer::start_with(PgOptions::default())
+    }
+
+    /// Start a server from the cached `initdb` template as `opts` say and
+    /// wait until it answers queries.
+    pub fn start_with(opts: PgOptions) -> PgServer {
         let bin = pg_bin_dir();
         let run_as = server_user();
         let template = ensure_template(&bin, run_as);
 
-        let dir = OwnedDir::new("tally-pg-");
+        let dir = ServerDir::new("tally-pg-", opts.dir);
         let data = dir.path().join("data");
         let sock = dir.path().join("sock");
         let log = dir.path().join("postgres.log");
@@ -74,18 +94,90 @@ impl PgServer {
             data,
             sock,
             log,
+            detached: opts.detached,
             child: ServerChild::default(),
             dir,
         };
-        for _ in 0..START_ATTEMPTS {
-            server.port = free_port();
+        let attempts = if opts.port.is_some() {
+            1
+        } else {
+            START_ATTEMPTS
+        };
+        for _ in 0..attempts {
+            server.port = opts.port.unwrap_or_else(free_port);
             match server.launch() {
                 Ok(()) => return server,
                 Err(LaunchError::PortInUse) => continue,
                 Err(LaunchError::Failed(why)) => panic!("postgres failed to start: {why}"),
             }
         }
-        panic!("postgres found no free port in {START_ATTEMPTS} attempts");
+        panic!("postgres found no free port in {attempts} attempts");
+    }
+
+    /// Let the server run on after this process: returns its pid. Only for
+    /// a server started `detached` in a directory of the caller's.
+    pub fn detach(mut self) -> u32 {
+        assert!(
+            self.detached && self.dir.is_kept(),
+            "only a detached server in a kept directory can be left running"
+        );
+        self.child.detach()
+    }
+
+    /// Make `user` (a superuser, password `password`) and its database
+    /// `database`, then require passwords for every TCP connection, as a
+    /// deployed server does; returns the URL `user` connects with. After
+    /// this only the unix socket admits `psql` without a password.
+    pub fn require_password(&self, user: &str, password: &str, database: &str) -> String {
+        let literal = password.replace('\'', "''");
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE \"{user}\" LOGIN SUPERUSER PASSWORD '{literal}'"),
+        );
+        self.psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{database}\" OWNER \"{user}\""),
+        );
+        fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )
+        .expect("write pg_hba.conf");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        // The reload is asynchronous: wait until TCP asks for a password.
+        let reloaded = crate::wait_for(READY_TIMEOUT, Duration::from_millis(20), || {
+            self.try_psql("postgres", "SELECT 1")
+                .err()
+                .filter(|e| e.contains("password"))
+        });
+        assert!(reloaded.is_some(), "pg_hba.conf reload not seen");
+        let out = self
+            .psql_command(database)
+            .args([
+                "-U",
+                user,
+                "-w",
+                "-q",
+                "-A",
+                "-t",
+                "-c",
+                "SELECT current_user",
+            ])
+            .env("PGPASSWORD", password)
+            .output()
+            .expect("run psql");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            user,
+            "{user} cannot log in with its password: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{database}",
+            self.port
+        )
     }
 
     pub fn port(&self) -> u16 {
@@ -201,6 +293,8 @@ impl PgServer {
         let mut cmd = Command::new(self.bin.join("psql"));
         cmd.args([
             "-X",
+            // Never prompt for a password (on a terminal it would wait).
+            "-w",
             "-v",
             "ON_ERROR_STOP=1",
             "-h",
@@ -277,7 +371,12 @@ impl PgServer {
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
-        let child = spawner::spawn(cmd).expect("spawn postgres");
+        let child = if self.detached {
+            spawner::spawn_detached(cmd)
+        } else {
+            spawner::spawn(cmd)
+        };
+        let child = child.expect("spawn postgres");
         self.child.set(child);
 
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));

@@ -82,6 +82,21 @@ pub fn spawn(mut cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("child-spawner thread is gone"))?
 }
 
+/// Spawns `cmd` as the leader of a session of its own, to outlive this
+/// process: no parent-death signal, no controlling terminal.
+pub fn spawn_detached(mut cmd: Command) -> io::Result<Child> {
+    // SAFETY: setsid is async-signal-safe and touches no Rust state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 /// Send `sig` to one process. Ignores errors (the process may be gone).
 pub fn signal(pid: u32, sig: i32) {
     // pid 0 would hit our own process group.
@@ -259,6 +274,12 @@ impl ServerChild {
         if let Some(mut child) = self.take() {
             kill_tree_and_wait(&mut child);
         }
+    }
+
+    /// Lets the process run on unwatched (it is no longer killed with this
+    /// handle); returns its pid.
+    pub fn detach(&mut self) -> u32 {
+        self.take().expect("a running server").id()
     }
 
     /// The exit status, if the process has exited.
