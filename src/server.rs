@@ -53,9 +53,11 @@ impl Application {
         let store = store::open(&url, &settings.store)?;
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
-        let metrics = Arc::new(Metrics::default());
         let cache = cache::open(&settings.cache, store.backend() == Backend::Sqlite)?;
         tracing::info!("using {} cache", cache.status().backend);
+        let mut metrics = Metrics::default();
+        cache.register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let counter = Arc::new(Counter::start(
             store,
             cache,
