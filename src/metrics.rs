@@ -362,6 +362,16 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that each of `lines` is a whole line of `text`.
+    fn has(text: &str, lines: &[impl AsRef<str>]) {
+        for line in lines.iter().map(AsRef::as_ref) {
+            assert!(
+                text.contains(&format!("\n{line}\n")),
+                "no {line:?} in {text}"
+            );
+        }
+    }
+
     fn limiter() -> Limiter {
         Limiter::new(0, Duration::from_secs(60))
     }
@@ -453,21 +463,26 @@ mod tests {
         m.commit(3, Duration::from_millis(2), true);
         m.commit(5, Duration::from_millis(2), false);
         let text = m.render(7);
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"1\"} 1\n"));
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"2\"} 1\n"));
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"4\"} 2\n"));
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"4096\"} 2\n"));
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("\ntally_commit_batch_size_sum 4.0\n"));
-        assert!(text.contains("\ntally_commit_batch_size_count 2\n"));
-        assert!(text.contains("\ntally_hits_total 4\n"));
-        assert!(text.contains("\ntally_commits_total 2\n"));
-        assert!(text.contains("\ntally_commit_failures_total 1\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_bucket{le=\"0.0025\"} 3\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_sum 0.0043\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_count 3\n"));
-        assert!(text.contains("\ntally_write_queue_depth 7\n"));
+        has(
+            &text,
+            &[
+                "tally_commit_batch_size_bucket{le=\"1\"} 1",
+                "tally_commit_batch_size_bucket{le=\"2\"} 1",
+                "tally_commit_batch_size_bucket{le=\"4\"} 2",
+                "tally_commit_batch_size_bucket{le=\"4096\"} 2",
+                "tally_commit_batch_size_bucket{le=\"+Inf\"} 2",
+                "tally_commit_batch_size_sum 4.0",
+                "tally_commit_batch_size_count 2",
+                "tally_hits_total 4",
+                "tally_commits_total 2",
+                "tally_commit_failures_total 1",
+                "tally_commit_duration_seconds_bucket{le=\"0.0005\"} 1",
+                "tally_commit_duration_seconds_bucket{le=\"0.0025\"} 3",
+                "tally_commit_duration_seconds_sum 0.0043",
+                "tally_commit_duration_seconds_count 3",
+                "tally_write_queue_depth 7",
+            ],
+        );
         assert_eq!(m.hits(), 4);
     }
 
@@ -476,11 +491,21 @@ mod tests {
         let m = Metrics::default();
         m.commit(5000, Duration::from_secs(6), true);
         let text = m.render(0);
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"4096\"} 0\n"));
-        assert!(text.contains("\ntally_commit_batch_size_bucket{le=\"+Inf\"} 1\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_bucket{le=\"5\"} 0\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
-        assert!(text.contains("\ntally_commit_duration_seconds_sum 6.0\n"));
+        for (le, n) in [("4096", 0), ("+Inf", 1)] {
+            has(
+                &text,
+                &[format!("tally_commit_batch_size_bucket{{le=\"{le}\"}} {n}")],
+            );
+        }
+        for (le, n) in [("5", 0), ("+Inf", 1)] {
+            has(
+                &text,
+                &[format!(
+                    "tally_commit_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+                )],
+            );
+        }
+        has(&text, &["tally_commit_duration_seconds_sum 6.0"]);
     }
 
     #[test]
@@ -493,16 +518,16 @@ mod tests {
         m.response(404, Duration::ZERO);
         m.response(503, Duration::ZERO);
         let text = m.render(0);
-        assert!(text.contains(
-            "# TYPE tally_http_responses_total counter\n\
-             tally_http_responses_total{class=\"1xx\"} 0\n\
-             tally_http_responses_total{class=\"2xx\"} 2\n\
-             tally_http_responses_total{class=\"3xx\"} 0\n\
-             tally_http_responses_total{class=\"4xx\"} 1\n\
-             tally_http_responses_total{class=\"5xx\"} 1\n"
-        ));
-        assert!(text.contains("\ntally_http_request_duration_seconds_count 4\n"));
-        assert!(text.contains("\ntally_http_requests_in_flight 1\n"));
+        // Every class, in order, right under the TYPE line.
+        let (_, after) = text
+            .split_once("# TYPE tally_http_responses_total counter\n")
+            .unwrap();
+        let by_class: Vec<&str> = after.lines().take(5).collect();
+        let want = [("1xx", 0), ("2xx", 2), ("3xx", 0), ("4xx", 1), ("5xx", 1)]
+            .map(|(class, n)| format!("tally_http_responses_total{{class=\"{class}\"}} {n}"));
+        assert_eq!(by_class, want, "{text}");
+        has(&text, &["tally_http_request_duration_seconds_count 4"]);
+        has(&text, &["tally_http_requests_in_flight 1"]);
     }
 
     #[test]
@@ -513,7 +538,9 @@ mod tests {
         assert!(m.render(0).contains("\ntally_http_connections_open 1\n"));
         drop(open);
         let text = m.render(0);
-        assert!(text.contains("\ntally_http_connections_open 0\n"));
-        assert!(text.contains("\ntally_store_up 1\n"));
+        has(
+            &text,
+            &["tally_http_connections_open 0", "tally_store_up 1"],
+        );
     }
 }
