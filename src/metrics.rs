@@ -1,34 +1,55 @@
-//! Process metrics, rendered in the Prometheus text format at `/metrics`.
+//! Process metrics in a `prometheus-client` registry, encoded in the
+//! Prometheus text format (version 0.0.4) at `/metrics`.
 //!
-//! A handful of fixed counters and histograms on atomics: nothing on the hot
-//! path takes a lock or allocates, which a general registry would.
+//! Counters and gauges are the library's atomics, so counting a request
+//! never takes a lock. The response counters by class and the histograms
+//! are small metric types of this module on the same atomics, encoded by
+//! the library: its `Family` takes a read lock to find a labelled counter,
+//! and its `Histogram` locks a mutex on every observation.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 #[derive(Debug)]
 pub struct Metrics {
-    /// HTTP responses by status class (1xx..5xx).
-    responses: [AtomicU64; 5],
-    in_flight: AtomicU64,
+    registry: Registry,
+    responses: ByClass,
+    in_flight: Gauge,
     request_seconds: Histogram,
     /// Hits acknowledged after commit.
-    hits: AtomicU64,
-    commits: AtomicU64,
-    commit_failures: AtomicU64,
+    hits: Counter,
+    commits: Counter,
+    commit_failures: Counter,
     batch_size: Histogram,
     commit_seconds: Histogram,
-    store_errors: AtomicU64,
-    queue_rejections: AtomicU64,
-    rate_limited: AtomicU64,
-    read_limited: AtomicU64,
-    store_ready: AtomicBool,
-    connections_open: AtomicU64,
-    connections_refused: AtomicU64,
-    connections_timed_out: AtomicU64,
-    connections_evicted: AtomicU64,
+    store_errors: Counter,
+    queue_rejections: Counter,
+    /// Set from the write queue itself at each scrape.
+    queue_depth: Gauge,
+    store_up: Gauge,
+    rate_limited: Counter,
+    read_limited: Counter,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    connections_timed_out: Counter,
+    connections_evicted: Counter,
 }
+
+/// HTTP responses by status class (1xx..5xx), one `class` label each.
+#[derive(Debug, Clone, Default)]
+struct ByClass([Counter; 5]);
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 const SECONDS_BOUNDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -39,39 +60,141 @@ const BATCH_BOUNDS: &[f64] = &[
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            responses: Default::default(),
-            in_flight: AtomicU64::new(0),
+        let mut m = Metrics {
+            registry: Registry::default(),
+            responses: ByClass::default(),
+            in_flight: Gauge::default(),
             request_seconds: Histogram::new(SECONDS_BOUNDS, 1e9),
-            hits: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
-            commit_failures: AtomicU64::new(0),
+            hits: Counter::default(),
+            commits: Counter::default(),
+            commit_failures: Counter::default(),
             batch_size: Histogram::new(BATCH_BOUNDS, 1.0),
             commit_seconds: Histogram::new(SECONDS_BOUNDS, 1e9),
-            store_errors: AtomicU64::new(0),
-            queue_rejections: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
-            read_limited: AtomicU64::new(0),
-            store_ready: AtomicBool::new(false),
-            connections_open: AtomicU64::new(0),
-            connections_refused: AtomicU64::new(0),
-            connections_timed_out: AtomicU64::new(0),
-            connections_evicted: AtomicU64::new(0),
-        }
+            store_errors: Counter::default(),
+            queue_rejections: Counter::default(),
+            queue_depth: Gauge::default(),
+            store_up: Gauge::default(),
+            rate_limited: Counter::default(),
+            read_limited: Counter::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
+            connections_timed_out: Counter::default(),
+            connections_evicted: Counter::default(),
+        };
+        // Counters are named without `_total`, which the encoder appends;
+        // the registry appends the full stop to each help text.
+        let r = &mut m.registry;
+        r.register(
+            "tally_http_responses",
+            "HTTP responses by status class",
+            m.responses.clone(),
+        );
+        r.register(
+            "tally_http_requests_in_flight",
+            "Requests received and not yet answered",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "tally_http_request_duration_seconds",
+            "Time from request to response",
+            m.request_seconds.clone(),
+        );
+        r.register(
+            "tally_hits",
+            "Hits committed and acknowledged",
+            m.hits.clone(),
+        );
+        r.register(
+            "tally_commits",
+            "Group commits that landed",
+            m.commits.clone(),
+        );
+        r.register(
+            "tally_commit_failures",
+            "Group commits that failed (their hits got 503)",
+            m.commit_failures.clone(),
+        );
+        r.register(
+            "tally_commit_batch_size",
+            "Hits per group commit",
+            m.batch_size.clone(),
+        );
+        r.register(
+            "tally_commit_duration_seconds",
+            "Time one group commit took in the store",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "tally_store_errors",
+            "Store operations that failed",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "tally_write_queue_rejections",
+            "Hits refused with 503 because the write queue was full",
+            m.queue_rejections.clone(),
+        );
+        r.register(
+            "tally_write_queue_depth",
+            "Hits waiting for a commit",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "tally_store_up",
+            "1 when the store is migrated and its last operation succeeded",
+            m.store_up.clone(),
+        );
+        r.register(
+            "tally_rate_limited",
+            "Hits refused with 429 because their client was over its rate",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "tally_read_rate_limited",
+            "Reads refused with 429 because their client was over TALLY_READ_RATE_LIMIT",
+            m.read_limited.clone(),
+        );
+        r.register(
+            "tally_http_connections_open",
+            "Client connections open",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "tally_http_connections_refused",
+            "Connections closed at once because TALLY_MAX_CONNECTIONS and the probe slots were taken",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "tally_http_connections_timed_out",
+            "Connections closed because a client was idle or slow past a timeout",
+            m.connections_timed_out.clone(),
+        );
+        r.register(
+            "tally_http_connections_evicted",
+            "Idle or slow connections closed to make room for a new one at TALLY_MAX_CONNECTIONS",
+            m.connections_evicted.clone(),
+        );
+        m
     }
 }
 
 impl Metrics {
+    /// Where other parts (the cache) register their own metrics, before
+    /// the first scrape.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Counts a request as in flight until the guard drops (which also
     /// happens when the client goes away mid-request).
     pub fn request_started(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Relaxed);
+        self.in_flight.inc();
         InFlight(&self.in_flight)
     }
 
     pub fn response(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.responses[class].fetch_add(1, Relaxed);
+        self.responses.0[class].inc();
         self.request_seconds.observe_duration(elapsed);
     }
 
@@ -79,204 +202,102 @@ impl Metrics {
     pub fn commit(&self, batch: usize, elapsed: Duration, ok: bool) {
         self.commit_seconds.observe_duration(elapsed);
         if ok {
-            self.commits.fetch_add(1, Relaxed);
+            self.commits.inc();
             self.batch_size.observe(batch as u64);
-            self.hits.fetch_add(batch as u64, Relaxed);
+            self.hits.inc_by(batch as u64);
         } else {
-            self.commit_failures.fetch_add(1, Relaxed);
+            self.commit_failures.inc();
         }
     }
 
     pub fn store_error(&self) {
-        self.store_errors.fetch_add(1, Relaxed);
+        self.store_errors.inc();
     }
 
     pub fn queue_rejection(&self) {
-        self.queue_rejections.fetch_add(1, Relaxed);
+        self.queue_rejections.inc();
     }
 
     pub fn rate_limited(&self) {
-        self.rate_limited.fetch_add(1, Relaxed);
+        self.rate_limited.inc();
     }
 
     pub fn read_limited(&self) {
-        self.read_limited.fetch_add(1, Relaxed);
+        self.read_limited.inc();
     }
 
     /// Counts a client connection as open until the guard drops.
     pub fn connection_opened(&self) -> InFlight<'_> {
-        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_open.inc();
         InFlight(&self.connections_open)
     }
 
     /// A connection closed at once: every slot, probe slots too, was taken.
     pub fn connection_refused(&self) {
-        self.connections_refused.fetch_add(1, Relaxed);
+        self.connections_refused.inc();
     }
 
     /// A connection closed because its phase's deadline passed.
     pub fn connection_timed_out(&self) {
-        self.connections_timed_out.fetch_add(1, Relaxed);
+        self.connections_timed_out.inc();
     }
 
     /// A connection without a whole request pushed out for a new one.
     pub fn connection_evicted(&self) {
-        self.connections_evicted.fetch_add(1, Relaxed);
+        self.connections_evicted.inc();
     }
 
     pub fn set_store_ready(&self, ready: bool) {
-        self.store_ready.store(ready, Relaxed);
+        self.store_up.set(i64::from(ready));
     }
 
     /// Hits acknowledged so far (committed and answered).
     pub fn hits(&self) -> u64 {
-        self.hits.load(Relaxed)
+        self.hits.get()
     }
 
-    /// The Prometheus text exposition; `queue_depth` is read by the caller
-    /// from the write queue itself.
+    /// The registry in the Prometheus text format; `queue_depth` is read by
+    /// the caller from the write queue itself.
     pub fn render(&self, queue_depth: usize) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP tally_http_responses_total HTTP responses by status class.\n");
-        out.push_str("# TYPE tally_http_responses_total counter\n");
-        for (i, n) in self.responses.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "tally_http_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                n.load(Relaxed)
-            );
-        }
-        gauge(
-            &mut out,
-            "tally_http_requests_in_flight",
-            "Requests received and not yet answered.",
-            self.in_flight.load(Relaxed) as f64,
-        );
-        self.request_seconds.render(
-            &mut out,
-            "tally_http_request_duration_seconds",
-            "Time from request to response.",
-        );
-        counter(
-            &mut out,
-            "tally_hits_total",
-            "Hits committed and acknowledged.",
-            self.hits.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_commits_total",
-            "Group commits that landed.",
-            self.commits.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_commit_failures_total",
-            "Group commits that failed (their hits got 503).",
-            self.commit_failures.load(Relaxed),
-        );
-        self.batch_size.render(
-            &mut out,
-            "tally_commit_batch_size",
-            "Hits per group commit.",
-        );
-        self.commit_seconds.render(
-            &mut out,
-            "tally_commit_duration_seconds",
-            "Time one group commit took in the store.",
-        );
-        counter(
-            &mut out,
-            "tally_store_errors_total",
-            "Store operations that failed.",
-            self.store_errors.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_write_queue_rejections_total",
-            "Hits refused with 503 because the write queue was full.",
-            self.queue_rejections.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "tally_write_queue_depth",
-            "Hits waiting for a commit.",
-            queue_depth as f64,
-        );
-        gauge(
-            &mut out,
-            "tally_store_up",
-            "1 when the store is migrated and its last operation succeeded.",
-            f64::from(u8::from(self.store_ready.load(Relaxed))),
-        );
-        counter(
-            &mut out,
-            "tally_rate_limited_total",
-            "Hits refused with 429 because their client was over its rate.",
-            self.rate_limited.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_read_rate_limited_total",
-            "Reads refused with 429 because their client was over TALLY_READ_RATE_LIMIT.",
-            self.read_limited.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "tally_http_connections_open",
-            "Client connections open.",
-            self.connections_open.load(Relaxed) as f64,
-        );
-        counter(
-            &mut out,
-            "tally_http_connections_refused_total",
-            "Connections closed at once because TALLY_MAX_CONNECTIONS and the probe slots were taken.",
-            self.connections_refused.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_http_connections_timed_out_total",
-            "Connections closed because a client was idle or slow past a timeout.",
-            self.connections_timed_out.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "tally_http_connections_evicted_total",
-            "Idle or slow connections closed to make room for a new one at TALLY_MAX_CONNECTIONS.",
-            self.connections_evicted.load(Relaxed),
-        );
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
 
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a AtomicU64);
+pub struct InFlight<'a>(&'a Gauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+        self.0.dec();
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-    );
+impl EncodeMetric for ByClass {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        for (class, counter) in CLASSES.into_iter().zip(&self.0) {
+            counter.encode(encoder.encode_family(&[("class", class)])?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = write!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-    );
-}
+/// A fixed-bucket histogram on atomics. Observations are stored as integers
+/// (`scale` units per unit: nanoseconds for seconds) so the sum stays an
+/// atomic add. Clones share their counts, as the library's metrics do.
+#[derive(Debug, Clone)]
+struct Histogram(Arc<HistogramCounts>);
 
-/// A fixed-bucket histogram. Observations are stored as integers (`scale`
-/// units per unit: nanoseconds for seconds) so the sum stays an atomic add.
 #[derive(Debug)]
-struct Histogram {
+struct HistogramCounts {
     bounds: &'static [f64],
     /// One counter per bound plus the +Inf bucket, not cumulative.
     buckets: Box<[AtomicU64]>,
@@ -286,12 +307,12 @@ struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64], scale: f64) -> Self {
-        Histogram {
+        Histogram(Arc::new(HistogramCounts {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicU64::new(0),
             scale,
-        }
+        }))
     }
 
     fn observe_duration(&self, d: Duration) {
@@ -299,34 +320,141 @@ impl Histogram {
     }
 
     fn observe(&self, scaled: u64) {
-        let value = scaled as f64 / self.scale;
-        let i = self.bounds.partition_point(|b| *b < value);
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum.fetch_add(scaled, Relaxed);
+        let h = &self.0;
+        let value = scaled as f64 / h.scale;
+        let i = h.bounds.partition_point(|b| *b < value);
+        h.buckets[i].fetch_add(1, Relaxed);
+        h.sum.fetch_add(scaled, Relaxed);
+    }
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let h = &self.0;
+        // The encoder adds the +Inf bucket itself, holding the total count.
+        let buckets: Vec<(f64, u64)> = h
+            .bounds
+            .iter()
+            .zip(&h.buckets)
+            .map(|(le, n)| (*le, n.load(Relaxed)))
+            .collect();
+        let overflow = h.buckets[h.bounds.len()].load(Relaxed);
+        let count = buckets.iter().map(|(_, n)| n).sum::<u64>() + overflow;
+        let sum = h.sum.load(Relaxed) as f64 / h.scale;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
-        let mut cumulative = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Relaxed);
-            match self.bounds.get(i) {
-                Some(le) => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-                }
-            }
-        }
-        let sum = self.sum.load(Relaxed) as f64 / self.scale;
-        let _ = write!(out, "{name}_sum {sum}\n{name}_count {cumulative}\n");
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::{Cache, LocalCache, RedisCache};
+    use crate::limiter::Limiter;
+
+    /// `(name, type)` of every `# TYPE` line, in order.
+    fn types(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect()
+    }
+
+    /// Asserts that each of `lines` is a whole line of `text`.
+    fn has(text: &str, lines: &[impl AsRef<str>]) {
+        for line in lines.iter().map(AsRef::as_ref) {
+            assert!(
+                text.contains(&format!("\n{line}\n")),
+                "no {line:?} in {text}"
+            );
+        }
+    }
+
+    fn limiter() -> Limiter {
+        Limiter::new(0, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn a_fresh_registry_names_every_metric_once_with_its_type() {
+        let text = Metrics::default().render(0);
+        assert_eq!(
+            types(&text),
+            [
+                ("tally_http_responses_total", "counter"),
+                ("tally_http_requests_in_flight", "gauge"),
+                ("tally_http_request_duration_seconds", "histogram"),
+                ("tally_hits_total", "counter"),
+                ("tally_commits_total", "counter"),
+                ("tally_commit_failures_total", "counter"),
+                ("tally_commit_batch_size", "histogram"),
+                ("tally_commit_duration_seconds", "histogram"),
+                ("tally_store_errors_total", "counter"),
+                ("tally_write_queue_rejections_total", "counter"),
+                ("tally_write_queue_depth", "gauge"),
+                ("tally_store_up", "gauge"),
+                ("tally_rate_limited_total", "counter"),
+                ("tally_read_rate_limited_total", "counter"),
+                ("tally_http_connections_open", "gauge"),
+                ("tally_http_connections_refused_total", "counter"),
+                ("tally_http_connections_timed_out_total", "counter"),
+                ("tally_http_connections_evicted_total", "counter"),
+            ],
+            "{text}"
+        );
+        // One HELP per metric, its text ending in a single full stop.
+        let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+        assert_eq!(helps.len(), 18, "{text}");
+        assert!(
+            helps.iter().all(|h| h.ends_with('.') && !h.ends_with("..")),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# HELP tally_commit_failures_total Group commits that failed (their hits got 503).\n"
+        ));
+        assert!(text.contains("\ntally_store_up 0\n"), "{text}");
+    }
+
+    #[test]
+    fn the_in_process_cache_adds_its_up_gauge() {
+        let mut m = Metrics::default();
+        LocalCache::new(true, limiter()).register_metrics(m.registry_mut());
+        let text = m.render(0);
+        assert_eq!(types(&text).len(), 19, "{text}");
+        assert!(text.ends_with(
+            "# HELP tally_cache_up 1 when the cache answers (always, in process).\n\
+             # TYPE tally_cache_up gauge\n\
+             tally_cache_up{backend=\"in-process\"} 1\n"
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_redis_cache_adds_its_up_gauge_and_counters() {
+        let mut m = Metrics::default();
+        // Nothing listens on port 1: the circuit stays open (down).
+        let cache =
+            RedisCache::start("redis://127.0.0.1:1", Duration::from_millis(50), limiter()).unwrap();
+        cache.register_metrics(m.registry_mut());
+        let text = m.render(0);
+        assert_eq!(
+            types(&text)[18..],
+            [
+                ("tally_cache_errors_total", "counter"),
+                ("tally_uniques_dropped_total", "counter"),
+                ("tally_cache_up", "gauge"),
+            ],
+            "{text}"
+        );
+        assert!(text.contains(
+            "# HELP tally_uniques_dropped_total Visits not recorded for unique counts (Redis down or backlog full).\n"
+        ));
+        assert!(text.contains("\ntally_cache_errors_total 0\n"), "{text}");
+        assert!(
+            text.contains("\ntally_cache_up{backend=\"redis\"} 0\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn batch_histogram_counts_and_sums_exactly() {
@@ -335,15 +463,49 @@ mod tests {
         m.commit(3, Duration::from_millis(2), true);
         m.commit(5, Duration::from_millis(2), false);
         let text = m.render(7);
-        assert!(text.contains("tally_commit_batch_size_bucket{le=\"1\"} 1\n"));
-        assert!(text.contains("tally_commit_batch_size_bucket{le=\"2\"} 1\n"));
-        assert!(text.contains("tally_commit_batch_size_bucket{le=\"4\"} 2\n"));
-        assert!(text.contains("tally_commit_batch_size_sum 4\n"));
-        assert!(text.contains("tally_commit_batch_size_count 2\n"));
-        assert!(text.contains("tally_hits_total 4\n"));
-        assert!(text.contains("tally_commit_failures_total 1\n"));
-        assert!(text.contains("tally_commit_duration_seconds_count 3\n"));
-        assert!(text.contains("tally_write_queue_depth 7\n"));
+        has(
+            &text,
+            &[
+                "tally_commit_batch_size_bucket{le=\"1\"} 1",
+                "tally_commit_batch_size_bucket{le=\"2\"} 1",
+                "tally_commit_batch_size_bucket{le=\"4\"} 2",
+                "tally_commit_batch_size_bucket{le=\"4096\"} 2",
+                "tally_commit_batch_size_bucket{le=\"+Inf\"} 2",
+                "tally_commit_batch_size_sum 4.0",
+                "tally_commit_batch_size_count 2",
+                "tally_hits_total 4",
+                "tally_commits_total 2",
+                "tally_commit_failures_total 1",
+                "tally_commit_duration_seconds_bucket{le=\"0.0005\"} 1",
+                "tally_commit_duration_seconds_bucket{le=\"0.0025\"} 3",
+                "tally_commit_duration_seconds_sum 0.0043",
+                "tally_commit_duration_seconds_count 3",
+                "tally_write_queue_depth 7",
+            ],
+        );
+        assert_eq!(m.hits(), 4);
+    }
+
+    #[test]
+    fn observations_past_the_last_bound_count_only_in_inf() {
+        let m = Metrics::default();
+        m.commit(5000, Duration::from_secs(6), true);
+        let text = m.render(0);
+        for (le, n) in [("4096", 0), ("+Inf", 1)] {
+            has(
+                &text,
+                &[format!("tally_commit_batch_size_bucket{{le=\"{le}\"}} {n}")],
+            );
+        }
+        for (le, n) in [("5", 0), ("+Inf", 1)] {
+            has(
+                &text,
+                &[format!(
+                    "tally_commit_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+                )],
+            );
+        }
+        has(&text, &["tally_commit_duration_seconds_sum 6.0"]);
     }
 
     #[test]
@@ -356,10 +518,29 @@ mod tests {
         m.response(404, Duration::ZERO);
         m.response(503, Duration::ZERO);
         let text = m.render(0);
-        assert!(text.contains("tally_http_responses_total{class=\"2xx\"} 2\n"));
-        assert!(text.contains("tally_http_responses_total{class=\"4xx\"} 1\n"));
-        assert!(text.contains("tally_http_responses_total{class=\"5xx\"} 1\n"));
-        assert!(text.contains("tally_http_request_duration_seconds_count 4\n"));
-        assert!(text.contains("tally_http_requests_in_flight 1\n"));
+        // Every class, in order, right under the TYPE line.
+        let (_, after) = text
+            .split_once("# TYPE tally_http_responses_total counter\n")
+            .unwrap();
+        let by_class: Vec<&str> = after.lines().take(5).collect();
+        let want = [("1xx", 0), ("2xx", 2), ("3xx", 0), ("4xx", 1), ("5xx", 1)]
+            .map(|(class, n)| format!("tally_http_responses_total{{class=\"{class}\"}} {n}"));
+        assert_eq!(by_class, want, "{text}");
+        has(&text, &["tally_http_request_duration_seconds_count 4"]);
+        has(&text, &["tally_http_requests_in_flight 1"]);
+    }
+
+    #[test]
+    fn open_connections_and_store_state_are_gauges() {
+        let m = Metrics::default();
+        let open = m.connection_opened();
+        m.set_store_ready(true);
+        assert!(m.render(0).contains("\ntally_http_connections_open 1\n"));
+        drop(open);
+        let text = m.render(0);
+        has(
+            &text,
+            &["tally_http_connections_open 0", "tally_store_up 1"],
+        );
     }
 }

@@ -55,10 +55,12 @@ impl Application {
         let store = store::open(&url, &settings.store)?;
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
-        let metrics = Arc::new(Metrics::default());
         let backend = store.backend();
         let cache = cache::open(&settings.cache, backend == Backend::Sqlite)?;
         tracing::info!("using {} cache", cache.status().backend);
+        let mut metrics = Metrics::default();
+        cache.register_metrics(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let counter = Arc::new(Counter::start(
             store.clone(),
             cache.clone(),

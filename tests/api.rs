@@ -571,7 +571,10 @@ async fn operations_endpoints() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     assert!(body.contains("\ntally_hits_total 3\n"), "{body}");
-    assert!(body.contains("\ntally_commit_batch_size_sum 3\n"), "{body}");
+    assert!(
+        body.contains("\ntally_commit_batch_size_sum 3.0\n"),
+        "{body}"
+    );
     assert!(body.contains("\ntally_store_up 1\n"), "{body}");
     assert!(
         body.contains("# TYPE tally_commit_duration_seconds histogram"),

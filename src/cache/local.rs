@@ -1,11 +1,12 @@
 //! The in-process cache, for a tally without Redis.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use super::hll::Hll;
 use super::{Cache, CacheStatus, random_salt, visitor_hash};
@@ -97,12 +98,14 @@ impl Cache for LocalCache {
         )
     }
 
-    fn render_metrics(&self, out: &mut String) {
-        let _ = write!(
-            out,
-            "# HELP tally_cache_up 1 when the cache answers (always, in process).\n\
-             # TYPE tally_cache_up gauge\ntally_cache_up{{backend=\"in-process\"}} 1\n"
-        );
+    fn register_metrics(&self, registry: &mut Registry) {
+        registry
+            .sub_registry_with_label(("backend".into(), "in-process".into()))
+            .register(
+                "tally_cache_up",
+                "1 when the cache answers (always, in process)",
+                ConstGauge::new(1),
+            );
     }
 }
 

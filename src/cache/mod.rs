@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use prometheus_client::registry::Registry;
 
 use crate::config::CacheSettings;
 use crate::domain::time::Day;
@@ -62,8 +63,8 @@ pub trait Cache: Send + Sync + fmt::Debug + 'static {
     /// cannot be read now (the shared cache is down).
     async fn uniques(&self, site: SiteId, days: &[Day]) -> Option<Vec<u64>>;
 
-    /// Cache-specific lines for `/metrics`.
-    fn render_metrics(&self, out: &mut String);
+    /// Registers the cache's own metrics, read at every scrape of `/metrics`.
+    fn register_metrics(&self, registry: &mut Registry);
 }
 
 /// The cache `settings` ask for. Counts are cached in process only when

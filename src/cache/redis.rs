@@ -16,14 +16,15 @@
 //!   and rate-limit totals are delivered by one background task.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Script};
 use tokio::sync::Notify;
@@ -81,7 +82,9 @@ struct Shared {
     timeout: Duration,
     /// The live connection and the server's run id, while the circuit is closed.
     link: Mutex<Option<Link>>,
-    up: AtomicBool,
+    /// 1 while the circuit is closed (Redis answers and is used), else 0;
+    /// also the `tally_cache_up` gauge.
+    up: Gauge,
     wake_probe: Notify,
     wake_flush: Notify,
     publish: Script,
@@ -91,8 +94,8 @@ struct Shared {
     /// Salts learned from Redis (shared by every replica), by day.
     salts: Mutex<HashMap<Day, [u8; 16]>>,
     limiter: Limiter,
-    errors: AtomicU64,
-    dropped_visits: AtomicU64,
+    errors: Counter,
+    dropped_visits: Counter,
 }
 
 #[derive(Clone)]
@@ -104,7 +107,7 @@ struct Link {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCache")
-            .field("up", &self.up.load(Relaxed))
+            .field("up", &self.is_up())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -121,7 +124,7 @@ impl RedisCache {
             client,
             timeout,
             link: Mutex::new(None),
-            up: AtomicBool::new(false),
+            up: Gauge::default(),
             wake_probe: Notify::new(),
             wake_flush: Notify::new(),
             publish: Script::new(PUBLISH),
@@ -130,8 +133,8 @@ impl RedisCache {
             visits: Mutex::new(Vec::new()),
             salts: Mutex::new(HashMap::new()),
             limiter,
-            errors: AtomicU64::new(0),
-            dropped_visits: AtomicU64::new(0),
+            errors: Counter::default(),
+            dropped_visits: Counter::default(),
         });
         let tasks = vec![
             tokio::spawn(probe(shared.clone())),
@@ -150,8 +153,12 @@ impl Drop for RedisCache {
 }
 
 impl Shared {
+    fn is_up(&self) -> bool {
+        self.up.get() == 1
+    }
+
     fn link(&self) -> Option<Link> {
-        if !self.up.load(Relaxed) {
+        if !self.is_up() {
             return None;
         }
         lock(&self.link).clone()
@@ -174,8 +181,9 @@ impl Shared {
     }
 
     fn trip(&self, why: &str) {
-        self.errors.fetch_add(1, Relaxed);
-        if self.up.swap(false, Relaxed) {
+        self.errors.inc();
+        // `set` answers the previous value: only the first failure logs.
+        if self.up.set(0) == 1 {
             lock(&self.link).take();
             tracing::warn!(
                 error = why,
@@ -198,7 +206,7 @@ fn count_key(namespace: &str, site: SiteId) -> String {
 async fn probe(shared: Arc<Shared>) {
     loop {
         let wake = shared.wake_probe.notified();
-        if shared.up.load(Relaxed) {
+        if shared.is_up() {
             wake.await;
             continue;
         }
@@ -211,7 +219,7 @@ async fn probe(shared: Arc<Shared>) {
             Ok(Ok(link)) => {
                 tracing::info!(namespace = %link.namespace, "Redis is up; using it as the cache");
                 *lock(&shared.link) = Some(link);
-                shared.up.store(true, Relaxed);
+                shared.up.set(1);
                 // Deliver what piled up while it was away.
                 shared.wake_flush.notify_one();
             }
@@ -257,7 +265,7 @@ async fn flush(shared: Arc<Shared>) {
         let Some(link) = shared.link() else {
             // Down: visits cannot be hashed consistently; count them as lost.
             let lost = std::mem::take(&mut *lock(&shared.visits)).len();
-            shared.dropped_visits.fetch_add(lost as u64, Relaxed);
+            shared.dropped_visits.inc_by(lost as u64);
             continue;
         };
         deliver_counts(&shared, &link).await;
@@ -371,9 +379,7 @@ async fn deliver_visits(shared: &Shared, link: &Link) {
         .await
         .is_none()
     {
-        shared
-            .dropped_visits
-            .fetch_add(visits.len() as u64, Relaxed);
+        shared.dropped_visits.inc_by(visits.len() as u64);
     }
 }
 
@@ -408,7 +414,7 @@ impl Cache for RedisCache {
     fn status(&self) -> CacheStatus {
         CacheStatus {
             backend: "redis",
-            up: self.shared.up.load(Relaxed),
+            up: self.shared.is_up(),
         }
     }
 
@@ -448,7 +454,7 @@ impl Cache for RedisCache {
     fn visit(&self, site: SiteId, visitor: &Visitor) {
         let day = crate::domain::time::today();
         let Some(salt) = self.shared.salt(day) else {
-            self.shared.dropped_visits.fetch_add(1, Relaxed);
+            self.shared.dropped_visits.inc();
             return;
         };
         let hash = visitor_hash(&salt, site, visitor);
@@ -456,7 +462,7 @@ impl Cache for RedisCache {
         if visits.len() < MAX_PENDING_VISITS {
             visits.push((site, day, hash));
         } else {
-            self.shared.dropped_visits.fetch_add(1, Relaxed);
+            self.shared.dropped_visits.inc();
         }
     }
 
@@ -471,19 +477,24 @@ impl Cache for RedisCache {
         self.shared.call(pipe.query_async(&mut conn)).await
     }
 
-    fn render_metrics(&self, out: &mut String) {
+    fn register_metrics(&self, registry: &mut Registry) {
         let s = &self.shared;
-        let _ = write!(
-            out,
-            "# HELP tally_cache_up 1 when Redis answers and is used.\n\
-             # TYPE tally_cache_up gauge\ntally_cache_up{{backend=\"redis\"}} {}\n\
-             # HELP tally_cache_errors_total Redis calls that failed or timed out.\n\
-             # TYPE tally_cache_errors_total counter\ntally_cache_errors_total {}\n\
-             # HELP tally_uniques_dropped_total Visits not recorded for unique counts (Redis down or backlog full).\n\
-             # TYPE tally_uniques_dropped_total counter\ntally_uniques_dropped_total {}\n",
-            u8::from(s.up.load(Relaxed)),
-            s.errors.load(Relaxed),
-            s.dropped_visits.load(Relaxed),
+        registry.register(
+            "tally_cache_errors",
+            "Redis calls that failed or timed out",
+            s.errors.clone(),
         );
+        registry.register(
+            "tally_uniques_dropped",
+            "Visits not recorded for unique counts (Redis down or backlog full)",
+            s.dropped_visits.clone(),
+        );
+        registry
+            .sub_registry_with_label(("backend".into(), "redis".into()))
+            .register(
+                "tally_cache_up",
+                "1 when Redis answers and is used",
+                s.up.clone(),
+            );
     }
 }

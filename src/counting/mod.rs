@@ -171,11 +171,6 @@ impl Counter {
         self.cache.status()
     }
 
-    /// The cache's own lines for `/metrics`.
-    pub fn render_cache_metrics(&self, out: &mut String) {
-        self.cache.render_metrics(out);
-    }
-
     /// Whether a client (by its rate-limit key) may count another hit now.
     pub fn admit(&self, client: std::net::IpAddr) -> Admission {
         self.cache.admit(client)

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::metrics;
 
 /// The process is alive and serving HTTP; says nothing of its dependencies.
 pub async fn healthz() -> impl IntoResponse {
@@ -64,13 +65,6 @@ fn not_ready(store: &str, cache: serde_json::Value, state: &str, message: &str) 
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut text = state.metrics.render(state.counter.queue_depth());
-    state.counter.render_cache_metrics(&mut text);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
+    let text = state.metrics.render(state.counter.queue_depth());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }
