@@ -621,13 +621,15 @@ def main(argv):
         target, route, conns, path = args[:4]
         ticks = [int(x) for x in args[args.index("--ticks") + 1 : args.index("--ticks") + 6]]
         pids = _opt(args, "--rss-pids")
-        rss = "-" if pids is None else " / ".join(mb(rss_kb(pid)) for pid in pids.split())
+        rss = "-" if pids is None else " / ".join(mb(rss_kb(pid)) for pid in pids.split() or [""])
         text = _read(path)
-        row, progress, ok = wrk_row(target, route, conns, text, int(_opt(args, "--rc")), int(_opt(args, "--clk-tck")), ticks, rss)
+        rc, hz = int(_opt(args, "--rc")), int(_opt(args, "--clk-tck"))
+        row, progress, ok = wrk_row(target, route, conns, text, rc, hz, ticks, rss)
         print(row)
         if not ok:
             tail = " ".join(text.splitlines()[-3:])
-            sys.stderr.write("bench: wrk failed on %s (%s connections): %s \n" % (_opt(args, "--url"), conns, tail))
+            url = _opt(args, "--url")
+            sys.stderr.write("bench: wrk failed on %s (%s connections): %s \n" % (url, conns, tail))
             return 1
         sys.stderr.write("bench: %s\n" % progress)
         return 0
