@@ -507,7 +507,7 @@ pub fn validate(settings: &ServeSettings) -> anyhow::Result<()> {
             settings.write_queue
         );
     }
-    if settings.series_retention < crate::counting::retention::MIN_RETENTION {
+    if settings.series_retention < crate::domain::MIN_RETENTION {
         bail!(
             "TALLY_SERIES_RETENTION ({}) must be at least 2 days",
             humantime::format_duration(settings.series_retention)

@@ -37,7 +37,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Request, Response, header};
 use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -48,7 +48,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tower::ServiceExt;
 
-use crate::http::ApiError;
+use crate::http::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::sync::lock;
 
@@ -347,8 +347,7 @@ async fn handle(
     request.extensions_mut().insert(ConnectInfo(peer));
     let response = if probe_only && !PROBE_PATHS.contains(&request.uri().path()) {
         let mut response = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "tally has as many connections open as TALLY_MAX_CONNECTIONS allows; retry later",
         )
         .retry_after(1)

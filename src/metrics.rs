@@ -352,8 +352,6 @@ impl EncodeMetric for Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{Cache, LocalCache, RedisCache};
-    use crate::limiter::Limiter;
 
     /// `(name, type)` of every `# TYPE` line, in order.
     fn types(text: &str) -> Vec<(&str, &str)> {
@@ -370,10 +368,6 @@ mod tests {
                 "no {line:?} in {text}"
             );
         }
-    }
-
-    fn limiter() -> Limiter {
-        Limiter::new(0, Duration::from_secs(60))
     }
 
     #[test]
@@ -414,46 +408,6 @@ mod tests {
             "# HELP tally_commit_failures_total Group commits that failed (their hits got 503).\n"
         ));
         assert!(text.contains("\ntally_store_up 0\n"), "{text}");
-    }
-
-    #[test]
-    fn the_in_process_cache_adds_its_up_gauge() {
-        let mut m = Metrics::default();
-        LocalCache::new(true, limiter()).register_metrics(m.registry_mut());
-        let text = m.render(0);
-        assert_eq!(types(&text).len(), 19, "{text}");
-        assert!(text.ends_with(
-            "# HELP tally_cache_up 1 when the cache answers (always, in process).\n\
-             # TYPE tally_cache_up gauge\n\
-             tally_cache_up{backend=\"in-process\"} 1\n"
-        ));
-    }
-
-    #[tokio::test]
-    async fn the_redis_cache_adds_its_up_gauge_and_counters() {
-        let mut m = Metrics::default();
-        // Nothing listens on port 1: the circuit stays open (down).
-        let cache =
-            RedisCache::start("redis://127.0.0.1:1", Duration::from_millis(50), limiter()).unwrap();
-        cache.register_metrics(m.registry_mut());
-        let text = m.render(0);
-        assert_eq!(
-            types(&text)[18..],
-            [
-                ("tally_cache_errors_total", "counter"),
-                ("tally_uniques_dropped_total", "counter"),
-                ("tally_cache_up", "gauge"),
-            ],
-            "{text}"
-        );
-        assert!(text.contains(
-            "# HELP tally_uniques_dropped_total Visits not recorded for unique counts (Redis down or backlog full).\n"
-        ));
-        assert!(text.contains("\ntally_cache_errors_total 0\n"), "{text}");
-        assert!(
-            text.contains("\ntally_cache_up{backend=\"redis\"} 0\n"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -17,10 +17,7 @@ use crate::domain::time::hour_start;
 /// series, so running more often would find nothing new.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
-/// The shortest retention accepted: the hit writer adds to the current
-/// hour's bucket, which must never be folded under it, and the dashboard
-/// shows the last 48 hours.
-pub const MIN_RETENTION: Duration = Duration::from_secs(2 * 86_400);
+pub use crate::domain::MIN_RETENTION;
 
 /// Buckets of hours before this instant are folded.
 pub fn cutoff(now: SystemTime, retention: Duration) -> SystemTime {

@@ -27,6 +27,11 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Days of unique-visitor estimates kept.
 pub const UNIQUE_DAYS_KEPT: i64 = 32;
 
+/// The shortest series retention accepted: the hit writer adds to the
+/// current hour's bucket, which must never be folded under it, and the
+/// dashboard shows the last 48 hours.
+pub const MIN_RETENTION: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
+
 /// A site's numeric id. The seed's only site has id 1.
 pub type SiteId = i64;
 

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::client::Client;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiJson, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::CountError;
@@ -197,10 +197,10 @@ pub async fn uniques(
     SiteSlug(slug): SiteSlug,
     query: Result<Query<UniquesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))?;
     if !(1..=UNIQUE_DAYS_KEPT).contains(&query.days) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("days is a whole number from 1 to {UNIQUE_DAYS_KEPT}"),
         ));
     }

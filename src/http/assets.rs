@@ -10,7 +10,7 @@ use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 #[derive(Debug)]
 pub struct Asset {
@@ -67,8 +67,7 @@ pub async fn serve(name: Result<Path<String>, PathRejection>, headers: HeaderMap
         .ok()
         .and_then(|Path(name)| ALL.into_iter().find(|a| a.name == name));
     let Some(asset) = asset else {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such static file")
-            .into_response();
+        return ApiError::new(ErrorCode::NotFound, "no such static file").into_response();
     };
     let etag = asset.etag();
     let mut response = if if_none_match(&headers, &etag) {

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::assets::{fnv1a, if_none_match};
 use super::client::Client;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::ApiQuery;
 use crate::domain::Slug;
 
@@ -101,7 +101,7 @@ impl Options {
 }
 
 fn bad(message: String) -> ApiError {
-    ApiError::bad_request("invalid_badge", message)
+    ApiError::new(ErrorCode::InvalidBadge, message)
 }
 
 fn label(value: &str) -> Result<String, ApiError> {
@@ -161,13 +161,12 @@ pub async fn badge(
     };
     let Some(slug) = file.strip_suffix(".svg") else {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "badges are at /badge/{slug}.svg",
         ));
     };
     let slug =
-        Slug::parse(slug).map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))?;
+        Slug::parse(slug).map_err(|e| ApiError::new(ErrorCode::InvalidSite, e.to_string()))?;
     // Everything is checked before the hit is counted: bad input writes nothing.
     let mut options = Options::parse(&params)?;
     // A HEAD (link checkers, proxies probing) is no view.

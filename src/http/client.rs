@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::config::NetList;
 use crate::counting::HitFrom;
 use crate::domain::Visitor;
@@ -100,8 +100,7 @@ impl Client {
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();
                 Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "too many hits from this client; retry later",
                 )
                 .retry_after(retry_after))
@@ -128,8 +127,7 @@ pub async fn limit_reads(
     {
         state.metrics.read_limited();
         return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "read_rate_limited",
+            ErrorCode::ReadRateLimited,
             "too many reads from this client; retry later",
         )
         .retry_after(retry_after)

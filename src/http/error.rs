@@ -1,15 +1,20 @@
-//! The one error type of the HTTP surface.
+//! The one error type of the HTTP surface, and the codes it answers with.
 //!
-//! Every error answers `{"error":{"code":...,"message":...}}`. Client errors
-//! say what was wrong; store outages are 503 with `Retry-After`; anything
-//! else is a bug, logged with its cause chain and shown as a generic 500.
+//! Every error answers `{"error":{"code":...,"message":...}}`, where the
+//! code is an [`ErrorCode`]: the codes are a contract (the README lists
+//! them, a test holds the two together) and each has one status. Client
+//! errors say what was wrong; store outages are 503 with `Retry-After`;
+//! anything else is a bug, logged with its cause chain and shown as a
+//! generic 500.
 
 use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::counting::CountError;
 
@@ -17,22 +22,108 @@ use crate::counting::CountError;
 /// names no wait of its own.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// Every error code the API answers with.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    ToSchema,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    /// A bad slug, name or count.
+    InvalidRequest,
+    /// A bad slug in the path.
+    InvalidSite,
+    /// A body that is not JSON.
+    InvalidJson,
+    /// JSON of the wrong shape: unknown or missing fields, a key twice.
+    InvalidBody,
+    /// Bad query parameters.
+    InvalidQuery,
+    /// Bad badge parameters.
+    InvalidBadge,
+    /// An admin action without the token.
+    Unauthorized,
+    /// An admin action with a wrong token.
+    InvalidToken,
+    /// An admin action while no token is configured.
+    AdminDisabled,
+    SiteNotFound,
+    /// No such route.
+    NotFound,
+    MethodNotAllowed,
+    SiteExists,
+    /// Deleting the default site.
+    DefaultSite,
+    /// A hit past the maximum count.
+    CountLimit,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    /// Too many hits from one client.
+    RateLimited,
+    /// Too many reads from one client.
+    ReadRateLimited,
+    /// Too many wrong tokens from one client.
+    AuthRateLimited,
+    StoreUnavailable,
+    /// The store failed part way through an import.
+    ImportIncomplete,
+    /// The write queue or every connection is full.
+    Overloaded,
+    ShuttingDown,
+    /// A bug.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ErrorCode as C;
+        use StatusCode as S;
+        match self {
+            C::InvalidRequest
+            | C::InvalidSite
+            | C::InvalidJson
+            | C::InvalidBody
+            | C::InvalidQuery
+            | C::InvalidBadge => S::BAD_REQUEST,
+            C::Unauthorized | C::InvalidToken => S::UNAUTHORIZED,
+            C::AdminDisabled => S::FORBIDDEN,
+            C::SiteNotFound | C::NotFound => S::NOT_FOUND,
+            C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            C::SiteExists | C::DefaultSite | C::CountLimit => S::CONFLICT,
+            C::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
+            C::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
+            C::RateLimited | C::ReadRateLimited | C::AuthRateLimited => S::TOO_MANY_REQUESTS,
+            C::StoreUnavailable | C::ImportIncomplete | C::Overloaded | C::ShuttingDown => {
+                S::SERVICE_UNAVAILABLE
+            }
+            C::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             retry_after: None,
@@ -45,43 +136,34 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+        Self::new(ErrorCode::NotFound, "no such route")
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+        Self::new(ErrorCode::Internal, "internal error; it has been logged")
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-        {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             let seconds = self.retry_after.unwrap_or(RETRY_AFTER_SECS);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -91,46 +173,37 @@ impl IntoResponse for ApiError {
 
 impl From<CountError> for ApiError {
     fn from(e: CountError) -> Self {
-        use StatusCode as S;
         match e {
-            CountError::InvalidInput(message) => Self::bad_request("invalid_request", message),
-            CountError::NotFound => {
-                Self::new(S::NOT_FOUND, "site_not_found", "no site with this slug")
-            }
+            CountError::InvalidInput(message) => Self::new(ErrorCode::InvalidRequest, message),
+            CountError::NotFound => Self::new(ErrorCode::SiteNotFound, "no site with this slug"),
             CountError::Conflict => Self::new(
-                S::CONFLICT,
-                "site_exists",
+                ErrorCode::SiteExists,
                 "a site with this slug already exists",
             ),
             CountError::DefaultSite => Self::new(
-                S::CONFLICT,
-                "default_site",
+                ErrorCode::DefaultSite,
                 "the default site (the one / counts on) cannot be deleted",
             ),
             CountError::CountLimit => Self::new(
-                S::CONFLICT,
-                "count_limit",
+                ErrorCode::CountLimit,
                 "this hit would take the site's count past its maximum, 2^53 - 1; nothing was \
                  counted (set a lower count to go on counting)",
             ),
             CountError::Overloaded => Self::new(
-                S::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 "too many hits are waiting to be committed; retry shortly",
             ),
             CountError::Unavailable(why) => {
                 tracing::warn!(reason = %why, "answering 503: store unavailable");
                 Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    ErrorCode::StoreUnavailable,
                     "the database is unavailable; nothing was written; retry shortly",
                 )
             }
             CountError::ImportIncomplete { done, total, why } => {
                 tracing::warn!(reason = %why, done, total, "answering 503: import incomplete");
                 Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "import_incomplete",
+                    ErrorCode::ImportIncomplete,
                     format!(
                         "the database failed after the first {done} of {total} sites were \
                          imported; send the same document again to finish (an import sets \
@@ -139,8 +212,7 @@ impl From<CountError> for ApiError {
                 )
             }
             CountError::ShuttingDown => Self::new(
-                S::SERVICE_UNAVAILABLE,
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "this instance is shutting down; retry on another",
             ),
             CountError::Internal(e) => {
@@ -165,13 +237,13 @@ mod tests {
 
     #[test]
     fn retry_after_is_the_given_wait_or_one_second() {
-        let limited = || ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "x");
+        let limited = || ApiError::new(ErrorCode::RateLimited, "x");
         assert_eq!(
             retry_after(limited().retry_after(72)).as_deref(),
             Some("72")
         );
         assert_eq!(retry_after(limited()).as_deref(), Some("1"));
-        let down = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "x");
+        let down = || ApiError::new(ErrorCode::StoreUnavailable, "x");
         assert_eq!(retry_after(down()).as_deref(), Some("1"));
         assert_eq!(retry_after(down().retry_after(5)).as_deref(), Some("5"));
         assert_eq!(retry_after(ApiError::not_found()), None);

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::client::Client;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::guard::Verdict;
 use crate::domain::Slug;
 
@@ -51,11 +51,12 @@ where
 /// `invalid_body`.
 pub(crate) fn strict_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     strict::from_slice(body).map_err(|refusal| match refusal {
-        strict::Refusal::Syntax(why) => {
-            ApiError::bad_request("invalid_json", format!("the body is not JSON: {why}"))
-        }
-        strict::Refusal::Shape(why) => ApiError::bad_request(
-            "invalid_body",
+        strict::Refusal::Syntax(why) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not JSON: {why}"),
+        ),
+        strict::Refusal::Shape(why) => ApiError::new(
+            ErrorCode::InvalidBody,
             format!("the body does not fit this request: {why}"),
         ),
     })
@@ -64,18 +65,16 @@ pub(crate) fn strict_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiErro
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as Content-Type: application/json",
         ),
-        JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", e.body_text()),
-        JsonRejection::JsonDataError(e) => ApiError::bad_request("invalid_body", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(ErrorCode::InvalidJson, e.body_text()),
+        JsonRejection::JsonDataError(e) => ApiError::new(ErrorCode::InvalidBody, e.body_text()),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             "the request body is larger than TALLY_MAX_BODY_BYTES allows",
         ),
-        other => ApiError::bad_request("invalid_body", other.body_text()),
+        other => ApiError::new(ErrorCode::InvalidBody, other.body_text()),
     }
 }
 
@@ -93,8 +92,8 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(ApiError::bad_request(
-                "invalid_query",
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 rejection.body_text(),
             )),
         }
@@ -112,11 +111,14 @@ impl<S: Send + Sync> FromRequestParts<S> for SiteSlug {
         let Path(slug) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| {
-                ApiError::bad_request("invalid_site", "the site slug in the path is not valid")
+                ApiError::new(
+                    ErrorCode::InvalidSite,
+                    "the site slug in the path is not valid",
+                )
             })?;
         Slug::parse(&slug)
             .map(SiteSlug)
-            .map_err(|e| ApiError::bad_request("invalid_site", e.to_string()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidSite, e.to_string()))
     }
 }
 
@@ -133,8 +135,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     ) -> Result<Self, ApiError> {
         let Some(token) = &state.admin_token else {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin_disabled",
+                ErrorCode::AdminDisabled,
                 "admin actions are disabled until an admin token is configured: set \
                  TALLY_ADMIN_TOKEN (or TALLY_ADMIN_TOKEN_FILE) and send \
                  'Authorization: Bearer <token>'",
@@ -147,8 +148,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .and_then(bearer);
         let Some(given) = given else {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "this is an admin action: send 'Authorization: Bearer <admin token>'",
             ));
         };
@@ -159,13 +159,11 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         {
             Verdict::Allowed => Ok(Admin),
             Verdict::Failed => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the bearer token is not the admin token",
             )),
             Verdict::Throttled { retry_after } => Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "auth_rate_limited",
+                ErrorCode::AuthRateLimited,
                 format!(
                     "too many failed authentications from this client; retry in {retry_after} s"
                 ),
@@ -236,7 +234,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(refused.code(), "invalid_body");
+        assert_eq!(refused.code(), ErrorCode::InvalidBody);
     }
 
     #[tokio::test]
@@ -250,7 +248,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(refused.code(), "body_too_large");
+        assert_eq!(refused.code(), ErrorCode::BodyTooLarge);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,7 +48,7 @@ use crate::config::Secret;
 use crate::counting::Counter;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -104,8 +104,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this route does not take that method",
             )
         })

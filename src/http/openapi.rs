@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::error::ErrorCode;
 use super::{api, series, transfer};
 
 /// The body of every error answer.
@@ -24,8 +25,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable code a client can match on (see the README's error table).
-    #[schema(example = "invalid_site")]
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,
 }

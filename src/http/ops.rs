@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::ErrorCode;
 use crate::metrics;
 
 /// The process is alive and serving HTTP; says nothing of its dependencies.
@@ -55,7 +56,7 @@ fn not_ready(store: &str, cache: serde_json::Value, state: &str, message: &str) 
         "status": "unavailable",
         "store": { "backend": store, "state": state },
         "cache": cache,
-        "error": { "code": "store_unavailable", "message": message },
+        "error": { "code": ErrorCode::StoreUnavailable, "message": message },
     });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     response

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::client::Client;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::Admin;
 
 const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
@@ -39,8 +39,7 @@ pub async fn peek(State(state): State<Arc<AppState>>) -> Result<impl IntoRespons
 /// refused rather than taken as a GET.
 pub async fn reset_head() -> impl IntoResponse {
     let refused = ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "a reset is GET only; HEAD changes nothing",
     );
     ([(header::ALLOW, "GET")], refused)

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiQuery, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::series::{Range, Series, Step};
@@ -61,8 +61,8 @@ impl Format {
         match value {
             None | Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
-            Some(_) => Err(ApiError::bad_request(
-                "invalid_query",
+            Some(_) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 "'format' is json or csv",
             )),
         }
@@ -115,14 +115,14 @@ pub async fn series(
     let step = match query.step.as_deref() {
         None => Step::Hour,
         Some(s) => Step::parse(s)
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "'step' is hour or day"))?,
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "'step' is hour or day"))?,
     };
     let format = Format::parse(query.format.as_deref())?;
     let from = instant("from", query.from.as_deref())?;
     let to = instant("to", query.to.as_deref())?;
     let now = unix(SystemTime::now());
     let range = Range::new(step, from, to, now, default_points(step))
-        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let series = state.counter.series(&slug, range).await?;
     Ok(match format {
         Format::Json => Json(body(&series)).into_response(),
@@ -138,8 +138,8 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
             parse_instant(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
                     format!(
                         "'{name}' is an RFC 3339 time (2026-11-23T01:00:00Z) or a date \
                          (2026-11-23), in years 1970 to 9999"

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -23,7 +23,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiQuery};
 use super::openapi::ErrorBody;
 use super::series::Format;
@@ -214,16 +214,15 @@ pub async fn import(
         None | Some("base") => false,
         Some("replay") => true,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 "hours is \"replay\" (replace each site's hours by the document's) or \"base\"",
             ));
         }
     };
     if !is_json(request.headers()) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as Content-Type: application/json",
         ));
     }
@@ -265,8 +264,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!("an import is at most {limit} bytes (TALLY_MAX_IMPORT_BYTES)"),
     )
 }
@@ -301,11 +299,14 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
         if over.load(Ordering::Relaxed) {
             too_large(limit)
         } else if e.is_io() {
-            ApiError::bad_request("invalid_body", "the body could not be read to its end")
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                "the body could not be read to its end",
+            )
         } else if e.is_data() {
-            ApiError::bad_request("invalid_body", e.to_string())
+            ApiError::new(ErrorCode::InvalidBody, e.to_string())
         } else {
-            ApiError::bad_request("invalid_json", e.to_string())
+            ApiError::new(ErrorCode::InvalidJson, e.to_string())
         }
     })
 }
