@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::client::Client;
+use super::client::Admitted;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiJson, SiteSlug};
 use super::openapi::ErrorBody;
@@ -115,9 +115,8 @@ pub struct SetCount {
 pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
-    client: Client,
+    client: Admitted,
 ) -> Result<Json<CountBody>, ApiError> {
-    client.admit(&state)?;
     let count = state.counter.hit(&slug, &client.hit()).await?;
     Ok(Json(CountBody { site: slug, count }))
 }

@@ -176,7 +176,7 @@ pub async fn badge(
     let count = if options.readonly {
         state.counter.count(&slug).await?
     } else {
-        client.admit(&state)?;
+        let client = client.admit(&state)?;
         state.counter.hit(&slug, &client.hit()).await?
     };
     let svg = render(&options, &count.to_string());

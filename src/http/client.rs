@@ -67,10 +67,9 @@ impl Client {
             .unwrap_or_default();
         let dedup_key = from
             .via_proxy
-            .then(|| parts.headers.get("x-request-id"))
+            .then(|| parts.extensions.get::<super::SentRequestId>())
             .flatten()
-            .filter(|v| super::valid_request_id(v))
-            .and_then(|v| v.to_str().ok())
+            .and_then(|sent| sent.0.to_str().ok())
             // Two clients that send one id (a proxy that passes clients'
             // ids on) never share a record.
             .map(|id| format!("{} {id}", from.ip));
@@ -83,20 +82,11 @@ impl Client {
         }
     }
 
-    /// This hit's origin: the proxy's request id for it (NGINX sends one
-    /// with every request, the same on a retry), and the visitor.
-    pub fn hit(&self) -> HitFrom<'_> {
-        HitFrom {
-            request_id: self.dedup_key.as_deref(),
-            visitor: Some(&self.visitor),
-        }
-    }
-
-    /// Refuses the request with 429 when this client is over its rate of
-    /// counted hits.
-    pub fn admit(&self, state: &AppState) -> Result<(), ApiError> {
+    /// The client, if it is under its rate of counted hits; else a 429.
+    /// The one way to an [`Admitted`] client, and so to a hit.
+    pub fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
         match state.counter.admit(limit_key(self.visitor.ip)) {
-            Admission::Allowed => Ok(()),
+            Admission::Allowed => Ok(Admitted(self)),
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();
                 Err(ApiError::new(
@@ -105,6 +95,35 @@ impl Client {
                 )
                 .retry_after(retry_after))
             }
+        }
+    }
+}
+
+/// A client that may count a hit now: what a counting handler extracts
+/// (or, when it counts only sometimes, gets from [`Client::admit`]). Only
+/// an admitted client gives the [`HitFrom`] that counting takes, so no
+/// counting route can skip the per-client limit.
+#[derive(Debug)]
+pub struct Admitted(Client);
+
+impl FromRequestParts<Arc<AppState>> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        Client::of(parts, state).admit(state)
+    }
+}
+
+impl Admitted {
+    /// This hit's origin: the proxy's request id for it (NGINX sends one
+    /// with every request, the same on a retry), and the visitor.
+    pub fn hit(&self) -> HitFrom<'_> {
+        HitFrom {
+            request_id: self.0.dedup_key.as_deref(),
+            visitor: Some(&self.0.visitor),
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
-use super::client::Client;
+use super::client::Admitted;
 use super::error::{ApiError, ErrorCode};
 use super::extract::Admin;
 
@@ -16,9 +16,8 @@ const TEXT: [(header::HeaderName, &str); 1] = [(header::CONTENT_TYPE, "text/plai
 /// Counts a hit on the default site.
 pub async fn index(
     State(state): State<Arc<AppState>>,
-    client: Client,
+    client: Admitted,
 ) -> Result<impl IntoResponse, ApiError> {
-    client.admit(&state)?;
     let count = state.counter.hit_default(&client.hit()).await?;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
