@@ -193,6 +193,27 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_is_counted_only_when_it_counted() {
+        let counted = Counted {
+            total: Versioned {
+                generation: 2,
+                count: 7,
+            },
+            counts: vec![6, 7],
+        };
+        assert_eq!(Outcome::Counted(counted.clone()).counted(), Some(&counted));
+        assert_eq!(Outcome::NoSite.counted(), None);
+        assert_eq!(Outcome::AtLimit.counted(), None);
+    }
+
+    #[test]
+    fn only_hits_with_a_request_id_have_keys() {
+        assert!(!SiteHits::anonymous(1, 3).has_keys());
+        assert!(!hits(&[None]).has_keys());
+        assert!(hits(&[None, Some("a")]).has_keys());
+    }
+
+    #[test]
     fn fresh_hits_take_the_last_counts_in_arrival_order() {
         let h = hits(&[None, Some("a"), None]);
         let plan = h.plan(&|_| false);
