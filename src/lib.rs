@@ -2,25 +2,32 @@
 //!
 //! A hit is acknowledged only once it is committed to the durable store
 //! (SQLite alone, PostgreSQL in the stack); concurrent hits share one
-//! commit. The modules, from the outside in:
+//! commit. The modules, from the outside in; each names only those below
+//! it (`tests/layers.rs` checks that there is no cycle):
 //!
-//! - [`config`]: settings from flags and `TALLY_*` variables; secrets;
-//! - [`server`]: builds the application and serves it on a listener until a
-//!   shutdown future resolves, then drains;
+//! - [`server`]: builds the application from the settings (it alone opens
+//!   the store and the cache) and serves it until a shutdown future
+//!   resolves, then drains;
 //! - [`listener`]: accepts and serves connections with a deadline for each
 //!   phase and a cap on how many are open;
-//! - [`http`]: the HTTP surface (seed routes, JSON API, operations) and its
-//!   one error type;
-//! - [`counting`]: the domain — sites, hits, counts — and the group-commit
-//!   writer; no HTTP and no SQL;
+//! - [`http`]: the HTTP surface (seed routes, JSON API, badges, dashboard,
+//!   operations), its one error type and its error codes; it reaches the
+//!   store and the cache only through [`counting::Counter`];
+//! - [`counting`]: the counter, the group-commit writer, series and
+//!   retention: the services over the domain; no HTTP and no SQL;
+//! - [`store`]: the `Store` trait with its PostgreSQL and SQLite backends
+//!   and their migrations;
 //! - [`cache`]: the cache in front of the store (Redis or in-process):
 //!   count reads, rate limits, unique visitors; never needed for
 //!   correctness;
-//! - [`store`]: the `Store` trait with its PostgreSQL and SQLite backends and
-//!   their migrations;
-//! - [`metrics`]: the counters and histograms behind `/metrics`;
-//! - [`telemetry`]: logging setup;
-//! - [`healthcheck`]: the `tally healthcheck` probe.
+//! - [`limiter`]: the sliding-window rate limiter of hits and reads;
+//! - [`config`]: settings from flags and `TALLY_*` variables; secrets;
+//! - [`metrics`]: the Prometheus registry behind `/metrics`;
+//! - [`domain`]: sites, slugs, counts, visitors and time: the types every
+//!   module above speaks, depending on none of them;
+//! - [`sync`]: locks that outlive a panic;
+//! - [`telemetry`]: logging setup; [`healthcheck`]: the `tally healthcheck`
+//!   probe.
 
 pub mod cache;
 pub mod config;

@@ -9,9 +9,12 @@
 //! - [`assets`]: the dashboard's static files, `/static/…`;
 //! - [`openapi`]: the OpenAPI document of `/api/v1`, from the handlers;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
-//! - [`error`]: [`ApiError`], the JSON error every failure answers with;
+//! - [`error`]: [`ApiError`], the JSON error every failure answers with,
+//!   and [`ErrorCode`], every code it can carry;
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
-//!   slugs, the admin token);
+//!   slugs parsed into a [`Slug`](crate::domain::Slug), the admin token);
+//! - [`client`]: who is asking, and [`client::Admitted`], the client under
+//!   its hit limit that every counting handler takes;
 //! - [`guard`]: the per-client budget of failed authentications and their
 //!   rate-bounded log.
 //! - `csv`: CSV cells written so that a spreadsheet shows them as text.
