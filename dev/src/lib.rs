@@ -157,3 +157,31 @@ pub fn log_tail(path: &Path, max: usize) -> String {
     let start = bytes.len().saturating_sub(max);
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
+
+/// Why one launch of a server did not come up.
+pub(crate) enum LaunchError {
+    /// Another process took the port first: try another.
+    PortInUse,
+    Failed(String),
+}
+
+/// Launches a server on `fixed` (once) or on free ports until one is not
+/// taken meanwhile; returns the port it listens on. `launch` starts it on
+/// the port given and waits until it answers.
+pub(crate) fn launch_on_a_port(
+    name: &str,
+    fixed: Option<u16>,
+    mut launch: impl FnMut(u16) -> Result<(), LaunchError>,
+) -> u16 {
+    const ATTEMPTS: usize = 8;
+    let attempts = if fixed.is_some() { 1 } else { ATTEMPTS };
+    for _ in 0..attempts {
+        let port = fixed.unwrap_or_else(free_port);
+        match launch(port) {
+            Ok(()) => return port,
+            Err(LaunchError::PortInUse) => continue,
+            Err(LaunchError::Failed(why)) => panic!("{name} failed to start: {why}"),
+        }
+    }
+    panic!("{name} found no free port in {attempts} attempts");
+}

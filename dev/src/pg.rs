@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::spawner::ServerChild;
-use crate::{ServerDir, free_port, log_tail, spawner, temp_base};
+use crate::{LaunchError, ServerDir, launch_on_a_port, log_tail, spawner, temp_base};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const START_ATTEMPTS: usize = 8;
 
 /// Where and how a [`PgServer`] runs.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +46,6 @@ pub struct PgServer {
     child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
     dir: ServerDir,
-}
-
-enum LaunchError {
-    PortInUse,
-    Failed(String),
 }
 
 impl PgServer {
@@ -98,20 +92,11 @@ impl PgServer {
             child: ServerChild::default(),
             dir,
         };
-        let attempts = if opts.port.is_some() {
-            1
-        } else {
-            START_ATTEMPTS
-        };
-        for _ in 0..attempts {
-            server.port = opts.port.unwrap_or_else(free_port);
-            match server.launch() {
-                Ok(()) => return server,
-                Err(LaunchError::PortInUse) => continue,
-                Err(LaunchError::Failed(why)) => panic!("postgres failed to start: {why}"),
-            }
-        }
-        panic!("postgres found no free port in {attempts} attempts");
+        launch_on_a_port("postgres", opts.port, |port| {
+            server.port = port;
+            server.launch()
+        });
+        server
     }
 
     /// Let the server run on after this process: returns its pid. Only for

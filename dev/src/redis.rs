@@ -9,10 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::spawner::ServerChild;
-use crate::{ServerDir, free_port, log_tail, spawner};
+use crate::{LaunchError, ServerDir, launch_on_a_port, log_tail, spawner};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-const START_ATTEMPTS: usize = 8;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and how a [`RedisServer`] runs, and what it does with its data.
@@ -52,11 +51,6 @@ pub struct RedisServer {
     dir: ServerDir,
 }
 
-enum LaunchError {
-    PortInUse,
-    Failed(String),
-}
-
 impl RedisServer {
     /// Start a non-persistent server and wait until PING answers PONG.
     pub fn start() -> RedisServer {
@@ -78,20 +72,11 @@ impl RedisServer {
             child: ServerChild::default(),
             dir,
         };
-        let attempts = if opts.port.is_some() {
-            1
-        } else {
-            START_ATTEMPTS
-        };
-        for _ in 0..attempts {
-            server.port = opts.port.unwrap_or_else(free_port);
-            match server.launch() {
-                Ok(()) => return server,
-                Err(LaunchError::PortInUse) => continue,
-                Err(LaunchError::Failed(why)) => panic!("redis failed to start: {why}"),
-            }
-        }
-        panic!("redis found no free port in {attempts} attempts");
+        launch_on_a_port("redis", opts.port, |port| {
+            server.port = port;
+            server.launch()
+        });
+        server
     }
 
     /// Let the server run on after this process: returns its pid. Only for

@@ -217,6 +217,18 @@ mod tests {
         assert_eq!(bearer("Bearer"), None);
     }
 
+    /// Why a JSON POST with this body is refused.
+    async fn refusal(body: axum::body::Body) -> ApiError {
+        let request = Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap();
+        ApiJson::<serde_json::Value>::from_request(request, &())
+            .await
+            .unwrap_err()
+    }
+
     /// A body that fails part way (a connection reset, a broken chunk) is
     /// a bad body, not one that is too large.
     #[tokio::test]
@@ -225,28 +237,14 @@ mod tests {
             Ok(axum::body::Bytes::from_static(b"{\"count\":")),
             Err(std::io::Error::other("connection reset")),
         ]);
-        let request = Request::builder()
-            .method("POST")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from_stream(broken))
-            .unwrap();
-        let refused = ApiJson::<serde_json::Value>::from_request(request, &())
-            .await
-            .unwrap_err();
+        let refused = refusal(axum::body::Body::from_stream(broken)).await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
         assert_eq!(refused.code(), ErrorCode::InvalidBody);
     }
 
     #[tokio::test]
     async fn a_body_past_the_limit_is_body_too_large() {
-        let request = Request::builder()
-            .method("POST")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(vec![b' '; 3 << 20]))
-            .unwrap();
-        let refused = ApiJson::<serde_json::Value>::from_request(request, &())
-            .await
-            .unwrap_err();
+        let refused = refusal(axum::body::Body::from(vec![b' '; 3 << 20])).await;
         assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(refused.code(), ErrorCode::BodyTooLarge);
     }
