@@ -18,7 +18,7 @@
 //! [`AuthGuard`]: crate::http::guard::AuthGuard
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::Form;
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::failure;
 use super::html::{error_page, page};
+use crate::domain::time::{at, unix};
 use crate::http::AppState;
 use crate::http::client::Client;
 use crate::http::extract::{bearer, client_address, constant_time_eq};
@@ -131,9 +132,7 @@ fn throttled(retry_after: u64) -> Response {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    u64::try_from(unix(SystemTime::now())).unwrap_or(0)
 }
 
 fn mac(token: &str, expires: u64, id: &str) -> Hmac<Sha256> {
@@ -405,7 +404,7 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         Some((value, session_expiry(token.expose(), value, now())?))
     });
     if let Some((value, expires)) = session {
-        let expires = UNIX_EPOCH + std::time::Duration::from_secs(expires);
+        let expires = at(i64::try_from(expires).unwrap_or(i64::MAX));
         if let Err(e) = state
             .counter
             .revoke_session(&session_hash(value), expires)
