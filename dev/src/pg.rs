@@ -249,13 +249,7 @@ impl PgServer {
         let _ = fs::remove_file(self.data.join("postmaster.pid"));
         let _ = fs::remove_file(self.sock.join(format!(".s.PGSQL.{}", self.port)));
         let _ = fs::remove_file(self.sock.join(format!(".s.PGSQL.{}.lock", self.port)));
-        match self.launch() {
-            Ok(()) => {}
-            Err(LaunchError::PortInUse) => {
-                panic!("postgres restart: port {} was taken meanwhile", self.port)
-            }
-            Err(LaunchError::Failed(why)) => panic!("postgres restart failed: {why}"),
-        }
+        launch_on_a_port("postgres", Some(self.port), |_| self.launch());
     }
 
     /// SIGSTOP the postmaster and all its workers: connections stay open,

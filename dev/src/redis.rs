@@ -133,13 +133,7 @@ impl RedisServer {
         if !self.persist {
             let _ = fs::remove_file(self.dir_path.join("dump.rdb"));
         }
-        match self.launch() {
-            Ok(()) => {}
-            Err(LaunchError::PortInUse) => {
-                panic!("redis restart: port {} was taken meanwhile", self.port)
-            }
-            Err(LaunchError::Failed(why)) => panic!("redis restart failed: {why}"),
-        }
+        launch_on_a_port("redis", Some(self.port), |_| self.launch());
     }
 
     /// SIGSTOP the server and its children: connections stay open, nothing answers.

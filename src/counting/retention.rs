@@ -17,8 +17,6 @@ use crate::domain::time::hour_start;
 /// series, so running more often would find nothing new.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
-pub use crate::domain::MIN_RETENTION;
-
 /// Buckets of hours before this instant are folded.
 pub fn cutoff(now: SystemTime, retention: Duration) -> SystemTime {
     hour_start(now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH))
