@@ -92,6 +92,11 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_MAX_BATCH", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch: u32,
 
+    /// Distinct pages one site may have. Hits naming a new page past it
+    /// count towards the site and its one overflow page, `(other)`.
+    #[arg(long, env = "TALLY_PAGE_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub page_limit: u32,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,

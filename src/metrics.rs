@@ -43,6 +43,7 @@ pub struct Metrics {
     connections_refused: Counter,
     connections_timed_out: Counter,
     connections_evicted: Counter,
+    page_overflow_hits: Counter,
 }
 
 /// HTTP responses by status class (1xx..5xx), one `class` label each.
@@ -80,6 +81,7 @@ impl Default for Metrics {
             connections_refused: Counter::default(),
             connections_timed_out: Counter::default(),
             connections_evicted: Counter::default(),
+            page_overflow_hits: Counter::default(),
         };
         // Counters are named without `_total`, which the encoder appends;
         // the registry appends the full stop to each help text.
@@ -174,6 +176,11 @@ impl Default for Metrics {
             "Idle or slow connections closed to make room for a new one at TALLY_MAX_CONNECTIONS",
             m.connections_evicted.clone(),
         );
+        r.register(
+            "tally_page_overflow_hits",
+            "Hits counted on a site's overflow page because the site had TALLY_PAGE_LIMIT pages",
+            m.page_overflow_hits.clone(),
+        );
         m
     }
 }
@@ -208,6 +215,11 @@ impl Metrics {
         } else {
             self.commit_failures.inc();
         }
+    }
+
+    /// Hits that named a new page past their site's page limit.
+    pub fn pages_overflowed(&self, hits: u64) {
+        self.page_overflow_hits.inc_by(hits);
     }
 
     pub fn store_error(&self) {
@@ -394,12 +406,13 @@ mod tests {
                 ("tally_http_connections_refused_total", "counter"),
                 ("tally_http_connections_timed_out_total", "counter"),
                 ("tally_http_connections_evicted_total", "counter"),
+                ("tally_page_overflow_hits_total", "counter"),
             ],
             "{text}"
         );
         // One HELP per metric, its text ending in a single full stop.
         let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
-        assert_eq!(helps.len(), 18, "{text}");
+        assert_eq!(helps.len(), 19, "{text}");
         assert!(
             helps.iter().all(|h| h.ends_with('.') && !h.ends_with("..")),
             "{text}"

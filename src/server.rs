@@ -68,6 +68,7 @@ impl Application {
                 queue: settings.write_queue as usize,
                 max_batch: settings.max_batch as usize,
                 store_timeout: settings.store.store_timeout,
+                page_limit: i64::from(settings.page_limit),
             },
             metrics.clone(),
         ));

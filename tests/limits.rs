@@ -242,7 +242,7 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Applicat
     let add = |hits: Vec<SiteHits>| async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let hour = tally::domain::time::hour_start(SystemTime::now());
-        let outcomes = store.add_hits(hour, &hits, deadline).await.unwrap();
+        let outcomes = store.add_hits(hour, &hits, 10, deadline).await.unwrap();
         outcomes
             .into_iter()
             .map(|o| match o {
@@ -254,6 +254,7 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Applicat
     let keyed = |site, keys: &[Option<&str>]| SiteHits {
         site,
         keys: keys.iter().map(|k| k.map(Box::from)).collect(),
+        pages: vec![None; keys.len()],
     };
     assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);
     assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);

@@ -19,14 +19,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheStatus};
-use crate::domain::time::Day;
+use crate::domain::page::{MAX_KEPT_PARAMS, validate_kept_param};
+use crate::domain::time::{Day, today};
 use crate::domain::{
-    DEFAULT_SITE_ID, Invalid, InvalidSlug, NewSite, Site, SiteId, Slug, Versioned, Visitor,
-    validate_count, validate_name,
+    DEFAULT_SITE_ID, Invalid, InvalidPage, InvalidSlug, NewSite, Page, PageList, Site, SiteId,
+    SiteRules, Slug, Versioned, Visitor, validate_count, validate_name,
 };
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{PageCount, Store, StoreError};
 use crate::sync::{read, write};
 use writer::{CommitError, Pending};
 
@@ -34,6 +35,8 @@ use writer::{CommitError, Pending};
 pub enum CountError {
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    InvalidPage(String),
     #[error("no site with this slug")]
     NotFound,
     #[error("a site with this slug already exists")]
@@ -42,6 +45,9 @@ pub enum CountError {
     DefaultSite,
     #[error("the count is at its maximum")]
     CountLimit,
+    /// The site takes hits only from pages on the hosts it names.
+    #[error("this site does not count hits from pages on {0}")]
+    OriginRefused(String),
     #[error("too many hits are waiting for a commit")]
     Overloaded,
     #[error("the store is unavailable: {0}")]
@@ -62,6 +68,12 @@ pub enum CountError {
 impl From<Invalid> for CountError {
     fn from(e: Invalid) -> Self {
         CountError::InvalidInput(e.0)
+    }
+}
+
+impl From<InvalidPage> for CountError {
+    fn from(e: InvalidPage) -> Self {
+        CountError::InvalidPage(e.to_string())
     }
 }
 
@@ -89,6 +101,22 @@ pub struct HitFrom<'a> {
     pub request_id: Option<&'a str>,
     /// For unique-visitor counting.
     pub visitor: Option<&'a Visitor>,
+    /// The page the hit names, as the client sent it (normalised by the
+    /// site's rules before it is counted).
+    pub page: Option<&'a str>,
+    /// The host of the page the hit came from (its `Origin` or `Referer`),
+    /// checked against the site's allowed origins.
+    pub origin: Option<&'a str>,
+}
+
+/// What counting one hit gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitCount {
+    /// The site's count, this hit included.
+    pub count: i64,
+    /// The page counted on and its count, if the hit named a page: the
+    /// overflow page when the site had no room for a new one.
+    pub page: Option<(Page, i64)>,
 }
 
 /// Tuning for the write path.
@@ -98,6 +126,22 @@ pub struct WriterSettings {
     pub max_batch: usize,
     /// How long a hit may wait for its commit, queueing included.
     pub store_timeout: std::time::Duration,
+    /// Distinct pages a site may have; hits naming more count on its
+    /// overflow page.
+    pub page_limit: i64,
+}
+
+/// How long a replica trusts the rules it read for a site before reading
+/// them again: a change made through another replica takes effect within
+/// this time everywhere.
+const RULES_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the directory knows about a site.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: SiteId,
+    rules: Arc<SiteRules>,
+    read: tokio::time::Instant,
 }
 
 #[derive(Debug)]
@@ -108,7 +152,7 @@ pub struct Counter {
     queue_capacity: usize,
     stop: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    directory: RwLock<HashMap<Slug, SiteId>>,
+    directory: RwLock<HashMap<Slug, Entry>>,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -129,8 +173,7 @@ impl Counter {
             stop_rx,
             store.clone(),
             cache.clone(),
-            settings.max_batch,
-            settings.store_timeout,
+            settings,
             metrics.clone(),
         ));
         Counter {
@@ -192,8 +235,8 @@ impl Counter {
 
     /// Counts one hit on the default site; returns the new count.
     pub async fn hit_default(&self, hit: &HitFrom<'_>) -> Result<i64, CountError> {
-        let count = self
-            .hit_id(DEFAULT_SITE_ID, hit.request_id)
+        let (count, _) = self
+            .hit_id(DEFAULT_SITE_ID, hit.request_id, None)
             .await?
             .ok_or(CountError::NotFound)?;
         if let Some(visitor) = hit.visitor {
@@ -202,28 +245,113 @@ impl Counter {
         Ok(count)
     }
 
-    /// Counts one hit on `slug`; returns the new count.
-    pub async fn hit(&self, slug: &Slug, hit: &HitFrom<'_>) -> Result<i64, CountError> {
-        let mut id = self.resolve(slug).await?;
-        let mut count = self.hit_id(id, hit.request_id).await?;
-        if count.is_none() {
+    /// Counts one hit on `slug` (and on its page, if it names one).
+    pub async fn hit(&self, slug: &Slug, hit: &HitFrom<'_>) -> Result<HitCount, CountError> {
+        let mut entry = self.resolve(slug).await?;
+        let mut counted = self.hit_entry(&entry, hit).await?;
+        if counted.is_none() {
             // The id we had is gone: the site was deleted, perhaps by another
             // replica, and perhaps created again under the same slug.
             self.forget(slug);
-            id = self.resolve(slug).await?;
-            count = self.hit_id(id, hit.request_id).await?;
+            entry = self.resolve(slug).await?;
+            counted = self.hit_entry(&entry, hit).await?;
         }
-        let count = count.ok_or(CountError::NotFound)?;
+        let counted = counted.ok_or(CountError::NotFound)?;
         if let Some(visitor) = hit.visitor {
-            self.cache.visit(id, visitor);
+            self.cache.visit(entry.id, visitor);
         }
-        Ok(count)
+        Ok(counted)
+    }
+
+    async fn hit_entry(
+        &self,
+        entry: &Entry,
+        hit: &HitFrom<'_>,
+    ) -> Result<Option<HitCount>, CountError> {
+        if !entry.rules.allows(hit.origin) {
+            return Err(CountError::OriginRefused(
+                hit.origin.unwrap_or_default().to_owned(),
+            ));
+        }
+        let page = hit
+            .page
+            .map(|raw| Page::parse(raw, &entry.rules.keep_params))
+            .transpose()?;
+        let Some((count, page_count)) = self.hit_id(entry.id, hit.request_id, page.clone()).await?
+        else {
+            return Ok(None);
+        };
+        let page = page.zip(page_count).map(|(page, counted)| {
+            let page = if counted.overflow {
+                Page::overflow()
+            } else {
+                page
+            };
+            (page, counted.count)
+        });
+        Ok(Some(HitCount { count, page }))
+    }
+
+    /// Normalises a page named by a reader of `slug` by the site's rules.
+    pub async fn page_of(&self, slug: &Slug, raw: &str) -> Result<Page, CountError> {
+        let entry = self.resolve(slug).await?;
+        Ok(Page::parse(raw, &entry.rules.keep_params)?)
+    }
+
+    /// One slice of a site's pages, ranked by their hits in the days
+    /// `[from, to)`.
+    pub async fn pages(
+        &self,
+        slug: &Slug,
+        from: Day,
+        to: Day,
+        limit: i64,
+        offset: i64,
+    ) -> Result<PageList, CountError> {
+        self.check_ready()?;
+        self.store
+            .pages(slug, from, to, limit, offset)
+            .await?
+            .ok_or(CountError::NotFound)
+    }
+
+    /// A page's count without counting: 0 for a page never hit.
+    pub async fn page_count(&self, slug: &Slug, page: &Page) -> Result<i64, CountError> {
+        self.check_ready()?;
+        // A range that starts after today holds no day: all is before it.
+        let after = today() + 1;
+        let series = self
+            .store
+            .page_series(slug, page, after, after)
+            .await?
+            .ok_or(CountError::NotFound)?;
+        Ok(series.before)
+    }
+
+    /// Replaces a site's rules (kept query parameters, allowed origins).
+    pub async fn set_rules(&self, slug: &Slug, rules: SiteRules) -> Result<Site, CountError> {
+        for name in &rules.keep_params {
+            validate_kept_param(name)?;
+        }
+        if rules.keep_params.len() > MAX_KEPT_PARAMS {
+            return Err(CountError::InvalidInput(format!(
+                "a site keeps at most {MAX_KEPT_PARAMS} query parameters"
+            )));
+        }
+        let site = self.site(slug).await?;
+        let site = self
+            .store
+            .set_rules(site.id, &rules)
+            .await?
+            .ok_or(CountError::NotFound)?;
+        self.remember(&site);
+        Ok(site)
     }
 
     /// A site's committed count without counting: from the cache when it
     /// has it, else from the store (and then cached).
     pub async fn count(&self, slug: &Slug) -> Result<i64, CountError> {
-        let id = self.resolve(slug).await?;
+        let id = self.resolve(slug).await?.id;
         if let Some(cached) = self.cache.count(id).await {
             return Ok(cached.count);
         }
@@ -248,11 +376,16 @@ impl Counter {
     /// Unique-visitor estimates for a site on the given days; `None` when
     /// the cache holding them is down.
     pub async fn uniques(&self, slug: &Slug, days: &[Day]) -> Result<Option<Vec<u64>>, CountError> {
-        let id = self.resolve(slug).await?;
+        let id = self.resolve(slug).await?.id;
         Ok(self.cache.uniques(id, days).await)
     }
 
-    async fn hit_id(&self, site: SiteId, key: Option<&str>) -> Result<Option<i64>, CountError> {
+    async fn hit_id(
+        &self,
+        site: SiteId,
+        key: Option<&str>,
+        page: Option<Page>,
+    ) -> Result<Option<(i64, Option<PageCount>)>, CountError> {
         let key = key.map(Box::from);
         self.check_ready()?;
         let (reply, answer) = oneshot::channel();
@@ -260,6 +393,7 @@ impl Counter {
             .try_send(Pending {
                 site,
                 key,
+                page,
                 queued: tokio::time::Instant::now(),
                 reply,
             })
@@ -322,7 +456,7 @@ impl Counter {
         validate_count(new.count)?;
         self.check_ready()?;
         let site = self.store.create_site(&new).await?;
-        self.remember(&site.slug, site.id);
+        self.remember(&site);
         Ok(site)
     }
 
@@ -387,22 +521,40 @@ impl Counter {
         }
     }
 
-    async fn resolve(&self, slug: &Slug) -> Result<SiteId, CountError> {
-        if let Some(id) = self.lookup(slug) {
-            return Ok(id);
+    /// The site's id and rules: from the directory while they are fresh,
+    /// else from the store (and if the store cannot answer, what the
+    /// directory had, however old).
+    async fn resolve(&self, slug: &Slug) -> Result<Entry, CountError> {
+        let known = self.lookup(slug);
+        if let Some(entry) = known.as_ref().filter(|e| e.read.elapsed() < RULES_FRESH) {
+            return Ok(entry.clone());
         }
         self.check_ready()?;
-        let site = self.store.site(slug).await?.ok_or(CountError::NotFound)?;
-        self.remember(slug, site.id);
-        Ok(site.id)
+        match self.store.site(slug).await {
+            Ok(Some(site)) => Ok(self.remember(&site)),
+            Ok(None) => {
+                self.forget(slug);
+                Err(CountError::NotFound)
+            }
+            Err(StoreError::Unavailable(_)) if known.is_some() => {
+                Ok(known.expect("checked just now"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    fn lookup(&self, slug: &Slug) -> Option<SiteId> {
-        read(&self.directory).get(slug).copied()
+    fn lookup(&self, slug: &Slug) -> Option<Entry> {
+        read(&self.directory).get(slug).cloned()
     }
 
-    fn remember(&self, slug: &Slug, id: SiteId) {
-        write(&self.directory).insert(slug.clone(), id);
+    fn remember(&self, site: &Site) -> Entry {
+        let entry = Entry {
+            id: site.id,
+            rules: Arc::new(site.rules.clone()),
+            read: tokio::time::Instant::now(),
+        };
+        write(&self.directory).insert(site.slug.clone(), entry.clone());
+        entry
     }
 
     fn forget(&self, slug: &Slug) {

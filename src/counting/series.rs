@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use super::{CountError, Counter};
 use crate::domain::time::{END_OF_TIME, at, format_date, format_timestamp, unix};
 use crate::domain::{
-    ImportEntry, Imported, Site, SiteDump, Slug, Versioned, validate_count, validate_name,
+    ImportEntry, Imported, Page, Site, SiteDump, Slug, Versioned, validate_count, validate_name,
 };
 use crate::store::StoreError;
 
@@ -223,6 +223,34 @@ impl Counter {
         })
     }
 
+    /// One page's hits per day over a range of whole days.
+    pub async fn page_series(
+        &self,
+        slug: &Slug,
+        page: &Page,
+        range: Range,
+    ) -> Result<Series, CountError> {
+        if range.step != Step::Day {
+            return Err(CountError::InvalidInput(
+                "a page's hits are kept per day: ask for step=day".into(),
+            ));
+        }
+        self.check_ready()?;
+        let day = Step::Day.seconds();
+        let data = self
+            .store
+            .page_series(slug, page, range.from / day, range.to / day)
+            .await?
+            .ok_or(CountError::NotFound)?;
+        let buckets: Vec<(i64, i64)> = data.days.iter().map(|&(d, hits)| (d * day, hits)).collect();
+        Ok(Series {
+            site: data.site,
+            range,
+            before: data.before,
+            points: fill(&range, &buckets),
+        })
+    }
+
     /// Every site with its base count and buckets.
     pub async fn export(&self) -> Result<Vec<SiteDump>, CountError> {
         self.check_ready()?;
@@ -362,6 +390,7 @@ mod tests {
             count: hours as i64,
             hours: Some((0..hours as i64).map(|h| (h * H, 1)).collect()),
             created_at: None,
+            pages: None,
         }
     }
 

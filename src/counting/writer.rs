@@ -10,7 +10,7 @@
 //! rather than one per hit.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 
@@ -18,10 +18,10 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::Cache;
-use crate::domain::SiteId;
 use crate::domain::time::hour_start;
+use crate::domain::{Page, SiteId};
 use crate::metrics::Metrics;
-use crate::store::{Outcome, SiteHits, Store, StoreError};
+use crate::store::{Outcome, PageCount, SiteHits, Store, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -33,15 +33,17 @@ pub enum CommitError {
     Internal,
 }
 
-/// A hit's outcome: the site's count including this hit, or `None` if the
-/// site no longer exists.
-pub type Reply = Result<Option<i64>, CommitError>;
+/// A hit's outcome: the site's count including this hit and its page's
+/// count if it named one, or `None` if the site no longer exists.
+pub type Reply = Result<Option<(i64, Option<PageCount>)>, CommitError>;
 
 #[derive(Debug)]
 pub struct Pending {
     pub site: SiteId,
     /// The request id the hit came with, so a retry is counted once.
     pub key: Option<Box<str>>,
+    /// The page the hit names, if any.
+    pub page: Option<Page>,
     /// When the hit was queued: its answer is due a store timeout later.
     pub queued: Instant,
     pub reply: oneshot::Sender<Reply>,
@@ -54,10 +56,15 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     store: Arc<dyn Store>,
     cache: Arc<dyn Cache>,
-    max_batch: usize,
-    store_timeout: Duration,
+    settings: super::WriterSettings,
     metrics: Arc<Metrics>,
 ) {
+    let super::WriterSettings {
+        max_batch,
+        store_timeout,
+        page_limit,
+        ..
+    } = settings;
     let mut batch = Vec::with_capacity(max_batch);
     let mut groups = Vec::new();
     let mut stopping = false;
@@ -69,7 +76,8 @@ pub async fn run(
                 }
                 let deadline = batch.iter().map(|p| p.queued).min().unwrap_or_else(Instant::now)
                     + store_timeout;
-                commit(store.as_ref(), cache.as_ref(), &mut batch, &mut groups, deadline, &metrics).await;
+                let batch = Batch { pending: &mut batch, groups: &mut groups, deadline, page_limit };
+                commit(store.as_ref(), cache.as_ref(), batch, &metrics).await;
             }
             _ = stop.wait_for(|stop| *stop).map(|r| r.is_ok()), if !stopping => {
                 // New hits are refused from now on; queued ones still land.
@@ -80,14 +88,21 @@ pub async fn run(
     }
 }
 
-async fn commit(
-    store: &dyn Store,
-    cache: &dyn Cache,
-    batch: &mut Vec<Pending>,
-    groups: &mut Vec<SiteHits>,
+/// One commit's hits, with the buffers it reuses.
+struct Batch<'a> {
+    pending: &'a mut Vec<Pending>,
+    groups: &'a mut Vec<SiteHits>,
     deadline: Instant,
-    metrics: &Metrics,
-) {
+    page_limit: i64,
+}
+
+async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics: &Metrics) {
+    let Batch {
+        pending: batch,
+        groups,
+        deadline,
+        page_limit,
+    } = batch;
     if Instant::now() >= deadline {
         // Waited out its time behind a stalled commit: answer now.
         metrics.store_error();
@@ -101,19 +116,23 @@ async fn commit(
     batch.sort_by_key(|p| p.site);
     groups.clear();
     for p in batch.iter_mut() {
-        let key = p.key.take();
+        let (key, page) = (p.key.take(), p.page.take());
         match groups.last_mut() {
-            Some(group) if group.site == p.site => group.keys.push(key),
-            _ => groups.push(SiteHits {
-                site: p.site,
-                keys: vec![key],
-            }),
+            Some(group) if group.site == p.site => group.push(key, page),
+            _ => {
+                let mut group = SiteHits {
+                    site: p.site,
+                    ..SiteHits::default()
+                };
+                group.push(key, page);
+                groups.push(group);
+            }
         }
     }
 
     let started = Instant::now();
     let result = store
-        .add_hits(hour_start(SystemTime::now()), groups, deadline)
+        .add_hits(hour_start(SystemTime::now()), groups, page_limit, deadline)
         .await;
     metrics.commit(batch.len(), started.elapsed(), result.is_ok());
 
@@ -149,10 +168,24 @@ async fn commit(
         if let Outcome::Counted(counted) = &outcome {
             cache.publish(group.site, counted.total);
         }
-        for i in 0..group.keys.len() {
+        if let Outcome::Counted(counted) = &outcome {
+            let overflowed = counted
+                .page_counts
+                .iter()
+                .flatten()
+                .filter(|p| p.overflow)
+                .count();
+            if overflowed > 0 {
+                metrics.pages_overflowed(overflowed as u64);
+            }
+        }
+        for i in 0..group.len() {
             let Some(p) = waiters.next() else { return };
             let reply = match &outcome {
-                Outcome::Counted(c) => Ok(c.counts.get(i).copied()),
+                Outcome::Counted(c) => Ok(c
+                    .counts
+                    .get(i)
+                    .map(|&count| (count, c.page_counts.get(i).copied().flatten()))),
                 Outcome::NoSite => Ok(None),
                 Outcome::AtLimit => Err(CommitError::CountLimit),
             };
@@ -178,6 +211,7 @@ mod tests {
     use crate::limiter::Limiter;
     use crate::store::{Backend, Counted};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// A store that records the groups it is given and answers each with
     /// counts from 100 up, or with `answers` outcomes if set.
@@ -202,6 +236,7 @@ mod tests {
             &self,
             _hour: SystemTime,
             hits: &[SiteHits],
+            _page_limit: i64,
             _deadline: Instant,
         ) -> Result<Vec<Outcome>, StoreError> {
             let mut seen = self.seen.lock().unwrap();
@@ -216,6 +251,7 @@ mod tests {
                             count: 100 + n,
                         },
                         counts: (101..=100 + n).collect(),
+                        page_counts: vec![None; h.len()],
                     })
                 })
                 .collect();
@@ -262,6 +298,32 @@ mod tests {
         async fn prune_series(&self, _: SystemTime) -> Result<u64, StoreError> {
             unreachable!()
         }
+        async fn pages(
+            &self,
+            _: &Slug,
+            _: i64,
+            _: i64,
+            _: i64,
+            _: i64,
+        ) -> Result<Option<crate::domain::PageList>, StoreError> {
+            unreachable!()
+        }
+        async fn page_series(
+            &self,
+            _: &Slug,
+            _: &Page,
+            _: i64,
+            _: i64,
+        ) -> Result<Option<crate::domain::PageSeries>, StoreError> {
+            unreachable!()
+        }
+        async fn set_rules(
+            &self,
+            _: SiteId,
+            _: &crate::domain::SiteRules,
+        ) -> Result<Option<Site>, StoreError> {
+            unreachable!()
+        }
         async fn revoke_session(&self, _: &str, _: SystemTime) -> Result<(), StoreError> {
             unreachable!()
         }
@@ -283,21 +345,20 @@ mod tests {
                 Pending {
                     site,
                     key: None,
+                    page: None,
                     queued: Instant::now(),
                     reply,
                 }
             })
             .collect();
         let deadline = Instant::now() + Duration::from_secs(5);
-        commit(
-            store,
-            &cache,
-            &mut batch,
-            &mut Vec::new(),
+        let batch = Batch {
+            pending: &mut batch,
+            groups: &mut Vec::new(),
             deadline,
-            &Metrics::default(),
-        )
-        .await;
+            page_limit: 10,
+        };
+        commit(store, &cache, batch, &Metrics::default()).await;
         let mut replies = Vec::new();
         for w in waiting {
             replies.push(w.await.expect("every waiter is answered"));
@@ -311,7 +372,10 @@ mod tests {
         let replies = batch(&store, &[3, 1, 3, 2, 3]).await;
         assert_eq!(*store.seen.lock().unwrap(), vec![(1, 1), (2, 1), (3, 3)]);
         // Each site's waiters get its counts in arrival order.
-        let counts: Vec<Option<i64>> = replies.into_iter().map(|r| r.unwrap()).collect();
+        let counts: Vec<Option<i64>> = replies
+            .into_iter()
+            .map(|r| r.unwrap().map(|(count, _)| count))
+            .collect();
         assert_eq!(
             counts,
             vec![Some(101), Some(101), Some(102), Some(101), Some(103)]

@@ -9,12 +9,14 @@
 //! - the visitor behind a hit, for unique-visitor estimates ([`Visitor`]);
 //! - [`time`]: unix seconds, UTC hours and days, RFC 3339 text.
 
+pub mod page;
 pub mod slug;
 pub mod time;
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+pub use page::{InvalidPage, Page};
 pub use slug::{InvalidSlug, MAX_SLUG_LEN, Slug};
 
 /// The largest count tally stores or accepts: 2^53 - 1, the largest integer
@@ -46,6 +48,87 @@ pub struct Site {
     pub count: i64,
     pub generation: i64,
     pub created_at: SystemTime,
+    /// Distinct pages counted on it, the overflow page not included.
+    pub pages: i64,
+    pub rules: SiteRules,
+}
+
+/// What a site's owner set about how its pages are counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteRules {
+    /// Query parameters kept in page names (see [`Page::parse`]).
+    pub keep_params: Vec<String>,
+    /// Hosts whose pages may count hits here (from their `Origin` or
+    /// `Referer`); empty: any.
+    pub origins: Vec<String>,
+}
+
+impl SiteRules {
+    /// Whether a hit from a page on `host` may count: always when no host
+    /// is known (no `Origin` nor `Referer`: not a browser's page) or the
+    /// site names none.
+    ///
+    /// `host` is an authority, `host[:port]`: a listed `host` allows it on
+    /// any port, a listed `host:port` on that port only.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(authority) = host else { return true };
+        let bare = match authority.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        self.origins.is_empty()
+            || self
+                .origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(authority) || o.eq_ignore_ascii_case(bare))
+    }
+
+    /// The form the store keeps a list in: names separated by spaces.
+    pub fn join(list: &[String]) -> String {
+        list.join(" ")
+    }
+
+    pub fn split(text: &str) -> Vec<String> {
+        text.split_ascii_whitespace().map(str::to_owned).collect()
+    }
+}
+
+/// One page of a site: its all-time count and its hits in a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageStat {
+    pub page: Page,
+    pub count: i64,
+    pub hits: i64,
+}
+
+/// A site's pages, most hits in the range first (then highest count, then
+/// name), one slice of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageList {
+    pub site: Site,
+    pub pages: Vec<PageStat>,
+    /// Whether pages come after this slice.
+    pub more: bool,
+}
+
+/// One page's daily hits over `[from, to)` and its count before them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSeries {
+    pub site: Site,
+    pub page: Page,
+    /// The page's count before `from` (0 for a page never hit).
+    pub before: i64,
+    /// The non-empty days in the range, ascending: (day, hits).
+    pub days: Vec<(time::Day, i64)>,
+}
+
+/// A page as an export carries it: its count and its daily hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageDump {
+    pub page: Page,
+    pub count: i64,
+    /// Ascending: (day, hits), adding up to at most `count`.
+    pub days: Vec<(time::Day, i64)>,
 }
 
 /// A committed count and the generation it belongs to. Ordered by
@@ -82,6 +165,8 @@ pub struct SiteDump {
     pub base_count: i64,
     /// Every bucket, ascending: (hour start, hits).
     pub buckets: Vec<(SystemTime, i64)>,
+    /// Every page, by name.
+    pub pages: Vec<PageDump>,
 }
 
 /// One site's starting count in an import; `name` is used only when the site
@@ -99,6 +184,8 @@ pub struct ImportEntry {
     /// When a site that is created was first created (unix seconds), as
     /// the export says; `None`: now.
     pub created_at: Option<i64>,
+    /// Pages that replace the site's pages; `None` keeps them as they are.
+    pub pages: Option<Vec<PageDump>>,
 }
 
 impl ImportEntry {

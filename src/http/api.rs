@@ -19,11 +19,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::client::Admitted;
 use super::error::{ApiError, ErrorCode};
-use super::extract::{Admin, ApiJson, SiteSlug};
+use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
 use super::openapi::ErrorBody;
-use crate::counting::CountError;
+use crate::counting::{CountError, HitCount};
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
-use crate::domain::{NewSite, Site, Slug, UNIQUE_DAYS_KEPT};
+use crate::domain::{NewSite, Page, Site, Slug, UNIQUE_DAYS_KEPT};
 
 /// The `{slug}` of a site's routes, as the OpenAPI document describes it
 /// (the `SiteSlug` extractor is what checks it).
@@ -97,17 +97,62 @@ pub struct SetCount {
     pub count: i64,
 }
 
-/// `POST /api/v1/sites/{slug}/hits`: count one hit.
+/// What a hit may say: the page it counts on.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HitRequest {
+    /// A path, `/` first; its query string is dropped (but for the
+    /// parameters the site keeps), as is its fragment.
+    #[serde(default)]
+    #[schema(example = "/posts/hello", max_length = 2048)]
+    pub page: Option<String>,
+}
+
+/// A site's count after a hit and, if the hit named a page, that page's.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HitBody {
+    #[schema(value_type = String, example = "blog")]
+    pub site: Slug,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
+    pub count: i64,
+    /// The page counted on, normalised: `(other)` when the site had
+    /// reached its page limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "/posts/hello")]
+    pub page: Option<Page>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
+    pub page_count: Option<i64>,
+}
+
+impl HitBody {
+    pub fn new(site: Slug, counted: HitCount) -> Self {
+        let (page, page_count) = counted.page.unzip();
+        HitBody {
+            site,
+            count: counted.count,
+            page,
+            page_count,
+        }
+    }
+}
+
+/// `POST /api/v1/sites/{slug}/hits`: count one hit, with an optional body
+/// `{"page": "/posts/hello"}`.
 #[utoipa::path(
     post,
     path = "/api/v1/sites/{slug}/hits",
-    summary = "Counts one hit on a site; answers the new count.",
+    summary = "Counts one hit on a site (and on a page of it); answers the new counts.",
     params(SlugPath),
+    request_body(content = Option<HitRequest>, content_type = "application/json"),
     responses(
-        (status = 200, body = CountBody),
+        (status = 200, body = HitBody),
         (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
         (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody),
     )
@@ -116,9 +161,14 @@ pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     client: Admitted,
-) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.hit(&slug, &client.hit()).await?;
-    Ok(Json(CountBody { site: slug, count }))
+    OptionalJson(body): OptionalJson<HitRequest>,
+) -> Result<Json<HitBody>, ApiError> {
+    let page = body.and_then(|b| b.page);
+    let counted = state
+        .counter
+        .hit(&slug, &client.hit_on(page.as_deref()))
+        .await?;
+    Ok(Json(HitBody::new(slug, counted)))
 }
 
 /// `GET /api/v1/sites/{slug}/count`: the count, without counting.

@@ -22,7 +22,7 @@ use super::AppState;
 use super::assets::{fnv1a, if_none_match};
 use super::client::Client;
 use super::error::{ApiError, ErrorCode};
-use super::extract::ApiQuery;
+use super::extract::{ApiQuery, PageParam};
 use crate::domain::Slug;
 
 /// Longest label, in characters.
@@ -153,6 +153,7 @@ pub async fn badge(
     State(state): State<Arc<AppState>>,
     file: Result<Path<String>, PathRejection>,
     ApiQuery(params): ApiQuery<Vec<(String, String)>>,
+    PageParam(page): PageParam,
     headers: HeaderMap,
     client: Client,
 ) -> Result<Response, ApiError> {
@@ -173,11 +174,17 @@ pub async fn badge(
     if method == Method::HEAD {
         options.readonly = true;
     }
-    let count = if options.readonly {
-        state.counter.count(&slug).await?
-    } else {
-        let client = client.admit(&state)?;
-        state.counter.hit(&slug, &client.hit()).await?
+    let count = match (options.readonly, page.as_deref()) {
+        (true, None) => state.counter.count(&slug).await?,
+        (true, Some(raw)) => {
+            let page = state.counter.page_of(&slug, raw).await?;
+            state.counter.page_count(&slug, &page).await?
+        }
+        (false, page) => {
+            let client = client.admit(&state)?;
+            let counted = state.counter.hit(&slug, &client.hit_on(page)).await?;
+            counted.page.map_or(counted.count, |(_, count)| count)
+        }
     };
     let svg = render(&options, &count.to_string());
 

@@ -37,6 +37,9 @@ pub struct Client {
     /// through a trusted proxy with one; `None` for a client that reached
     /// tally directly, whose ids are its own choice.
     dedup_key: Option<String>,
+    /// The authority (`host[:port]`) of the page the request came from:
+    /// its `Origin`, else its `Referer`.
+    page_host: Option<String>,
 }
 
 impl FromRequestParts<Arc<AppState>> for Client {
@@ -79,6 +82,7 @@ impl Client {
                 user_agent,
             },
             dedup_key,
+            page_host: page_host(&parts.headers),
         }
     }
 
@@ -124,8 +128,40 @@ impl Admitted {
         HitFrom {
             request_id: self.0.dedup_key.as_deref(),
             visitor: Some(&self.0.visitor),
+            page: None,
+            origin: self.0.page_host.as_deref(),
         }
     }
+
+    /// This hit, naming a page (as the client sent it).
+    pub fn hit_on<'a>(&'a self, page: Option<&'a str>) -> HitFrom<'a> {
+        HitFrom { page, ..self.hit() }
+    }
+}
+
+/// The authority of the page a browser sent this request from: the
+/// `Origin` header (a script's request), else the `Referer` (an image's).
+/// An `Origin` of `null` (a sandboxed or file page) is the host `null`,
+/// which no allow-list names.
+fn page_host(headers: &HeaderMap) -> Option<String> {
+    let url = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?
+        .to_str()
+        .ok()?;
+    if url == "null" {
+        return Some("null".to_owned());
+    }
+    let uri: axum::http::Uri = url.parse().ok()?;
+    let authority = uri.authority()?;
+    Some(
+        authority
+            .as_str()
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// A layer for the routes that read: each client gets

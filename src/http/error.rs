@@ -50,12 +50,16 @@ pub enum ErrorCode {
     InvalidQuery,
     /// Bad badge parameters.
     InvalidBadge,
+    /// A page that is not a valid path.
+    InvalidPage,
     /// An admin action without the token.
     Unauthorized,
     /// An admin action with a wrong token.
     InvalidToken,
     /// An admin action while no token is configured.
     AdminDisabled,
+    /// A hit from a page on a host the site does not allow.
+    OriginNotAllowed,
     SiteNotFound,
     /// No such route.
     NotFound,
@@ -97,9 +101,10 @@ impl ErrorCode {
             | C::InvalidJson
             | C::InvalidBody
             | C::InvalidQuery
-            | C::InvalidBadge => S::BAD_REQUEST,
+            | C::InvalidBadge
+            | C::InvalidPage => S::BAD_REQUEST,
             C::Unauthorized | C::InvalidToken => S::UNAUTHORIZED,
-            C::AdminDisabled => S::FORBIDDEN,
+            C::AdminDisabled | C::OriginNotAllowed => S::FORBIDDEN,
             C::SiteNotFound | C::NotFound => S::NOT_FOUND,
             C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             C::SiteExists | C::DefaultSite | C::CountLimit => S::CONFLICT,
@@ -175,6 +180,11 @@ impl From<CountError> for ApiError {
     fn from(e: CountError) -> Self {
         match e {
             CountError::InvalidInput(message) => Self::new(ErrorCode::InvalidRequest, message),
+            CountError::InvalidPage(message) => Self::new(ErrorCode::InvalidPage, message),
+            CountError::OriginRefused(host) => Self::new(
+                ErrorCode::OriginNotAllowed,
+                format!("this site does not count hits from pages on {host}"),
+            ),
             CountError::NotFound => Self::new(ErrorCode::SiteNotFound, "no site with this slug"),
             CountError::Conflict => Self::new(
                 ErrorCode::SiteExists,

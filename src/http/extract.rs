@@ -44,6 +44,65 @@ where
     }
 }
 
+/// The `page` parameter of a query string (the first, if it is given
+/// twice), decoded strictly: percent-encoding that is not UTF-8 is a 400
+/// `invalid_page` rather than a replacement character.
+#[derive(Debug)]
+pub struct PageParam(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(PageParam(None));
+        };
+        let Some(value) = query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == "page").then_some(value)
+        }) else {
+            return Ok(PageParam(None));
+        };
+        let value = value.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&value)
+            .decode_utf8()
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::InvalidPage,
+                    "the page's percent-encoding must decode to UTF-8",
+                )
+            })?;
+        Ok(PageParam(Some(decoded.into_owned())))
+    }
+}
+
+/// A JSON body that may be left out: no body at all is `None`; a body is
+/// read as [`ApiJson`] reads it.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let typed = req.headers().contains_key(header::CONTENT_TYPE);
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|n| n.as_bytes() == b"0");
+        if !typed && (empty || axum::body::HttpBody::is_end_stream(req.body())) {
+            return Ok(OptionalJson(None));
+        }
+        ApiJson::from_request(req, state)
+            .await
+            .map(|ApiJson(body)| OptionalJson(Some(body)))
+    }
+}
+
 /// Reads a JSON document into `T`, refusing what serde_json would let pass
 /// with a meaning of its own choosing: a key given twice in an object (it
 /// keeps the last) and an array in place of an object (it takes the fields

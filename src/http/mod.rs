@@ -30,6 +30,7 @@ pub mod extract;
 pub mod guard;
 pub mod openapi;
 pub mod ops;
+pub mod pages;
 pub mod seed;
 pub mod series;
 pub mod transfer;
@@ -85,6 +86,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}/uniques", get(api::uniques))
         .route("/{slug}/reset", post(api::reset))
         .route("/{slug}/series", get(series::series))
+        .route("/{slug}/pages", get(pages::list))
+        .route("/{slug}/pages/count", get(pages::count))
         // Hits are POSTs, which the read limit lets through.
         .route_layer(reads());
 
@@ -105,6 +108,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(transfer::import).layer(DefaultBodyLimit::disable()),
         )
         .route("/badge/{file}", get(badge::badge))
+        .route("/count/{file}", get(pages::pixel).head(pages::pixel_head))
         .route("/static/{file}", get(assets::serve))
         .merge(dashboard::routes().route_layer(reads()))
         .fallback(|| async { ApiError::not_found() })

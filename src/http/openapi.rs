@@ -14,7 +14,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorCode;
-use super::{api, series, transfer};
+use super::{api, pages, series, transfer};
 
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,6 +49,8 @@ pub struct ErrorDetail {
         api::uniques,
         api::reset,
         series::series,
+        pages::list,
+        pages::count,
         transfer::export,
         transfer::import,
     ),
@@ -107,7 +109,7 @@ mod tests {
     fn every_operation_documents_its_errors_and_admin_ones_their_token() {
         let doc = doc();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 9, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 11, "{:?}", paths.keys());
         let mut operations = 0;
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
@@ -122,7 +124,7 @@ mod tests {
                 assert_eq!(admin, responses.contains_key("401"), "{method} {path}");
             }
         }
-        assert_eq!(operations, 12);
+        assert_eq!(operations, 14);
     }
 
     #[test]

@@ -19,9 +19,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::extract::{ApiQuery, SiteSlug};
+use super::extract::{ApiQuery, PageParam, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::series::{Range, Series, Step};
+use crate::domain::Page;
 use crate::domain::time::{parse_instant, unix};
 
 /// Points a series has when the range is not given: the dashboard's views.
@@ -48,6 +49,14 @@ pub struct SeriesQuery {
     /// `json` (default) or `csv`.
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
+    /// One page's series instead of the site's (kept per day: `step` is
+    /// `day`, the default with a page).
+    #[param(example = "/posts/hello")]
+    #[allow(
+        dead_code,
+        reason = "for the schema and the unknown-field check; PageParam reads it strictly"
+    )]
+    page: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +82,10 @@ impl Format {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesBody {
     site: String,
+    /// The page, for a page's series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    page: Option<Page>,
     step: &'static str,
     from: String,
     to: String,
@@ -111,8 +124,10 @@ pub async fn series(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     ApiQuery(query): ApiQuery<SeriesQuery>,
+    PageParam(page): PageParam,
 ) -> Result<Response, ApiError> {
     let step = match query.step.as_deref() {
+        None if page.is_some() => Step::Day,
         None => Step::Hour,
         Some(s) => Step::parse(s)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "'step' is hour or day"))?,
@@ -123,9 +138,16 @@ pub async fn series(
     let now = unix(SystemTime::now());
     let range = Range::new(step, from, to, now, default_points(step))
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
-    let series = state.counter.series(&slug, range).await?;
+    let (page, series) = match page {
+        None => (None, state.counter.series(&slug, range).await?),
+        Some(raw) => {
+            let page = state.counter.page_of(&slug, &raw).await?;
+            let series = state.counter.page_series(&slug, &page, range).await?;
+            (Some(page), series)
+        }
+    };
     Ok(match format {
-        Format::Json => Json(body(&series)).into_response(),
+        Format::Json => Json(body(&series, page)).into_response(),
         Format::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             csv(&series),
@@ -134,7 +156,7 @@ pub async fn series(
     })
 }
 
-fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
             parse_instant(v).ok_or_else(|| {
@@ -150,10 +172,11 @@ fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-fn body(series: &Series) -> SeriesBody {
+fn body(series: &Series, page: Option<Page>) -> SeriesBody {
     let step = series.range.step;
     SeriesBody {
         site: series.site.slug.to_string(),
+        page,
         step: step.name(),
         from: step.format(series.range.from),
         to: step.format(series.range.to),

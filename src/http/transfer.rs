@@ -518,6 +518,7 @@ impl<'de> Visitor<'de> for SiteEntry {
             count,
             hours,
             created_at,
+            pages: None,
         })
     }
 }
@@ -621,6 +622,7 @@ mod tests {
             count: 1204,
             hours: Some(vec![(1_795_395_600, 3), (1_795_399_200, 1)]),
             created_at: Some(1_795_165_920),
+            pages: None,
         };
         assert_eq!(parse(doc, true), Ok(vec![blog.clone()]));
         let plain = ImportEntry {

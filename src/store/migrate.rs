@@ -43,6 +43,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "revoked_sessions",
         sql: include_str!("../../migrations/postgres/0006_revoked_sessions.sql"),
     },
+    Migration {
+        version: 7,
+        name: "pages",
+        sql: include_str!("../../migrations/postgres/0007_pages.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -75,6 +80,11 @@ pub const SQLITE: &[Migration] = &[
         version: 6,
         name: "revoked_sessions",
         sql: include_str!("../../migrations/sqlite/0006_revoked_sessions.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "pages",
+        sql: include_str!("../../migrations/sqlite/0007_pages.sql"),
     },
 ];
 

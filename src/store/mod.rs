@@ -23,8 +23,10 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::{Secret, StoreSettings, redact_url};
+use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
+    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, SeriesData, Site, SiteDump, SiteId,
+    SiteRules, Slug, Versioned,
 };
 
 pub use migrate::Migration;
@@ -32,8 +34,12 @@ pub use owner::Owner;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// How many columns [`SITE_COLUMNS`] names: a query's own columns follow.
+const SITE_COLUMNS_LEN: usize = 9;
+
 /// The columns every query that reads a [`Site`] selects, in this order.
-const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at";
+const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at, \
+    page_total, keep_params, allowed_origins";
 
 /// A slug read back from the store: written only after [`Slug::parse`],
 /// so an invalid one means the table was edited by hand.
@@ -42,19 +48,53 @@ fn stored_slug(text: &str) -> anyhow::Result<Slug> {
         .with_context(|| format!("the store holds a site slug {text:?} that is not valid"))
 }
 
+/// A page name read back from the store.
+fn stored_page(text: &str) -> anyhow::Result<Page> {
+    Page::stored(text)
+        .with_context(|| format!("the store holds a page name {text:?} that is not valid"))
+}
+
+/// A site's rules as the store keeps them: two space-separated lists.
+fn stored_rules(keep_params: &str, origins: &str) -> SiteRules {
+    SiteRules {
+        keep_params: SiteRules::split(keep_params),
+        origins: SiteRules::split(origins),
+    }
+}
+
 /// One site's hits in a batch, in arrival order, each with the request id
-/// it came with (if any).
+/// it came with (if any) and the page it names (if any): `keys` and `pages`
+/// have one entry per hit.
 #[derive(Debug, Clone, Default)]
 pub struct SiteHits {
     pub site: SiteId,
     pub keys: Vec<Option<Box<str>>>,
+    pub pages: Vec<Option<Page>>,
 }
 
-/// A site's new total and, in arrival order, the count each hit got.
+/// A site's new total and, in arrival order, the count each hit got and
+/// the count of its page (for hits that named one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counted {
     pub total: Versioned,
     pub counts: Vec<i64>,
+    pub page_counts: Vec<Option<PageCount>>,
+}
+
+/// The count a hit gave its page, and whether that was the overflow page
+/// (its site had reached its page limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCount {
+    pub count: i64,
+    pub overflow: bool,
+}
+
+/// What a store recorded for a request id: the count its hit got, and its
+/// page's count if it named a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub count: Option<i64>,
+    pub page: Option<PageCount>,
 }
 
 /// What a batch did to one site.
@@ -102,7 +142,26 @@ impl SiteHits {
         SiteHits {
             site,
             keys: vec![None; n],
+            pages: vec![None; n],
         }
+    }
+
+    /// Adds one hit.
+    pub fn push(&mut self, key: Option<Box<str>>, page: Option<Page>) {
+        self.keys.push(key);
+        self.pages.push(page);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn has_pages(&self) -> bool {
+        self.pages.iter().any(Option::is_some)
     }
 
     pub fn has_keys(&self) -> bool {
@@ -150,6 +209,19 @@ impl SiteHits {
 }
 
 impl Plan<'_> {
+    /// Each fresh hit that carries a request id: its index among the
+    /// site's hits, and its id.
+    pub fn fresh_keyed<'b>(&'b self, hits: &'b SiteHits) -> impl Iterator<Item = (usize, &'b str)> {
+        self.slots
+            .iter()
+            .zip(&hits.keys)
+            .enumerate()
+            .filter_map(|(i, (slot, key))| match slot {
+                Slot::Fresh(_) => key.as_deref().map(|k| (i, k)),
+                Slot::Recorded(_) | Slot::SameAs(_) => None,
+            })
+    }
+
     /// Every hit's count, once the new total and the counts recorded for
     /// repeated request ids are known.
     pub fn counts(&self, total: i64, recorded: &dyn Fn(&str) -> Option<i64>) -> Vec<i64> {
@@ -161,6 +233,97 @@ impl Plan<'_> {
                 // was counted, and no later than now.
                 Slot::Recorded(k) => recorded(k).unwrap_or(total),
                 Slot::SameAs(j) => counts[j],
+            };
+            counts.push(count);
+        }
+        counts
+    }
+}
+
+/// Where one site's fresh hits land among its pages: on the page each
+/// names if the store holds it or there is room for a new one under the
+/// site's page limit, else on the overflow page.
+#[derive(Debug)]
+pub(crate) struct PagePlan<'a> {
+    /// Per hit: the index in `tallies` of the page it counts on and its
+    /// 1-based position among that page's fresh hits; `None` for a hit
+    /// naming no page and for repeats.
+    spots: Vec<Option<(usize, i64)>>,
+    /// Each page counted on, in order of first arrival, with its fresh hits.
+    pub tallies: Vec<(&'a str, i64)>,
+    /// How many of `tallies` are new pages that take room under the limit.
+    pub created: i64,
+}
+
+impl<'a> PagePlan<'a> {
+    /// `known` says which page names the store already holds for this site;
+    /// `room` is how many new pages the site may still have.
+    pub fn new(
+        hits: &'a SiteHits,
+        plan: &Plan<'_>,
+        known: &dyn Fn(&str) -> bool,
+        room: i64,
+    ) -> Self {
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        let mut out = PagePlan {
+            spots: Vec::with_capacity(hits.len()),
+            tallies: Vec::new(),
+            created: 0,
+        };
+        for (slot, page) in plan.slots.iter().zip(&hits.pages) {
+            let (Slot::Fresh(_), Some(page)) = (slot, page) else {
+                out.spots.push(None);
+                continue;
+            };
+            let mut name = page.as_str();
+            if !index.contains_key(name) && !known(name) {
+                if out.created < room {
+                    out.created += 1;
+                } else {
+                    name = crate::domain::page::OVERFLOW_PAGE;
+                }
+            }
+            let t = *index.entry(name).or_insert_with(|| {
+                out.tallies.push((name, 0));
+                out.tallies.len() - 1
+            });
+            out.tallies[t].1 += 1;
+            out.spots.push(Some((t, out.tallies[t].1)));
+        }
+        out
+    }
+
+    /// The page names the store is asked about (the overflow page too,
+    /// since any hit may land there).
+    pub fn names(hits: &SiteHits) -> Vec<&str> {
+        let mut names: Vec<&str> = hits.pages.iter().flatten().map(Page::as_str).collect();
+        names.push(crate::domain::page::OVERFLOW_PAGE);
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Every hit's page count, given each tallied page's new count (in the
+    /// order of `tallies`) and what was recorded for repeated request ids.
+    pub fn counts(
+        &self,
+        plan: &Plan<'_>,
+        totals: &[i64],
+        recorded: &dyn Fn(&str) -> Option<PageCount>,
+    ) -> Vec<Option<PageCount>> {
+        let mut counts: Vec<Option<PageCount>> = Vec::with_capacity(self.spots.len());
+        for (spot, slot) in self.spots.iter().zip(&plan.slots) {
+            let count = match (*spot, *slot) {
+                (Some((t, pos)), _) => totals.get(t).map(|total| {
+                    let (name, n) = self.tallies[t];
+                    PageCount {
+                        count: total - n + pos,
+                        overflow: name == crate::domain::page::OVERFLOW_PAGE,
+                    }
+                }),
+                (None, Slot::Recorded(k)) => recorded(k),
+                (None, Slot::SameAs(j)) => counts[j],
+                (None, Slot::Fresh(_)) => None,
             };
             counts.push(count);
         }
@@ -189,6 +352,7 @@ mod tests {
         SiteHits {
             site: 1,
             keys: keys.iter().map(|k| k.map(Into::into)).collect(),
+            pages: vec![None; keys.len()],
         }
     }
 
@@ -200,6 +364,7 @@ mod tests {
                 count: 7,
             },
             counts: vec![6, 7],
+            page_counts: vec![None, None],
         };
         assert_eq!(Outcome::Counted(counted.clone()).counted(), Some(&counted));
         assert_eq!(Outcome::NoSite.counted(), None);
@@ -273,12 +438,42 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// A hit carrying a request id already recorded for its site (a request
     /// retried after its first replica died) is not counted again: it gets
     /// the count it was first given.
+    ///
+    /// A hit naming a page also counts on that page, in the same
+    /// transaction, creating it if the site has fewer than `page_limit`
+    /// pages, else counting on the site's overflow page.
     async fn add_hits(
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
+        page_limit: i64,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// The site `slug` and one slice of its pages, ordered by hits in the
+    /// days `[from, to)`, then count, then name; `None` if there is no such
+    /// site.
+    async fn pages(
+        &self,
+        slug: &Slug,
+        from: Day,
+        to: Day,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Option<PageList>, StoreError>;
+
+    /// One page's daily hits in `[from, to)` and its count before them
+    /// (nothing for a page never hit); `None` if there is no such site.
+    async fn page_series(
+        &self,
+        slug: &Slug,
+        page: &Page,
+        from: Day,
+        to: Day,
+    ) -> Result<Option<PageSeries>, StoreError>;
+
+    /// Replaces a site's rules; `None` if there is no such site.
+    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
@@ -299,7 +494,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// no such site. The buckets are kept and the base count takes the
     /// difference, unless the new count is below the bucketed hits: then
     /// the buckets go and the base is the count (so a reset to 0 empties the
-    /// series).
+    /// series), and the site's pages go with them.
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
 
     /// The site `slug` with its hourly buckets in `[from, to)`; `None` if
@@ -322,7 +517,9 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
 
     /// Folds every bucket of an hour before `before` into its site's base
-    /// count; counts do not change. Returns the number of buckets folded.
+    /// count, and drops the page days before `before`'s day (a page's count
+    /// is kept whole in its row); counts do not change. Returns the number
+    /// of hour buckets folded.
     async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError>;
 
     /// Records a signed-out dashboard session, by a hash of its cookie,
@@ -348,7 +545,13 @@ impl dyn Store {
             .map(|(site, n)| SiteHits::anonymous(*site, usize::try_from(*n).unwrap_or(0)))
             .collect();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        self.add_hits(hour, &hits, deadline).await
+        self.add_hits(
+            hour,
+            &hits,
+            crate::domain::page::DEFAULT_PAGE_LIMIT,
+            deadline,
+        )
+        .await
     }
 }
 

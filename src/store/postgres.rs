@@ -21,10 +21,14 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
-use super::{Backend, Counted, Outcome, SITE_COLUMNS, SiteHits, Store, StoreError, stored_slug};
+use super::{
+    Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
+    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
+};
+use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
-    set_count_split,
+    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, SeriesData,
+    Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.
@@ -73,13 +77,86 @@ FROM counted"
 );
 
 const RECORDED_COUNTS: &str = "\
-SELECT site_id, request_id, count FROM hit_requests
+SELECT site_id, request_id, count, page_count, page_overflow FROM hit_requests
 WHERE site_id = $1::bigint AND request_id = ANY($2::text[])";
+
+/// Counts `$3[i]` hits on page `$2[i]` of site `$1` (creating the pages
+/// not there yet), adds them to the pages' buckets for day `$4`, and adds
+/// `$5` new pages to the site's page total. Run only by the holder of the
+/// site's row lock, who has read which pages exist and how many.
+const COUNT_PAGES: &str = "\
+WITH up AS (
+    INSERT INTO pages (site_id, path, page_count)
+    SELECT $1::bigint, u.path, u.n FROM unnest($2::text[], $3::bigint[]) AS u(path, n)
+    ON CONFLICT (site_id, path) DO UPDATE SET page_count = pages.page_count + EXCLUDED.page_count
+    RETURNING page_id, path, page_count
+), bucket AS (
+    INSERT INTO page_hits_daily (page_id, day, hits)
+    SELECT up.page_id, $4::bigint, u.n
+    FROM up JOIN unnest($2::text[], $3::bigint[]) AS u(path, n) ON u.path = up.path
+    ON CONFLICT (page_id, day) DO UPDATE SET hits = page_hits_daily.hits + EXCLUDED.hits
+), total AS (
+    UPDATE visitors SET page_total = page_total + $5::bigint
+    WHERE site_id = $1::bigint AND $5::bigint > 0
+)
+SELECT path, page_count FROM up";
+
+/// Records request ids `$2` of site `$1` with their counts and page counts.
+const RECORD_KEYS: &str = "\
+INSERT INTO hit_requests (site_id, request_id, count, page_count, page_overflow)
+SELECT $1::bigint, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::boolean[])";
+
+/// A site's pages ranked by their hits in the days `[$2, $3)`.
+const PAGES: &str = "\
+SELECT p.path, p.page_count, coalesce(sum(d.hits), 0)::bigint AS range_hits
+FROM pages p
+LEFT JOIN page_hits_daily d ON d.page_id = p.page_id AND d.day >= $2 AND d.day < $3
+WHERE p.site_id = $1
+GROUP BY p.page_id
+ORDER BY range_hits DESC, p.page_count DESC, p.path
+LIMIT $4 OFFSET $5";
+
+/// One page's count, its hits since day `$3`, and its days in `[$3, $4)`.
+const PAGE_SERIES: &str = "\
+SELECT p.page_count,
+    coalesce((SELECT sum(d.hits) FROM page_hits_daily d WHERE d.page_id = p.page_id AND d.day >= $3), 0)::bigint,
+    coalesce(b.days, '{}'), coalesce(b.hits, '{}')
+FROM pages p
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.day ORDER BY d.day) AS days, array_agg(d.hits ORDER BY d.day) AS hits
+    FROM page_hits_daily d WHERE d.page_id = p.page_id AND d.day >= $3 AND d.day < $4
+) b ON true
+WHERE p.site_id = $1 AND p.path = $2";
+
+const DUMP_PAGES: &str = "\
+SELECT p.site_id, p.path, p.page_count, coalesce(b.days, '{}'), coalesce(b.hits, '{}')
+FROM pages p
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.day ORDER BY d.day) AS days, array_agg(d.hits ORDER BY d.day) AS hits
+    FROM page_hits_daily d WHERE d.page_id = p.page_id
+) b ON true
+ORDER BY p.site_id, p.path";
+
+/// Creates pages `$2[i]` of sites `$1[i]` with counts `$3[i]`.
+const IMPORT_PAGES: &str = "\
+INSERT INTO pages (site_id, path, page_count)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])
+RETURNING page_id, site_id, path";
+
+const IMPORT_PAGE_DAYS: &str = "\
+INSERT INTO page_hits_daily (page_id, day, hits)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])";
+
+/// Sets the page total `$2[i]` of site `$1[i]`.
+const IMPORT_PAGE_TOTALS: &str = "\
+UPDATE visitors v SET page_total = u.total
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, total) WHERE v.site_id = u.id";
 
 /// One statement, so one snapshot: the site, the hits before `$2`, and the
 /// buckets in `[$2, $3)` as two parallel arrays.
 const SERIES: &str = "\
 SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
+    v.page_total, v.keep_params, v.allowed_origins,
     v.base_count + coalesce(
         (SELECT sum(h.hits) FROM hits_hourly h WHERE h.site_id = v.site_id AND h.hour < $2),
         0)::bigint,
@@ -93,7 +170,8 @@ LEFT JOIN LATERAL (
 WHERE v.slug = $1";
 
 const DUMP: &str = "\
-SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at, v.base_count,
+SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
+    v.page_total, v.keep_params, v.allowed_origins, v.base_count,
     coalesce(b.hours, '{}'), coalesce(b.hits, '{}')
 FROM visitors v
 LEFT JOIN LATERAL (
@@ -272,17 +350,22 @@ impl Store for PgStore {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
+        page_limit: i64,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
         self.run_until(deadline, async |client| {
+            // Pages are counted under the site's row lock, taken first.
+            if hits.iter().any(SiteHits::has_pages) {
+                return add_hits_in_transaction(client, hour, hits, page_limit).await;
+            }
             match add_fresh_hits(client, hour, hits).await {
                 Ok(Some(outcomes)) => Ok(outcomes),
                 // A request id was (or, at the maximum count, may have been)
                 // counted before: a retry. Rare; the careful path gives it
                 // its first count.
-                Ok(None) => add_hits_in_transaction(client, hour, hits).await,
+                Ok(None) => add_hits_in_transaction(client, hour, hits, page_limit).await,
                 Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
-                    add_hits_in_transaction(client, hour, hits).await
+                    add_hits_in_transaction(client, hour, hits, page_limit).await
                 }
                 Err(e) => Err(e),
             }
@@ -399,9 +482,10 @@ impl Store for PgStore {
             else {
                 return Ok(None);
             };
+            let n = SITE_COLUMNS_LEN;
             Ok(Some(SeriesData {
-                before: row.try_get(6)?,
-                buckets: buckets_from(row.try_get(7)?, row.try_get(8)?),
+                before: row.try_get(n)?,
+                buckets: buckets_from(row.try_get(n + 1)?, row.try_get(n + 2)?),
                 site: site_from_row(row)?,
             }))
         })
@@ -413,16 +497,40 @@ impl Store for PgStore {
         // whole may be far larger than one request's work.
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         self.run_until(deadline, async |client| {
-            let rows = client.query(DUMP, &[]).await?;
-            rows.into_iter()
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let rows = tx.query(DUMP, &[]).await?;
+            let n = SITE_COLUMNS_LEN;
+            let mut sites = rows
+                .into_iter()
                 .map(|row| {
                     Ok(SiteDump {
-                        base_count: row.try_get(6)?,
-                        buckets: buckets_from(row.try_get(7)?, row.try_get(8)?),
+                        base_count: row.try_get(n)?,
+                        buckets: buckets_from(row.try_get(n + 1)?, row.try_get(n + 2)?),
+                        pages: Vec::new(),
                         site: site_from_row(row)?,
                     })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            let mut by_site: HashMap<SiteId, Vec<PageDump>> = HashMap::new();
+            for row in tx.query(DUMP_PAGES, &[]).await? {
+                let days: Vec<i64> = row.try_get(3)?;
+                let hits: Vec<i64> = row.try_get(4)?;
+                by_site.entry(row.try_get(0)?).or_default().push(PageDump {
+                    page: row.try_get(1)?,
+                    count: row.try_get(2)?,
+                    days: days.into_iter().zip(hits).collect(),
+                });
+            }
+            tx.commit().await?;
+            for dump in &mut sites {
+                dump.pages = by_site.remove(&dump.site.id).unwrap_or_default();
+            }
+            Ok(sites)
         })
         .await
     }
@@ -528,6 +636,7 @@ impl Store for PgStore {
             }
             tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
                 .await?;
+            import_pages(&tx, entries, &done).await?;
             tx.commit().await?;
             Ok(done)
         })
@@ -546,6 +655,16 @@ impl Store for PgStore {
                 Ok(rows.into_iter().map(|r| r.get(0)).collect())
             })
             .await?;
+        // A page's count is whole in its row: its old days just go.
+        self.run(async |client| {
+            client
+                .execute(
+                    "DELETE FROM page_hits_daily WHERE day < $1",
+                    &[&day_of(before)],
+                )
+                .await
+        })
+        .await?;
         // One short transaction per site, so hits on other sites never wait
         // for a long one.
         let mut folded = 0;
@@ -570,6 +689,117 @@ impl Store for PgStore {
                 .await?;
         }
         Ok(folded)
+    }
+
+    async fn pages(
+        &self,
+        slug: &Slug,
+        from: Day,
+        to: Day,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Option<PageList>, StoreError> {
+        self.run(async |client| {
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let site = tx
+                .query_opt(
+                    &format!("SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"),
+                    &[&slug.as_str()],
+                )
+                .await?;
+            let Some(site) = site.map(site_from_row).transpose()? else {
+                return Ok(None);
+            };
+            let rows = tx
+                .query(PAGES, &[&site.id, &from, &to, &(limit + 1), &offset])
+                .await?;
+            tx.commit().await?;
+            let mut pages = rows
+                .into_iter()
+                .map(|r| {
+                    Ok(PageStat {
+                        page: r.try_get(0)?,
+                        count: r.try_get(1)?,
+                        hits: r.try_get(2)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+            let more = pages.len() as i64 > limit;
+            pages.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok(Some(PageList { site, pages, more }))
+        })
+        .await
+    }
+
+    async fn page_series(
+        &self,
+        slug: &Slug,
+        page: &Page,
+        from: Day,
+        to: Day,
+    ) -> Result<Option<PageSeries>, StoreError> {
+        self.run(async |client| {
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let site = tx
+                .query_opt(
+                    &format!("SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"),
+                    &[&slug.as_str()],
+                )
+                .await?;
+            let Some(site) = site.map(site_from_row).transpose()? else {
+                return Ok(None);
+            };
+            let row = tx
+                .query_opt(PAGE_SERIES, &[&site.id, &page.as_str(), &from, &to])
+                .await?;
+            tx.commit().await?;
+            let (before, days) = match row {
+                None => (0, Vec::new()),
+                Some(row) => {
+                    let count: i64 = row.try_get(0)?;
+                    let since: i64 = row.try_get(1)?;
+                    let days: Vec<i64> = row.try_get(2)?;
+                    let hits: Vec<i64> = row.try_get(3)?;
+                    (count - since, days.into_iter().zip(hits).collect())
+                }
+            };
+            Ok(Some(PageSeries {
+                site,
+                page: page.clone(),
+                before,
+                days,
+            }))
+        })
+        .await
+    }
+
+    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
+        let keep = SiteRules::join(&rules.keep_params);
+        let origins = SiteRules::join(&rules.origins);
+        self.run(async |client| {
+            client
+                .query_opt(
+                    &format!(
+                        "UPDATE visitors SET keep_params = $2, allowed_origins = $3 \
+                         WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
+                    ),
+                    &[&id, &keep, &origins],
+                )
+                .await?
+                .map(site_from_row)
+                .transpose()
+        })
+        .await
     }
 
     async fn revoke_session(&self, hash: &str, expires: SystemTime) -> Result<(), StoreError> {
@@ -601,6 +831,55 @@ impl Store for PgStore {
         })
         .await
     }
+}
+
+/// Replaces the pages of every imported site whose entry carries pages.
+async fn import_pages(
+    tx: &deadpool_postgres::Transaction<'_>,
+    entries: &[ImportEntry],
+    done: &[Imported],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut ids, mut totals) = (Vec::new(), Vec::new());
+    let (mut page_sites, mut paths, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for (entry, imported) in entries.iter().zip(done) {
+        let Some(pages) = &entry.pages else { continue };
+        ids.push(imported.id);
+        totals.push(pages.iter().filter(|p| !p.page.is_overflow()).count() as i64);
+        for page in pages {
+            page_sites.push(imported.id);
+            paths.push(page.page.as_str());
+            counts.push(page.count);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute("DELETE FROM pages WHERE site_id = ANY($1)", &[&ids])
+        .await?;
+    let created: HashMap<(SiteId, String), i64> = tx
+        .query(IMPORT_PAGES, &[&page_sites, &paths, &counts])
+        .await?
+        .iter()
+        .map(|r| ((r.get(1), r.get(2)), r.get(0)))
+        .collect();
+    let (mut day_pages, mut days, mut hits) = (Vec::new(), Vec::new(), Vec::new());
+    for (entry, imported) in entries.iter().zip(done) {
+        for page in entry.pages.iter().flatten() {
+            let key = (imported.id, page.page.as_str().to_owned());
+            let Some(&page_id) = created.get(&key) else {
+                continue;
+            };
+            for &(day, n) in &page.days {
+                day_pages.push(page_id);
+                days.push(day);
+                hits.push(n);
+            }
+        }
+    }
+    tx.execute(IMPORT_PAGE_DAYS, &[&day_pages, &days, &hits])
+        .await?;
+    tx.execute(IMPORT_PAGE_TOTALS, &[&ids, &totals]).await?;
+    Ok(())
 }
 
 /// Sets the count of a site, keeping `count = base + buckets`, and starts a
@@ -636,6 +915,13 @@ async fn set_count_in(
     if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
             .await?;
+        tx.execute("DELETE FROM pages WHERE site_id = $1", &[&id])
+            .await?;
+        tx.execute(
+            "UPDATE visitors SET page_total = 0 WHERE site_id = $1",
+            &[&id],
+        )
+        .await?;
     }
     let row = tx
         .query_one(
@@ -719,17 +1005,20 @@ async fn add_fresh_hits(
     Ok(Some(counted))
 }
 
-/// Batches where some request id was counted before (a retry). The site
-/// rows are locked first, in site order, as every writer locks them; ids
-/// are only ever recorded by a holder of their site's row, so none can be
-/// in flight now, and reading the recorded ones is enough. Then the fresh
-/// hits are counted as in [`add_fresh_hits`], and the repeats get their
-/// recorded counts. The reads are one-off statements, planned for their
-/// actual ids (a cached generic plan could scan every recorded id).
+/// Batches where some request id was counted before (a retry), and
+/// batches that name pages. The site rows are locked first, in site order,
+/// as every writer locks them; ids are only ever recorded, and pages only
+/// ever created, by a holder of their site's row, so none can be in flight
+/// now, and reading the recorded ones (and the existing pages) is enough.
+/// Then the fresh hits are counted as in [`add_fresh_hits`], the repeats
+/// get their recorded counts, and the pages are counted. The reads are
+/// one-off statements, planned for their actual ids (a cached generic plan
+/// could scan every recorded id).
 async fn add_hits_in_transaction(
     client: &mut Object,
     hour: SystemTime,
     hits: &[SiteHits],
+    page_limit: i64,
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
@@ -747,10 +1036,10 @@ async fn add_hits_in_transaction(
             .map(|(h, k)| async move { tx_ref.query(RECORDED_COUNTS, &[&h.site, k]).await }),
     )
     .await?;
-    let recorded: HashMap<(SiteId, String), Option<i64>> = recorded_rows
+    let recorded: HashMap<(SiteId, String), Recorded> = recorded_rows
         .iter()
         .flatten()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .map(|r| ((r.get(0), r.get(1)), recorded_from_row(r)))
         .collect();
     let plans: Vec<_> = hits
         .iter()
@@ -761,9 +1050,12 @@ async fn add_hits_in_transaction(
     let keyed = tx.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
     let (plain, keyed) = (&plain, &keyed);
     let recorded = &recorded;
+    let day = day_of(hour);
     let outcomes = try_join_all(hits.iter().zip(&plans).map(|(h, plan)| async move {
         let (keys, positions): (Vec<&str>, Vec<i64>) = plan.fresh_keys.iter().copied().unzip();
-        let row = if keys.is_empty() {
+        let with_pages = h.has_pages();
+        // With pages, the ids are recorded once the page counts are known.
+        let row = if keys.is_empty() || with_pages {
             tx_ref
                 .query_opt(plain, &[&h.site, &plan.fresh, &hour])
                 .await?
@@ -776,14 +1068,113 @@ async fn add_hits_in_transaction(
             return refusal(tx_ref.client(), h.site).await;
         };
         let total = versioned(&row);
-        let counts = plan.counts(total.count, &|k| {
-            recorded.get(&(h.site, k.to_owned())).copied().flatten()
-        });
-        Ok(Outcome::Counted(Counted { total, counts }))
+        let find = |k: &str| recorded.get(&(h.site, k.to_owned())).copied();
+        let counts = plan.counts(total.count, &|k| find(k).and_then(|r| r.count));
+        let page_counts = if with_pages {
+            let page_counts = count_pages(tx_ref, h, plan, page_limit, day, &|k| {
+                find(k).and_then(|r| r.page)
+            })
+            .await?;
+            record_keys(tx_ref, h, plan, &counts, &page_counts).await?;
+            page_counts
+        } else {
+            vec![None; h.len()]
+        };
+        Ok(Outcome::Counted(Counted {
+            total,
+            counts,
+            page_counts,
+        }))
     }))
     .await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Counts a site's fresh hits on their pages (see [`PagePlan`]) and adds
+/// them to the pages' buckets for `day`; returns each hit's page count.
+/// The caller holds the site's row lock.
+async fn count_pages(
+    tx: &deadpool_postgres::Transaction<'_>,
+    hits: &SiteHits,
+    plan: &Plan<'_>,
+    page_limit: i64,
+    day: i64,
+    recorded: &(dyn Fn(&str) -> Option<PageCount> + Sync),
+) -> Result<Vec<Option<PageCount>>, tokio_postgres::Error> {
+    let names = PagePlan::names(hits);
+    let (total, known) = futures_util::future::try_join(
+        tx.query_one(
+            "SELECT page_total FROM visitors WHERE site_id = $1",
+            &[&hits.site],
+        ),
+        tx.query(
+            "SELECT path FROM pages WHERE site_id = $1 AND path = ANY($2::text[])",
+            &[&hits.site, &names],
+        ),
+    )
+    .await?;
+    let pages_now: i64 = total.get(0);
+    let known: HashSet<String> = known.iter().map(|r| r.get(0)).collect();
+    let pages = PagePlan::new(
+        hits,
+        plan,
+        &|name| known.contains(name),
+        (page_limit - pages_now).max(0),
+    );
+    let (names, ns): (Vec<&str>, Vec<i64>) = pages.tallies.iter().copied().unzip();
+    let counted: HashMap<String, i64> = tx
+        .query(
+            COUNT_PAGES,
+            &[&hits.site, &names, &ns, &day, &pages.created],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let totals: Vec<i64> = names
+        .iter()
+        .map(|n| counted.get(*n).copied().unwrap_or_default())
+        .collect();
+    Ok(pages.counts(plan, &totals, recorded))
+}
+
+/// Records the request ids of a site's fresh hits with their counts.
+async fn record_keys(
+    tx: &deadpool_postgres::Transaction<'_>,
+    hits: &SiteHits,
+    plan: &Plan<'_>,
+    counts: &[i64],
+    page_counts: &[Option<PageCount>],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut keys, mut site_counts, mut pages, mut overflows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, key) in plan.fresh_keyed(hits) {
+        keys.push(key);
+        site_counts.push(counts[i]);
+        pages.push(page_counts[i].map(|p| p.count));
+        overflows.push(page_counts[i].map(|p| p.overflow));
+    }
+    if !keys.is_empty() {
+        tx.execute(
+            RECORD_KEYS,
+            &[&hits.site, &keys, &site_counts, &pages, &overflows],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn recorded_from_row(row: &Row) -> Recorded {
+    let page_count: Option<i64> = row.get(3);
+    let overflow: Option<bool> = row.get(4);
+    Recorded {
+        count: row.get(2),
+        page: page_count.map(|count| PageCount {
+            count,
+            overflow: overflow.unwrap_or(false),
+        }),
+    }
 }
 
 /// Why a counting statement wrote no row for `site`: there is no such site,
@@ -808,6 +1199,7 @@ fn anonymous(row: &Row, n: i64) -> Counted {
     Counted {
         total,
         counts: (total.count - n + 1..=total.count).collect(),
+        page_counts: vec![None; usize::try_from(n).unwrap_or(0)],
     }
 }
 
@@ -819,7 +1211,22 @@ fn site_from_row(row: Row) -> Result<Site, tokio_postgres::Error> {
         count: row.try_get(3)?,
         generation: row.try_get(4)?,
         created_at: row.try_get(5)?,
+        pages: row.try_get(6)?,
+        rules: stored_rules(row.try_get(7)?, row.try_get(8)?),
     })
+}
+
+impl<'a> FromSql<'a> for Page {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Page, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(stored_page(<&str>::from_sql(ty, raw)?)?)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
 }
 
 impl<'a> FromSql<'a> for Slug {

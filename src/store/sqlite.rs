@@ -17,11 +17,14 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::migrate::{CREATE_TABLE, SQLITE};
-use super::{Backend, Counted, Outcome, SITE_COLUMNS, SiteHits, Store, StoreError, stored_slug};
-use crate::domain::time::{at, unix};
+use super::{
+    Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
+    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
+};
+use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
-    ImportEntry, Imported, MAX_COUNT, NewSite, SeriesData, Site, SiteDump, SiteId, Slug, Versioned,
-    set_count_split,
+    ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSeries, PageStat,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
 };
 use crate::sync::lock;
 
@@ -156,11 +159,13 @@ impl Store for SqliteStore {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
+        page_limit: i64,
         // A local file has no network to hang on; SQLite's own busy
         // timeout (the store timeout) bounds lock waits.
         _deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
         let hits = hits.to_vec();
+        let day = day_of(hour);
         let hour = unix_seconds(hour);
         let now = unix_seconds(SystemTime::now());
         self.write(move |conn| {
@@ -178,20 +183,22 @@ impl Store for SqliteStore {
                      ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits + excluded.hits",
                 )?;
                 let mut recorded = tx.prepare_cached(
-                    "SELECT count FROM hit_requests WHERE site_id = ?1 AND request_id = ?2",
+                    "SELECT count, page_count, page_overflow FROM hit_requests \
+                     WHERE site_id = ?1 AND request_id = ?2",
                 )?;
                 let mut record = tx.prepare_cached(
-                    "INSERT INTO hit_requests (site_id, request_id, count, created_at) \
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO hit_requests \
+                     (site_id, request_id, count, page_count, page_overflow, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for h in &hits {
                     let mut known = std::collections::HashMap::new();
                     for key in h.distinct_keys() {
-                        if let Some(c) = recorded
-                            .query_row(params![h.site, key], |r| r.get::<_, i64>(0))
+                        if let Some(r) = recorded
+                            .query_row(params![h.site, key], recorded_from_row)
                             .optional()?
                         {
-                            known.insert(key.to_owned(), c);
+                            known.insert(key.to_owned(), r);
                         }
                     }
                     let plan = h.plan(&|k| known.contains_key(k));
@@ -209,12 +216,30 @@ impl Store for SqliteStore {
                     if plan.fresh > 0 {
                         bucket.execute(params![h.site, hour, plan.fresh])?;
                     }
-                    for (key, pos) in &plan.fresh_keys {
-                        let c = total.count - plan.fresh + pos;
-                        record.execute(params![h.site, key, c, now])?;
+                    let counts = plan.counts(total.count, &|k| known.get(k).and_then(|r| r.count));
+                    let page_counts = if h.has_pages() {
+                        count_pages(&tx, h, &plan, page_limit, day, &|k| {
+                            known.get(k).and_then(|r| r.page)
+                        })?
+                    } else {
+                        vec![None; h.len()]
+                    };
+                    for (i, key) in plan.fresh_keyed(h) {
+                        let page = page_counts[i];
+                        record.execute(params![
+                            h.site,
+                            key,
+                            counts[i],
+                            page.map(|p| p.count),
+                            page.map(|p| p.overflow),
+                            now
+                        ])?;
                     }
-                    let counts = plan.counts(total.count, &|k| known.get(k).copied());
-                    out.push(Outcome::Counted(Counted { total, counts }));
+                    out.push(Outcome::Counted(Counted {
+                        total,
+                        counts,
+                        page_counts,
+                    }));
                 }
             }
             tx.commit()?;
@@ -325,7 +350,9 @@ impl Store for SqliteStore {
                           WHERE h.site_id = v.site_id AND h.hour < ?2), 0) \
                      FROM visitors v WHERE slug = ?1"
                 ))?
-                .query_row(params![slug, from], |r| Ok((site_from_row(r)?, r.get(6)?)))
+                .query_row(params![slug, from], |r| {
+                    Ok((site_from_row(r)?, r.get(SITE_COLUMNS_LEN)?))
+                })
                 .optional()?;
             let Some((site, before)) = head else {
                 return Ok(None);
@@ -356,8 +383,9 @@ impl Store for SqliteStore {
                 .query_map([], |r| {
                     Ok(SiteDump {
                         site: site_from_row(r)?,
-                        base_count: r.get(6)?,
+                        base_count: r.get(SITE_COLUMNS_LEN)?,
                         buckets: Vec::new(),
+                        pages: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -373,6 +401,34 @@ impl Store for SqliteStore {
                 }
                 if let Some(dump) = sites.get_mut(i).filter(|d| d.site.id == id) {
                     dump.buckets.push((at(row.get(1)?), row.get(2)?));
+                }
+            }
+            let mut stmt = tx.prepare(
+                "SELECT p.site_id, p.path, p.page_count, d.day, d.hits FROM pages p \
+                 LEFT JOIN page_hits_daily d ON d.page_id = p.page_id \
+                 ORDER BY p.site_id, p.path, d.day",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut i = 0;
+            while let Some(row) = rows.next()? {
+                let id: SiteId = row.get(0)?;
+                while sites.get(i).is_some_and(|d| d.site.id < id) {
+                    i += 1;
+                }
+                let Some(dump) = sites.get_mut(i).filter(|d| d.site.id == id) else {
+                    continue;
+                };
+                let page: Page = row.get(1)?;
+                if dump.pages.last().is_none_or(|p| p.page != page) {
+                    dump.pages.push(PageDump {
+                        page,
+                        count: row.get(2)?,
+                        days: Vec::new(),
+                    });
+                }
+                let day: Option<Day> = row.get(3)?;
+                if let (Some(day), Some(last)) = (day, dump.pages.last_mut()) {
+                    last.days.push((day, row.get(4)?));
                 }
             }
             Ok(sites)
@@ -428,6 +484,9 @@ impl Store for SqliteStore {
                 for (hour, hits) in entry.hours.iter().flatten() {
                     bucket.execute(params![id, hour, hits])?;
                 }
+                if let Some(pages) = &entry.pages {
+                    replace_pages(&tx, id, pages)?;
+                }
                 done.push(Imported {
                     id,
                     slug: entry.slug.clone(),
@@ -456,8 +515,129 @@ impl Store for SqliteStore {
                 [before],
             )?;
             let folded = tx.execute("DELETE FROM hits_hourly WHERE hour < ?1", [before])?;
+            tx.execute(
+                "DELETE FROM page_hits_daily WHERE day < ?1",
+                [day_of(at(before))],
+            )?;
             tx.commit()?;
             Ok(folded as u64)
+        })
+        .await
+    }
+
+    async fn pages(
+        &self,
+        slug: &Slug,
+        from: Day,
+        to: Day,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Option<PageList>, StoreError> {
+        let slug = slug.clone();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(site) = tx
+                .prepare_cached(&format!(
+                    "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
+                ))?
+                .query_row([slug], site_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let mut pages = tx
+                .prepare_cached(
+                    "SELECT p.path, p.page_count, coalesce(sum(d.hits), 0) AS range_hits \
+                     FROM pages p LEFT JOIN page_hits_daily d \
+                         ON d.page_id = p.page_id AND d.day >= ?2 AND d.day < ?3 \
+                     WHERE p.site_id = ?1 GROUP BY p.page_id \
+                     ORDER BY range_hits DESC, p.page_count DESC, p.path \
+                     LIMIT ?4 OFFSET ?5",
+                )?
+                .query_map(params![site.id, from, to, limit + 1, offset], |r| {
+                    Ok(PageStat {
+                        page: r.get(0)?,
+                        count: r.get(1)?,
+                        hits: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = pages.len() as i64 > limit;
+            pages.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok(Some(PageList { site, pages, more }))
+        })
+        .await
+    }
+
+    async fn page_series(
+        &self,
+        slug: &Slug,
+        page: &Page,
+        from: Day,
+        to: Day,
+    ) -> Result<Option<PageSeries>, StoreError> {
+        let (slug, page) = (slug.clone(), page.clone());
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(site) = tx
+                .prepare_cached(&format!(
+                    "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
+                ))?
+                .query_row([slug], site_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let row: Option<(i64, i64)> = tx
+                .prepare_cached(
+                    "SELECT page_id, page_count FROM pages WHERE site_id = ?1 AND path = ?2",
+                )?
+                .query_row(params![site.id, page], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((page_id, count)) = row else {
+                return Ok(Some(PageSeries {
+                    site,
+                    page,
+                    before: 0,
+                    days: Vec::new(),
+                }));
+            };
+            let since: i64 = tx
+                .prepare_cached(
+                    "SELECT coalesce(sum(hits), 0) FROM page_hits_daily \
+                     WHERE page_id = ?1 AND day >= ?2",
+                )?
+                .query_row(params![page_id, from], |r| r.get(0))?;
+            let days = tx
+                .prepare_cached(
+                    "SELECT day, hits FROM page_hits_daily \
+                     WHERE page_id = ?1 AND day >= ?2 AND day < ?3 ORDER BY day",
+                )?
+                .query_map(params![page_id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(PageSeries {
+                site,
+                page,
+                before: count - since,
+                days,
+            }))
+        })
+        .await
+    }
+
+    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
+        let keep = SiteRules::join(&rules.keep_params);
+        let origins = SiteRules::join(&rules.origins);
+        self.write(move |conn| {
+            conn.query_row(
+                &format!(
+                    "UPDATE visitors SET keep_params = ?2, allowed_origins = ?3 \
+                     WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
+                ),
+                params![id, keep, origins],
+                site_from_row,
+            )
+            .optional()
         })
         .await
     }
@@ -511,6 +691,11 @@ fn set_count_in(
     let set = set_count_split(count, bucketed);
     if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
+        tx.execute("DELETE FROM pages WHERE site_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE visitors SET page_total = 0 WHERE site_id = ?1",
+            [id],
+        )?;
     }
     tx.query_row(
         "UPDATE visitors SET visitor_count = ?2, base_count = ?3, generation = generation + 1 \
@@ -519,6 +704,95 @@ fn set_count_in(
         versioned,
     )
     .map(Some)
+}
+
+/// Counts a site's fresh hits on their pages (see [`PagePlan`]) and adds
+/// them to the pages' buckets for `day`; returns each hit's page count.
+/// The caller holds SQLite's write lock, so the page limit cannot be
+/// passed by another writer between the read of `page_total` and the
+/// insert.
+fn count_pages(
+    tx: &rusqlite::Transaction<'_>,
+    hits: &SiteHits,
+    plan: &Plan<'_>,
+    page_limit: i64,
+    day: Day,
+    recorded: &dyn Fn(&str) -> Option<PageCount>,
+) -> rusqlite::Result<Vec<Option<PageCount>>> {
+    let pages_now: i64 = tx
+        .prepare_cached("SELECT page_total FROM visitors WHERE site_id = ?1")?
+        .query_row([hits.site], |r| r.get(0))?;
+    let mut exists = tx.prepare_cached("SELECT 1 FROM pages WHERE site_id = ?1 AND path = ?2")?;
+    let mut known = std::collections::HashSet::new();
+    for name in PagePlan::names(hits) {
+        if exists.exists(params![hits.site, name])? {
+            known.insert(name);
+        }
+    }
+    let pages = PagePlan::new(
+        hits,
+        plan,
+        &|name| known.contains(name),
+        (page_limit - pages_now).max(0),
+    );
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO pages (site_id, path, page_count) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (site_id, path) DO UPDATE SET page_count = page_count + excluded.page_count \
+         RETURNING page_id, page_count",
+    )?;
+    let mut bucket = tx.prepare_cached(
+        "INSERT INTO page_hits_daily (page_id, day, hits) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (page_id, day) DO UPDATE SET hits = hits + excluded.hits",
+    )?;
+    let mut totals = Vec::with_capacity(pages.tallies.len());
+    for (name, n) in &pages.tallies {
+        let (page_id, total): (i64, i64) =
+            upsert.query_row(params![hits.site, name, n], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        bucket.execute(params![page_id, day, n])?;
+        totals.push(total);
+    }
+    if pages.created > 0 {
+        tx.prepare_cached("UPDATE visitors SET page_total = page_total + ?2 WHERE site_id = ?1")?
+            .execute(params![hits.site, pages.created])?;
+    }
+    Ok(pages.counts(plan, &totals, recorded))
+}
+
+/// Replaces a site's pages with `pages`. The caller holds the write lock.
+fn replace_pages(
+    tx: &rusqlite::Transaction<'_>,
+    id: SiteId,
+    pages: &[PageDump],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM pages WHERE site_id = ?1")?
+        .execute([id])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO pages (site_id, path, page_count) VALUES (?1, ?2, ?3) RETURNING page_id",
+    )?;
+    let mut day =
+        tx.prepare_cached("INSERT INTO page_hits_daily (page_id, day, hits) VALUES (?1, ?2, ?3)")?;
+    for page in pages {
+        let page_id: i64 = insert.query_row(params![id, page.page, page.count], |r| r.get(0))?;
+        for (d, hits) in &page.days {
+            day.execute(params![page_id, d, hits])?;
+        }
+    }
+    let total = pages.iter().filter(|p| !p.page.is_overflow()).count() as i64;
+    tx.prepare_cached("UPDATE visitors SET page_total = ?2 WHERE site_id = ?1")?
+        .execute(params![id, total])?;
+    Ok(())
+}
+
+fn recorded_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Recorded> {
+    let page_count: Option<i64> = row.get(1)?;
+    let overflow: Option<bool> = row.get(2)?;
+    Ok(Recorded {
+        count: row.get(0)?,
+        page: page_count.map(|count| PageCount {
+            count,
+            overflow: overflow.unwrap_or(false),
+        }),
+    })
 }
 
 fn bucket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(SystemTime, i64)> {
@@ -534,6 +808,8 @@ fn versioned(row: &rusqlite::Row<'_>) -> rusqlite::Result<Versioned> {
 
 fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
     let created: i64 = row.get(5)?;
+    let keep_params: String = row.get(7)?;
+    let origins: String = row.get(8)?;
     Ok(Site {
         id: row.get(0)?,
         slug: row.get(1)?,
@@ -541,6 +817,8 @@ fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
         count: row.get(3)?,
         generation: row.get(4)?,
         created_at: at(created),
+        pages: row.get(6)?,
+        rules: stored_rules(&keep_params, &origins),
     })
 }
 
@@ -552,6 +830,18 @@ fn unix_seconds(t: SystemTime) -> i64 {
 impl ToSql for Slug {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl ToSql for Page {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Page {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Page> {
+        stored_page(value.as_str()?).map_err(|e| FromSqlError::Other(e.into()))
     }
 }
 

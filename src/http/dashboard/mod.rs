@@ -365,6 +365,8 @@ mod tests {
                 count: 1234,
                 generation: 1,
                 created_at: SystemTime::UNIX_EPOCH,
+                pages: 0,
+                rules: Default::default(),
             },
             points: (0..48)
                 .map(|i| crate::counting::series::Point {

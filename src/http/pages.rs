@@ -1,0 +1,309 @@
+//! A site's pages: the ranked list, one page's count, and the pixel that
+//! counts a page where no script runs.
+//!
+//! Reading is public, like a site's count and series: it says no more than
+//! a page's badge would.
+
+// utoipa's generated path items name the parameter types in full.
+#![allow(unused_qualifications)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::client::Admitted;
+use super::error::{ApiError, ErrorCode};
+use super::extract::{ApiQuery, PageParam, SiteSlug};
+use super::openapi::ErrorBody;
+use super::series::{Format, instant};
+use crate::counting::series::{Range, Step};
+use crate::domain::time::unix;
+use crate::domain::{Page, PageList, Slug};
+
+/// Pages listed when `limit` is not given, and at most.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+/// Days the list covers when the range is not given.
+const DEFAULT_DAYS: i64 = 30;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PagesQuery {
+    /// Start of the range whose hits rank the pages: an RFC 3339 time or a
+    /// date, taken to its whole UTC day (default: 30 days before `to`).
+    #[param(example = "2026-11-01")]
+    from: Option<String>,
+    /// End, as `from`, rounded up to a whole day (default: now).
+    to: Option<String>,
+    /// Pages in this answer, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Pages to skip: the `next` link of the previous answer gives it.
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
+    format: Option<String>,
+}
+
+/// A site's pages, most hits in the range first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PagesBody {
+    #[schema(value_type = String, example = "blog")]
+    site: Slug,
+    #[schema(example = "2026-11-01")]
+    from: String,
+    #[schema(example = "2026-12-01")]
+    to: String,
+    pages: Vec<PageBody>,
+    /// The URL of the next slice, `null` after the last.
+    #[schema(
+        example = "/api/v1/sites/blog/pages?from=2026-11-01&to=2026-12-01&limit=100&offset=100"
+    )]
+    next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageBody {
+    #[schema(value_type = String, example = "/posts/hello")]
+    page: Page,
+    /// All-time count.
+    count: i64,
+    /// Hits in the range.
+    hits: i64,
+}
+
+/// `GET /api/v1/sites/{slug}/pages`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}/pages",
+    summary = "A site's pages, ranked by hits in a range of days, then by count.",
+    params(super::api::SlugPath, PagesQuery),
+    responses(
+        (status = 200, description = "The pages", content(
+            (PagesBody = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    ApiQuery(query): ApiQuery<PagesQuery>,
+) -> Result<Response, ApiError> {
+    let format = Format::parse(query.format.as_deref())?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("'limit' is 1 to {MAX_LIMIT}"),
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if !(0..=i64::from(u32::MAX)).contains(&offset) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "'offset' is a whole number from 0",
+        ));
+    }
+    let from = instant("from", query.from.as_deref())?;
+    let to = instant("to", query.to.as_deref())?;
+    let range = Range::new(Step::Day, from, to, unix(SystemTime::now()), DEFAULT_DAYS)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    let day = Step::Day.seconds();
+    let list = state
+        .counter
+        .pages(&slug, range.from / day, range.to / day, limit, offset)
+        .await?;
+    let next = list.more.then(|| {
+        format!(
+            "/api/v1/sites/{slug}/pages?from={}&to={}&limit={limit}&offset={}{}",
+            Step::Day.format(range.from),
+            Step::Day.format(range.to),
+            offset + limit,
+            if format == Format::Csv {
+                "&format=csv"
+            } else {
+                ""
+            },
+        )
+    });
+    let mut response = match format {
+        Format::Json => Json(body(list, &range, next.clone())).into_response(),
+        Format::Csv => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(&list),
+        )
+            .into_response(),
+    };
+    if let Some(v) = next.and_then(|n| HeaderValue::from_str(&format!("<{n}>; rel=\"next\"")).ok())
+    {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+fn body(list: PageList, range: &Range, next: Option<String>) -> PagesBody {
+    PagesBody {
+        site: list.site.slug,
+        from: Step::Day.format(range.from),
+        to: Step::Day.format(range.to),
+        pages: list
+            .pages
+            .into_iter()
+            .map(|p| PageBody {
+                page: p.page,
+                count: p.count,
+                hits: p.hits,
+            })
+            .collect(),
+        next,
+    }
+}
+
+/// `page,count,hits` then one line per page; page names come from the
+/// public, so each goes through the CSV cell writer.
+fn csv(list: &PageList) -> String {
+    let mut out = String::with_capacity(32 + list.pages.len() * 48);
+    out.push_str("page,count,hits\n");
+    for p in &list.pages {
+        let _ = writeln!(
+            out,
+            "{},{},{}",
+            super::csv::cell(p.page.as_str()),
+            p.count,
+            p.hits
+        );
+    }
+    out
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The page: a path, `/` first.
+    #[param(example = "/posts/hello")]
+    #[allow(dead_code, reason = "for the schema; PageParam reads it strictly")]
+    page: Option<String>,
+}
+
+/// One page's count.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageCountBody {
+    #[schema(value_type = String, example = "blog")]
+    site: Slug,
+    #[schema(value_type = String, example = "/posts/hello")]
+    page: Page,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
+    count: i64,
+}
+
+/// `GET /api/v1/sites/{slug}/pages/count?page=/posts/hello`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{slug}/pages/count",
+    summary = "Reads one page's count without counting (0 for a page never hit).",
+    params(super::api::SlugPath, PageQuery),
+    responses(
+        (status = 200, body = PageCountBody),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
+pub async fn count(
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    PageParam(page): PageParam,
+) -> Result<Json<PageCountBody>, ApiError> {
+    let raw = page.ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidQuery, "name the page: ?page=/posts/hello")
+    })?;
+    let page = state.counter.page_of(&slug, &raw).await?;
+    let count = state.counter.page_count(&slug, &page).await?;
+    Ok(Json(PageCountBody {
+        site: slug,
+        page,
+        count,
+    }))
+}
+
+/// The smallest GIF: one transparent pixel.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// `GET /count/{slug}.gif?page=/posts/hello`: counts a hit (on the page,
+/// if one is named) and answers a transparent pixel that no cache keeps.
+pub async fn pixel(
+    State(state): State<Arc<AppState>>,
+    file: Result<Path<String>, PathRejection>,
+    PageParam(page): PageParam,
+    client: Admitted,
+) -> Result<Response, ApiError> {
+    let Ok(Path(file)) = file else {
+        return Err(ApiError::not_found());
+    };
+    let Some(slug) = file.strip_suffix(".gif") else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "pixels are at /count/{slug}.gif",
+        ));
+    };
+    let slug =
+        Slug::parse(slug).map_err(|e| ApiError::new(ErrorCode::InvalidSite, e.to_string()))?;
+    state
+        .counter
+        .hit(&slug, &client.hit_on(page.as_deref()))
+        .await?;
+    Ok(pixel_response())
+}
+
+/// `HEAD /count/{slug}.gif`: the pixel's headers, without counting (a
+/// probe is no view).
+pub async fn pixel_head() -> Response {
+    pixel_response()
+}
+
+fn pixel_response() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        PIXEL,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pixel_is_a_one_by_one_gif() {
+        assert_eq!(&PIXEL[..6], b"GIF89a");
+        assert_eq!(u16::from_le_bytes([PIXEL[6], PIXEL[7]]), 1);
+        assert_eq!(u16::from_le_bytes([PIXEL[8], PIXEL[9]]), 1);
+        assert_eq!(PIXEL.last(), Some(&0x3b));
+    }
+}

@@ -1,0 +1,525 @@
+//! Pages within a site: every page counted exactly and gap-free beside its
+//! site, under concurrency, on SQLite (one instance) and PostgreSQL (three
+//! instances sharing one database); the page limit and its overflow page;
+//! bad paths refused with nothing written; the list, a page's count, its
+//! badge, its series, and the pixel.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use support::app::{TestApp, sqlite_url};
+use support::load;
+use support::pg::PgServer;
+
+const HITS: usize = 20_000;
+const CLIENTS: usize = 128;
+const PAGES: usize = 50;
+
+/// What one page hit was answered: the site's count, the page, its count.
+#[derive(Debug)]
+struct Answer {
+    count: i64,
+    page: String,
+    page_count: i64,
+}
+
+/// `POST /api/v1/sites/{slug}/hits` with `{"page": page}`: status and body.
+async fn post_hit(client: &reqwest::Client, base: &str, slug: &str, body: &Value) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/api/v1/sites/{slug}/hits"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `HITS` page hits from `CLIENTS` clients, hit `i` on page `/p/{i % PAGES}`,
+/// round-robin over `bases`; every one must be a 200.
+async fn page_load(bases: &[String], slug: &str) -> Vec<Answer> {
+    let client = load::client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let bases = Arc::new(bases.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let (client, next, bases, slug) =
+            (client.clone(), next.clone(), bases.clone(), slug.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= HITS {
+                    return answers;
+                }
+                let page = format!("/p/{}", i % PAGES);
+                let (status, body) = post_hit(
+                    &client,
+                    &bases[i % bases.len()],
+                    &slug,
+                    &json!({"page": page}),
+                )
+                .await;
+                assert_eq!(status, 200, "hit {i}: {body}");
+                assert_eq!(body["page"], json!(page), "{body}");
+                answers.push(Answer {
+                    count: body["count"].as_i64().unwrap(),
+                    page: page.clone(),
+                    page_count: body["page_count"].as_i64().unwrap(),
+                });
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+/// Every site count returned is exactly {1..HITS}, every page's counts
+/// exactly {1..its hits}, and each page had HITS / PAGES hits.
+fn assert_exact(answers: &[Answer]) {
+    assert_eq!(answers.len(), HITS);
+    let mut counts: Vec<i64> = answers.iter().map(|a| a.count).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=HITS as i64).collect::<Vec<_>>());
+    let mut by_page: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for a in answers {
+        by_page.entry(&a.page).or_default().push(a.page_count);
+    }
+    assert_eq!(by_page.len(), PAGES);
+    for (page, mut counts) in by_page {
+        counts.sort_unstable();
+        let n = (HITS / PAGES) as i64;
+        assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "page {page}");
+    }
+}
+
+/// The stored pages of `slug` as `{page: count}`, from the pages list.
+async fn stored_pages(app: &TestApp, slug: &str) -> BTreeMap<String, i64> {
+    let (status, body) = app
+        .get_json(&format!("/api/v1/sites/{slug}/pages?limit=1000"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["next"], Value::Null, "{body}");
+    body["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["page"].as_str().unwrap().to_owned(),
+                p["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn every_page(n: i64) -> BTreeMap<String, i64> {
+    (0..PAGES).map(|p| (format!("/p/{p}"), n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_20000_hits_over_50_pages_are_exact_per_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let answers = page_load(&[app.url("")], "blog").await;
+    assert_exact(&answers);
+    assert_eq!(app.count("blog").await, HITS as i64);
+    assert_eq!(
+        stored_pages(&app, "blog").await,
+        every_page((HITS / PAGES) as i64)
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_20000_hits_over_50_pages_through_three_instances_are_exact_per_page() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(TestApp::spawn(&url, &[]).await);
+    }
+    apps[0].create_site(&json!({"slug": "blog"})).await;
+    let bases: Vec<String> = apps.iter().map(|a| a.url("")).collect();
+    let answers = page_load(&bases, "blog").await;
+    assert_exact(&answers);
+    assert_eq!(apps[1].count("blog").await, HITS as i64);
+    assert_eq!(
+        stored_pages(&apps[2], "blog").await,
+        every_page((HITS / PAGES) as i64)
+    );
+    let db = url.rsplit('/').next().unwrap();
+    // The daily buckets hold the same hits (two days if the test straddles midnight).
+    assert_eq!(
+        pg.psql(db, "SELECT sum(hits) FROM page_hits_daily"),
+        HITS.to_string()
+    );
+    assert_eq!(
+        pg.psql(db, "SELECT page_total FROM visitors WHERE slug = 'blog'"),
+        PAGES.to_string()
+    );
+    for app in apps {
+        app.stop().await.unwrap();
+    }
+}
+
+/// With a limit of 100 pages, 1000 distinct paths make 100 pages and the
+/// overflow page holds the other 900 hits; the site counts all 1000.
+async fn page_limit_holds(bases: &[String], app: &TestApp) {
+    app.create_site(&json!({"slug": "docs"})).await;
+    let client = load::client();
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (client, base) = (client.clone(), bases[i % bases.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            post_hit(
+                &client,
+                &base,
+                "docs",
+                &json!({"page": format!("/doc/{i}")}),
+            )
+            .await
+        }));
+    }
+    let mut overflowed = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if body["page"] == json!("(other)") {
+            overflowed += 1;
+        }
+    }
+    assert_eq!(overflowed, 900);
+    assert_eq!(app.count("docs").await, 1000);
+    let pages = stored_pages(app, "docs").await;
+    assert_eq!(pages.len(), 101, "{pages:?}");
+    assert_eq!(pages.get("(other)"), Some(&900));
+    assert_eq!(pages.values().filter(|&&c| c == 1).count(), 100);
+    // A page that made it in still counts on itself past the limit.
+    let kept = pages
+        .keys()
+        .find(|p| p.starts_with("/doc/"))
+        .unwrap()
+        .clone();
+    let (status, body) = post_hit(&client, &bases[0], "docs", &json!({"page": kept})).await;
+    assert_eq!(
+        (status, &body["page"], &body["page_count"]),
+        (200, &json!(kept), &json!(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_site_has_at_most_its_page_limit_of_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--page-limit", "100"]).await;
+    page_limit_holds(&[app.url("")], &app).await;
+    let metrics = support::app::get_text(&app.url("/metrics")).await;
+    assert!(
+        metrics.contains("\ntally_page_overflow_hits_total 900\n"),
+        "{metrics}"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_site_has_at_most_its_page_limit_of_pages_across_instances() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(TestApp::spawn(&url, &["--page-limit", "100"]).await);
+    }
+    let bases: Vec<String> = apps.iter().map(|a| a.url("")).collect();
+    page_limit_holds(&bases, &apps[0]).await;
+    let db = url.rsplit('/').next().unwrap();
+    assert_eq!(pg.psql(db, "SELECT count(*) FROM pages"), "101");
+    assert_eq!(
+        pg.psql(db, "SELECT page_total FROM visitors WHERE slug = 'docs'"),
+        "100"
+    );
+    let mut overflowed = 0;
+    for app in &apps {
+        let metrics = support::app::get_text(&app.url("/metrics")).await;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("tally_page_overflow_hits_total "))
+            .unwrap();
+        overflowed += line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(overflowed, 900);
+    for app in apps {
+        app.stop().await.unwrap();
+    }
+}
+
+/// Paths that are not pages: each a 400 `invalid_page`, and nothing counted.
+async fn bad_paths_write_nothing(app: &TestApp) {
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    let long = format!("/{}", "a".repeat(600));
+    for page in [
+        long.as_str(),
+        "/a\u{1}b",
+        "/line\nbreak",
+        "/bad%FFutf8",
+        "/bad%0Acontrol",
+        "no/leading/slash",
+        "",
+    ] {
+        let (status, body) = post_hit(&client, &base, "blog", &json!({"page": page})).await;
+        assert_eq!(status, 400, "{page:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_page", "{page:?}: {body}");
+    }
+    // The same through the pixel and the badge, where the page is in the
+    // query string: a raw %FF there is not UTF-8 either.
+    for query in [
+        "page=%2Fbad%FF",
+        "page=/bad%25FF",
+        "page=nope",
+        "page=%2Fa%01b",
+    ] {
+        for path in ["/count/blog.gif", "/badge/blog.svg"] {
+            let response = client
+                .get(format!("{base}{path}?{query}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{path}?{query}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                body["error"]["code"], "invalid_page",
+                "{path}?{query}: {body}"
+            );
+        }
+    }
+    let (status, body) = post_hit(&client, &base, "blog", &json!({"page": 7})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_body"))
+    );
+    assert_eq!(app.count("blog").await, 0);
+    assert_eq!(stored_pages(app, "blog").await, BTreeMap::new());
+}
+
+#[tokio::test]
+async fn sqlite_bad_paths_get_400_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    bad_paths_write_nothing(&app).await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_bad_paths_get_400_and_write_nothing() {
+    let pg = PgServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &[]).await;
+    bad_paths_write_nothing(&app).await;
+    let (status, body) = app.get_json("/api/v1/sites/blog/pages").await;
+    assert_eq!((status, body["pages"].clone()), (200, json!([])));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn paths_are_normalised_and_read_back_every_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    // One page, however it is written.
+    let mut page_counts = Vec::new();
+    for page in [
+        "/posts/caf%C3%A9",
+        "/posts/café?utm_source=x",
+        "/posts/café#top",
+    ] {
+        let (status, body) = post_hit(&client, &base, "blog", &json!({"page": page})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["page"], "/posts/café");
+        page_counts.push(body["page_count"].as_i64().unwrap());
+    }
+    assert_eq!(page_counts, vec![1, 2, 3]);
+    // A hit without a page counts on the site only.
+    let (status, body) = post_hit(&client, &base, "blog", &json!({})).await;
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"site": "blog", "count": 4}))
+    );
+    let response = client
+        .post(format!("{base}/api/v1/sites/blog/hits"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"site": "blog", "count": 5})
+    );
+
+    // The pixel: a GIF no cache keeps, one hit on the page.
+    let response = client
+        .get(format!("{base}/count/blog.gif?page=%2Fposts%2Fcaf%C3%A9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/gif");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let gif = response.bytes().await.unwrap();
+    assert_eq!(&gif[..6], b"GIF89a");
+    // A HEAD is no view.
+    let head = client
+        .head(format!("{base}/count/blog.gif?page=/posts/café"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+
+    // The page's count, read without counting.
+    let (status, body) = app
+        .get_json("/api/v1/sites/blog/pages/count?page=/posts/caf%C3%A9")
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"site": "blog", "page": "/posts/café", "count": 4})
+        )
+    );
+    let (status, body) = app
+        .get_json("/api/v1/sites/blog/pages/count?page=/never")
+        .await;
+    assert_eq!((status, body["count"].clone()), (200, json!(0)));
+    let (status, body) = app.get_json("/api/v1/sites/nope/pages/count?page=/").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("site_not_found"))
+    );
+    let (status, body) = app.get_json("/api/v1/sites/blog/pages/count").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("invalid_query"))
+    );
+
+    // Its badge: counting draws the page's count, read-only draws it as is.
+    let svg = support::app::get_text(&app.url("/badge/blog.svg?page=/posts/caf%C3%A9")).await;
+    assert!(svg.contains(">5</text>"), "{svg}");
+    let svg =
+        support::app::get_text(&app.url("/badge/blog.svg?page=/posts/caf%C3%A9&readonly=1")).await;
+    assert!(svg.contains(">5</text>"), "{svg}");
+    assert_eq!(app.count("blog").await, 7);
+
+    // Its series by day: today holds its five hits.
+    let (status, body) = app
+        .get_json("/api/v1/sites/blog/series?page=/posts/caf%C3%A9&step=day")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["page"], "/posts/café");
+    assert_eq!(body["step"], "day");
+    assert_eq!(body["before"], 0);
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 30);
+    assert_eq!(points.last().unwrap()["hits"], 5);
+    let total: i64 = points.iter().map(|p| p["hits"].as_i64().unwrap()).sum();
+    assert_eq!(total, 5);
+    let (status, body) = app
+        .get_json("/api/v1/sites/blog/series?page=/posts/caf%C3%A9&step=hour")
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("invalid_request"))
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pages_list_ranks_by_hits_in_range_then_count_and_pages_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    // /a: 3 hits, /b: 1, /c: 3, /d: 2: ties broken by name.
+    for page in ["/a", "/b", "/c", "/a", "/c", "/d", "/a", "/c", "/d"] {
+        let (status, _) = post_hit(&client, &base, "blog", &json!({"page": page})).await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = app.get_json("/api/v1/sites/blog/pages?limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["pages"],
+        json!([
+            {"page": "/a", "count": 3, "hits": 3},
+            {"page": "/c", "count": 3, "hits": 3},
+        ])
+    );
+    let next = body["next"].as_str().unwrap().to_owned();
+    assert!(next.ends_with("&limit=2&offset=2"), "{next}");
+    let (status, body) = app.get_json(&next).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["pages"],
+        json!([
+            {"page": "/d", "count": 2, "hits": 2},
+            {"page": "/b", "count": 1, "hits": 1},
+        ])
+    );
+    assert_eq!(body["next"], Value::Null);
+    // A range with none of the hits ranks by count alone.
+    let (_, body) = app
+        .get_json("/api/v1/sites/blog/pages?from=2020-01-01&to=2020-02-01")
+        .await;
+    let ranked: Vec<(&str, i64)> = body["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["page"].as_str().unwrap(), p["hits"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(ranked, vec![("/a", 0), ("/c", 0), ("/d", 0), ("/b", 0)]);
+    // CSV, with the next link in a header.
+    let response = client
+        .get(format!("{base}/api/v1/sites/blog/pages?format=csv&limit=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.ends_with("&limit=3&offset=3&format=csv>; rel=\"next\""),
+        "{link}"
+    );
+    assert_eq!(
+        response.text().await.unwrap(),
+        "page,count,hits\n/a,3,3\n/c,3,3\n/d,2,2\n"
+    );
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "offset=-1",
+        "format=xml",
+        "from=yesterday",
+        "sort=x",
+    ] {
+        let (status, body) = app
+            .get_json(&format!("/api/v1/sites/blog/pages?{bad}"))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("invalid_query")),
+            "{bad}"
+        );
+    }
+    let (status, _) = app.get_json("/api/v1/sites/nope/pages").await;
+    assert_eq!(status, 404);
+    app.stop().await.unwrap();
+}
