@@ -523,3 +523,106 @@ async fn the_pages_list_ranks_by_hits_in_range_then_count_and_pages_through() {
     assert_eq!(status, 404);
     app.stop().await.unwrap();
 }
+
+/// `POST` a page hit carrying request id `id` (tally trusts the loopback
+/// peer as its proxy, so the id is used): status and body.
+async fn keyed_hit(client: &reqwest::Client, base: &str, page: Option<&str>, id: &str) -> Value {
+    let mut request = client
+        .post(format!("{base}/api/v1/sites/blog/hits"))
+        .header("x-request-id", id);
+    if let Some(page) = page {
+        request = request.json(&json!({ "page": page }));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// A retried request (same id) is counted once and gets its first site and
+/// page counts, on the overflow page too; a retry names the page it first
+/// counted on whatever it names now.
+async fn retries_get_their_first_page_count(database_url: &str) {
+    let app = TestApp::spawn(
+        database_url,
+        &["--trusted-proxies", "127.0.0.1/32", "--page-limit", "1"],
+    )
+    .await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    let hit = |page, id| keyed_hit(&client, &base, page, id);
+    let page = |count: i64, page: &str, page_count: i64| json!({"site": "blog", "count": count, "page": page, "page_count": page_count});
+    assert_eq!(hit(Some("/a"), "r1").await, page(1, "/a", 1));
+    assert_eq!(hit(Some("/a"), "r2").await, page(2, "/a", 2));
+    assert_eq!(hit(Some("/a"), "r1").await, page(1, "/a", 1), "a retry");
+    // Past the limit of one page: the overflow page, and so on a retry.
+    assert_eq!(hit(Some("/b"), "r3").await, page(3, "(other)", 1));
+    assert_eq!(
+        hit(Some("/b"), "r3").await,
+        page(3, "(other)", 1),
+        "a retry"
+    );
+    assert_eq!(hit(Some("/c"), "r4").await, page(4, "(other)", 2));
+    // A hit with no page, and its retry.
+    assert_eq!(hit(None, "r5").await, json!({"site": "blog", "count": 5}));
+    assert_eq!(hit(None, "r5").await, json!({"site": "blog", "count": 5}));
+    // Retries inside one batch: 20 requests, 4 ids, at once.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            keyed_hit(&client, &base, Some("/a"), &format!("b{}", i % 4)).await
+        }));
+    }
+    let mut seen: BTreeMap<i64, i64> = BTreeMap::new();
+    for task in tasks {
+        let body = task.await.unwrap();
+        seen.insert(
+            body["page_count"].as_i64().unwrap(),
+            body["count"].as_i64().unwrap(),
+        );
+    }
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![3, 4, 5, 6]);
+    assert_eq!(app.count("blog").await, 9);
+    assert_eq!(
+        stored_pages(&app, "blog").await,
+        BTreeMap::from([("/a".to_owned(), 6), ("(other)".to_owned(), 2)])
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_retries_get_their_first_page_count() {
+    let dir = tempfile::tempdir().unwrap();
+    retries_get_their_first_page_count(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_retries_get_their_first_page_count() {
+    let pg = PgServer::start();
+    retries_get_their_first_page_count(&pg.create_database()).await;
+}
+
+/// A client may not create pages faster than it may count: page hits take
+/// the same per-client limit as any hit.
+#[tokio::test]
+async fn new_pages_take_the_per_client_hit_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--rate-limit", "5"]).await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let mut statuses = BTreeMap::new();
+    for i in 0..8 {
+        let (status, _) = post_hit(
+            &client,
+            &app.url(""),
+            "blog",
+            &json!({"page": format!("/n/{i}")}),
+        )
+        .await;
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, BTreeMap::from([(200, 5), (429, 3)]));
+    assert_eq!(stored_pages(&app, "blog").await.len(), 5);
+    app.stop().await.unwrap();
+}
