@@ -20,6 +20,7 @@ use proptest::test_runner::FileFailurePersistence;
 use support::app::{TOKEN, router, sqlite_url};
 use tally::config::NetList;
 use tally::domain::Slug;
+use tally::domain::page::{MAX_PAGE_LEN, Page};
 use tally::domain::time::{format_timestamp, parse_instant};
 use tally::http::badge::{Options, render};
 use tally::http::client::{Proxies, client_ip};
@@ -67,6 +68,10 @@ fn path() -> impl Strategy<Value = String> {
         Just("/api/v1/sites/{}/uniques"),
         Just("/api/v1/sites/{}/reset"),
         Just("/api/v1/sites/{}/series"),
+        Just("/api/v1/sites/{}/pages"),
+        Just("/api/v1/sites/{}/pages/count"),
+        Just("/count/{}.gif"),
+        Just("/count/{}"),
         Just("/api/v1/export"),
         Just("/api/v1/import"),
         Just("/badge/{}.svg"),
@@ -94,9 +99,13 @@ fn path() -> impl Strategy<Value = String> {
         Just("style"),
         Just("next"),
         Just("page"),
+        Just("limit"),
+        Just("offset"),
         Just("x"),
     ];
     let value = prop_oneof![
+        Just("/posts/hello".to_owned()),
+        "/[ -~]{0,40}".prop_map(|s| percent(&s)),
         Just("hour".to_owned()),
         Just("day".to_owned()),
         Just("csv".to_owned()),
@@ -233,6 +242,22 @@ proptest! {
         ))),
         ..ProptestConfig::default()
     })]
+
+    /// Whatever a client names as a page, a page that parses is a name the
+    /// store accepts back: `/` first, bounded, no control characters, and
+    /// never the overflow page.
+    #[test]
+    fn a_parsed_page_is_a_name_the_store_keeps(
+        raw in prop_oneof![any::<String>(), "/[ -~%]{0,80}", "/[a-z%0-9A-F?&=#+]{0,60}"],
+        keep in prop::collection::vec("[a-z]{1,3}", 0..3),
+    ) {
+        if let Ok(page) = Page::parse(&raw, &keep) {
+            prop_assert!(page.as_str().starts_with('/'), "{raw:?} → {page}");
+            prop_assert!(page.as_str().len() <= MAX_PAGE_LEN);
+            prop_assert!(!page.is_overflow());
+            prop_assert_eq!(Page::stored(page.as_str()), Ok(page.clone()));
+        }
+    }
 
     /// Any request: an answer below 500 (503 only if the store were down,
     /// which it is not here), and a JSON error body on every API error.
