@@ -11,13 +11,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::client::Admitted;
+use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiJson, SiteSlug};
 use super::openapi::ErrorBody;
@@ -97,11 +97,17 @@ pub struct SetCount {
     pub count: i64,
 }
 
-/// `POST /api/v1/sites/{slug}/hits`: count one hit.
+/// `POST /api/v1/sites/{slug}/hits`: count one hit. A request with an
+/// `Origin` is a page's script: from a known bot, it is answered with the
+/// count as it stands and not counted. Without one it is a program (curl,
+/// a library), whose user agent most bot lists name, and it counts.
 #[utoipa::path(
     post,
     path = "/api/v1/sites/{slug}/hits",
     summary = "Counts one hit on a site; answers the new count.",
+    description = "A hit sent with an Origin header (a page's script) from a known crawler, \
+        link previewer or headless browser is answered with the current count and not counted, \
+        unless TALLY_BOT_FILTER is false.",
     params(SlugPath),
     responses(
         (status = 200, body = CountBody),
@@ -115,9 +121,12 @@ pub struct SetCount {
 pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
+    headers: HeaderMap,
     client: Admitted,
 ) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.hit(&slug, &client.hit()).await?;
+    let from_page = headers.contains_key(header::ORIGIN);
+    let bot = from_page && client::is_bot(&state, &headers);
+    let count = client.hit_unless_bot(&state, &slug, bot).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 
