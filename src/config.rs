@@ -188,6 +188,20 @@ pub struct ServeSettings {
     )]
     pub dashboard_public: bool,
 
+    /// Leave hits from known crawlers, link previewers and headless
+    /// browsers uncounted, answering them as if counted: on badges, and on
+    /// API hits sent with an Origin (a page's script). GitHub's image proxy
+    /// counts; so does every hit on the seed's `/`. `false` counts them all.
+    #[arg(
+        long,
+        env = "TALLY_BOT_FILTER",
+        default_value = "true",
+        default_missing_value = "true",
+        num_args = 0..=1,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub bot_filter: bool,
+
     #[command(flatten)]
     pub log: LogSettings,
 }
@@ -584,6 +598,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn bot_filtering_is_on_unless_turned_off() {
+        let bot_filter = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["tally", "serve"][..], args].concat()).unwrap();
+            match cli.command {
+                Some(Command::Serve(s)) => s.bot_filter,
+                _ => unreachable!("asked for serve"),
+            }
+        };
+        assert!(bot_filter(&[]));
+        assert!(bot_filter(&["--bot-filter"]));
+        assert!(bot_filter(&["--bot-filter", "true"]));
+        assert!(!bot_filter(&["--bot-filter", "false"]));
+        assert!(!bot_filter(&["--bot-filter=0"]));
+        assert!(!bot_filter(&["--bot-filter=no"]));
+        assert!(Cli::try_parse_from(["tally", "serve", "--bot-filter=maybe"]).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //!   count reads, rate limits, unique visitors; never needed for
 //!   correctness;
 //! - [`limiter`]: the sliding-window rate limiter of hits and reads;
+//! - [`bots`]: which user agents are crawlers, whose hits are not counted;
 //! - [`config`]: settings from flags and `TALLY_*` variables; secrets;
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
 //! - [`domain`]: sites, slugs, counts, visitors and time: the types every
@@ -29,6 +30,7 @@
 //! - [`telemetry`]: logging setup; [`healthcheck`]: the `tally healthcheck`
 //!   probe.
 
+pub mod bots;
 pub mod cache;
 pub mod config;
 pub mod counting;

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -39,11 +40,21 @@ pub struct Metrics {
     store_up: Gauge,
     rate_limited: Counter,
     read_limited: Counter,
+    /// Hits from bots, answered and not counted, by site. Only sites that
+    /// exist get a label, so there are never more series than sites; the
+    /// metric is in `/metrics` from the first such hit on.
+    bot_hits_ignored: Family<SiteLabel, Counter>,
     connections_open: Gauge,
     connections_refused: Counter,
     connections_timed_out: Counter,
     connections_evicted: Counter,
     page_overflow_hits: Counter,
+}
+
+/// The `site` label: a site's slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SiteLabel {
+    site: String,
 }
 
 /// HTTP responses by status class (1xx..5xx), one `class` label each.
@@ -77,6 +88,7 @@ impl Default for Metrics {
             store_up: Gauge::default(),
             rate_limited: Counter::default(),
             read_limited: Counter::default(),
+            bot_hits_ignored: Family::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             connections_timed_out: Counter::default(),
@@ -155,6 +167,11 @@ impl Default for Metrics {
             "tally_read_rate_limited",
             "Reads refused with 429 because their client was over TALLY_READ_RATE_LIMIT",
             m.read_limited.clone(),
+        );
+        r.register(
+            "tally_bot_hits_ignored",
+            "Hits from known bots answered as if counted and not counted, by site",
+            m.bot_hits_ignored.clone(),
         );
         r.register(
             "tally_http_connections_open",
@@ -236,6 +253,15 @@ impl Metrics {
 
     pub fn read_limited(&self) {
         self.read_limited.inc();
+    }
+
+    /// A bot's hit on `site` (a site that exists) answered and not counted.
+    pub fn bot_hit_ignored(&self, site: &str) {
+        self.bot_hits_ignored
+            .get_or_create(&SiteLabel {
+                site: site.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a client connection as open until the guard drops.
@@ -495,6 +521,32 @@ mod tests {
         assert_eq!(by_class, want, "{text}");
         has(&text, &["tally_http_request_duration_seconds_count 4"]);
         has(&text, &["tally_http_requests_in_flight 1"]);
+    }
+
+    #[test]
+    fn ignored_bot_hits_are_counted_per_site() {
+        let m = Metrics::default();
+        assert!(!m.render(0).contains("tally_bot_hits_ignored"));
+        m.bot_hit_ignored("blog");
+        m.bot_hit_ignored("blog");
+        m.bot_hit_ignored("example.com");
+        let text = m.render(0);
+        has(
+            &text,
+            &[
+                "tally_bot_hits_ignored_total{site=\"blog\"} 2",
+                "tally_bot_hits_ignored_total{site=\"example.com\"} 1",
+            ],
+        );
+        assert_eq!(text.matches("\ntally_bot_hits_ignored_total{").count(), 2);
+        assert!(
+            types(&text).contains(&("tally_bot_hits_ignored_total", "counter")),
+            "{text}"
+        );
+        assert!(text.contains(
+            "# HELP tally_bot_hits_ignored_total Hits from known bots answered as if counted \
+             and not counted, by site.\n"
+        ));
     }
 
     #[test]

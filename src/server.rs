@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout_at};
 
+use crate::bots::Bots;
 use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings, redact_url};
 use crate::counting::{CountError, Counter, WriterSettings, retention};
@@ -91,6 +92,7 @@ impl Application {
             dashboard_public: settings.dashboard_public,
             auth_guard: AuthGuard::new(settings.auth_failure_limit),
             max_import_bytes: settings.max_import_bytes,
+            bots: Bots::new(settings.bot_filter),
         });
         let sweep = tokio::spawn(sweep_auth_failures(state.clone()));
         let router = http::router(state.clone(), settings.max_body_bytes);

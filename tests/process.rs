@@ -262,6 +262,7 @@ fn help_documents_every_setting_and_shows_no_secret() {
         "TALLY_AUTH_FAILURE_LIMIT",
         "TALLY_SERIES_RETENTION",
         "TALLY_DASHBOARD_PUBLIC",
+        "TALLY_BOT_FILTER",
         "TALLY_LOG",
         "TALLY_LOG_FORMAT",
     ] {

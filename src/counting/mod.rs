@@ -109,6 +109,20 @@ pub struct HitFrom<'a> {
     pub origin: Option<&'a str>,
 }
 
+/// The page a hit names, normalised by its site's rules, once the rules
+/// say the page it came from may count here.
+fn checked_page(entry: &Entry, hit: &HitFrom<'_>) -> Result<Option<Page>, CountError> {
+    if !entry.rules.allows(hit.origin) {
+        return Err(CountError::OriginRefused(
+            hit.origin.unwrap_or_default().to_owned(),
+        ));
+    }
+    Ok(hit
+        .page
+        .map(|raw| Page::parse(raw, &entry.rules.keep_params))
+        .transpose()?)
+}
+
 /// What counting one hit gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HitCount {
@@ -268,15 +282,7 @@ impl Counter {
         entry: &Entry,
         hit: &HitFrom<'_>,
     ) -> Result<Option<HitCount>, CountError> {
-        if !entry.rules.allows(hit.origin) {
-            return Err(CountError::OriginRefused(
-                hit.origin.unwrap_or_default().to_owned(),
-            ));
-        }
-        let page = hit
-            .page
-            .map(|raw| Page::parse(raw, &entry.rules.keep_params))
-            .transpose()?;
+        let page = checked_page(entry, hit)?;
         let Some((count, page_count)) = self.hit_id(entry.id, hit.request_id, page.clone()).await?
         else {
             return Ok(None);
@@ -290,6 +296,28 @@ impl Counter {
             (page, counted.count)
         });
         Ok(Some(HitCount { count, page }))
+    }
+
+    /// What [`Counter::hit`] would check and answer, without counting: the
+    /// site's count and, if the hit names a page, that page's, as they
+    /// stand. For hits that must not count (a crawler's) but must be
+    /// answered as if they had.
+    pub async fn as_if_counted(
+        &self,
+        slug: &Slug,
+        hit: &HitFrom<'_>,
+    ) -> Result<HitCount, CountError> {
+        let entry = self.resolve(slug).await?;
+        let page = checked_page(&entry, hit)?;
+        let count = self.count(slug).await?;
+        let page = match page {
+            Some(page) => {
+                let n = self.page_count(slug, &page).await?;
+                Some((page, n))
+            }
+            None => None,
+        };
+        Ok(HitCount { count, page })
     }
 
     /// Normalises a page named by a reader of `slug` by the site's rules.

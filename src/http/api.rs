@@ -11,13 +11,13 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::client::Admitted;
+use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
 use super::openapi::ErrorBody;
@@ -138,11 +138,17 @@ impl HitBody {
 }
 
 /// `POST /api/v1/sites/{slug}/hits`: count one hit, with an optional body
-/// `{"page": "/posts/hello"}`.
+/// `{"page": "/posts/hello"}`. A request with an `Origin` is a page's
+/// script: from a known bot, it is answered with the counts as they stand
+/// and not counted. Without one it is a program (curl, a library), whose
+/// user agent most bot lists name, and it counts.
 #[utoipa::path(
     post,
     path = "/api/v1/sites/{slug}/hits",
     summary = "Counts one hit on a site (and on a page of it); answers the new counts.",
+    description = "A hit sent with an Origin header (a page's script) from a known crawler, \
+        link previewer or headless browser is answered with the current counts and not counted, \
+        unless TALLY_BOT_FILTER is false.",
     params(SlugPath),
     request_body(content = Option<HitRequest>, content_type = "application/json"),
     responses(
@@ -160,13 +166,15 @@ impl HitBody {
 pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
+    headers: HeaderMap,
     client: Admitted,
     OptionalJson(body): OptionalJson<HitRequest>,
 ) -> Result<Json<HitBody>, ApiError> {
     let page = body.and_then(|b| b.page);
-    let counted = state
-        .counter
-        .hit(&slug, &client.hit_on(page.as_deref()))
+    let from_page = headers.contains_key(header::ORIGIN);
+    let bot = from_page && client::is_bot(&state, &headers);
+    let counted = client
+        .hit_unless_bot(&state, &slug, page.as_deref(), bot)
         .await?;
     Ok(Json(HitBody::new(slug, counted)))
 }

@@ -1,7 +1,10 @@
 //! `GET /badge/{slug}.svg`: an SVG badge for READMEs and pages.
 //!
 //! The plain badge counts a hit and shows the new count; `?readonly=1` (and
-//! any HEAD request) shows the count without counting. Both say `no-cache`, because GitHub's image
+//! any HEAD request) shows the count without counting. A known bot's fetch
+//! of a plain badge is answered as if counted and shows the count as it
+//! stands (GitHub's image proxy is no bot: it fetches for the README's
+//! readers). Both say `no-cache`, because GitHub's image
 //! proxy keeps anything it is allowed to; the read-only one also carries an
 //! ETag so that a revalidation costs a 304 when nothing changed.
 //!
@@ -20,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::assets::{fnv1a, if_none_match};
-use super::client::Client;
+use super::client::{self, Client};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiQuery, PageParam};
 use crate::domain::Slug;
@@ -182,7 +185,8 @@ pub async fn badge(
         }
         (false, page) => {
             let client = client.admit(&state)?;
-            let counted = state.counter.hit(&slug, &client.hit_on(page)).await?;
+            let bot = client::is_bot(&state, &headers);
+            let counted = client.hit_unless_bot(&state, &slug, page, bot).await?;
             counted.page.map_or(counted.count, |(_, count)| count)
         }
     };

@@ -1,6 +1,7 @@
 //! Who is asking: the client address (from a trusted proxy's headers only),
 //! user agent and, through a trusted proxy, the request id that makes a
-//! retried hit count once; and the per-client limits.
+//! retried hit count once; the per-client limits; and whether the client
+//! is a bot, whose hits are answered and not counted.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use crate::config::NetList;
-use crate::counting::HitFrom;
-use crate::domain::Visitor;
+use crate::counting::{CountError, HitCount, HitFrom};
+use crate::domain::{Slug, Visitor};
 use crate::limiter::Admission;
 
 /// User agents are cut to this many bytes before hashing.
@@ -137,6 +138,30 @@ impl Admitted {
     pub fn hit_on<'a>(&'a self, page: Option<&'a str>) -> HitFrom<'a> {
         HitFrom { page, ..self.hit() }
     }
+
+    /// Counts this hit on `slug` (and on `page`, if it names one) and
+    /// returns the new counts; or, when `bot` (from [`is_bot`]), counts
+    /// nothing and returns the counts as they stand, after the same checks
+    /// (page, origin), for an answer of the same shape as a counted hit's
+    /// (a crawler sees nothing different), and notes the hit in
+    /// `tally_bot_hits_ignored_total`. A bot is admitted first all the
+    /// same: over its limit it gets the 429 that any client would.
+    pub async fn hit_unless_bot(
+        &self,
+        state: &AppState,
+        slug: &Slug,
+        page: Option<&str>,
+        bot: bool,
+    ) -> Result<HitCount, CountError> {
+        let hit = self.hit_on(page);
+        if !bot {
+            return state.counter.hit(slug, &hit).await;
+        }
+        let counts = state.counter.as_if_counted(slug, &hit).await?;
+        // After the read: a slug that is no site is a 404 and no label.
+        state.metrics.bot_hit_ignored(slug.as_str());
+        Ok(counts)
+    }
 }
 
 /// The authority of the page a browser sent this request from: the
@@ -162,6 +187,18 @@ fn page_host(headers: &HeaderMap) -> Option<String> {
             .unwrap_or_default()
             .to_ascii_lowercase(),
     )
+}
+
+/// Whether the request with these headers comes from a known bot (a
+/// crawler, a link previewer, a headless browser) by its `User-Agent`;
+/// always `false` with `TALLY_BOT_FILTER=false`. What a counting route that
+/// pages and READMEs call asks before it counts; a user agent that is
+/// missing, blank or not UTF-8 tells nothing, and is no bot.
+pub fn is_bot(state: &AppState, headers: &HeaderMap) -> bool {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
+    state.bots.is_bot(user_agent)
 }
 
 /// A layer for the routes that read: each client gets

@@ -14,7 +14,7 @@
 //! - [`extract`]: extractors that reject with [`ApiError`] (JSON bodies,
 //!   slugs parsed into a [`Slug`](crate::domain::Slug), the admin token);
 //! - [`client`]: who is asking, and [`client::Admitted`], the client under
-//!   its hit limit that every counting handler takes;
+//!   its hit limit that every counting handler takes; whether it is a bot;
 //! - [`guard`]: the per-client budget of failed authentications and their
 //!   rate-bounded log.
 //! - `csv`: CSV cells written so that a spreadsheet shows them as text.
@@ -51,6 +51,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+use crate::bots::Bots;
 use crate::config::Secret;
 use crate::counting::Counter;
 use crate::limiter::Limiter;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub auth_guard: guard::AuthGuard,
     /// Largest import body (`TALLY_MAX_IMPORT_BYTES`).
     pub max_import_bytes: usize,
+    /// Which hits are bots' (`TALLY_BOT_FILTER`); see [`client::is_bot`].
+    pub bots: Bots,
 }
 
 /// The whole HTTP surface, ready to serve or to call with `oneshot`.

@@ -14,13 +14,13 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::client::Admitted;
+use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiQuery, PageParam, SiteSlug};
 use super::openapi::ErrorBody;
@@ -253,10 +253,12 @@ const PIXEL: &[u8] = &[
 
 /// `GET /count/{slug}.gif?page=/posts/hello`: counts a hit (on the page,
 /// if one is named) and answers a transparent pixel that no cache keeps.
+/// A known bot's hit is answered the same and not counted.
 pub async fn pixel(
     State(state): State<Arc<AppState>>,
     file: Result<Path<String>, PathRejection>,
     PageParam(page): PageParam,
+    headers: HeaderMap,
     client: Admitted,
 ) -> Result<Response, ApiError> {
     let Ok(Path(file)) = file else {
@@ -270,9 +272,9 @@ pub async fn pixel(
     };
     let slug =
         Slug::parse(slug).map_err(|e| ApiError::new(ErrorCode::InvalidSite, e.to_string()))?;
-    state
-        .counter
-        .hit(&slug, &client.hit_on(page.as_deref()))
+    let bot = client::is_bot(&state, &headers);
+    client
+        .hit_unless_bot(&state, &slug, page.as_deref(), bot)
         .await?;
     Ok(pixel_response())
 }

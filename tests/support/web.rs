@@ -48,7 +48,7 @@ pub async fn send(
     Reply {
         status,
         headers,
-        body: String::from_utf8(bytes.to_vec()).expect("utf-8 body"),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
 
