@@ -783,3 +783,27 @@ async fn bad_page_queries_are_html_errors_never_500s() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body.contains("at most 512 bytes"));
 }
+
+#[tokio::test]
+async fn the_site_list_shows_each_site_s_pages() {
+    let r = app_with_pages().await;
+    let page = get(&r, "/dashboard", &[BEARER]).await;
+    assert_page(&page);
+    assert!(
+        page.body
+            .contains("<th class=\"num\">Hits</th><th class=\"num\">Pages</th>")
+    );
+    // 12 hits now and 15 from 40 days ago, on 4 pages.
+    assert!(
+        page.body.contains(
+            "<td><code>blog</code></td><td class=\"num\">27</td><td class=\"num\">4</td>"
+        ),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(
+            "<td><code>default</code></td><td class=\"num\">0</td><td class=\"num\">0</td>"
+        )
+    );
+}

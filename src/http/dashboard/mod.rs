@@ -147,13 +147,19 @@ pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Respon
             " hits on " (sites.len()) " site" @if sites.len() != 1 { "s" }
         }
         table {
-            thead { tr { th { "Site" } th { "Slug" } th class="num" { "Hits" } th { "Created" } } }
+            thead {
+                tr {
+                    th { "Site" } th { "Slug" } th class="num" { "Hits" } th class="num" { "Pages" }
+                    th { "Created" }
+                }
+            }
             tbody {
                 @for s in &sites {
                     tr class="site" {
                         td { a href=(site_href(&s.slug)) { (display_name(s)) } }
                         td { code { (s.slug) } }
                         td class="num" { (grouped(s.count)) }
+                        td class="num" { (grouped(s.pages)) }
                         td { (format_date(unix(s.created_at))) }
                     }
                 }
