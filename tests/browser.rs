@@ -92,7 +92,19 @@ fn run_chromium(url: &str, extra: &[&str]) -> Run {
     }
 }
 
-/// A public dashboard with two sites and a month of made-up hours on one.
+/// Pages of the made-up site and their shares of its hits, in percent;
+/// the rest of the hits name no page.
+const PAGES: [(&str, u32); 6] = [
+    ("/", 30),
+    ("/posts/hello-world", 22),
+    ("/posts/exact-counts", 14),
+    ("/docs/install", 9),
+    ("/about", 5),
+    ("/tags/rust", 3),
+];
+
+/// A public dashboard with two sites and a month of made-up hours on one,
+/// most of them on its pages.
 async fn dashboard() -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(&sqlite_url(dir.path()), &["--dashboard-public"]).await;
@@ -123,7 +135,26 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
         let from_peak = (hours % 24).abs_diff(15) as i64;
         let weekday = (hours / 24 + 4) % 7 < 5;
         let n = (36 - 3 * from_peak).max(2) * if weekday { 3 } else { 2 } / 2 + rng.i64(0..12);
-        store.add_anonymous_hits(t, &[(blog, n)]).await.unwrap();
+        let pages: Vec<Option<tally::domain::Page>> = (0..n)
+            .map(|_| {
+                let mut roll = rng.u32(0..100);
+                PAGES.iter().find_map(|&(page, share)| {
+                    if roll < share {
+                        Some(tally::domain::Page::parse(page, &[]).unwrap())
+                    } else {
+                        roll -= share;
+                        None
+                    }
+                })
+            })
+            .collect();
+        let hits = tally::store::SiteHits {
+            site: blog,
+            keys: vec![None; pages.len()],
+            pages,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        store.add_hits(t, &[hits], 10_000, deadline).await.unwrap();
     }
     (app, dir)
 }
@@ -140,7 +171,12 @@ fn png_size(path: &Path) -> (u32, u32) {
 async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     let (app, _dir) = dashboard().await;
 
-    for (path, bars) in [("/dashboard/blog", 48), ("/dashboard/blog?view=daily", 30)] {
+    // The site's views with their top pages table, and one page's view.
+    for (path, bars, rows) in [
+        ("/dashboard/blog", 48, PAGES.len()),
+        ("/dashboard/blog?view=daily", 30, PAGES.len()),
+        ("/dashboard/blog?page=/posts/hello-world", 30, 0),
+    ] {
         let url = app.url(path);
         let run = tokio::task::spawn_blocking(move || {
             run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
@@ -158,6 +194,22 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
             "{path}: {dom}"
         );
         assert!(dom.contains("My &lt;blog&gt; &amp; notes"), "{path}");
+        assert_eq!(dom.matches("<tr class=\"page\">").count(), rows, "{path}");
+        if rows > 0 {
+            assert!(dom.contains("<h2>Top pages</h2>"), "{path}");
+            assert_eq!(dom.matches("<svg class=\"share\"").count(), rows, "{path}");
+            assert!(
+                dom.contains(
+                    "<a href=\"/dashboard/blog?page=/posts/hello-world\">/posts/hello-world</a>"
+                ),
+                "{path}"
+            );
+        } else {
+            assert!(
+                dom.contains("<h1 class=\"page\">/posts/hello-world<small>blog</small></h1>"),
+                "{path}: {dom}"
+            );
+        }
         assert_eq!(
             run.console,
             Vec::<String>::new(),
@@ -179,13 +231,17 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     let run = tokio::task::spawn_blocking(move || {
         run_chromium(
             &url,
-            &[&arg, "--window-size=1200,900", "--virtual-time-budget=3000"],
+            &[
+                &arg,
+                "--window-size=1200,1360",
+                "--virtual-time-budget=3000",
+            ],
         )
     })
     .await
     .unwrap();
     assert_eq!(run.console, Vec::<String>::new());
-    assert_eq!(png_size(&shot), (1200, 900));
+    assert_eq!(png_size(&shot), (1200, 1360));
     if std::env::var_os("TALLY_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
         std::fs::create_dir_all(docs.parent().unwrap()).unwrap();

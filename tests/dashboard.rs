@@ -357,3 +357,453 @@ async fn static_files_are_served_with_types_long_caching_and_etags() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// `n` hits on `page` of `blog` through the API, now.
+async fn page_hits(r: &RouterApp, page: &str, n: usize) {
+    let body = serde_json::json!({ "page": page }).to_string();
+    for _ in 0..n {
+        let (status, _, reply) = call(
+            r,
+            Method::POST,
+            "/api/v1/sites/blog/hits",
+            None,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+}
+
+/// `n` hits on `page` of `blog` in the hour 40 days ago: outside every
+/// range the dashboard shows, inside the all-time counts.
+async fn old_page_hits(r: &RouterApp, page: &str, n: usize) {
+    let blog = r
+        .store
+        .site(&tally::domain::Slug::parse("blog").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let hour = tally::domain::time::hour_start(std::time::SystemTime::now())
+        - std::time::Duration::from_secs(40 * 86_400);
+    let hits = tally::store::SiteHits {
+        site: blog,
+        keys: vec![None; n],
+        pages: vec![Some(tally::domain::Page::parse(page, &[]).unwrap()); n],
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    r.store
+        .add_hits(hour, &[hits], 10_000, deadline)
+        .await
+        .unwrap();
+}
+
+/// The rows of the top pages table, each as its cells' HTML.
+fn page_rows(html: &str) -> Vec<Vec<String>> {
+    html.split("<tr class=\"page\">")
+        .skip(1)
+        .map(|row| {
+            let row = &row[..row.find("</tr>").unwrap()];
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let cell = &cell[cell.find('>').unwrap() + 1..];
+                    cell[..cell.rfind("</td>").unwrap()].to_owned()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Page, hits, share and count of each row; the bar's width as drawn.
+fn page_table(html: &str) -> Vec<(String, String, String, String, String)> {
+    page_rows(html)
+        .into_iter()
+        .map(|cells| {
+            assert_eq!(cells.len(), 5, "{cells:?}");
+            let link = &cells[0];
+            let text = &link[link.find('>').unwrap() + 1..link.rfind("</a>").unwrap()];
+            let bar = &cells[4];
+            let fill = "<rect class=\"fill\" width=\"";
+            let width = &bar[bar.find(fill).unwrap() + fill.len()..];
+            let width = &width[..width.find('"').unwrap()];
+            (
+                text.to_owned(),
+                cells[1].clone(),
+                cells[2].clone(),
+                cells[3].clone(),
+                width.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    page: &str,
+    hits: &str,
+    share: &str,
+    count: &str,
+    bar: &str,
+) -> (String, String, String, String, String) {
+    (
+        page.into(),
+        hits.into(),
+        share.into(),
+        count.into(),
+        bar.into(),
+    )
+}
+
+/// Three pages hit now in the proportions 6 : 3 : 1, two hits that name no
+/// page, and old hits on one of them and on a fourth page.
+async fn app_with_pages() -> RouterApp {
+    let r = app(&[]).await;
+    page_hits(&r, "/posts/hello", 6).await;
+    page_hits(&r, "/about?utm_source=x#team", 3).await;
+    page_hits(&r, "/", 1).await;
+    for _ in 0..2 {
+        call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    }
+    old_page_hits(&r, "/about", 10).await;
+    old_page_hits(&r, "/old", 5).await;
+    r
+}
+
+#[tokio::test]
+async fn the_site_page_ranks_its_top_pages_with_hits_shares_counts_and_bars() {
+    let r = app_with_pages().await;
+    for path in ["/dashboard/blog", "/dashboard/blog?view=daily"] {
+        let page = get(&r, path, &[BEARER]).await;
+        assert_page(&page);
+        let html = &page.body;
+        // Ranked by hits in the range, then by all-time count. The site had
+        // 12 hits in the range (the 2 with no page among them): 6 of them
+        // are 50.0%; bars are against the top page's 6.
+        assert_eq!(
+            page_table(html),
+            vec![
+                row("/posts/hello", "6", "50.0%", "6", "120"),
+                row("/about", "3", "25.0%", "13", "60"),
+                row("/", "1", "8.3%", "1", "20"),
+                row("/old", "0", "0.0%", "5", "0"),
+            ],
+            "{path}"
+        );
+        assert!(html.contains("<h2>Top pages</h2>"), "{path}");
+        assert!(
+            html.contains("Share is of the site's 12 hits on those days: the sum of the points of its <a href=\"/api/v1/sites/blog/series?step=day&amp;from="),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains("<td class=\"name\"><a href=\"/dashboard/blog?page=/posts/hello\">/posts/hello</a></td>"),
+            "{path}"
+        );
+        assert!(
+            html.contains("All pages on these days as <a href=\"/api/v1/sites/blog/pages?from=")
+        );
+        assert!(!html.contains("No pages yet"));
+        assert!(!html.contains("The top 20"));
+        // The table's bars are not charts: still one bar per hour or day.
+        let bars = if path.ends_with("daily") { 30 } else { 48 };
+        assert_eq!(html.matches("<g class=\"bar\">").count(), bars, "{path}");
+        assert_eq!(html.matches("<svg class=\"share\"").count(), 4, "{path}");
+    }
+
+    // The links say which days: the hourly view's 48 hours touch two or
+    // three UTC days, the daily view's are 30. The API agrees on the ranking.
+    let page = get(&r, "/dashboard/blog?view=daily", &[BEARER]).await;
+    let start = page.body.find("/api/v1/sites/blog/pages?from=").unwrap();
+    let href: String = page.body[start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect::<String>()
+        .replace("&amp;", "&");
+    let (status, _, body) = call(&r, Method::GET, &href, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listed: Vec<(&str, i64, i64)> = body["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["page"].as_str().unwrap(),
+                p["hits"].as_i64().unwrap(),
+                p["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("/posts/hello", 6, 6),
+            ("/about", 3, 13),
+            ("/", 1, 1),
+            ("/old", 0, 5)
+        ]
+    );
+    let from = body["from"].as_str().unwrap();
+    let to = body["to"].as_str().unwrap();
+    let series = format!("/api/v1/sites/blog/series?step=day&amp;from={from}&amp;to={to}");
+    assert!(page.body.contains(&series), "{series}");
+}
+
+#[tokio::test]
+async fn a_page_view_charts_the_page_per_day_with_its_count() {
+    let r = app_with_pages().await;
+    let page = get(&r, "/dashboard/blog?page=/about", &[BEARER]).await;
+    assert_page(&page);
+    let html = &page.body;
+    assert!(
+        html.contains("<h1 class=\"page\">/about<small>blog</small></h1>"),
+        "{html}"
+    );
+    assert!(html.contains(
+        "<title>/about · &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob's&quot; · tally</title>"
+    ));
+    assert!(html.contains(
+        "<strong>13</strong> hits on this page in all · 3 in the last 30 days · at most 3 in one day"
+    ));
+    // 30 days: the last has the 3 hits of today, the 29 before none; the
+    // running total starts from the 10 hits of 40 days ago.
+    assert_eq!(html.matches("<svg class=\"chart bars\"").count(), 1);
+    assert_eq!(html.matches("<svg class=\"chart cumulative\"").count(), 1);
+    assert_eq!(html.matches("<g class=\"bar\">").count(), 30);
+    assert_eq!(html.matches("<g class=\"point\">").count(), 30);
+    assert_eq!(html.matches(" (UTC): 0 hits</title>").count(), 29);
+    assert_eq!(html.matches(" (UTC): 3 hits</title>").count(), 1);
+    assert_eq!(html.matches("<title>10 hits in all until").count(), 29);
+    assert_eq!(html.matches("<title>13 hits in all until").count(), 1);
+    assert_eq!(html.matches("<title>").count(), 1 + 30 + 30);
+    // Back to the site, at the same daily range; the site stays current.
+    assert!(
+        html.contains("<p class=\"back\"><a href=\"/dashboard/blog?view=daily\">← &lt;script&gt;")
+    );
+    assert!(html.contains("<a href=\"/dashboard/blog\" aria-current=\"page\">blog</a>"));
+    assert!(!html.contains("<script>alert"));
+
+    // A page never hit is all zeros.
+    let never = get(&r, "/dashboard/blog?page=/never", &[BEARER]).await;
+    assert_page(&never);
+    assert!(
+        never
+            .body
+            .contains("<strong>0</strong> hits on this page in all · 0 in the last 30 days")
+    );
+    assert_eq!(never.body.matches(" (UTC): 0 hits</title>").count(), 30);
+    // Daily is its only view.
+    assert_page(&get(&r, "/dashboard/blog?page=/about&view=daily", &[BEARER]).await);
+}
+
+#[tokio::test]
+async fn page_names_from_the_public_are_escaped_in_text_and_encoded_in_links() {
+    let r = app(&[]).await;
+    let script = r#"/"><script>alert(1)</script>"#;
+    page_hits(&r, script, 2).await;
+    // Encoded in the hit, `?` and `#` are part of the name, not its query
+    // string and fragment: the page kept is `/a&b=c?x#y`.
+    page_hits(&r, "/a&b=c%3Fx%23y", 1).await;
+    let page = get(&r, "/dashboard/blog", &[BEARER]).await;
+    assert_page(&page);
+    let html = &page.body;
+    let script_href = "/dashboard/blog?page=/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E";
+    let amp_href = "/dashboard/blog?page=/a%26b%3Dc%3Fx%23y";
+    let rows: Vec<String> = page_rows(html).into_iter().map(|c| c[0].clone()).collect();
+    assert_eq!(
+        rows,
+        vec![
+            format!(
+                "<a href=\"{script_href}\">/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;</a>"
+            ),
+            format!("<a href=\"{amp_href}\">/a&amp;b=c?x#y</a>"),
+        ]
+    );
+    assert!(!html.contains("<script>alert"));
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "the page's own script only"
+    );
+
+    // Each link opens its page, whose name is escaped there too.
+    let view = get(&r, script_href, &[BEARER]).await;
+    assert_page(&view);
+    assert!(view.body.contains(
+        "<h1 class=\"page\">/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;<small>blog</small></h1>"
+    ));
+    assert!(
+        view.body
+            .contains("<title>/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt; · &lt;script&gt;")
+    );
+    assert!(
+        view.body
+            .contains("<strong>2</strong> hits on this page in all")
+    );
+    assert!(!view.body.contains("<script>alert"));
+    let view = get(&r, amp_href, &[BEARER]).await;
+    assert_page(&view);
+    assert!(
+        view.body
+            .contains("<h1 class=\"page\">/a&amp;b=c?x#y<small>blog</small></h1>")
+    );
+    assert!(
+        view.body
+            .contains("<strong>1</strong> hits on this page in all")
+    );
+    // Unencoded, `&` ends the name: this is `/a`, never hit.
+    let other = get(&r, "/dashboard/blog?page=/a&b=c%3Fx", &[BEARER]).await;
+    assert_page(&other);
+    assert!(
+        other
+            .body
+            .contains("<h1 class=\"page\">/a<small>blog</small></h1>")
+    );
+    assert!(
+        other
+            .body
+            .contains("<strong>0</strong> hits on this page in all")
+    );
+}
+
+#[tokio::test]
+async fn a_site_without_pages_says_how_to_name_them() {
+    let r = app(&[]).await;
+    call(&r, Method::POST, "/api/v1/sites/blog/hits", None, None).await;
+    let page = get(&r, "/dashboard/blog", &[BEARER, ("host", "tally.test")]).await;
+    assert_page(&page);
+    assert!(page.body.contains(
+        "<p class=\"empty\"><strong>No pages yet.</strong> Hits name their page with \
+         <code>{&quot;page&quot;:&quot;/posts/hello&quot;}</code> in the body of a hit, or \
+         through the pixel <code>&lt;img src=&quot;http://tally.test/count/blog.gif?page=/posts/hello&quot; \
+         alt=&quot;&quot;&gt;</code>.</p>"
+    ), "{}", page.body);
+    assert_eq!(page_rows(&page.body).len(), 0);
+    assert!(!page.body.contains("<table"));
+}
+
+#[tokio::test]
+async fn the_table_shows_the_top_20_and_the_overflow_page_has_a_view() {
+    let r = app(&["--page-limit", "21"]).await;
+    for i in 0..22 {
+        page_hits(&r, &format!("/p/{i:02}"), if i == 3 { 2 } else { 1 }).await;
+    }
+    let page = get(&r, "/dashboard/blog", &[BEARER]).await;
+    let table = page_table(&page.body);
+    assert_eq!(table.len(), 20);
+    // 23 hits: /p/03 has 2, the 22nd page went to the overflow page.
+    assert_eq!(table[0], row("/p/03", "2", "8.7%", "2", "120"));
+    assert_eq!(table[1], row("(other)", "1", "4.3%", "1", "60"));
+    assert_eq!(table[2], row("/p/00", "1", "4.3%", "1", "60"));
+    assert_eq!(table[19].0, "/p/18");
+    // The site's pages, as in the site list, do not include the overflow.
+    assert!(page.body.contains(
+        "The top 20 rows; the site has 21 pages, (other) aside. All pages on these days as"
+    ));
+    assert!(
+        page.body
+            .contains("<a href=\"/dashboard/blog?page=%28other%29\">(other)</a>")
+    );
+    let other = get(&r, "/dashboard/blog?page=%28other%29", &[BEARER]).await;
+    assert_page(&other);
+    assert!(
+        other
+            .body
+            .contains("<h1 class=\"page\">(other)<small>blog</small></h1>")
+    );
+    assert!(
+        other
+            .body
+            .contains("<strong>1</strong> hits on this page in all")
+    );
+    assert!(
+        other
+            .body
+            .contains("past the site's page limit (TALLY_PAGE_LIMIT)")
+    );
+}
+
+#[tokio::test]
+async fn bad_page_queries_are_html_errors_never_500s() {
+    let r = app(&[]).await;
+    for (path, status, says) in [
+        (
+            "/dashboard/blog?page=posts",
+            StatusCode::BAD_REQUEST,
+            "starts with /",
+        ),
+        (
+            "/dashboard/blog?page=",
+            StatusCode::BAD_REQUEST,
+            "starts with /",
+        ),
+        (
+            "/dashboard/blog?page=/a%0Ab",
+            StatusCode::BAD_REQUEST,
+            "control characters",
+        ),
+        ("/dashboard/blog?page=/a%FF", StatusCode::OK, ""),
+        (
+            "/dashboard/blog?page=/x&view=hourly",
+            StatusCode::BAD_REQUEST,
+            "kept per day",
+        ),
+        (
+            "/dashboard/blog?page=/x&view=weekly",
+            StatusCode::BAD_REQUEST,
+            "hourly or daily",
+        ),
+        (
+            "/dashboard/blog?page=/x&page=/y",
+            StatusCode::BAD_REQUEST,
+            "at most once",
+        ),
+        (
+            "/dashboard/blog?view=daily&view=daily",
+            StatusCode::BAD_REQUEST,
+            "at most once",
+        ),
+        (
+            "/dashboard/nope?page=/x",
+            StatusCode::NOT_FOUND,
+            "No such site",
+        ),
+        (
+            "/dashboard/Nope!?page=/x",
+            StatusCode::BAD_REQUEST,
+            "A site slug is",
+        ),
+    ] {
+        let reply = get(&r, path, &[BEARER]).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), "text/html; charset=utf-8");
+        assert!(reply.body.contains(says), "{path}: {}", reply.body);
+    }
+    let long = format!("/dashboard/blog?page=/{}", "a".repeat(512));
+    let reply = get(&r, &long, &[BEARER]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("at most 512 bytes"));
+}
+
+#[tokio::test]
+async fn the_site_list_shows_each_site_s_pages() {
+    let r = app_with_pages().await;
+    let page = get(&r, "/dashboard", &[BEARER]).await;
+    assert_page(&page);
+    assert!(
+        page.body
+            .contains("<th class=\"num\">Hits</th><th class=\"num\">Pages</th>")
+    );
+    // 12 hits now and 15 from 40 days ago, on 4 pages.
+    assert!(
+        page.body.contains(
+            "<td><code>blog</code></td><td class=\"num\">27</td><td class=\"num\">4</td>"
+        ),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(
+            "<td><code>default</code></td><td class=\"num\">0</td><td class=\"num\">0</td>"
+        )
+    );
+}

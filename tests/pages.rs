@@ -207,6 +207,10 @@ async fn page_limit_holds(bases: &[String], app: &TestApp) {
     let pages = stored_pages(app, "docs").await;
     assert_eq!(pages.len(), 101, "{pages:?}");
     assert_eq!(pages.get("(other)"), Some(&900));
+    let (status, body) = app
+        .get_json("/api/v1/sites/docs/pages/count?page=(other)")
+        .await;
+    assert_eq!((status, body["count"].clone()), (200, json!(900)));
     assert_eq!(pages.values().filter(|&&c| c == 1).count(), 100);
     // A page that made it in still counts on itself past the limit.
     let kept = pages

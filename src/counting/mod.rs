@@ -320,9 +320,13 @@ impl Counter {
         Ok(HitCount { count, page })
     }
 
-    /// Normalises a page named by a reader of `slug` by the site's rules.
+    /// Normalises a page named by a reader of `slug` by the site's rules;
+    /// `(other)`, which no hit can name, reads the overflow page.
     pub async fn page_of(&self, slug: &Slug, raw: &str) -> Result<Page, CountError> {
         let entry = self.resolve(slug).await?;
+        if raw == crate::domain::page::OVERFLOW_PAGE {
+            return Ok(Page::overflow());
+        }
         Ok(Page::parse(raw, &entry.rules.keep_params)?)
     }
 

@@ -187,6 +187,31 @@ pub fn line(label: &str, data: &[Datum]) -> Markup {
     chart("cumulative", label, data, x_of, body)
 }
 
+/// Width of a [`share_bar`], in CSS pixels.
+const SHARE_W: i64 = 120;
+const SHARE_H: i64 = 10;
+
+/// A small horizontal bar, `value` against `max`, for a table row: an SVG
+/// whose length is an attribute, since the page's policy allows no inline
+/// style. It repeats a number written beside it, so it is hidden from
+/// screen readers.
+pub fn share_bar(value: i64, max: i64) -> Markup {
+    let filled = if max <= 0 {
+        0
+    } else {
+        let scaled = i128::from(value.clamp(0, max)) * i128::from(SHARE_W * 10) / i128::from(max);
+        scaled as i64
+    };
+    html! {
+        svg class="share" width=(SHARE_W) height=(SHARE_H)
+            viewBox={ "0 0 " (SHARE_W) " " (SHARE_H) } aria-hidden="true"
+            xmlns="http://www.w3.org/2000/svg" {
+            rect class="track" width=(SHARE_W) height=(SHARE_H) {}
+            rect class="fill" width=(tenths(filled)) height=(SHARE_H) {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +329,27 @@ mod tests {
                 .collect();
             assert_eq!(ticks, [r#"<i>"t"</i>"#]);
         }
+    }
+
+    #[test]
+    fn share_bars_scale_to_the_largest_value() {
+        let width = |value, max| {
+            let svg = share_bar(value, max).into_string();
+            let before = "<rect class=\"fill\" width=\"";
+            let start = svg.find(before).unwrap() + before.len();
+            svg[start..start + svg[start..].find('"').unwrap()].to_owned()
+        };
+        assert_eq!(width(50, 50), "120");
+        assert_eq!(width(25, 50), "60");
+        assert_eq!(width(1, 3), "40");
+        assert_eq!(width(2, 3), "80");
+        assert_eq!(width(1, 7), "17.1");
+        assert_eq!(width(0, 0), "0");
+        assert_eq!(width(9, 0), "0");
+        assert_eq!(width(i64::MAX, i64::MAX), "120");
+        let svg = share_bar(1, 2).into_string();
+        assert!(svg.starts_with("<svg class=\"share\" width=\"120\" height=\"10\""));
+        assert!(svg.ends_with("</rect></svg>"), "{svg}");
+        roxmltree::Document::parse(&svg).unwrap();
     }
 }

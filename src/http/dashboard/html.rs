@@ -26,6 +26,17 @@ pub fn grouped(n: i64) -> String {
     out
 }
 
+/// `part` as a percentage of `whole`, to one decimal, rounded half up:
+/// `33.3%`; a dash when `whole` is not positive.
+pub fn percent(part: i64, whole: i64) -> String {
+    if whole <= 0 {
+        return "–".to_owned();
+    }
+    // Counts go up to 2^53: a thousand times one fits in 128 bits.
+    let tenths = (i128::from(part) * 2000 + i128::from(whole)) / (i128::from(whole) * 2);
+    format!("{}.{}%", tenths.div_euclid(10), tenths.rem_euclid(10))
+}
+
 /// What the top bar shows.
 #[derive(Debug, Default)]
 pub struct Nav<'a> {
@@ -138,5 +149,20 @@ mod tests {
         assert_eq!(grouped(1000), "1,000");
         assert_eq!(grouped(1234567), "1,234,567");
         assert_eq!(grouped(-1234), "-1,234");
+    }
+
+    #[test]
+    fn percentages_have_one_decimal_rounded_half_up() {
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(2, 3), "66.7%");
+        assert_eq!(percent(1, 8), "12.5%");
+        assert_eq!(percent(1, 16), "6.3%");
+        assert_eq!(percent(1, 2001), "0.0%");
+        assert_eq!(percent(0, 5), "0.0%");
+        assert_eq!(percent(5, 5), "100.0%");
+        assert_eq!(percent(3, 0), "–");
+        let max = (1i64 << 53) - 1;
+        assert_eq!(percent(max, max), "100.0%");
+        assert_eq!(percent(max / 4, max), "25.0%");
     }
 }

@@ -1,9 +1,15 @@
 //! The dashboard, the job the seed's Dash app did: `/dashboard` lists the
 //! sites with their totals; `/dashboard/{slug}` charts one site's hits per
-//! hour (last 48 hours) or per day (last 30 days) and its running total.
+//! hour (last 48 hours) or per day (last 30 days) and its running total,
+//! above its top pages over the whole days those hours or days touch;
+//! `/dashboard/{slug}?page=/posts/hello` charts one page per day.
 //!
-//! Pages are plain HTML with inline SVG, drawn on the server from one
-//! series query; a small script refreshes them every 30 seconds. Who may
+//! A page is named in the query by the name it is listed under, exactly
+//! (not normalised again as a hit's page is): a listed name holding `?`,
+//! `#` or `%` reaches its own page, and so does the overflow page.
+//!
+//! Pages are plain HTML with inline SVG, drawn on the server from a few
+//! store queries; a small script refreshes them every 30 seconds. Who may
 //! see them is [`auth`]'s business.
 
 pub mod auth;
@@ -20,20 +26,35 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use maud::{Markup, html};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::counting::CountError;
 use crate::counting::series::{Range, Series, Step};
+use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{format_date, format_timestamp, unix};
-use crate::domain::{Site, Slug};
+use crate::domain::{Page, PageList, Site, Slug};
 use auth::Viewer;
 use chart::Datum;
-use html::{Nav, error_page, grouped, page};
+use html::{Nav, error_page, grouped, page, percent};
 
 /// Sites linked from the top bar; the rest are on the list page.
 const NAV_SITES: usize = 12;
+
+/// Rows of a site's top pages table; the API lists them all.
+const TOP_PAGES: i64 = 20;
+
+/// What a page name keeps unencoded in a link's query string: letters,
+/// digits, `/` and the unreserved marks. Everything else, `&`, `=`, `#`,
+/// `+`, `%` and quotes among it, is percent-encoded.
+const PAGE_IN_QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -51,6 +72,16 @@ pub fn site_href(slug: &str) -> String {
         "login" | "logout" => format!("/dashboard/sites/{slug}"),
         _ => format!("/dashboard/{slug}"),
     }
+}
+
+/// The page of one of a site's pages: its name percent-encoded, so that
+/// the query string gives back exactly this name.
+pub fn page_href(slug: &str, page: &str) -> String {
+    format!(
+        "{}?page={}",
+        site_href(slug),
+        utf8_percent_encode(page, PAGE_IN_QUERY)
+    )
 }
 
 /// What a failed store call shows on a page.
@@ -116,13 +147,19 @@ pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Respon
             " hits on " (sites.len()) " site" @if sites.len() != 1 { "s" }
         }
         table {
-            thead { tr { th { "Site" } th { "Slug" } th class="num" { "Hits" } th { "Created" } } }
+            thead {
+                tr {
+                    th { "Site" } th { "Slug" } th class="num" { "Hits" } th class="num" { "Pages" }
+                    th { "Created" }
+                }
+            }
             tbody {
                 @for s in &sites {
                     tr class="site" {
                         td { a href=(site_href(&s.slug)) { (display_name(s)) } }
                         td { code { (s.slug) } }
                         td class="num" { (grouped(s.count)) }
+                        td class="num" { (grouped(s.pages)) }
                         td { (format_date(unix(s.created_at))) }
                     }
                 }
@@ -150,6 +187,8 @@ fn display_name(site: &Site) -> &str {
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
     view: Option<String>,
+    /// One of the site's pages, by its listed name.
+    page: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,9 +211,17 @@ impl View {
             View::Daily => 30,
         }
     }
+
+    /// The window's name and its step's, for people.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            View::Hourly => ("the last 48 hours", "hour"),
+            View::Daily => ("the last 30 days", "day"),
+        }
+    }
 }
 
-/// `GET /dashboard/{slug}?view=hourly|daily`
+/// `GET /dashboard/{slug}?view=hourly|daily`, or `?page=/posts/hello`
 pub async fn site(
     viewer: Viewer,
     State(state): State<Arc<AppState>>,
@@ -189,10 +236,24 @@ pub async fn site(
         Ok(slug) => slug,
         Err(e) => return failure(e.into()),
     };
-    let view = match query.ok().and_then(|Query(q)| q.view).as_deref() {
-        None | Some("hourly") => View::Hourly,
-        Some("daily") => View::Daily,
-        Some(_) => {
+    let Ok(Query(query)) = query else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The query string names a view and a page, each at most once.",
+        );
+    };
+    let view = match (query.view.as_deref(), &query.page) {
+        (None | Some("hourly"), None) => View::Hourly,
+        (None | Some("daily"), _) => View::Daily,
+        (Some("hourly"), Some(_)) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "A page's hits are kept per day: its view is daily.",
+            );
+        }
+        (Some(_), _) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
@@ -200,19 +261,94 @@ pub async fn site(
             );
         }
     };
+    if let Some(name) = query.page {
+        return page_view(viewer, &state, &slug, &name).await;
+    }
     let range = Range::last(view.step(), view.points(), unix(SystemTime::now()));
-    let (sites, series) = tokio::join!(state.counter.sites(), state.counter.series(&slug, range));
+    let days = whole_days(range);
+    let day = Step::Day.seconds();
+    let (sites, series, pages, day_series) = tokio::join!(
+        state.counter.sites(),
+        state.counter.series(&slug, range),
+        state
+            .counter
+            .pages(&slug, days.from / day, days.to / day, TOP_PAGES, 0),
+        async {
+            // The daily view's range is whole days already.
+            if days == range {
+                None
+            } else {
+                Some(state.counter.series(&slug, days).await)
+            }
+        },
+    );
     let series = match series {
         Ok(series) => series,
         Err(e) => return failure(e),
     };
+    let list = match pages {
+        Ok(list) => list,
+        Err(e) => return failure(e),
+    };
+    let site_hits = match day_series {
+        None => series.points.iter().map(|p| p.hits).sum(),
+        Some(Ok(in_days)) => in_days.points.iter().map(|p| p.hits).sum(),
+        Some(Err(e)) => return failure(e),
+    };
+    let top = TopPages {
+        days,
+        site_hits,
+        list,
+    };
     let sites = sites.unwrap_or_default();
-    let main = site_main(&series, view, &badge_base(&headers));
+    let main = site_main(&series, view, &top, &badge_base(&headers));
     page(
         StatusCode::OK,
         display_name(&series.site),
         Some(&nav(&sites, Some(&series.site.slug), viewer)),
         main,
+    )
+}
+
+/// The whole UTC days that `range` touches.
+fn whole_days(range: Range) -> Range {
+    let day = Step::Day.seconds();
+    Range {
+        step: Step::Day,
+        from: range.from - range.from.rem_euclid(day),
+        to: range.to + (day - range.to.rem_euclid(day)) % day,
+    }
+}
+
+/// `GET /dashboard/{slug}?page=…`: one page's hits per day over the last
+/// 30 days, and its count.
+async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, name: &str) -> Response {
+    let page_name = match Page::stored(name) {
+        Ok(page) => page,
+        Err(e) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                &format!("No page can have this name: {e}."),
+            );
+        }
+    };
+    let range = Range::last(Step::Day, View::Daily.points(), unix(SystemTime::now()));
+    let (sites, series) = tokio::join!(
+        state.counter.sites(),
+        state.counter.page_series(slug, &page_name, range)
+    );
+    let series = match series {
+        Ok(series) => series,
+        Err(e) => return failure(e),
+    };
+    let sites = sites.unwrap_or_default();
+    let title = format!("{} · {}", page_name.as_str(), display_name(&series.site));
+    page(
+        StatusCode::OK,
+        &title,
+        Some(&nav(&sites, Some(&series.site.slug), viewer)),
+        page_main(&series, &page_name),
     )
 }
 
@@ -230,17 +366,17 @@ fn badge_base(headers: &HeaderMap) -> String {
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
-fn site_main(series: &Series, view: View, base: &str) -> Markup {
-    let site = &series.site;
-    let slug = &site.slug;
-    let step = series.range.step;
-    let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
-    let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
-    let (window, unit) = match view {
-        View::Hourly => ("the last 48 hours", "hour"),
-        View::Daily => ("the last 30 days", "day"),
-    };
+/// A site's top pages over whole days, and the site's hits on them.
+#[derive(Debug)]
+struct TopPages {
+    days: Range,
+    /// The sum of the site's series points over `days`.
+    site_hits: i64,
+    list: PageList,
+}
 
+/// The bars (hits per step) and the running total of a series.
+fn chart_data(series: &Series, view: View) -> (Vec<Datum>, Vec<Datum>) {
     let mut bars = Vec::with_capacity(series.points.len());
     let mut running = Vec::with_capacity(series.points.len());
     let mut total = series.before;
@@ -294,6 +430,17 @@ fn site_main(series: &Series, view: View, base: &str) -> Markup {
             tick,
         });
     }
+    (bars, running)
+}
+
+fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup {
+    let site = &series.site;
+    let slug = &site.slug;
+    let step = series.range.step;
+    let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
+    let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
+    let (window, unit) = view.words();
+    let (bars, running) = chart_data(series, view);
 
     let href = site_href(slug);
     let bars_label = format!("Hits per {unit} over {window}, UTC");
@@ -329,6 +476,106 @@ fn site_main(series: &Series, view: View, base: &str) -> Markup {
             img src={ "/badge/" (slug) ".svg?readonly=1" } alt={ (slug) " badge" } height="20";
             ": " code { "![views](" (base) "/badge/" (slug) ".svg)" }
         }
+        (top_pages(slug, top, base))
+        (updated())
+    }
+}
+
+/// The top pages table, or how to get pages when the site has none.
+fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
+    let day = Step::Day.seconds();
+    let (from, to) = (
+        Step::Day.format(top.days.from),
+        Step::Day.format(top.days.to),
+    );
+    let last = Step::Day.format(top.days.to - day);
+    let most = top.list.pages.first().map_or(0, |p| p.hits);
+    let series_api = format!("/api/v1/sites/{slug}/series?step=day&from={from}&to={to}");
+    let pages_api = format!("/api/v1/sites/{slug}/pages?from={from}&to={to}");
+    html! {
+        section id="pages" class="pages" {
+            h2 { "Top pages" }
+            @if top.list.pages.is_empty() {
+                p class="empty" {
+                    strong { "No pages yet." }
+                    " Hits name their page with " code { "{\"page\":\"/posts/hello\"}" }
+                    " in the body of a hit, or through the pixel "
+                    code { "<img src=\"" (base) "/count/" (slug) ".gif?page=/posts/hello\" alt=\"\">" }
+                    "."
+                }
+            } @else {
+                p class="note" {
+                    "Hits per page on " (from) " to " (last) " (whole UTC days). Share is of the site's "
+                    (grouped(top.site_hits)) " hits on those days: the sum of the points of its "
+                    a href=(series_api) { "daily series" } "."
+                }
+                table {
+                    thead {
+                        tr {
+                            th { "Page" }
+                            th class="num" { "Hits" }
+                            th class="num" { "Share" }
+                            th class="num" { "All time" }
+                            th { span class="sr-only" { "Hits against the top page" } }
+                        }
+                    }
+                    tbody {
+                        @for p in &top.list.pages {
+                            tr class="page" {
+                                td class="name" { a href=(page_href(slug, p.page.as_str())) { (p.page.as_str()) } }
+                                td class="num" { (grouped(p.hits)) }
+                                td class="num" { (percent(p.hits, top.site_hits)) }
+                                td class="num" { (grouped(p.count)) }
+                                td class="bar" { (chart::share_bar(p.hits, most)) }
+                            }
+                        }
+                    }
+                }
+                p class="links" {
+                    @if top.list.more {
+                        "The top " (TOP_PAGES) " rows; the site has " (grouped(top.list.site.pages))
+                        " pages, " (OVERFLOW_PAGE) " aside. "
+                    }
+                    "All pages on these days as " a href=(pages_api) { "JSON" } " or "
+                    a href={ (pages_api) "&format=csv" } { "CSV" } "."
+                }
+            }
+        }
+    }
+}
+
+/// One page: its count and its hits per day.
+fn page_main(series: &Series, name: &Page) -> Markup {
+    let site = &series.site;
+    let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
+    let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
+    let (window, unit) = View::Daily.words();
+    let (bars, running) = chart_data(series, View::Daily);
+    let bars_label = format!("Hits per {unit} on this page over {window}, UTC");
+    let line_label = format!("This page's running total over {window}");
+    html! {
+        p class="back" {
+            a href={ (site_href(&site.slug)) "?view=daily" } { "← " (display_name(site)) }
+        }
+        h1 class="page" { (name.as_str()) small { (site.slug) } }
+        p class="summary" {
+            strong { (grouped(series.total())) }
+            " hits on this page in all · " (grouped(in_window)) " in " (window)
+            " · at most " (grouped(peak)) " in one " (unit)
+        }
+        @if name.is_overflow() {
+            p class="note" {
+                "The hits on pages past the site's page limit (TALLY_PAGE_LIMIT) are counted here."
+            }
+        }
+        figure id={ "per-" (unit) } {
+            figcaption { (bars_label) }
+            (chart::bars(&bars_label, &bars))
+        }
+        figure id="cumulative" {
+            figcaption { (line_label) }
+            (chart::line(&line_label, &running))
+        }
         (updated())
     }
 }
@@ -353,6 +600,54 @@ mod tests {
         assert_eq!(site_href("blog"), "/dashboard/blog");
         assert_eq!(site_href("login"), "/dashboard/sites/login");
         assert_eq!(site_href("logout"), "/dashboard/sites/logout");
+    }
+
+    #[test]
+    fn page_links_encode_the_name_so_the_query_gives_it_back() {
+        for (name, href) in [
+            ("/posts/hello", "/dashboard/blog?page=/posts/hello"),
+            ("/a&b=c?x#y", "/dashboard/blog?page=/a%26b%3Dc%3Fx%23y"),
+            (
+                r#"/"><script>alert(1)</script>"#,
+                "/dashboard/blog?page=/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E",
+            ),
+            ("/a b+c%20", "/dashboard/blog?page=/a%20b%2Bc%2520"),
+            ("/café", "/dashboard/blog?page=/caf%C3%A9"),
+            ("(other)", "/dashboard/blog?page=%28other%29"),
+        ] {
+            let got = page_href("blog", name);
+            assert_eq!(got, href);
+            let query = got.split_once('?').unwrap().1;
+            let Query(back) = Query::<ViewQuery>::try_from_uri(
+                &format!("/dashboard/blog?{query}").parse().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(back.page.as_deref(), Some(name));
+        }
+        assert_eq!(page_href("login", "/x"), "/dashboard/sites/login?page=/x");
+    }
+
+    #[test]
+    fn tables_cover_the_whole_days_of_the_range() {
+        const D: i64 = 86_400;
+        let now = 1000 * D + 5 * 3600 + 17;
+        let hours = Range::last(Step::Hour, 48, now);
+        assert_eq!(
+            whole_days(hours),
+            Range {
+                step: Step::Day,
+                from: 998 * D,
+                to: 1001 * D
+            }
+        );
+        // 48 hours ending at midnight are two whole days.
+        let hours = Range::last(Step::Hour, 48, 1000 * D - 1);
+        assert_eq!(
+            (whole_days(hours).from, whole_days(hours).to),
+            (998 * D, 1000 * D)
+        );
+        let days = Range::last(Step::Day, 30, now);
+        assert_eq!(whole_days(days), days);
     }
 
     fn series(name: &str, slug: &str) -> Series {
@@ -383,6 +678,15 @@ mod tests {
     async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
         // A slug holds nothing to escape: `Slug` admits only a-z 0-9 . _ -.
         let series = series(r#"<script>alert("x")</script> & 'Bob'"#, "a.b_c-d");
+        let top = TopPages {
+            days: whole_days(series.range),
+            site_hits: 0,
+            list: PageList {
+                site: series.site.clone(),
+                pages: Vec::new(),
+                more: false,
+            },
+        };
         let nav = nav(
             std::slice::from_ref(&series.site),
             Some(&series.site.slug),
@@ -392,7 +696,7 @@ mod tests {
             StatusCode::OK,
             display_name(&series.site),
             Some(&nav),
-            site_main(&series, View::Hourly, r#"http://h"x"#),
+            site_main(&series, View::Hourly, &top, r#"http://h"x"#),
         );
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -408,6 +712,10 @@ mod tests {
             format!(r#"<a href="/api/v1/sites/{slug}/series?step=hour&amp;format=csv">"#),
             format!(r#"<img src="/badge/{slug}.svg?readonly=1" alt="{slug} badge" height="20">"#),
             format!("<code>![views](http://h&quot;x/badge/{slug}.svg)</code>"),
+            format!(
+                "<code>&lt;img src=&quot;http://h&quot;x/count/{slug}.gif?page=/posts/hello&quot; \
+                 alt=&quot;&quot;&gt;</code>"
+            ),
         ] {
             assert!(html.contains(&expected), "{expected} in {html}");
         }
