@@ -6,7 +6,8 @@
 //! - [`transfer`]: `/api/v1/export` and `/api/v1/import`;
 //! - [`badge`]: SVG badges, `/badge/{slug}.svg`;
 //! - [`dashboard`]: the HTML dashboard and its sign-in, `/dashboard`;
-//! - [`assets`]: the dashboard's static files, `/static/…`;
+//! - [`assets`]: the dashboard's static files, `/static/…`, and the
+//!   counting script pages embed, `/count.js`;
 //! - [`openapi`]: the OpenAPI document of `/api/v1`, from the handlers;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with,
@@ -110,6 +111,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/badge/{file}", get(badge::badge))
         .route("/count/{file}", get(pages::pixel).head(pages::pixel_head))
         .route("/static/{file}", get(assets::serve))
+        .route("/count.js", get(assets::counter))
         .merge(dashboard::routes().route_layer(reads()))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
