@@ -3,6 +3,8 @@
 //! script ran under the page's Content-Security-Policy, and nothing was
 //! written to the console. A screenshot is taken; with
 //! `TALLY_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`.
+//! Then `/count.js` on a page of another loopback origin, under a strict
+//! CSP: the page counted once, its count shown, nothing in the console.
 
 mod support;
 
@@ -273,4 +275,167 @@ async fn console_messages_are_caught() {
     assert!(run.console[0].contains("control message"));
     assert!(run.console[1].contains("nope is not defined"));
     server.abort();
+}
+
+/// What a reader's browser sends: a desktop Chrome's user agent, not
+/// headless Chromium's own (which names `HeadlessChrome`, a crawler's
+/// mark, and is not counted on hits from a browser's page).
+const DESKTOP_CHROME: &str = "--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 \
+    (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// Serves `pages` (path, HTML) under the Content-Security-Policy `csp`
+/// on a loopback port of their own: another origin than tally's.
+async fn serve_pages(
+    pages: Vec<(&'static str, String)>,
+    csp: String,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut router = axum::Router::new();
+    for (path, html) in pages {
+        let csp = csp.clone();
+        router = router.route(
+            path,
+            axum::routing::get(move || async move {
+                (
+                    [("content-security-policy", csp)],
+                    axum::response::Html(html),
+                )
+            }),
+        );
+    }
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (addr, server)
+}
+
+/// Chromium on `url` as a reader: desktop user agent, the DOM dumped once
+/// the page's requests are done.
+async fn read_page(url: String) -> Run {
+    tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &url,
+            &[DESKTOP_CHROME, "--virtual-time-budget=5000", "--dump-dom"],
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// The text of the element that starts with `open` in `dom`.
+fn element_text<'a>(dom: &'a str, open: &str) -> &'a str {
+    let start = dom
+        .find(open)
+        .unwrap_or_else(|| panic!("no {open} in {dom}"))
+        + open.len();
+    let len = dom[start..].find('<').unwrap();
+    &dom[start..start + len]
+}
+
+/// The snippet on a page of another origin with a strict CSP (no inline
+/// script or style, tally the only source of scripts, requests and
+/// images), included twice, beside a no-script pixel for another page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snippet_counts_the_page_once_under_a_strict_csp_and_shows_its_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&serde_json::json!({"slug": "blog"})).await;
+    let tally = app.url("");
+    let snippet = format!(r#"<script async src="{tally}/count.js" data-site="blog"></script>"#);
+    let hello = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Hello</title>\
+         {snippet}</head><body><h1>Hello</h1>\
+         <p>Read <span data-tally-count></span> times.</p>\
+         <img src=\"{tally}/count/blog.gif?page=/pixel-page\" alt=\"\">\
+         {snippet}</body></html>"
+    );
+    let other = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Other</title>\
+         {snippet}</head><body><p>This page: <span data-tally-count></span>; \
+         the site: <span data-tally-count=\"site\"></span>.</p></body></html>"
+    );
+    let csp =
+        format!("default-src 'none'; script-src {tally}; connect-src {tally}; img-src {tally}");
+    let (page_addr, server) =
+        serve_pages(vec![("/posts/hello", hello), ("/posts/other", other)], csp).await;
+    assert_ne!(page_addr, app.addr);
+
+    // The query string is the page's own; the site keeps no parameter, so
+    // the hit counts on the path.
+    let run = read_page(format!("http://{page_addr}/posts/hello?ref=feed")).await;
+    assert_eq!(run.console, Vec::<String>::new(), "console messages");
+    assert_eq!(
+        element_text(&run.stdout, "<span data-tally-count=\"\">"),
+        "1",
+        "{}",
+        run.stdout
+    );
+    let page_count = |page: &'static str| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .get_json(&format!("/api/v1/sites/blog/pages/count?page={page}"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["count"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(page_count("/posts/hello").await, 1);
+    assert_eq!(page_count("/pixel-page").await, 1);
+    assert_eq!(
+        app.count("blog").await,
+        2,
+        "the script's hit and the pixel's"
+    );
+
+    // The next page view: its own page counted once, the site's count shown.
+    let run = read_page(format!("http://{page_addr}/posts/other")).await;
+    assert_eq!(run.console, Vec::<String>::new(), "console messages");
+    assert_eq!(
+        element_text(&run.stdout, "<span data-tally-count=\"\">"),
+        "1"
+    );
+    assert_eq!(
+        element_text(&run.stdout, "<span data-tally-count=\"site\">"),
+        "3"
+    );
+    assert_eq!(page_count("/posts/other").await, 1);
+    assert_eq!(page_count("/posts/hello").await, 1);
+    assert_eq!(app.count("blog").await, 3);
+    server.abort();
+    app.stop().await.unwrap();
+}
+
+/// The check above means something only if the CSP is enforced and its
+/// violations are caught: a page that does not let the script call tally
+/// counts nothing and shows the refusal in the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csp_that_refuses_tally_counts_nothing_and_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&serde_json::json!({"slug": "blog"})).await;
+    let tally = app.url("");
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Closed</title>\
+         <script async src=\"{tally}/count.js\" data-site=\"blog\"></script></head>\
+         <body><span data-tally-count></span></body></html>"
+    );
+    let csp = format!("default-src 'none'; script-src {tally}; connect-src 'none'");
+    let (page_addr, server) = serve_pages(vec![("/closed", html)], csp).await;
+    let run = read_page(format!("http://{page_addr}/closed")).await;
+    assert!(
+        run.console
+            .iter()
+            .any(|l| l.contains("Content Security Policy") && l.contains("connect-src")),
+        "{:?}",
+        run.console
+    );
+    assert_eq!(
+        element_text(&run.stdout, "<span data-tally-count=\"\">"),
+        ""
+    );
+    assert_eq!(app.count("blog").await, 0);
+    server.abort();
+    app.stop().await.unwrap();
 }

@@ -82,6 +82,7 @@ fn path() -> impl Strategy<Value = String> {
         Just("/dashboard/login"),
         Just("/dashboard/logout"),
         Just("/static/{}"),
+        Just("/count.js"),
         Just("/healthz"),
         Just("/readyz"),
         Just("/metrics"),

@@ -104,7 +104,7 @@ pub struct HitRequest {
     /// A path, `/` first; its query string is dropped (but for the
     /// parameters the site keeps), as is its fragment.
     #[serde(default)]
-    #[schema(example = "/posts/hello", max_length = 2048)]
+    #[schema(example = "/posts/hello", max_length = 512)]
     pub page: Option<String>,
 }
 

@@ -1,9 +1,12 @@
-//! Static files: the dashboard's CSS, script and icon, embedded in the
-//! binary so that tally alone needs no files beside it. In the stack NGINX
-//! serves the same `static/` folder itself.
+//! Static files: the dashboard's CSS, script and icon, and the counting
+//! script pages embed, all embedded in the binary so that tally alone
+//! needs no files beside it. In the stack NGINX serves the same `static/`
+//! folder itself.
 //!
-//! Pages link them as `/static/<name>?v=<hash>`, so a long cache lifetime
-//! is safe: a new build changes the hash and so the URL.
+//! The dashboard links its files as `/static/<name>?v=<hash>`, so a long
+//! cache lifetime is safe: a new build changes the hash and so the URL.
+//! The counting script is `/count.js`, a URL that pages copy once and keep,
+//! so it is cached for an hour and revalidated by its `ETag`.
 
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
@@ -56,10 +59,25 @@ pub const FAVICON: Asset = Asset::new(
     include_bytes!("../../static/favicon.svg"),
 );
 
+/// The script that counts a page and shows its counts: `/count.js`.
+pub const COUNTER: Asset = Asset::new(
+    "count.js",
+    "text/javascript; charset=utf-8",
+    include_bytes!("../../static/count.js"),
+);
+
+// Pages load the script on every view: it stays within 2 KiB.
+const _: () = assert!(COUNTER.bytes.len() <= 2048);
+
+/// What `/static/{name}` serves (the counting script has its own URL).
 const ALL: [&Asset; 3] = [&CSS, &JS, &FAVICON];
 
 /// A year: the URLs change when the content does.
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
+
+/// An hour: the script's URL never changes, and a new version should
+/// reach the pages that embed it the same day.
+const CACHE_HOUR: &str = "public, max-age=3600";
 
 /// `GET /static/{name}`
 pub async fn serve(name: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Response {
@@ -69,17 +87,24 @@ pub async fn serve(name: Result<Path<String>, PathRejection>, headers: HeaderMap
     let Some(asset) = asset else {
         return ApiError::new(ErrorCode::NotFound, "no such static file").into_response();
     };
+    respond(asset, &headers, CACHE_FOREVER)
+}
+
+/// `GET /count.js`
+pub async fn counter(headers: HeaderMap) -> Response {
+    respond(&COUNTER, &headers, CACHE_HOUR)
+}
+
+/// `asset`, or a `304` when the request's `If-None-Match` names it.
+fn respond(asset: &Asset, headers: &HeaderMap, cache: &'static str) -> Response {
     let etag = asset.etag();
-    let mut response = if if_none_match(&headers, &etag) {
+    let mut response = if if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
     };
     let h = response.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_FOREVER),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

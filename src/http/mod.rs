@@ -6,7 +6,10 @@
 //! - [`transfer`]: `/api/v1/export` and `/api/v1/import`;
 //! - [`badge`]: SVG badges, `/badge/{slug}.svg`;
 //! - [`dashboard`]: the HTML dashboard and its sign-in, `/dashboard`;
-//! - [`assets`]: the dashboard's static files, `/static/…`;
+//! - [`assets`]: the dashboard's static files, `/static/…`, and the
+//!   counting script pages embed, `/count.js`;
+//! - [`cors`]: the CORS headers of the hits route, the one route a page's
+//!   script calls from another origin;
 //! - [`openapi`]: the OpenAPI document of `/api/v1`, from the handlers;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: [`ApiError`], the JSON error every failure answers with,
@@ -23,6 +26,7 @@ pub mod api;
 pub mod assets;
 pub mod badge;
 pub mod client;
+pub mod cors;
 pub(crate) mod csv;
 pub mod dashboard;
 pub mod error;
@@ -84,7 +88,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let sites = Router::new()
         .route("/", get(api::list).post(api::create))
         .route("/{slug}", get(api::get).delete(api::delete))
-        .route("/{slug}/hits", post(api::hit))
+        // The one route a page's script calls from another origin.
+        .route("/{slug}/hits", cors::hits(post(api::hit)))
         .route("/{slug}/count", get(api::count).put(api::set_count))
         .route("/{slug}/uniques", get(api::uniques))
         .route("/{slug}/reset", post(api::reset))
@@ -113,6 +118,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/badge/{file}", get(badge::badge))
         .route("/count/{file}", get(pages::pixel).head(pages::pixel_head))
         .route("/static/{file}", get(assets::serve))
+        .route("/count.js", get(assets::counter))
         .merge(dashboard::routes().route_layer(reads()))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
