@@ -9,6 +9,7 @@
 //! - the visitor behind a hit, for unique-visitor estimates ([`Visitor`]);
 //! - [`time`]: unix seconds, UTC hours and days, RFC 3339 text.
 
+pub mod origin;
 pub mod page;
 pub mod slug;
 pub mod time;
@@ -83,13 +84,54 @@ impl SiteRules {
                 .any(|o| o.eq_ignore_ascii_case(authority) || o.eq_ignore_ascii_case(bare))
     }
 
-    /// The form the store keeps a list in: names separated by spaces.
+    /// The rules with each list checked and normalised (see
+    /// [`page::parse_kept_params`] and [`origin::parse_origins`]).
+    pub fn checked(self) -> Result<SiteRules, Invalid> {
+        Ok(SiteRules {
+            keep_params: page::parse_kept_params(&self.keep_params)?,
+            origins: origin::parse_origins(&self.origins)?,
+        })
+    }
+
+    /// The form the store keeps a list in: names separated by spaces (no
+    /// checked entry holds one).
     pub fn join(list: &[String]) -> String {
         list.join(" ")
     }
 
     pub fn split(text: &str) -> Vec<String> {
         text.split_ascii_whitespace().map(str::to_owned).collect()
+    }
+}
+
+/// A change to a site's rules: each list given replaces the site's (an
+/// empty one clears it); a list not given is left as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesPatch {
+    pub keep_params: Option<Vec<String>>,
+    pub origins: Option<Vec<String>>,
+}
+
+impl RulesPatch {
+    /// The change with each list given checked and normalised, as
+    /// [`SiteRules::checked`] checks them; a change that gives no list is
+    /// refused.
+    pub fn checked(self) -> Result<RulesPatch, Invalid> {
+        if self.keep_params.is_none() && self.origins.is_none() {
+            return Err(Invalid(
+                "give origins, keep_params or both: the lists that replace the site's".into(),
+            ));
+        }
+        Ok(RulesPatch {
+            keep_params: self
+                .keep_params
+                .map(|l| page::parse_kept_params(&l))
+                .transpose()?,
+            origins: self
+                .origins
+                .map(|l| origin::parse_origins(&l))
+                .transpose()?,
+        })
     }
 }
 
@@ -289,6 +331,52 @@ mod tests {
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"é".repeat(200)).is_ok());
         assert!(validate_name(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn allowed_origins_match_a_host_on_any_port_or_a_host_and_port() {
+        let rules = SiteRules {
+            keep_params: vec![],
+            origins: vec!["allowed.test".into(), "other.test:8443".into()],
+        }
+        .checked()
+        .unwrap();
+        assert!(rules.allows(None));
+        assert!(rules.allows(Some("allowed.test")));
+        assert!(rules.allows(Some("allowed.test:8080")));
+        assert!(rules.allows(Some("other.test:8443")));
+        assert!(!rules.allows(Some("other.test")));
+        assert!(!rules.allows(Some("other.test:8444")));
+        assert!(!rules.allows(Some("evil.test")));
+        assert!(!rules.allows(Some("allowed.test.evil.test")));
+        assert!(!rules.allows(Some("null")));
+        assert!(SiteRules::default().allows(Some("evil.test")));
+    }
+
+    #[test]
+    fn a_rules_change_gives_at_least_one_list_and_is_checked() {
+        assert!(RulesPatch::default().checked().is_err());
+        let patch = RulesPatch {
+            keep_params: None,
+            origins: Some(vec!["https://A.test".into()]),
+        };
+        assert_eq!(
+            patch.checked().unwrap(),
+            RulesPatch {
+                keep_params: None,
+                origins: Some(vec!["a.test".into()]),
+            }
+        );
+        let cleared = RulesPatch {
+            keep_params: Some(vec![]),
+            origins: None,
+        };
+        assert_eq!(cleared.clone().checked().unwrap(), cleared);
+        let bad = RulesPatch {
+            keep_params: Some(vec!["a b".into()]),
+            origins: Some(vec!["ok.test".into()]),
+        };
+        assert!(bad.checked().is_err());
     }
 
     #[test]
