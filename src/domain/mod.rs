@@ -187,6 +187,8 @@ pub struct NewSite {
     pub slug: Slug,
     pub name: String,
     pub count: i64,
+    /// Checked by [`SiteRules::checked`] before a store sees them.
+    pub rules: SiteRules,
 }
 
 /// A site's hourly buckets over `[from, to)` and the hits before them, read

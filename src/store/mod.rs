@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use crate::config::{Secret, StoreSettings, redact_url};
 use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, SeriesData, Site, SiteDump, SiteId,
-    SiteRules, Slug, Versioned,
+    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, RulesPatch, SeriesData, Site,
+    SiteDump, SiteId, SiteRules, Slug, Versioned,
 };
 
 pub use migrate::Migration;
@@ -472,8 +472,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         to: Day,
     ) -> Result<Option<PageSeries>, StoreError>;
 
-    /// Replaces a site's rules; `None` if there is no such site.
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError>;
+    /// Replaces the lists of a site's rules that `patch` gives, in one
+    /// statement (two changes to different lists never undo each other);
+    /// `None` if there is no such site.
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
@@ -484,7 +486,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     async fn sites(&self) -> Result<Vec<Site>, StoreError>;
 
-    /// Creates a site; [`StoreError::Conflict`] if the slug is taken.
+    /// Creates a site with its rules in one statement;
+    /// [`StoreError::Conflict`] if the slug is taken.
     async fn create_site(&self, new: &NewSite) -> Result<Site, StoreError>;
 
     /// Deletes a site and its series; `false` if there was none.

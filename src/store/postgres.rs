@@ -27,8 +27,8 @@ use super::{
 };
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, SeriesData,
-    Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
+    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, RulesPatch,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.
@@ -433,11 +433,18 @@ impl Store for PgStore {
                 client
                     .query_opt(
                         &format!(
-                            "INSERT INTO visitors (slug, site_name, visitor_count, base_count) \
-                             VALUES ($1, $2, $3, $3) ON CONFLICT (slug) DO NOTHING \
+                            "INSERT INTO visitors (slug, site_name, visitor_count, base_count, \
+                             keep_params, allowed_origins) \
+                             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (slug) DO NOTHING \
                              RETURNING {SITE_COLUMNS}"
                         ),
-                        &[&new.slug.as_str(), &new.name, &new.count],
+                        &[
+                            &new.slug.as_str(),
+                            &new.name,
+                            &new.count,
+                            &SiteRules::join(&new.rules.keep_params),
+                            &SiteRules::join(&new.rules.origins),
+                        ],
                     )
                     .await
             })
@@ -783,14 +790,15 @@ impl Store for PgStore {
         .await
     }
 
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
-        let keep = SiteRules::join(&rules.keep_params);
-        let origins = SiteRules::join(&rules.origins);
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
+        let keep = patch.keep_params.as_deref().map(SiteRules::join);
+        let origins = patch.origins.as_deref().map(SiteRules::join);
         self.run(async |client| {
             client
                 .query_opt(
                     &format!(
-                        "UPDATE visitors SET keep_params = $2, allowed_origins = $3 \
+                        "UPDATE visitors SET keep_params = coalesce($2, keep_params), \
+                         allowed_origins = coalesce($3, allowed_origins) \
                          WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
                     ),
                     &[&id, &keep, &origins],

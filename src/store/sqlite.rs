@@ -24,7 +24,7 @@ use super::{
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
     ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSeries, PageStat,
-    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
+    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
 };
 use crate::sync::lock;
 
@@ -297,15 +297,18 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.query_row(
                     &format!(
-                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at) \
-                         VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT (slug) DO NOTHING \
+                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at, \
+                         keep_params, allowed_origins) \
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING \
                          RETURNING {SITE_COLUMNS}"
                     ),
                     params![
                         new.slug,
                         new.name,
                         new.count,
-                        unix_seconds(SystemTime::now())
+                        unix_seconds(SystemTime::now()),
+                        SiteRules::join(&new.rules.keep_params),
+                        SiteRules::join(&new.rules.origins),
                     ],
                     site_from_row,
                 )
@@ -625,13 +628,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
-        let keep = SiteRules::join(&rules.keep_params);
-        let origins = SiteRules::join(&rules.origins);
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
+        let keep = patch.keep_params.as_deref().map(SiteRules::join);
+        let origins = patch.origins.as_deref().map(SiteRules::join);
         self.write(move |conn| {
             conn.query_row(
                 &format!(
-                    "UPDATE visitors SET keep_params = ?2, allowed_origins = ?3 \
+                    "UPDATE visitors SET keep_params = coalesce(?2, keep_params), \
+                     allowed_origins = coalesce(?3, allowed_origins) \
                      WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
                 ),
                 params![id, keep, origins],
