@@ -228,7 +228,8 @@ pub struct ImportEntry {
     /// When a site that is created was first created (unix seconds), as
     /// the export says; `None`: now.
     pub created_at: Option<i64>,
-    /// Pages that replace the site's pages; `None` keeps them as they are.
+    /// Pages that replace the site's pages; `None` keeps them as they are,
+    /// unless [`keeps_pages`] says the new count cannot.
     pub pages: Option<Vec<PageDump>>,
 }
 
@@ -302,6 +303,15 @@ pub fn validate_count(count: i64) -> Result<(), Invalid> {
 pub struct SetCount {
     pub drop_hours: bool,
     pub base: i64,
+}
+
+/// Whether a site keeps its pages, which hold `paged` hits, when its count
+/// is set to `count`: not when its hours are dropped (`drop_hours`), nor
+/// when its pages would hold more hits than the site. The second happens
+/// when retention has folded the hours the pages' hits were in: the hours
+/// left may all fit under a count that the pages do not.
+pub fn keeps_pages(count: i64, paged: i64, drop_hours: bool) -> bool {
+    !drop_hours && paged <= count
 }
 
 pub fn set_count_split(count: i64, bucketed: i64) -> SetCount {
@@ -379,6 +389,14 @@ mod tests {
             origins: Some(vec!["ok.test".into()]),
         };
         assert!(bad.checked().is_err());
+    }
+
+    #[test]
+    fn pages_go_with_the_hours_or_when_they_would_pass_the_count() {
+        assert!(keeps_pages(10, 10, false));
+        assert!(keeps_pages(10, 0, false));
+        assert!(!keeps_pages(10, 11, false));
+        assert!(!keeps_pages(10, 0, true));
     }
 
     #[test]
