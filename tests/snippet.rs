@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::app::{RouterApp, TOKEN, json_of};
 use support::web::{Reply, get, send};
-use tally::domain::{SiteRules, Slug};
+use tally::domain::{RulesPatch, Slug};
 
 const SCRIPT: &str = include_str!("../static/count.js");
 const PAGE_ORIGIN: &str = "http://blog.example";
@@ -222,9 +222,9 @@ async fn every_answer_of_the_hits_route_is_readable_by_the_script() {
     // A site that allows only its own pages: another page's hit is a 403
     // the script can read; its own page's hit counts.
     let slug = Slug::parse("blog").unwrap();
-    let rules = SiteRules {
-        keep_params: Vec::new(),
-        origins: vec!["blog.example".to_owned()],
+    let rules = RulesPatch {
+        keep_params: None,
+        origins: Some(vec!["blog.example".to_owned()]),
     };
     app.state.counter.set_rules(&slug, rules).await.unwrap();
     let foreign = send(

@@ -1,19 +1,25 @@
-//! Export and import: every site's count and hours out, as JSON and CSV;
-//! in again, whatever the size up to TALLY_MAX_IMPORT_BYTES, hours replayed
-//! on request, on SQLite and PostgreSQL; a bad document writes nothing.
+//! Export and import: every site's count, hours and pages out, as JSON
+//! (and CSV without pages); in again, whatever the size up to
+//! TALLY_MAX_IMPORT_BYTES, hours replayed on request, pages as they were,
+//! on SQLite and PostgreSQL; a bad document writes nothing.
 
 mod support;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use support::app::{RouterApp, TOKEN, TallyProcess, TestApp, call, json_of, router, sqlite_url};
+use support::app::{
+    RouterApp, TOKEN, TallyProcess, TestApp, built, call, json_of, router, sqlite_url,
+};
 use support::pg::PgServer;
-use tally::domain::Slug;
+use tally::Application;
+use tally::domain::{Page, Slug};
+use tally::store::{SiteHits, Store};
 use tower::ServiceExt;
 
 /// 2026-01-10T05:00:00Z
@@ -71,11 +77,12 @@ async fn export_json_holds_counts_bases_and_hours() {
     assert_eq!(
         body["sites"],
         json!([
-            {"slug": "default", "name": "default", "count": 0, "base_count": 0, "hourly": []},
+            {"slug": "default", "name": "default", "count": 0, "base_count": 0, "hourly": [],
+             "pages": []},
             {"slug": "blog", "name": "Blog, \"mine\"", "count": 15, "base_count": 10, "hourly": [
                 {"t": "2026-01-10T05:00:00Z", "hits": 3},
                 {"t": "2026-01-10T07:00:00Z", "hits": 2},
-            ]},
+            ], "pages": []},
         ])
     );
 }
@@ -261,7 +268,7 @@ fn hits_at(i: usize, h: usize) -> u64 {
 fn export_document(sites: usize, hours: usize) -> String {
     let first = this_hour() - 3600 * (hours as u64 - 1);
     let mut out = String::from(r#"{"exported_at":"2026-11-30T10:00:00Z","sites":["#);
-    out.push_str(r#"{"slug":"default","name":"default","count":0,"base_count":0,"created_at":"2026-01-01T00:00:00Z","hourly":[]}"#);
+    out.push_str(r#"{"slug":"default","name":"default","count":0,"base_count":0,"created_at":"2026-01-01T00:00:00Z","hourly":[],"pages":[]}"#);
     for i in 0..sites {
         let sum: u64 = (0..hours).map(|h| hits_at(i, h)).sum();
         let _ = write!(
@@ -277,7 +284,7 @@ fn export_document(sites: usize, hours: usize) -> String {
             let t = timestamp(first + 3600 * h as u64);
             let _ = write!(out, r#"{{"t":"{t}","hits":{}}}"#, hits_at(i, h));
         }
-        out.push_str("]}");
+        out.push_str(r#"],"pages":[]}"#);
     }
     out.push_str("]}");
     out
@@ -735,3 +742,406 @@ async fn an_import_is_parsed_as_it_arrives_in_bounded_memory() {
         doc.len()
     );
 }
+
+/// The date `days` days before the current hour's, as the API writes it.
+fn date_before(days: u64) -> String {
+    tally::domain::time::format_date((this_hour() - days * 86_400) as i64)
+}
+
+/// Page hits on `site` in the hour `hour`, straight to the store, with a
+/// page limit of 2.
+async fn page_hits(store: &Arc<dyn Store>, hour: u64, sites: &[(i64, &[&str])]) {
+    let hits: Vec<SiteHits> = sites
+        .iter()
+        .map(|(site, pages)| SiteHits {
+            site: *site,
+            keys: vec![None; pages.len()],
+            pages: pages
+                .iter()
+                .map(|p| Some(Page::parse(p, &[]).unwrap()))
+                .collect(),
+        })
+        .collect();
+    let at = UNIX_EPOCH + Duration::from_secs(hour);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let outcomes = store.add_hits(at, &hits, 2, deadline).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| o.counted().is_some()),
+        "{outcomes:?}"
+    );
+}
+
+/// Sites `blog` and `docs` with pages hit over three days, on an app with
+/// a page limit of 2: blog's /a and /b are pages, its /c, /d and /e land
+/// on `(other)`, and two of its hits name no page.
+async fn with_pages(app: &Application) -> Router {
+    let r = app.router();
+    for body in [
+        r#"{"slug":"blog","name":"Blog, \"mine\""}"#,
+        r#"{"slug":"docs"}"#,
+    ] {
+        let got = call(&r, Method::POST, "/api/v1/sites", Some(TOKEN), Some(body)).await;
+        assert_eq!(got.0, StatusCode::CREATED, "{}", got.2);
+    }
+    let id = |slug: &str| {
+        let store = app.store().clone();
+        let slug = Slug::parse(slug).unwrap();
+        async move { store.site(&slug).await.unwrap().unwrap().id }
+    };
+    let (blog, docs) = (id("blog").await, id("docs").await);
+    let store = app.store();
+    let now = this_hour();
+    page_hits(store, now - 2 * 86_400, &[(blog, &["/a", "/a", "/b"])]).await;
+    page_hits(
+        store,
+        now - 86_400,
+        &[(blog, &["/a", "/c", "/b", "/d"]), (docs, &["/x"])],
+    )
+    .await;
+    page_hits(store, now, &[(blog, &["/a"])]).await;
+    for body in [Some(r#"{"page":"/e"}"#), None, None] {
+        let got = call(&r, Method::POST, "/api/v1/sites/blog/hits", None, body).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.2);
+    }
+    r
+}
+
+/// A site's JSON, as the admin reads it.
+async fn site_json(r: &Router, slug: &str) -> Value {
+    let path = format!("/api/v1/sites/{slug}");
+    let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json_of(&body)
+}
+
+/// A site's pages list over the last three days, as JSON.
+async fn pages_json(r: &Router, slug: &str) -> Value {
+    let path = format!(
+        "/api/v1/sites/{slug}/pages?limit=1000&from={}&to={}",
+        date_before(2),
+        tally::domain::time::format_date(this_hour() as i64 + 86_400)
+    );
+    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json_of(&body)
+}
+
+/// A page's daily hits over the last three days, as JSON.
+async fn page_days(r: &Router, slug: &str, page: &str) -> Value {
+    let path = format!(
+        "/api/v1/sites/{slug}/series?page={page}&step=day&from={}&to={}",
+        date_before(2),
+        tally::domain::time::format_date(this_hour() as i64 + 86_400)
+    );
+    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    json_of(&body)
+}
+
+/// A site's pages as `{page: count}`.
+async fn page_counts(r: &Router, slug: &str) -> Vec<(String, i64)> {
+    let path = format!("/api/v1/sites/{slug}/pages?limit=1000");
+    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut pages: Vec<(String, i64)> = json_of(&body)["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["page"].as_str().unwrap().to_owned(),
+                p["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
+fn owned(pages: &[(&str, i64)]) -> Vec<(String, i64)> {
+    pages.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+}
+
+/// An export with pages, the overflow page among them, imported into an
+/// empty tally (replayed, and not): the same sites, counts, pages, page
+/// counts, page days and page totals, and the page limit still holds.
+async fn pages_survive_an_export_and_an_import(urls: [String; 3]) {
+    let old = built(&urls[0], &["--page-limit", "2"]).await;
+    let r = with_pages(&old).await;
+    let (status, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let sites = sites_of(&export);
+    let (d2, d1, d0) = (date_before(2), date_before(1), date_before(0));
+    assert_eq!(
+        (&sites[1]["slug"], &sites[1]["count"], &sites[1]["pages"]),
+        (
+            &json!("blog"),
+            &json!(11),
+            &json!([
+                {"page": "(other)", "count": 3, "daily": [
+                    {"d": d1, "hits": 2}, {"d": d0, "hits": 1}]},
+                {"page": "/a", "count": 4, "daily": [
+                    {"d": d2, "hits": 2}, {"d": d1, "hits": 1}, {"d": d0, "hits": 1}]},
+                {"page": "/b", "count": 2, "daily": [
+                    {"d": d2, "hits": 1}, {"d": d1, "hits": 1}]},
+            ])
+        )
+    );
+    assert_eq!(
+        (&sites[2]["slug"], &sites[2]["count"], &sites[2]["pages"]),
+        (
+            &json!("docs"),
+            &json!(1),
+            &json!([{"page": "/x", "count": 1, "daily": [{"d": d1, "hits": 1}]}])
+        )
+    );
+    assert_eq!(sites[0]["pages"], json!([]));
+
+    let fresh = built(&urls[1], &["--page-limit", "2"]).await;
+    let f = fresh.router();
+    let (status, reply) = import(&f, "?hours=replay", &export).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_same_sites(&export_sites(&f).await, &sites);
+    for slug in ["blog", "docs"] {
+        assert_eq!(
+            site_json(&f, slug).await,
+            site_json(&r, slug).await,
+            "{slug}"
+        );
+        assert_eq!(
+            pages_json(&f, slug).await,
+            pages_json(&r, slug).await,
+            "{slug}"
+        );
+    }
+    assert_eq!(site_json(&f, "blog").await["pages"], 2);
+    assert_eq!(site_json(&f, "docs").await["pages"], 1);
+    assert_eq!(
+        pages_json(&f, "blog").await["pages"],
+        json!([
+            {"page": "/a", "count": 4, "hits": 4},
+            {"page": "(other)", "count": 3, "hits": 3},
+            {"page": "/b", "count": 2, "hits": 2},
+        ])
+    );
+    // (The overflow page has no series of its own: its days are compared
+    // in the exports above.)
+    for page in ["/a", "/b"] {
+        let days = page_days(&f, "blog", page).await;
+        assert_eq!(days, page_days(&r, "blog", page).await, "{page}");
+        let hits: Vec<i64> = days["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["hits"].as_i64().unwrap())
+            .collect();
+        let want = if page == "/a" {
+            vec![2, 1, 1]
+        } else {
+            vec![1, 1, 0]
+        };
+        assert_eq!((hits, &days["before"]), (want, &json!(0)), "{page}");
+    }
+    // The imported page total holds the limit: a new page overflows.
+    let (status, _, body) = call(
+        &f,
+        Method::POST,
+        "/api/v1/sites/blog/hits",
+        None,
+        Some(r#"{"page":"/new"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        json_of(&body),
+        json!({"site": "blog", "count": 12, "page": "(other)", "page_count": 4})
+    );
+
+    // Without a replay, the hours land in the base count; the pages are
+    // the same.
+    let plain = built(&urls[2], &["--page-limit", "2"]).await;
+    let p = plain.router();
+    let (status, reply) = import(&p, "", &export).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let got = export_sites(&p).await;
+    for (g, w) in got.iter().zip(&sites) {
+        assert_eq!(
+            (
+                &g["slug"],
+                &g["count"],
+                &g["base_count"],
+                &g["hourly"],
+                &g["pages"]
+            ),
+            (
+                &w["slug"],
+                &w["count"],
+                &w["count"],
+                &json!([]),
+                &w["pages"]
+            )
+        );
+    }
+    assert_eq!(site_json(&p, "blog").await["pages"], 2);
+}
+
+#[tokio::test]
+async fn pages_survive_an_export_and_an_import_on_sqlite() {
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    pages_survive_an_export_and_an_import(dirs.each_ref().map(|d| sqlite_url(d.path()))).await;
+}
+
+#[tokio::test]
+async fn pages_survive_an_export_and_an_import_on_postgres() {
+    let pg = PgServer::start();
+    pages_survive_an_export_and_an_import([(); 3].map(|_| pg.create_database())).await;
+}
+
+/// Bad pages anywhere in a document: a 400 naming the site and the page,
+/// and nothing written (not even the valid site before them).
+async fn bad_pages_write_nothing(database_url: &str) {
+    let app = built(database_url, &["--page-limit", "2"]).await;
+    let r = with_pages(&app).await;
+    let before = export_sites(&r).await;
+    let doc = |pages: &str| {
+        format!(r#"[{{"slug":"new1","count":5}},{{"slug":"blog","count":10,"pages":[{pages}]}}]"#)
+    };
+    let day = r#"{"d":"2026-11-20","hits":2},{"d":"2026-11-21","hits":2}"#;
+    for (body, code, message) in [
+        (
+            doc(r#"{"page":"posts/hello","count":1}"#),
+            "invalid_body",
+            "site \"blog\", page \"posts/hello\": a page is a path that starts with / at line 1 column 84",
+        ),
+        (
+            doc(&format!(r#"{{"page":"/a","count":3,"daily":[{day}]}}"#)),
+            "invalid_request",
+            "site \"blog\", page \"/a\": its days hold 4 hits, more than its count 3",
+        ),
+        (
+            doc(r#"{"page":"/a","count":6},{"page":"(other)","count":5}"#),
+            "invalid_request",
+            "site \"blog\": its pages' counts add up to 11, more than its count 10",
+        ),
+        (
+            doc(r#"{"page":"/a","count":1},{"page":"/a","count":1}"#),
+            "invalid_request",
+            "site \"blog\", page \"/a\": the page appears more than once",
+        ),
+        (
+            doc(
+                r#"{"page":"/a","count":1,"daily":[{"d":"2026-11-21","hits":1},{"d":"2026-11-20","hits":1}]}"#,
+            ),
+            "invalid_request",
+            "site \"blog\", page \"/a\": days are ascending, each at most once",
+        ),
+        (
+            doc(r#"{"page":"/a","count":-1}"#),
+            "invalid_request",
+            "site \"blog\", page \"/a\": count is a whole number from 0 to 9007199254740991",
+        ),
+        (
+            doc(r#"{"page":"/a","count":1,"colour":"red"}"#),
+            "invalid_body",
+            "unknown field `colour`, expected one of `page`, `count`, `daily` at line 1 column 94",
+        ),
+    ] {
+        let (status, reply) = import(&r, "?hours=replay", &body).await;
+        assert_eq!(
+            (status, reply),
+            (
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"code": code, "message": message}})
+            ),
+            "{body}"
+        );
+        let (status, reply) = import(&r, "", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {reply}");
+    }
+    assert_eq!(export_sites(&r).await, before);
+    assert_eq!(site_json(&r, "blog").await["pages"], 2);
+}
+
+on_both_stores!(bad_pages_write_nothing:
+    bad_pages_in_an_import_are_400_and_write_nothing,
+    bad_pages_in_an_import_are_400_and_write_nothing_on_postgres);
+
+/// An import without pages leaves a site's pages as they are, unless its
+/// new count cannot hold them; with `pages` they are replaced.
+async fn pages_left_out_are_kept(database_url: &str) {
+    let app = built(database_url, &["--page-limit", "2"]).await;
+    let r = with_pages(&app).await;
+    let blog = owned(&[("(other)", 3), ("/a", 4), ("/b", 2)]);
+    assert_eq!(page_counts(&r, "blog").await, blog);
+    let days_before = pages_json(&r, "blog").await;
+
+    // Set as set-count sets it, the hours kept: the pages too.
+    let (status, reply) = import(&r, "", r#"[{"slug":"blog","count":12}]"#).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(page_counts(&r, "blog").await, blog);
+    assert_eq!(pages_json(&r, "blog").await, days_before);
+    assert_eq!(
+        (
+            site_json(&r, "blog").await["count"].clone(),
+            site_json(&r, "blog").await["pages"].clone()
+        ),
+        (json!(12), json!(2))
+    );
+    // Replayed hours, and a count that still holds the pages' 9 hits.
+    let (status, reply) = import(&r, "?hours=replay", r#"[{"slug":"blog","count":9}]"#).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(page_counts(&r, "blog").await, blog);
+    // A count below what the pages hold: they go.
+    let (status, reply) = import(&r, "?hours=replay", r#"[{"slug":"blog","count":8}]"#).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(page_counts(&r, "blog").await, vec![]);
+    assert_eq!(site_json(&r, "blog").await["pages"], 0);
+    // Below the hours, without a replay: the hours go, and the pages.
+    assert_eq!(page_counts(&r, "docs").await, owned(&[("/x", 1)]));
+    let (status, reply) = import(&r, "", r#"[{"slug":"docs","count":0}]"#).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(page_counts(&r, "docs").await, vec![]);
+    assert_eq!(site_json(&r, "docs").await["pages"], 0);
+
+    // Given, they replace the site's; `[]` clears them.
+    let given = r#"[{"slug":"blog","count":9,"pages":[{"page":"/z","count":9}]}]"#;
+    assert_eq!(import(&r, "", given).await.0, StatusCode::OK);
+    assert_eq!(page_counts(&r, "blog").await, owned(&[("/z", 9)]));
+    assert_eq!(site_json(&r, "blog").await["pages"], 1);
+    let cleared = r#"[{"slug":"blog","count":9,"pages":[]}]"#;
+    assert_eq!(import(&r, "", cleared).await.0, StatusCode::OK);
+    assert_eq!(page_counts(&r, "blog").await, vec![]);
+    assert_eq!(import(&r, "", given).await.0, StatusCode::OK);
+
+    // Once retention has folded the hours, a count set below the pages'
+    // hits (but not below the hours, which are gone) drops the pages.
+    let later = UNIX_EPOCH + Duration::from_secs(this_hour() + 3 * 86_400);
+    app.store().prune_series(later).await.unwrap();
+    let set = |count: i64| {
+        let body = format!(r#"{{"count":{count}}}"#);
+        let r = r.clone();
+        async move {
+            call(
+                &r,
+                Method::PUT,
+                "/api/v1/sites/blog/count",
+                Some(TOKEN),
+                Some(&body),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(set(9).await, StatusCode::OK);
+    assert_eq!(page_counts(&r, "blog").await, owned(&[("/z", 9)]));
+    assert_eq!(set(8).await, StatusCode::OK);
+    assert_eq!(page_counts(&r, "blog").await, vec![]);
+    assert_eq!(site_json(&r, "blog").await["pages"], 0);
+    // What export writes then imports again.
+    let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
+    assert_eq!(import(&r, "?hours=replay", &export).await.0, StatusCode::OK);
+}
+
+on_both_stores!(pages_left_out_are_kept:
+    an_import_without_pages_keeps_them_while_the_count_holds_them,
+    an_import_without_pages_keeps_them_while_the_count_holds_them_on_postgres);

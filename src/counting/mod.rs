@@ -19,11 +19,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheStatus};
-use crate::domain::page::{MAX_KEPT_PARAMS, validate_kept_param};
 use crate::domain::time::{Day, today};
 use crate::domain::{
-    DEFAULT_SITE_ID, Invalid, InvalidPage, InvalidSlug, NewSite, Page, PageList, Site, SiteId,
-    SiteRules, Slug, Versioned, Visitor, validate_count, validate_name,
+    DEFAULT_SITE_ID, Invalid, InvalidPage, InvalidSlug, NewSite, Page, PageList, RulesPatch, Site,
+    SiteId, SiteRules, Slug, Versioned, Visitor, validate_count, validate_name,
 };
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
@@ -360,20 +359,15 @@ impl Counter {
         Ok(series.before)
     }
 
-    /// Replaces a site's rules (kept query parameters, allowed origins).
-    pub async fn set_rules(&self, slug: &Slug, rules: SiteRules) -> Result<Site, CountError> {
-        for name in &rules.keep_params {
-            validate_kept_param(name)?;
-        }
-        if rules.keep_params.len() > MAX_KEPT_PARAMS {
-            return Err(CountError::InvalidInput(format!(
-                "a site keeps at most {MAX_KEPT_PARAMS} query parameters"
-            )));
-        }
+    /// Replaces the lists of a site's rules (kept query parameters,
+    /// allowed origins) that `patch` gives. This replica uses them at once;
+    /// the others within [`RULES_FRESH`].
+    pub async fn set_rules(&self, slug: &Slug, patch: RulesPatch) -> Result<Site, CountError> {
+        let patch = patch.checked()?;
         let site = self.site(slug).await?;
         let site = self
             .store
-            .set_rules(site.id, &rules)
+            .set_rules(site.id, &patch)
             .await?
             .ok_or(CountError::NotFound)?;
         self.remember(&site);
@@ -483,9 +477,12 @@ impl Counter {
         Ok(self.store.session_revoked(hash).await?)
     }
 
-    pub async fn create_site(&self, new: NewSite) -> Result<Site, CountError> {
+    /// Creates a site with its rules, checked first: a bad one writes
+    /// nothing.
+    pub async fn create_site(&self, mut new: NewSite) -> Result<Site, CountError> {
         validate_name(&new.name)?;
         validate_count(new.count)?;
+        new.rules = new.rules.checked()?;
         self.check_ready()?;
         let site = self.store.create_site(&new).await?;
         self.remember(&site);

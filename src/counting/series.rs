@@ -9,19 +9,20 @@ use std::time::SystemTime;
 use super::{CountError, Counter};
 use crate::domain::time::{END_OF_TIME, at, format_date, format_timestamp, unix};
 use crate::domain::{
-    ImportEntry, Imported, Page, Site, SiteDump, Slug, Versioned, validate_count, validate_name,
+    ImportEntry, Imported, MAX_COUNT, Page, PageDump, Site, SiteDump, Slug, Versioned,
+    validate_count, validate_name,
 };
 use crate::store::StoreError;
 
 /// Most points one series may hold, so one request cannot ask for millions.
 pub const MAX_POINTS: i64 = 10_000;
 
-/// An import is written in batches of at most this many sites or hours
-/// (a site's hours are never split), one transaction each, so that each
-/// batch fits in the store timeout and hits on other sites wait for no
-/// more than one batch.
+/// An import is written in batches of at most this many sites or rows
+/// (hours, pages and page days; a site's are never split), one transaction
+/// each, so that each batch fits in the store timeout and hits on other
+/// sites wait for no more than one batch.
 const IMPORT_BATCH_SITES: usize = 500;
-const IMPORT_BATCH_HOURS: usize = 20_000;
+const IMPORT_BATCH_ROWS: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -276,6 +277,9 @@ impl Counter {
             if let Some(hours) = &e.hours {
                 validate_hours(hours, e.count).map_err(at)?;
             }
+            if let Some(pages) = &e.pages {
+                validate_pages(&e.slug, pages, e.count)?;
+            }
             if !seen.insert(e.slug.as_str()) {
                 return Err(CountError::InvalidInput(format!(
                     "site {}: the slug {:?} appears more than once",
@@ -333,11 +337,8 @@ fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
         if last.is_some_and(|l| l >= t) {
             return bad("hours are ascending, each at most once");
         }
-        if !(1..=crate::domain::MAX_COUNT).contains(&hits) {
-            return bad(&format!(
-                "hits is a whole number from 1 to {}",
-                crate::domain::MAX_COUNT
-            ));
+        if !(1..=MAX_COUNT).contains(&hits) {
+            return bad(&format!("hits is a whole number from 1 to {}", MAX_COUNT));
         }
         last = Some(t);
         sum = sum.saturating_add(hits);
@@ -348,17 +349,80 @@ fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
     Ok(())
 }
 
+/// A site's pages to import: each named once, each count from 0 to
+/// [`MAX_COUNT`], each page's days ascending, each at most once and with
+/// hits, adding up to at most the page's count; and the pages' counts
+/// adding up to at most the site's `count` (every hit on a page is a hit
+/// on its site). The message names the site and the page.
+fn validate_pages(slug: &Slug, pages: &[PageDump], count: i64) -> Result<(), CountError> {
+    let mut names = std::collections::HashSet::with_capacity(pages.len());
+    let mut total: i64 = 0;
+    for p in pages {
+        let bad = |why: String| {
+            Err(CountError::InvalidInput(format!(
+                "site {slug:?}, page {:?}: {why}",
+                p.page.as_str()
+            )))
+        };
+        if !names.insert(p.page.as_str()) {
+            return bad("the page appears more than once".into());
+        }
+        if !(0..=MAX_COUNT).contains(&p.count) {
+            return bad(format!("count is a whole number from 0 to {MAX_COUNT}"));
+        }
+        let (mut sum, mut last): (i64, Option<i64>) = (0, None);
+        for &(day, hits) in &p.days {
+            if !(0..END_OF_TIME / 86_400).contains(&day) {
+                return bad("each d is a date in years 1970 to 9999".into());
+            }
+            if last.is_some_and(|l| l >= day) {
+                return bad("days are ascending, each at most once".into());
+            }
+            if !(1..=MAX_COUNT).contains(&hits) {
+                return bad(format!("hits is a whole number from 1 to {MAX_COUNT}"));
+            }
+            last = Some(day);
+            sum = sum.saturating_add(hits);
+        }
+        if sum > p.count {
+            return bad(format!(
+                "its days hold {sum} hits, more than its count {}",
+                p.count
+            ));
+        }
+        total = total.saturating_add(p.count);
+    }
+    if total > count {
+        return Err(CountError::InvalidInput(format!(
+            "site {slug:?}: its pages' counts add up to {total}, more than its count {count}"
+        )));
+    }
+    Ok(())
+}
+
+/// The rows an entry writes beside its site's: hours, pages, page days.
+fn import_rows(e: &ImportEntry) -> usize {
+    let hours = e.hours.as_ref().map_or(0, Vec::len);
+    let pages = e
+        .pages
+        .iter()
+        .flatten()
+        .map(|p| 1 + p.days.len())
+        .sum::<usize>();
+    hours + pages
+}
+
 /// Consecutive runs of entries, each within the batch bounds.
 fn import_batches(entries: &[ImportEntry]) -> Vec<&[ImportEntry]> {
     let mut batches = Vec::new();
-    let (mut start, mut hours) = (0, 0);
+    let (mut start, mut rows) = (0, 0);
     for (i, e) in entries.iter().enumerate() {
-        let n = e.hours.as_ref().map_or(0, Vec::len);
-        if i > start && (i - start == IMPORT_BATCH_SITES || hours + n > IMPORT_BATCH_HOURS) {
+        let n = import_rows(e);
+        if i > start && (i - start == IMPORT_BATCH_SITES || rows + n > IMPORT_BATCH_ROWS) {
             batches.push(&entries[start..i]);
-            (start, hours) = (i, 0);
+            (start, rows) = (i, 0);
         }
-        hours += n;
+        rows += n;
     }
     batches.push(&entries[start..]);
     batches
@@ -377,8 +441,6 @@ fn partial_import(e: StoreError, done: usize, total: usize) -> CountError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use crate::domain::MAX_COUNT;
 
     const H: i64 = 3600;
     const D: i64 = 86_400;
@@ -407,6 +469,114 @@ mod tests {
         let big = vec![entry(0, 10), entry(1, 30_000), entry(2, 10)];
         assert_eq!(sizes(&big), vec![1, 1, 1]);
         assert_eq!(sizes(&[entry(0, 20_000)]), vec![1]);
+    }
+
+    fn with_pages(i: usize, pages: &[(usize, usize)]) -> ImportEntry {
+        ImportEntry {
+            pages: Some(
+                pages
+                    .iter()
+                    .map(|&(n, days)| PageDump {
+                        page: Page::stored(&format!("/p{n}")).unwrap(),
+                        count: days as i64,
+                        days: (0..days as i64).map(|d| (d, 1)).collect(),
+                    })
+                    .collect(),
+            ),
+            ..entry(i, 0)
+        }
+    }
+
+    #[test]
+    fn pages_and_their_days_count_towards_a_batch() {
+        let sizes = |entries: &[ImportEntry]| -> Vec<usize> {
+            import_batches(entries).iter().map(|b| b.len()).collect()
+        };
+        // 1 page row + 9 999 day rows: two sites a batch.
+        let paged: Vec<ImportEntry> = (0..5).map(|i| with_pages(i, &[(0, 9_999)])).collect();
+        assert_eq!(sizes(&paged), vec![2, 2, 1]);
+        // 10 000 pages with no days are 10 000 rows.
+        let many: Vec<(usize, usize)> = (0..10_000).map(|n| (n, 0)).collect();
+        let wide: Vec<ImportEntry> = (0..3).map(|i| with_pages(i, &many)).collect();
+        assert_eq!(sizes(&wide), vec![2, 1]);
+        // Hours and page rows add up.
+        let mixed = vec![
+            ImportEntry {
+                pages: with_pages(0, &[(0, 9_999)]).pages,
+                ..entry(0, 10_000)
+            },
+            with_pages(1, &[(0, 0)]),
+        ];
+        assert_eq!(sizes(&mixed), vec![1, 1]);
+        assert_eq!(import_rows(&mixed[0]), 20_000);
+    }
+
+    #[test]
+    fn imported_pages_are_named_once_and_fit_their_counts() {
+        let slug = Slug::parse("blog").unwrap();
+        let page = |name: &str, count: i64, days: &[(i64, i64)]| PageDump {
+            page: Page::stored(name).unwrap(),
+            count,
+            days: days.to_vec(),
+        };
+        let check = |pages: &[PageDump], count: i64| {
+            validate_pages(&slug, pages, count).map_err(|e| e.to_string())
+        };
+        assert_eq!(check(&[], 0), Ok(()));
+        let good = [
+            page("/a", 5, &[(1, 2), (3, 3)]),
+            page("(other)", 2, &[]),
+            page("/b", 0, &[]),
+        ];
+        assert_eq!(check(&good, 7), Ok(()));
+        assert_eq!(
+            check(&good, 6),
+            Err("site \"blog\": its pages' counts add up to 7, more than its count 6".into())
+        );
+        let want = |page: &str, why: &str| Err(format!("site \"blog\", page \"{page}\": {why}"));
+        assert_eq!(
+            check(&[page("/a", 4, &[(1, 2), (3, 3)])], 9),
+            want("/a", "its days hold 5 hits, more than its count 4")
+        );
+        assert_eq!(
+            check(&[page("/a", 1, &[]), page("/a", 1, &[])], 9),
+            want("/a", "the page appears more than once")
+        );
+        assert_eq!(
+            check(&[page("/a", -1, &[])], 9),
+            want("/a", "count is a whole number from 0 to 9007199254740991")
+        );
+        assert_eq!(
+            check(&[page("/a", 9, &[(3, 1), (1, 1)])], 9),
+            want("/a", "days are ascending, each at most once")
+        );
+        assert_eq!(
+            check(&[page("/a", 9, &[(3, 1), (3, 1)])], 9),
+            want("/a", "days are ascending, each at most once")
+        );
+        assert_eq!(
+            check(&[page("/a", 9, &[(3, 0)])], 9),
+            want("/a", "hits is a whole number from 1 to 9007199254740991")
+        );
+        assert_eq!(
+            check(&[page("/a", 9, &[(-1, 1)])], 9),
+            want("/a", "each d is a date in years 1970 to 9999")
+        );
+        // Sums that would overflow are still refused.
+        assert!(
+            check(
+                &[page("/a", MAX_COUNT, &[(1, MAX_COUNT), (2, MAX_COUNT)])],
+                MAX_COUNT
+            )
+            .is_err()
+        );
+        assert!(
+            check(
+                &[page("/a", MAX_COUNT, &[]), page("/b", MAX_COUNT, &[])],
+                MAX_COUNT
+            )
+            .is_err()
+        );
     }
 
     #[test]

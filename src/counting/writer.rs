@@ -320,7 +320,7 @@ mod tests {
         async fn set_rules(
             &self,
             _: SiteId,
-            _: &crate::domain::SiteRules,
+            _: &crate::domain::RulesPatch,
         ) -> Result<Option<Site>, StoreError> {
             unreachable!()
         }

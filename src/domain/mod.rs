@@ -9,6 +9,7 @@
 //! - the visitor behind a hit, for unique-visitor estimates ([`Visitor`]);
 //! - [`time`]: unix seconds, UTC hours and days, RFC 3339 text.
 
+pub mod origin;
 pub mod page;
 pub mod slug;
 pub mod time;
@@ -83,13 +84,54 @@ impl SiteRules {
                 .any(|o| o.eq_ignore_ascii_case(authority) || o.eq_ignore_ascii_case(bare))
     }
 
-    /// The form the store keeps a list in: names separated by spaces.
+    /// The rules with each list checked and normalised (see
+    /// [`page::parse_kept_params`] and [`origin::parse_origins`]).
+    pub fn checked(self) -> Result<SiteRules, Invalid> {
+        Ok(SiteRules {
+            keep_params: page::parse_kept_params(&self.keep_params)?,
+            origins: origin::parse_origins(&self.origins)?,
+        })
+    }
+
+    /// The form the store keeps a list in: names separated by spaces (no
+    /// checked entry holds one).
     pub fn join(list: &[String]) -> String {
         list.join(" ")
     }
 
     pub fn split(text: &str) -> Vec<String> {
         text.split_ascii_whitespace().map(str::to_owned).collect()
+    }
+}
+
+/// A change to a site's rules: each list given replaces the site's (an
+/// empty one clears it); a list not given is left as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesPatch {
+    pub keep_params: Option<Vec<String>>,
+    pub origins: Option<Vec<String>>,
+}
+
+impl RulesPatch {
+    /// The change with each list given checked and normalised, as
+    /// [`SiteRules::checked`] checks them; a change that gives no list is
+    /// refused.
+    pub fn checked(self) -> Result<RulesPatch, Invalid> {
+        if self.keep_params.is_none() && self.origins.is_none() {
+            return Err(Invalid(
+                "give origins, keep_params or both: the lists that replace the site's".into(),
+            ));
+        }
+        Ok(RulesPatch {
+            keep_params: self
+                .keep_params
+                .map(|l| page::parse_kept_params(&l))
+                .transpose()?,
+            origins: self
+                .origins
+                .map(|l| origin::parse_origins(&l))
+                .transpose()?,
+        })
     }
 }
 
@@ -145,6 +187,8 @@ pub struct NewSite {
     pub slug: Slug,
     pub name: String,
     pub count: i64,
+    /// Checked by [`SiteRules::checked`] before a store sees them.
+    pub rules: SiteRules,
 }
 
 /// A site's hourly buckets over `[from, to)` and the hits before them, read
@@ -184,7 +228,8 @@ pub struct ImportEntry {
     /// When a site that is created was first created (unix seconds), as
     /// the export says; `None`: now.
     pub created_at: Option<i64>,
-    /// Pages that replace the site's pages; `None` keeps them as they are.
+    /// Pages that replace the site's pages; `None` keeps them as they are,
+    /// unless [`keeps_pages`] says the new count cannot.
     pub pages: Option<Vec<PageDump>>,
 }
 
@@ -260,6 +305,15 @@ pub struct SetCount {
     pub base: i64,
 }
 
+/// Whether a site keeps its pages, which hold `paged` hits, when its count
+/// is set to `count`: not when its hours are dropped (`drop_hours`), nor
+/// when its pages would hold more hits than the site. The second happens
+/// when retention has folded the hours the pages' hits were in: the hours
+/// left may all fit under a count that the pages do not.
+pub fn keeps_pages(count: i64, paged: i64, drop_hours: bool) -> bool {
+    !drop_hours && paged <= count
+}
+
 pub fn set_count_split(count: i64, bucketed: i64) -> SetCount {
     if count < bucketed {
         SetCount {
@@ -289,6 +343,60 @@ mod tests {
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"é".repeat(200)).is_ok());
         assert!(validate_name(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn allowed_origins_match_a_host_on_any_port_or_a_host_and_port() {
+        let rules = SiteRules {
+            keep_params: vec![],
+            origins: vec!["allowed.test".into(), "other.test:8443".into()],
+        }
+        .checked()
+        .unwrap();
+        assert!(rules.allows(None));
+        assert!(rules.allows(Some("allowed.test")));
+        assert!(rules.allows(Some("allowed.test:8080")));
+        assert!(rules.allows(Some("other.test:8443")));
+        assert!(!rules.allows(Some("other.test")));
+        assert!(!rules.allows(Some("other.test:8444")));
+        assert!(!rules.allows(Some("evil.test")));
+        assert!(!rules.allows(Some("allowed.test.evil.test")));
+        assert!(!rules.allows(Some("null")));
+        assert!(SiteRules::default().allows(Some("evil.test")));
+    }
+
+    #[test]
+    fn a_rules_change_gives_at_least_one_list_and_is_checked() {
+        assert!(RulesPatch::default().checked().is_err());
+        let patch = RulesPatch {
+            keep_params: None,
+            origins: Some(vec!["https://A.test".into()]),
+        };
+        assert_eq!(
+            patch.checked().unwrap(),
+            RulesPatch {
+                keep_params: None,
+                origins: Some(vec!["a.test".into()]),
+            }
+        );
+        let cleared = RulesPatch {
+            keep_params: Some(vec![]),
+            origins: None,
+        };
+        assert_eq!(cleared.clone().checked().unwrap(), cleared);
+        let bad = RulesPatch {
+            keep_params: Some(vec!["a b".into()]),
+            origins: Some(vec!["ok.test".into()]),
+        };
+        assert!(bad.checked().is_err());
+    }
+
+    #[test]
+    fn pages_go_with_the_hours_or_when_they_would_pass_the_count() {
+        assert!(keeps_pages(10, 10, false));
+        assert!(keeps_pages(10, 0, false));
+        assert!(!keeps_pages(10, 11, false));
+        assert!(!keeps_pages(10, 0, true));
     }
 
     #[test]

@@ -148,6 +148,24 @@ pub fn validate_kept_param(name: &str) -> Result<(), super::Invalid> {
     }
 }
 
+/// Checks a list of kept query parameters; each is kept once, in the
+/// order first given.
+pub fn parse_kept_params(names: &[String]) -> Result<Vec<String>, super::Invalid> {
+    if names.len() > MAX_KEPT_PARAMS {
+        return Err(super::Invalid(format!(
+            "a site keeps at most {MAX_KEPT_PARAMS} query parameters"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        validate_kept_param(name)?;
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +233,25 @@ mod tests {
         assert!(validate_kept_param("").is_err());
         assert!(validate_kept_param("a b").is_err());
         assert!(validate_kept_param(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_kept_parameter_list_is_checked_bounded_and_kept_once_per_name() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_kept_params(&list(&["lang", "id", "lang"])).unwrap(),
+            list(&["lang", "id"])
+        );
+        let most: Vec<String> = (0..MAX_KEPT_PARAMS).map(|i| format!("p{i}")).collect();
+        assert_eq!(parse_kept_params(&most).unwrap(), most);
+        let too_many: Vec<String> = (0..=MAX_KEPT_PARAMS).map(|i| format!("p{i}")).collect();
+        assert_eq!(
+            parse_kept_params(&too_many).unwrap_err().0,
+            "a site keeps at most 8 query parameters"
+        );
+        assert_eq!(
+            parse_kept_params(&list(&["lang", "a b"])).unwrap_err().0,
+            "a kept query parameter is 1 to 64 of A-Z a-z 0-9 _ - . (got \"a b\")"
+        );
     }
 }

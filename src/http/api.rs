@@ -23,7 +23,7 @@ use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::{CountError, HitCount};
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
-use crate::domain::{NewSite, Page, Site, Slug, UNIQUE_DAYS_KEPT};
+use crate::domain::{NewSite, Page, RulesPatch, Site, SiteRules, Slug, UNIQUE_DAYS_KEPT};
 
 /// The `{slug}` of a site's routes, as the OpenAPI document describes it
 /// (the `SiteSlug` extractor is what checks it).
@@ -35,7 +35,7 @@ pub struct SlugPath {
     pub slug: String,
 }
 
-/// A site and its count.
+/// A site, its count and its rules.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SiteBody {
     #[schema(value_type = String, example = "blog")]
@@ -46,6 +46,17 @@ pub struct SiteBody {
     /// RFC 3339, UTC.
     #[schema(example = "2026-11-23T02:00:00Z")]
     pub created_at: String,
+    /// Distinct pages counted on the site, the overflow page `(other)` not
+    /// included.
+    #[schema(minimum = 0)]
+    pub pages: i64,
+    /// Hosts whose pages may count hits (empty: any), normalised:
+    /// `host` or `host:port`, lower-case.
+    #[schema(example = json!(["example.com", "www.example.com:8443"]))]
+    pub origins: Vec<String>,
+    /// Query parameters kept in page names.
+    #[schema(example = json!(["lang"]))]
+    pub keep_params: Vec<String>,
 }
 
 /// Every site.
@@ -61,6 +72,9 @@ impl From<Site> for SiteBody {
             name: site.name,
             count: site.count,
             created_at: format_timestamp(unix(site.created_at)),
+            pages: site.pages,
+            origins: site.rules.origins,
+            keep_params: site.rules.keep_params,
         }
     }
 }
@@ -74,8 +88,8 @@ pub struct CountBody {
     pub count: i64,
 }
 
-/// A new site: a slug, and optionally a name (default: the slug) and a
-/// starting count (default: 0).
+/// A new site: a slug, and optionally a name (default: the slug), a
+/// starting count (default: 0) and its rules (default: none).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSite {
@@ -87,6 +101,32 @@ pub struct CreateSite {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9007199254740991.0)]
     pub count: i64,
+    /// Hosts whose pages may count hits: a host name or IP address, with
+    /// an optional `:port` (a host alone allows it on any port), or a full
+    /// origin such as `https://example.com`, which stands for its host and
+    /// port. Lower-cased; no path, user name or wildcard.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["example.com", "www.example.com:8443"]))]
+    pub origins: Option<Vec<String>>,
+    /// Query parameters kept in page names: 1 to 64 of `A-Z a-z 0-9 _ - .`.
+    #[serde(default)]
+    #[schema(max_items = 8, example = json!(["lang"]))]
+    pub keep_params: Option<Vec<String>>,
+}
+
+/// A change to a site's rules: each list given replaces the site's (`[]`
+/// clears it); at least one is given.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    /// As on creation.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["example.com"]))]
+    pub origins: Option<Vec<String>>,
+    /// As on creation.
+    #[serde(default)]
+    #[schema(max_items = 8, example = json!(["lang"]))]
+    pub keep_params: Option<Vec<String>>,
 }
 
 /// A count to set.
@@ -363,7 +403,8 @@ pub async fn list(
     Ok(Json(SitesBody { sites }))
 }
 
-/// `POST /api/v1/sites`: `{"slug": "blog", "name": "My blog", "count": 0}`.
+/// `POST /api/v1/sites`: `{"slug": "blog", "name": "My blog", "count": 0,
+/// "origins": ["example.com"], "keep_params": ["lang"]}`.
 #[utoipa::path(
     post,
     path = "/api/v1/sites",
@@ -395,6 +436,10 @@ pub async fn create(
             slug,
             name,
             count: body.count,
+            rules: SiteRules {
+                keep_params: body.keep_params.unwrap_or_default(),
+                origins: body.origins.unwrap_or_default(),
+            },
         })
         .await?;
     let location = format!("/api/v1/sites/{}", site.slug);
@@ -428,6 +473,40 @@ pub async fn get(
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<SiteBody>, ApiError> {
     Ok(Json(state.counter.site(&slug).await?.into()))
+}
+
+/// `PATCH /api/v1/sites/{slug}`: `{"origins": [...], "keep_params": [...]}`,
+/// either or both.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sites/{slug}",
+    summary = "Replaces a site's allowed origins, kept query parameters, or both.",
+    params(SlugPath),
+    request_body(content = UpdateSite, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = SiteBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    )
+)]
+pub async fn update(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    ApiJson(body): ApiJson<UpdateSite>,
+) -> Result<Json<SiteBody>, ApiError> {
+    let patch = RulesPatch {
+        keep_params: body.keep_params,
+        origins: body.origins,
+    };
+    Ok(Json(state.counter.set_rules(&slug, patch).await?.into()))
 }
 
 /// `DELETE /api/v1/sites/{slug}`

@@ -166,19 +166,26 @@ impl Admitted {
 
 /// The authority of the page a browser sent this request from: the
 /// `Origin` header (a script's request), else the `Referer` (an image's).
-/// An `Origin` of `null` (a sandboxed or file page) is the host `null`,
-/// which no allow-list names.
+/// An `Origin` of `null` (a sandboxed or file page), like any value that
+/// names no host, is kept as it is, which no allow-list names.
 fn page_host(headers: &HeaderMap) -> Option<String> {
-    let url = headers
+    let value = headers
         .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))?
-        .to_str()
-        .ok()?;
-    if url == "null" {
-        return Some("null".to_owned());
-    }
-    let uri: axum::http::Uri = url.parse().ok()?;
-    let authority = uri.authority()?;
+        .or_else(|| headers.get(header::REFERER))?;
+    // A header that names no host is kept as it is, so that no allow-list
+    // matches it: a site with one then refuses the hit rather than taking
+    // it as if no page had sent it.
+    let unnamed = || Some(String::from_utf8_lossy(value.as_bytes()).to_ascii_lowercase());
+    let Ok(url) = value.to_str() else {
+        return unnamed();
+    };
+    let Some(authority) = url
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| uri.authority().cloned())
+    else {
+        return unnamed();
+    };
     Some(
         authority
             .as_str()

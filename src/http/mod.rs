@@ -87,7 +87,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let reads = || middleware::from_fn_with_state(state.clone(), client::limit_reads);
     let sites = Router::new()
         .route("/", get(api::list).post(api::create))
-        .route("/{slug}", get(api::get).delete(api::delete))
+        .route(
+            "/{slug}",
+            get(api::get).patch(api::update).delete(api::delete),
+        )
         // The one route a page's script calls from another origin.
         .route("/{slug}/hits", cors::hits(post(api::hit)))
         .route("/{slug}/count", get(api::count).put(api::set_count))

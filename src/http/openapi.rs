@@ -42,6 +42,7 @@ pub struct ErrorDetail {
         api::list,
         api::create,
         api::get,
+        api::update,
         api::delete,
         api::hit,
         api::count,
@@ -124,7 +125,7 @@ mod tests {
                 assert_eq!(admin, responses.contains_key("401"), "{method} {path}");
             }
         }
-        assert_eq!(operations, 14);
+        assert_eq!(operations, 15);
     }
 
     #[test]

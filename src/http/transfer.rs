@@ -1,11 +1,12 @@
 //! Export and import, both admin actions: `GET /api/v1/export` writes every
-//! site's count and hourly series; `POST /api/v1/import` takes what export
-//! writes (or a plain list of counts), streamed, checked whole before any
-//! write, and creates missing sites.
+//! site's count, hourly series and pages; `POST /api/v1/import` takes what
+//! export writes (or a plain list of counts), streamed, checked whole
+//! before any write, and creates missing sites.
 
 // utoipa's generated path items name the parameter types in full.
 #![allow(unused_qualifications)]
 
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +28,14 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiQuery};
 use super::openapi::ErrorBody;
 use super::series::Format;
-use crate::domain::time::{format_timestamp, parse_instant, unix};
-use crate::domain::{ImportEntry, SiteDump, Slug};
+use crate::domain::time::{Day, format_date, format_timestamp, parse_instant, unix};
+use crate::domain::{ImportEntry, Page, PageDump, SiteDump, Slug};
+
+/// Pages one import document may hold, over all its sites: the parsed
+/// pages are held until the import is written, at several times the bytes
+/// of their JSON, so their number is bounded well below what the largest
+/// document could hold.
+pub const MAX_IMPORT_PAGES: usize = 1_000_000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +46,8 @@ pub struct ExportQuery {
     format: Option<String>,
 }
 
-/// Every site with its count, base count and hours: what import takes.
+/// Every site with its count, base count, hours and pages: what import
+/// takes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportBody {
     exported_at: String,
@@ -55,6 +63,8 @@ pub struct SiteExport {
     base_count: i64,
     created_at: String,
     hourly: Vec<HourExport>,
+    /// Every page by name, the overflow page `(other)` too.
+    pages: Vec<PageExport>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,11 +73,29 @@ pub struct HourExport {
     hits: i64,
 }
 
+/// A page: its count, and its hits on each day that had any and that
+/// retention has not dropped (so they add up to at most its count).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageExport {
+    #[schema(value_type = String, example = "/posts/hello")]
+    page: Page,
+    count: i64,
+    daily: Vec<DayExport>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayExport {
+    /// A UTC date.
+    #[schema(example = "2026-11-23")]
+    d: String,
+    hits: i64,
+}
+
 /// `GET /api/v1/export?format=json|csv`
 #[utoipa::path(
     get,
     path = "/api/v1/export",
-    summary = "Every site's count and hourly series.",
+    summary = "Every site's count, hourly series and pages.",
     params(ExportQuery),
     security(("bearer" = [])),
     responses(
@@ -125,6 +153,22 @@ fn site_export(dump: SiteDump) -> SiteExport {
                 hits,
             })
             .collect(),
+        pages: dump
+            .pages
+            .into_iter()
+            .map(|p| PageExport {
+                page: p.page,
+                count: p.count,
+                daily: p
+                    .days
+                    .into_iter()
+                    .map(|(day, hits)| DayExport {
+                        d: format_date(day * 86_400),
+                        hits,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 
@@ -157,8 +201,8 @@ pub struct ImportQuery {
 }
 
 /// One site to import, in the plain form. An export's document (an object
-/// with `sites`, each also with `base_count`, `created_at` and `hourly`)
-/// is taken too. The parser in this module is the authority; this type
+/// with `sites`, each also with `base_count`, `created_at`, `hourly` and
+/// `pages`) is taken too. The parser in this module is the authority; this type
 /// only describes it.
 #[derive(Debug, ToSchema)]
 pub struct ImportSite {
@@ -312,14 +356,30 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
 }
 
 /// Reads an import document: a list of sites or an export, with each
-/// site's hours when `replay` (else they are checked and dropped). Only the
-/// shape is checked here; the counting domain checks the values.
+/// site's hours when `replay` (else they are checked and dropped) and its
+/// pages when it has them. Only the shape is checked here, and page names
+/// (as slugs are); the counting domain checks the values.
 pub fn parse_import<R: std::io::Read>(
     reader: R,
     replay: bool,
 ) -> Result<Vec<ImportEntry>, serde_json::Error> {
+    parse_bounded(reader, replay, MAX_IMPORT_PAGES)
+}
+
+/// [`parse_import`] with at most `max_pages` pages.
+fn parse_bounded<R: std::io::Read>(
+    reader: R,
+    replay: bool,
+    max_pages: usize,
+) -> Result<Vec<ImportEntry>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let entries = Document { replay }.deserialize(&mut de)?;
+    let pages = Cell::new(0);
+    let entries = Document {
+        replay,
+        pages: &pages,
+        max_pages,
+    }
+    .deserialize(&mut de)?;
     de.end()?;
     Ok(entries)
 }
@@ -332,21 +392,22 @@ pub fn parse_import<R: std::io::Read>(
 // lists, an array) and refuses a key that it has already seen.
 
 /// The whole body: a list of sites, or an export's `{"sites": [...]}`
-/// (whose `exported_at` is accepted and ignored).
-struct Document {
+/// (whose `exported_at` is accepted and ignored). `pages` counts the pages
+/// read so far, in all sites, against `max_pages`.
+#[derive(Clone, Copy)]
+struct Document<'a> {
     replay: bool,
+    pages: &'a Cell<usize>,
+    max_pages: usize,
 }
 
 /// One site: `slug` and `count`, and `name` and `created_at` for a site
 /// that is created. An export's `hourly` is replayed when asked, else only
-/// checked, and its `base_count` must then add up.
-struct SiteEntry {
-    replay: bool,
-}
+/// checked, and its `base_count` must then add up; its `pages`, when
+/// given, replace the site's.
+struct SiteEntry<'a>(Document<'a>);
 
-struct Sites {
-    replay: bool,
-}
+struct Sites<'a>(Document<'a>);
 
 /// A site's `hourly`: kept only when replayed.
 struct Hours {
@@ -356,8 +417,29 @@ struct Hours {
 /// `{"t": "<hour start>", "hits": n}` as unix seconds and hits.
 struct Hour;
 
+/// A site's `pages`; `site` is its slug when it came first (as export
+/// writes it), to name it in a bad page's error.
+struct Pages<'a> {
+    doc: Document<'a>,
+    site: Option<&'a str>,
+}
+
+/// `{"page": "/posts/hello", "count": n, "daily": [...]}`.
+struct PageEntry<'a> {
+    site: Option<&'a str>,
+}
+
+/// A page's `daily`.
+struct Days;
+
+/// `{"d": "<date>", "hits": n}` as a day and hits.
+struct DayEntry;
+
 /// An RFC 3339 instant, parsed without copying the string.
 struct Instant(i64);
+
+/// A date, `2026-11-23`, as days since 1970-01-01.
+struct Date(Day);
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
@@ -375,12 +457,28 @@ enum SiteField {
     BaseCount,
     CreatedAt,
     Hourly,
+    Pages,
 }
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
 enum HourField {
     T,
+    Hits,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum PageField {
+    Page,
+    Count,
+    Daily,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DayField {
+    D,
     Hits,
 }
 
@@ -393,7 +491,7 @@ fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> 
     Ok(())
 }
 
-impl<'de> DeserializeSeed<'de> for Document {
+impl<'de> DeserializeSeed<'de> for Document<'_> {
     type Value = Vec<ImportEntry>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -401,7 +499,7 @@ impl<'de> DeserializeSeed<'de> for Document {
     }
 }
 
-impl<'de> Visitor<'de> for Document {
+impl<'de> Visitor<'de> for Document<'_> {
     type Value = Vec<ImportEntry>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -409,10 +507,7 @@ impl<'de> Visitor<'de> for Document {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Sites {
-            replay: self.replay,
-        }
-        .visit_seq(seq)
+        Sites(self).visit_seq(seq)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -420,9 +515,7 @@ impl<'de> Visitor<'de> for Document {
         while let Some(field) = map.next_key()? {
             match field {
                 DocumentField::Sites => {
-                    let list = map.next_value_seed(Sites {
-                        replay: self.replay,
-                    })?;
+                    let list = map.next_value_seed(Sites(self))?;
                     once(&mut sites, list, "sites")?;
                 }
                 DocumentField::ExportedAt => {
@@ -434,7 +527,7 @@ impl<'de> Visitor<'de> for Document {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Sites {
+impl<'de> DeserializeSeed<'de> for Sites<'_> {
     type Value = Vec<ImportEntry>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -442,7 +535,7 @@ impl<'de> DeserializeSeed<'de> for Sites {
     }
 }
 
-impl<'de> Visitor<'de> for Sites {
+impl<'de> Visitor<'de> for Sites<'_> {
     type Value = Vec<ImportEntry>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -451,16 +544,14 @@ impl<'de> Visitor<'de> for Sites {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut sites = Vec::new();
-        while let Some(site) = seq.next_element_seed(SiteEntry {
-            replay: self.replay,
-        })? {
+        while let Some(site) = seq.next_element_seed(SiteEntry(self.0))? {
             sites.push(site);
         }
         Ok(sites)
     }
 }
 
-impl<'de> DeserializeSeed<'de> for SiteEntry {
+impl<'de> DeserializeSeed<'de> for SiteEntry<'_> {
     type Value = ImportEntry;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -468,7 +559,7 @@ impl<'de> DeserializeSeed<'de> for SiteEntry {
     }
 }
 
-impl<'de> Visitor<'de> for SiteEntry {
+impl<'de> Visitor<'de> for SiteEntry<'_> {
     type Value = ImportEntry;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -476,8 +567,9 @@ impl<'de> Visitor<'de> for SiteEntry {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut slug, mut name, mut count) = (None, None, None);
-        let (mut base, mut created_at, mut hourly) = (None, None, None);
+        let replay = self.0.replay;
+        let (mut slug, mut name, mut count) = (None::<String>, None, None);
+        let (mut base, mut created_at, mut hourly, mut pages) = (None, None, None, None);
         while let Some(field) = map.next_key()? {
             match field {
                 SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
@@ -492,8 +584,15 @@ impl<'de> Visitor<'de> for SiteEntry {
                     )?;
                 }
                 SiteField::Hourly => {
-                    let hours = map.next_value_seed(Hours { keep: self.replay })?;
+                    let hours = map.next_value_seed(Hours { keep: replay })?;
                     once(&mut hourly, hours, "hourly")?;
+                }
+                SiteField::Pages => {
+                    let list = map.next_value_seed(Pages {
+                        doc: self.0,
+                        site: slug.as_deref(),
+                    })?;
+                    once(&mut pages, list, "pages")?;
                 }
             }
         }
@@ -503,7 +602,7 @@ impl<'de> Visitor<'de> for SiteEntry {
         let slug =
             Slug::parse(&text).map_err(|e| de::Error::custom(format!("site {text:?}: {e}")))?;
         let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
-        let hours = self.replay.then(|| hourly.unwrap_or_default());
+        let hours = replay.then(|| hourly.unwrap_or_default());
         if let (Some(base), Some(hours)) = (base, &hours) {
             let sum = hours.iter().fold(0i64, |s, (_, n)| s.saturating_add(*n));
             if base.saturating_add(sum) != count {
@@ -518,8 +617,137 @@ impl<'de> Visitor<'de> for SiteEntry {
             count,
             hours,
             created_at,
-            pages: None,
+            pages,
         })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Pages<'_> {
+    type Value = Vec<PageDump>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pages<'_> {
+    type Value = Vec<PageDump>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of pages, {\"page\": …, \"count\": …, \"daily\": […]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut pages = Vec::new();
+        while let Some(page) = seq.next_element_seed(PageEntry { site: self.site })? {
+            let read = self.doc.pages.get() + 1;
+            if read > self.doc.max_pages {
+                return Err(de::Error::custom(format!(
+                    "an import holds at most {} pages",
+                    self.doc.max_pages
+                )));
+            }
+            self.doc.pages.set(read);
+            pages.push(page);
+        }
+        pages.shrink_to_fit();
+        Ok(pages)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PageEntry<'_> {
+    type Value = PageDump;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageEntry<'_> {
+    type Value = PageDump;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a page, {\"page\": …, \"count\": …, \"daily\": […]}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut page, mut count, mut daily) = (None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                PageField::Page => {
+                    let name = map.next_value::<String>()?;
+                    let parsed = Page::stored(&name).map_err(|e| {
+                        let site = match self.site {
+                            Some(slug) => format!("site {slug:?}, "),
+                            None => String::new(),
+                        };
+                        de::Error::custom(format!("{site}page {name:?}: {e}"))
+                    })?;
+                    once(&mut page, parsed, "page")?;
+                }
+                PageField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
+                PageField::Daily => once(&mut daily, map.next_value_seed(Days)?, "daily")?,
+            }
+        }
+        Ok(PageDump {
+            page: page.ok_or_else(|| de::Error::missing_field("page"))?,
+            count: count.ok_or_else(|| de::Error::missing_field("count"))?,
+            days: daily.unwrap_or_default(),
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Days {
+    type Value = Vec<(Day, i64)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Days {
+    type Value = Vec<(Day, i64)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of days, {\"d\": …, \"hits\": …}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut days = Vec::new();
+        while let Some(day) = seq.next_element_seed(DayEntry)? {
+            days.push(day);
+        }
+        days.shrink_to_fit();
+        Ok(days)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DayEntry {
+    type Value = (Day, i64);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DayEntry {
+    type Value = (Day, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a day, {\"d\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut d, mut hits) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                DayField::D => once(&mut d, map.next_value::<Date>()?.0, "d")?,
+                DayField::Hits => once(&mut hits, map.next_value::<i64>()?, "hits")?,
+            }
+        }
+        let d = d.ok_or_else(|| de::Error::missing_field("d"))?;
+        let hits = hits.ok_or_else(|| de::Error::missing_field("hits"))?;
+        Ok((d, hits))
     }
 }
 
@@ -602,6 +830,29 @@ impl Visitor<'_> for InstantVisitor {
     }
 }
 
+impl<'de> Deserialize<'de> for Date {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(DateVisitor)
+    }
+}
+
+struct DateVisitor;
+
+impl Visitor<'_> for DateVisitor {
+    type Value = Date;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a date such as \"2026-11-23\"")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Date, E> {
+        match parse_instant(s) {
+            Some(t) if s.len() == 10 => Ok(Date(t / 86_400)),
+            _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +886,110 @@ mod tests {
             (list[0].name.as_str(), &list[0].hours),
             ("a", &Some(vec![]))
         );
+    }
+
+    #[test]
+    fn pages_are_read_with_their_days_whatever_the_hours() {
+        let doc = r#"{"sites":[{"slug":"blog","count":9,"hourly":[],"pages":[
+            {"page":"/posts/café","count":5,"daily":[{"d":"2026-11-22","hits":2},{"hits":3,"d":"2026-11-23"}]},
+            {"count":1,"page":"(other)"}]},
+            {"slug":"docs","count":0,"pages":[]},{"slug":"plain","count":1}]}"#;
+        for replay in [false, true] {
+            let entries = parse(doc, replay).unwrap();
+            let pages: Vec<Option<Vec<PageDump>>> =
+                entries.iter().map(|e| e.pages.clone()).collect();
+            assert_eq!(
+                pages,
+                vec![
+                    Some(vec![
+                        PageDump {
+                            page: Page::stored("/posts/café").unwrap(),
+                            count: 5,
+                            days: vec![(20_779, 2), (20_780, 3)],
+                        },
+                        PageDump {
+                            page: Page::overflow(),
+                            count: 1,
+                            days: vec![],
+                        },
+                    ]),
+                    Some(vec![]),
+                    None,
+                ]
+            );
+        }
+        assert_eq!(
+            crate::domain::time::format_date(20_780 * 86_400),
+            "2026-11-23"
+        );
+    }
+
+    #[test]
+    fn bad_pages_are_refused_naming_their_site() {
+        for (doc, error) in [
+            (
+                r#"[{"slug":"blog","count":1,"pages":[{"page":"posts","count":1}]}]"#,
+                "site \"blog\", page \"posts\": a page is a path that starts with / at line 1 column 51",
+            ),
+            (
+                r#"[{"pages":[{"page":"/a\u0007","count":1}],"slug":"blog","count":1}]"#,
+                "page \"/a\\u{7}\": a page may not contain control characters at line 1 column 30",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"page":"/b"}]}]"#,
+                "duplicate field `page` at line 1 column 67",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"hits":1}]}]"#,
+                "unknown field `hits`, expected one of `page`, `count`, `daily` at line 1 column 62",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"count":1}]}]"#,
+                "missing field `page` at line 1 column 43",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[{"d":"2026-11-23T00:00:00Z","hits":1}]}]}]"#,
+                "invalid value: string \"2026-11-23T00:00:00Z\", expected a date such as \"2026-11-23\" at line 1 column 91",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[{"d":"2026-02-30","hits":1}]}]}]"#,
+                "invalid value: string \"2026-02-30\", expected a date such as \"2026-11-23\" at line 1 column 81",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[["2026-11-23",1]]}]}]"#,
+                "invalid type: sequence, expected a day, {\"d\": …, \"hits\": …} at line 1 column 65",
+            ),
+            (
+                r#"[{"slug":"b","count":1,"pages":{"page":"/a"}}]"#,
+                "invalid type: map, expected a list of pages, {\"page\": …, \"count\": …, \"daily\": […]} at line 1 column 32",
+            ),
+        ] {
+            assert_eq!(parse(doc, true), Err(error.to_owned()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn a_document_holds_a_bounded_number_of_pages_over_all_its_sites() {
+        let doc = |pages: [usize; 2]| {
+            let site = |slug: &str, n: usize| {
+                let list: Vec<String> = (0..n)
+                    .map(|i| format!(r#"{{"page":"/{i}","count":0}}"#))
+                    .collect();
+                format!(
+                    r#"{{"slug":"{slug}","count":0,"pages":[{}]}}"#,
+                    list.join(",")
+                )
+            };
+            format!("[{},{}]", site("a", pages[0]), site("b", pages[1]))
+        };
+        let read = |d: &str| parse_bounded(d.as_bytes(), false, 3).map_err(|e| e.to_string());
+        assert!(read(&doc([2, 1])).is_ok());
+        let error = read(&doc([2, 2])).unwrap_err();
+        assert!(
+            error.starts_with("an import holds at most 3 pages at line 1 column"),
+            "{error}"
+        );
+        assert!(read(&doc([4, 0])).is_err());
     }
 
     #[test]

@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use crate::config::{Secret, StoreSettings, redact_url};
 use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, SeriesData, Site, SiteDump, SiteId,
-    SiteRules, Slug, Versioned,
+    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, RulesPatch, SeriesData, Site,
+    SiteDump, SiteId, SiteRules, Slug, Versioned,
 };
 
 pub use migrate::Migration;
@@ -472,8 +472,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         to: Day,
     ) -> Result<Option<PageSeries>, StoreError>;
 
-    /// Replaces a site's rules; `None` if there is no such site.
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError>;
+    /// Replaces the lists of a site's rules that `patch` gives, in one
+    /// statement (two changes to different lists never undo each other);
+    /// `None` if there is no such site.
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError>;
 
     /// Forgets request ids recorded before `before`; returns how many.
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
@@ -484,7 +486,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     async fn sites(&self) -> Result<Vec<Site>, StoreError>;
 
-    /// Creates a site; [`StoreError::Conflict`] if the slug is taken.
+    /// Creates a site with its rules in one statement;
+    /// [`StoreError::Conflict`] if the slug is taken.
     async fn create_site(&self, new: &NewSite) -> Result<Site, StoreError>;
 
     /// Deletes a site and its series; `false` if there was none.
@@ -494,7 +497,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// no such site. The buckets are kept and the base count takes the
     /// difference, unless the new count is below the bucketed hits: then
     /// the buckets go and the base is the count (so a reset to 0 empties the
-    /// series), and the site's pages go with them.
+    /// series), and the site's pages go with them. The pages also go when
+    /// they hold more hits than the new count ([`keeps_pages`](crate::domain::keeps_pages)).
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
 
     /// The site `slug` with its hourly buckets in `[from, to)`; `None` if
@@ -512,7 +516,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Sets each entry's count as [`Store::set_count`] does (a new
     /// generation for each), or replays its hours, creating the sites that
     /// do not exist, all in one transaction under the store timeout: any
-    /// failure writes nothing. Slugs are distinct and valid (the caller
+    /// failure writes nothing. An entry's pages, when it carries them,
+    /// replace the site's; without them the site keeps its pages unless
+    /// [`keeps_pages`](crate::domain::keeps_pages) says otherwise (with its
+    /// hours replayed, they are not dropped with the old hours). Slugs are distinct and valid (the caller
     /// checked them); callers split a large import into batches.
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
 

@@ -27,8 +27,8 @@ use super::{
 };
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, SeriesData,
-    Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
+    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, RulesPatch,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, keeps_pages, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.
@@ -113,7 +113,7 @@ FROM pages p
 LEFT JOIN page_hits_daily d ON d.page_id = p.page_id AND d.day >= $2 AND d.day < $3
 WHERE p.site_id = $1
 GROUP BY p.page_id
-ORDER BY range_hits DESC, p.page_count DESC, p.path
+ORDER BY range_hits DESC, p.page_count DESC, p.path COLLATE \"C\"
 LIMIT $4 OFFSET $5";
 
 /// One page's count, its hits since day `$3`, and its days in `[$3, $4)`.
@@ -128,6 +128,8 @@ LEFT JOIN LATERAL (
 ) b ON true
 WHERE p.site_id = $1 AND p.path = $2";
 
+/// Every page, by name in byte order (as SQLite orders them), whatever
+/// the database's collation: one export order for both stores.
 const DUMP_PAGES: &str = "\
 SELECT p.site_id, p.path, p.page_count, coalesce(b.days, '{}'), coalesce(b.hits, '{}')
 FROM pages p
@@ -135,7 +137,7 @@ LEFT JOIN LATERAL (
     SELECT array_agg(d.day ORDER BY d.day) AS days, array_agg(d.hits ORDER BY d.day) AS hits
     FROM page_hits_daily d WHERE d.page_id = p.page_id
 ) b ON true
-ORDER BY p.site_id, p.path";
+ORDER BY p.site_id, p.path COLLATE \"C\"";
 
 /// Creates pages `$2[i]` of sites `$1[i]` with counts `$3[i]`.
 const IMPORT_PAGES: &str = "\
@@ -193,6 +195,11 @@ const IMPORT_BUCKETED: &str = "\
 SELECT h.site_id, sum(h.hits)::bigint
 FROM hits_hourly h JOIN unnest($1::bigint[]) AS u(id) ON h.site_id = u.id
 GROUP BY h.site_id";
+
+const IMPORT_PAGED: &str = "\
+SELECT p.site_id, sum(p.page_count)::bigint
+FROM pages p JOIN unnest($1::bigint[]) AS u(id) ON p.site_id = u.id
+GROUP BY p.site_id";
 
 const IMPORT_CLEAR: &str = "\
 DELETE FROM hits_hourly h USING unnest($1::bigint[]) AS u(id) WHERE h.site_id = u.id";
@@ -433,11 +440,18 @@ impl Store for PgStore {
                 client
                     .query_opt(
                         &format!(
-                            "INSERT INTO visitors (slug, site_name, visitor_count, base_count) \
-                             VALUES ($1, $2, $3, $3) ON CONFLICT (slug) DO NOTHING \
+                            "INSERT INTO visitors (slug, site_name, visitor_count, base_count, \
+                             keep_params, allowed_origins) \
+                             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (slug) DO NOTHING \
                              RETURNING {SITE_COLUMNS}"
                         ),
-                        &[&new.slug.as_str(), &new.name, &new.count],
+                        &[
+                            &new.slug.as_str(),
+                            &new.name,
+                            &new.count,
+                            &SiteRules::join(&new.rules.keep_params),
+                            &SiteRules::join(&new.rules.origins),
+                        ],
                     )
                     .await
             })
@@ -555,8 +569,16 @@ impl Store for PgStore {
                 .into_iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
+            let paged: HashMap<SiteId, i64> = tx
+                .query(IMPORT_PAGED, &[&ids])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
             let (mut set_ids, mut set_counts, mut set_bases) = (Vec::new(), Vec::new(), Vec::new());
             let (mut cleared, mut new) = (Vec::new(), Vec::new());
+            // Sites whose pages go, though their entries carry none.
+            let mut unpaged = HashSet::new();
             for entry in entries {
                 let Some(&id) = existing.get(entry.slug.as_str()) else {
                     new.push(entry);
@@ -566,8 +588,13 @@ impl Store for PgStore {
                 // As set-count, unless a replay replaces the buckets.
                 let set = set_count_split(entry.count, had);
                 let base = entry.replayed_base().unwrap_or(set.base);
+                let drop_hours = entry.hours.is_none() && set.drop_hours;
                 if entry.hours.is_some() || set.drop_hours {
                     cleared.push(id);
+                }
+                let paged = paged.get(&id).copied().unwrap_or(0);
+                if entry.pages.is_none() && !keeps_pages(entry.count, paged, drop_hours) {
+                    unpaged.insert(id);
                 }
                 set_ids.push(id);
                 set_counts.push(entry.count);
@@ -636,7 +663,7 @@ impl Store for PgStore {
             }
             tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
                 .await?;
-            import_pages(&tx, entries, &done).await?;
+            import_pages(&tx, entries, &done, &unpaged).await?;
             tx.commit().await?;
             Ok(done)
         })
@@ -783,14 +810,15 @@ impl Store for PgStore {
         .await
     }
 
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
-        let keep = SiteRules::join(&rules.keep_params);
-        let origins = SiteRules::join(&rules.origins);
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
+        let keep = patch.keep_params.as_deref().map(SiteRules::join);
+        let origins = patch.origins.as_deref().map(SiteRules::join);
         self.run(async |client| {
             client
                 .query_opt(
                     &format!(
-                        "UPDATE visitors SET keep_params = $2, allowed_origins = $3 \
+                        "UPDATE visitors SET keep_params = coalesce($2, keep_params), \
+                         allowed_origins = coalesce($3, allowed_origins) \
                          WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
                     ),
                     &[&id, &keep, &origins],
@@ -833,16 +861,22 @@ impl Store for PgStore {
     }
 }
 
-/// Replaces the pages of every imported site whose entry carries pages.
+/// Replaces the pages of every imported site whose entry carries pages,
+/// and drops those of the sites in `unpaged`.
 async fn import_pages(
     tx: &deadpool_postgres::Transaction<'_>,
     entries: &[ImportEntry],
     done: &[Imported],
+    unpaged: &HashSet<SiteId>,
 ) -> Result<(), tokio_postgres::Error> {
     let (mut ids, mut totals) = (Vec::new(), Vec::new());
     let (mut page_sites, mut paths, mut counts) = (Vec::new(), Vec::new(), Vec::new());
     for (entry, imported) in entries.iter().zip(done) {
-        let Some(pages) = &entry.pages else { continue };
+        let pages: &[PageDump] = match &entry.pages {
+            Some(pages) => pages,
+            None if unpaged.contains(&imported.id) => &[],
+            None => continue,
+        };
         ids.push(imported.id);
         totals.push(pages.iter().filter(|p| !p.page.is_overflow()).count() as i64);
         for page in pages {
@@ -854,8 +888,11 @@ async fn import_pages(
     if ids.is_empty() {
         return Ok(());
     }
-    tx.execute("DELETE FROM pages WHERE site_id = ANY($1)", &[&ids])
-        .await?;
+    tx.execute(
+        "DELETE FROM pages p USING unnest($1::bigint[]) AS u(id) WHERE p.site_id = u.id",
+        &[&ids],
+    )
+    .await?;
     let created: HashMap<(SiteId, String), i64> = tx
         .query(IMPORT_PAGES, &[&page_sites, &paths, &counts])
         .await?
@@ -900,13 +937,14 @@ async fn set_count_in(
     if locked.is_none() {
         return Ok(None);
     }
-    let bucketed: i64 = tx
+    let sums = tx
         .query_one(
-            "SELECT coalesce(sum(hits), 0)::bigint FROM hits_hourly WHERE site_id = $1",
+            "SELECT (SELECT coalesce(sum(hits), 0)::bigint FROM hits_hourly WHERE site_id = $1), \
+                 (SELECT coalesce(sum(page_count), 0)::bigint FROM pages WHERE site_id = $1)",
             &[&id],
         )
-        .await?
-        .get(0);
+        .await?;
+    let (bucketed, paged): (i64, i64) = (sums.get(0), sums.get(1));
     // The counts recorded for retried requests are from before this count:
     // a retry after it is a new hit.
     tx.execute("DELETE FROM hit_requests WHERE site_id = $1", &[&id])
@@ -915,6 +953,8 @@ async fn set_count_in(
     if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
             .await?;
+    }
+    if !keeps_pages(count, paged, set.drop_hours) {
         tx.execute("DELETE FROM pages WHERE site_id = $1", &[&id])
             .await?;
         tx.execute(

@@ -24,7 +24,8 @@ use super::{
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
     ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSeries, PageStat,
-    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, set_count_split,
+    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, keeps_pages,
+    set_count_split,
 };
 use crate::sync::lock;
 
@@ -297,15 +298,18 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 conn.query_row(
                     &format!(
-                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at) \
-                         VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT (slug) DO NOTHING \
+                        "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at, \
+                         keep_params, allowed_origins) \
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING \
                          RETURNING {SITE_COLUMNS}"
                     ),
                     params![
                         new.slug,
                         new.name,
                         new.count,
-                        unix_seconds(SystemTime::now())
+                        unix_seconds(SystemTime::now()),
+                        SiteRules::join(&new.rules.keep_params),
+                        SiteRules::join(&new.rules.origins),
                     ],
                     site_from_row,
                 )
@@ -484,8 +488,21 @@ impl Store for SqliteStore {
                 for (hour, hits) in entry.hours.iter().flatten() {
                     bucket.execute(params![id, hour, hits])?;
                 }
-                if let Some(pages) = &entry.pages {
-                    replace_pages(&tx, id, pages)?;
+                match &entry.pages {
+                    Some(pages) => replace_pages(&tx, id, pages)?,
+                    // Replayed over a site that was there: set-count's rule
+                    // did not run.
+                    None if existing.is_some() && entry.hours.is_some() => {
+                        let paged: i64 = tx
+                            .prepare_cached(
+                                "SELECT coalesce(sum(page_count), 0) FROM pages WHERE site_id = ?1",
+                            )?
+                            .query_row([id], |r| r.get(0))?;
+                        if !keeps_pages(entry.count, paged, false) {
+                            replace_pages(&tx, id, &[])?;
+                        }
+                    }
+                    None => {}
                 }
                 done.push(Imported {
                     id,
@@ -625,13 +642,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_rules(&self, id: SiteId, rules: &SiteRules) -> Result<Option<Site>, StoreError> {
-        let keep = SiteRules::join(&rules.keep_params);
-        let origins = SiteRules::join(&rules.origins);
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
+        let keep = patch.keep_params.as_deref().map(SiteRules::join);
+        let origins = patch.origins.as_deref().map(SiteRules::join);
         self.write(move |conn| {
             conn.query_row(
                 &format!(
-                    "UPDATE visitors SET keep_params = ?2, allowed_origins = ?3 \
+                    "UPDATE visitors SET keep_params = coalesce(?2, keep_params), \
+                     allowed_origins = coalesce(?3, allowed_origins) \
                      WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
                 ),
                 params![id, keep, origins],
@@ -674,15 +692,16 @@ fn set_count_in(
     id: SiteId,
     count: i64,
 ) -> rusqlite::Result<Option<Versioned>> {
-    let bucketed: Option<i64> = tx
+    let sums: Option<(i64, i64)> = tx
         .query_row(
-            "SELECT (SELECT coalesce(sum(hits), 0) FROM hits_hourly WHERE site_id = ?1) \
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM hits_hourly WHERE site_id = ?1), \
+                 (SELECT coalesce(sum(page_count), 0) FROM pages WHERE site_id = ?1) \
              FROM visitors WHERE site_id = ?1",
             [id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some(bucketed) = bucketed else {
+    let Some((bucketed, paged)) = sums else {
         return Ok(None);
     };
     // The counts recorded for retried requests are from before this count:
@@ -691,11 +710,9 @@ fn set_count_in(
     let set = set_count_split(count, bucketed);
     if set.drop_hours {
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
-        tx.execute("DELETE FROM pages WHERE site_id = ?1", [id])?;
-        tx.execute(
-            "UPDATE visitors SET page_total = 0 WHERE site_id = ?1",
-            [id],
-        )?;
+    }
+    if !keeps_pages(count, paged, set.drop_hours) {
+        replace_pages(tx, id, &[])?;
     }
     tx.query_row(
         "UPDATE visitors SET visitor_count = ?2, base_count = ?3, generation = generation + 1 \
