@@ -48,6 +48,16 @@ fn stored_slug(text: &str) -> anyhow::Result<Slug> {
         .with_context(|| format!("the store holds a site slug {text:?} that is not valid"))
 }
 
+impl PageList {
+    /// A slice of a site's pages from rows read with `LIMIT limit + 1`: the
+    /// extra row, if any, only says that more pages follow.
+    fn from_rows(site: Site, mut pages: Vec<crate::domain::PageStat>, limit: i64) -> PageList {
+        let more = pages.len() as i64 > limit;
+        pages.truncate(usize::try_from(limit).unwrap_or(0));
+        PageList { site, pages, more }
+    }
+}
+
 /// A page name read back from the store.
 fn stored_page(text: &str) -> anyhow::Result<Page> {
     Page::stored(text)

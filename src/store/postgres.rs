@@ -511,12 +511,7 @@ impl Store for PgStore {
         // whole may be far larger than one request's work.
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         self.run_until(deadline, async |client| {
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
+            let tx = snapshot(client).await?;
             let rows = tx.query(DUMP, &[]).await?;
             let n = SITE_COLUMNS_LEN;
             let mut sites = rows
@@ -727,26 +722,15 @@ impl Store for PgStore {
         offset: i64,
     ) -> Result<Option<PageList>, StoreError> {
         self.run(async |client| {
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let site = tx
-                .query_opt(
-                    &format!("SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"),
-                    &[&slug.as_str()],
-                )
-                .await?;
-            let Some(site) = site.map(site_from_row).transpose()? else {
+            let tx = snapshot(client).await?;
+            let Some(site) = site_by_slug(&tx, slug).await? else {
                 return Ok(None);
             };
             let rows = tx
                 .query(PAGES, &[&site.id, &from, &to, &(limit + 1), &offset])
                 .await?;
             tx.commit().await?;
-            let mut pages = rows
+            let pages = rows
                 .into_iter()
                 .map(|r| {
                     Ok(PageStat {
@@ -756,9 +740,7 @@ impl Store for PgStore {
                     })
                 })
                 .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-            let more = pages.len() as i64 > limit;
-            pages.truncate(usize::try_from(limit).unwrap_or(0));
-            Ok(Some(PageList { site, pages, more }))
+            Ok(Some(PageList::from_rows(site, pages, limit)))
         })
         .await
     }
@@ -771,19 +753,8 @@ impl Store for PgStore {
         to: Day,
     ) -> Result<Option<PageSeries>, StoreError> {
         self.run(async |client| {
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            let site = tx
-                .query_opt(
-                    &format!("SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"),
-                    &[&slug.as_str()],
-                )
-                .await?;
-            let Some(site) = site.map(site_from_row).transpose()? else {
+            let tx = snapshot(client).await?;
+            let Some(site) = site_by_slug(&tx, slug).await? else {
                 return Ok(None);
             };
             let row = tx
@@ -1203,6 +1174,32 @@ async fn record_keys(
         .await?;
     }
     Ok(())
+}
+
+/// A read-only transaction that sees one snapshot in all its statements.
+async fn snapshot(
+    client: &mut Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
+
+/// The site with this slug, read in the transaction `tx`.
+async fn site_by_slug(
+    tx: &deadpool_postgres::Transaction<'_>,
+    slug: &Slug,
+) -> Result<Option<Site>, tokio_postgres::Error> {
+    tx.query_opt(
+        &format!("SELECT {SITE_COLUMNS} FROM visitors WHERE slug = $1"),
+        &[&slug.as_str()],
+    )
+    .await?
+    .map(site_from_row)
+    .transpose()
 }
 
 fn recorded_from_row(row: &Row) -> Recorded {

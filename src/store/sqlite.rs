@@ -553,16 +553,10 @@ impl Store for SqliteStore {
         let slug = slug.clone();
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let Some(site) = tx
-                .prepare_cached(&format!(
-                    "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
-                ))?
-                .query_row([slug], site_from_row)
-                .optional()?
-            else {
+            let Some(site) = site_by_slug(&tx, &slug)? else {
                 return Ok(None);
             };
-            let mut pages = tx
+            let pages = tx
                 .prepare_cached(
                     "SELECT p.path, p.page_count, coalesce(sum(d.hits), 0) AS range_hits \
                      FROM pages p LEFT JOIN page_hits_daily d \
@@ -579,9 +573,7 @@ impl Store for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = pages.len() as i64 > limit;
-            pages.truncate(usize::try_from(limit).unwrap_or(0));
-            Ok(Some(PageList { site, pages, more }))
+            Ok(Some(PageList::from_rows(site, pages, limit)))
         })
         .await
     }
@@ -596,13 +588,7 @@ impl Store for SqliteStore {
         let (slug, page) = (slug.clone(), page.clone());
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;
-            let Some(site) = tx
-                .prepare_cached(&format!(
-                    "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
-                ))?
-                .query_row([slug], site_from_row)
-                .optional()?
-            else {
+            let Some(site) = site_by_slug(&tx, &slug)? else {
                 return Ok(None);
             };
             let row: Option<(i64, i64)> = tx
@@ -798,6 +784,15 @@ fn replace_pages(
     tx.prepare_cached("UPDATE visitors SET page_total = ?2 WHERE site_id = ?1")?
         .execute(params![id, total])?;
     Ok(())
+}
+
+/// The site with this slug, read in the caller's transaction.
+fn site_by_slug(conn: &Connection, slug: &Slug) -> rusqlite::Result<Option<Site>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SITE_COLUMNS} FROM visitors WHERE slug = ?1"
+    ))?
+    .query_row([slug], site_from_row)
+    .optional()
 }
 
 fn recorded_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Recorded> {
