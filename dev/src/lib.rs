@@ -6,6 +6,7 @@
 pub mod pg;
 pub mod redis;
 pub mod spawner;
+pub mod tls;
 
 use std::fs::File;
 use std::net::TcpListener;
