@@ -499,8 +499,29 @@ impl FromStr for NetList {
     }
 }
 
-/// Redacts the password of a URL for logs: `postgres://u:***@host/db`.
+/// Redacts the password of a URL for logs: `postgres://u:***@host/db`,
+/// and a `password` parameter in its query (`?password=***`).
 pub fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = redact_authority(url);
+    if let Some(query) = query {
+        let pairs: Vec<&str> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+fn redact_authority(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparseable url]".to_owned();
     };
@@ -558,6 +579,10 @@ mod tests {
             "sqlite://data/tally.db"
         );
         assert_eq!(redact_url("nonsense"), "[unparseable url]");
+        assert_eq!(
+            redact_url("postgres://db/t?sslmode=require&password=s3cret&user=u"),
+            "postgres://db/t?sslmode=require&password=***&user=u"
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Application {
         let deadline = Instant::now() + within;
         while !self.state.counter.is_ready() {
             if let Some(why) = self.refused.borrow().as_ref() {
-                bail!("cannot use the store: {why}");
+                bail!("cannot connect to the store: {why}");
             }
             if Instant::now() >= deadline {
                 bail!("the store was not ready within {within:?}");
@@ -210,7 +210,7 @@ impl Application {
                 retention.abort();
                 sweep.abort();
                 drop(owner);
-                bail!("cannot use the store: {why}");
+                bail!("cannot connect to the store: {why}");
             }
             () = shutdown => {}
         }
