@@ -209,6 +209,9 @@ pub struct ServeSettings {
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
     /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB.
+    /// TLS to PostgreSQL as libpq's query parameters: sslmode
+    /// (disable, prefer, require, verify-ca, verify-full), sslrootcert (a CA
+    /// file, or `system` for the built-in public CAs), sslcert and sslkey.
     #[arg(
         long,
         env = "TALLY_DATABASE_URL",
