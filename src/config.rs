@@ -209,6 +209,9 @@ pub struct ServeSettings {
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
     /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB.
+    /// TLS to PostgreSQL as libpq's query parameters: sslmode
+    /// (disable, prefer, require, verify-ca, verify-full), sslrootcert (a CA
+    /// file, or `system` for the built-in public CAs), sslcert and sslkey.
     #[arg(
         long,
         env = "TALLY_DATABASE_URL",
@@ -499,8 +502,29 @@ impl FromStr for NetList {
     }
 }
 
-/// Redacts the password of a URL for logs: `postgres://u:***@host/db`.
+/// Redacts the password of a URL for logs: `postgres://u:***@host/db`,
+/// and a `password` parameter in its query (`?password=***`).
 pub fn redact_url(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = redact_authority(url);
+    if let Some(query) = query {
+        let pairs: Vec<&str> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => pair,
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+fn redact_authority(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparseable url]".to_owned();
     };
@@ -558,6 +582,10 @@ mod tests {
             "sqlite://data/tally.db"
         );
         assert_eq!(redact_url("nonsense"), "[unparseable url]");
+        assert_eq!(
+            redact_url("postgres://db/t?sslmode=require&password=s3cret&user=u"),
+            "postgres://db/t?sslmode=require&password=***&user=u"
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
 //! - [`domain`]: sites, slugs, counts, visitors and time: the types every
 //!   module above speaks, depending on none of them;
+//! - [`tls`]: rustls client configurations (trust roots, client
+//!   certificates, what is verified) and handshake failures in words;
 //! - [`sync`]: locks that outlive a panic;
 //! - [`telemetry`]: logging setup; [`healthcheck`]: the `tally healthcheck`
 //!   probe.
@@ -44,5 +46,6 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 
 pub use server::Application;

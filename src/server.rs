@@ -18,19 +18,21 @@ use tokio::time::{Instant, sleep, timeout_at};
 use crate::bots::Bots;
 use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings, redact_url};
-use crate::counting::{CountError, Counter, WriterSettings, retention};
+use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
 use crate::limiter::Limiter;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
-use crate::store::{self, Backend, Store};
+use crate::store::{self, Backend, Store, StoreError};
 
 #[derive(Debug)]
 pub struct Application {
     state: Arc<AppState>,
     router: Router,
     migrations: JoinHandle<()>,
+    /// Why the store refused the connection settings at start-up, once it has.
+    refused: watch::Receiver<Option<String>>,
     purge: JoinHandle<()>,
     retention: JoinHandle<()>,
     sweep: JoinHandle<()>,
@@ -73,7 +75,8 @@ impl Application {
             },
             metrics.clone(),
         ));
-        let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now()));
+        let (refuse, refused) = watch::channel(None);
+        let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now(), refuse));
         let purge = tokio::spawn(purge_request_ids(counter.clone()));
         let retention = tokio::spawn(retention::run(counter.clone(), settings.series_retention));
         let state = Arc::new(AppState {
@@ -112,6 +115,7 @@ impl Application {
             state,
             router,
             migrations,
+            refused,
             purge,
             retention,
             sweep,
@@ -145,10 +149,14 @@ impl Application {
         &self.cache
     }
 
-    /// Waits until migrations are done (tests and `serve`'s ready log).
+    /// Waits until migrations are done (tests and `serve`'s ready log);
+    /// fails at once if the store refused the connection settings.
     pub async fn ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while !self.state.counter.is_ready() {
+            if let Some(why) = self.refused.borrow().as_ref() {
+                bail!("cannot connect to the store: {why}");
+            }
             if Instant::now() >= deadline {
                 bail!("the store was not ready within {within:?}");
             }
@@ -171,6 +179,7 @@ impl Application {
             state,
             router,
             migrations,
+            mut refused,
             purge,
             retention,
             sweep,
@@ -182,8 +191,27 @@ impl Application {
         let (stop, stopping) = watch::channel(false);
         let server = listener::serve(listener, router, limits, state.metrics.clone(), stopping);
         let mut server = std::pin::pin!(server);
+        let refusal = async {
+            let why = refused
+                .wait_for(Option::is_some)
+                .await
+                .map(|why| why.clone().unwrap_or_default());
+            match why {
+                Ok(why) => why,
+                // Migrations ended without a refusal: nothing to wait for.
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = server.as_mut() => bail!("the listener stopped on its own"),
+            why = refusal => {
+                // Nothing was counted: the store was never reached.
+                purge.abort();
+                retention.abort();
+                sweep.abort();
+                drop(owner);
+                bail!("cannot connect to the store: {why}");
+            }
             () = shutdown => {}
         }
         tracing::info!("stopping: finishing in-flight requests");
@@ -211,7 +239,15 @@ impl Application {
     }
 }
 
-async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
+/// Runs the migrations, retrying while the store is out of reach. A store
+/// that refuses the connection settings (TLS) will refuse them on every
+/// retry: that is sent on `refused` and ends the retries, so that tally
+/// stops at start-up instead of waiting for a server that cannot change.
+async fn migrate_until_ready(
+    counter: Arc<Counter>,
+    started: Instant,
+    refused: watch::Sender<Option<String>>,
+) {
     let mut delay = Duration::from_millis(200);
     loop {
         match counter.migrate().await {
@@ -223,7 +259,12 @@ async fn migrate_until_ready(counter: Arc<Counter>, started: Instant) {
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
                 return;
             }
-            Err(CountError::Unavailable(why)) => {
+            Err(StoreError::Refused(why)) => {
+                tracing::error!(error = %why, "the store refuses tally's connection settings; stopping");
+                let _ = refused.send(Some(why));
+                return;
+            }
+            Err(StoreError::Unavailable(why)) => {
                 tracing::warn!(error = %why, retry_in = ?delay, "store unavailable; migrations will be retried");
             }
             Err(e) => {

@@ -26,6 +26,33 @@ pub struct PgOptions {
     /// Start the server in a session of its own, so that it outlives this
     /// process once [`PgServer::detach`]ed.
     pub detached: bool,
+    /// Serve TLS and admit TCP connections over TLS only (`hostssl`, no
+    /// `host` line in pg_hba.conf).
+    pub tls: Option<PgTls>,
+    /// Log every connection and its TLS state (`log_connections`), so a
+    /// test can read in [`PgServer::log`] who got in and how.
+    pub log_connections: bool,
+}
+
+/// A [`PgServer`]'s TLS: its certificate and key (copied into the
+/// server's directory, owned by the server's user, the key mode 0600),
+/// the CA whose client certificates it accepts, and pg_hba.conf lines
+/// that come before the `hostssl all all … trust` ones (to ask some users
+/// for a client certificate, say).
+#[derive(Debug, Clone, Default)]
+pub struct PgTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub hba_first: Vec<String>,
+}
+
+/// Where a TLS server's own copies of its files are.
+#[derive(Debug)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 /// A PostgreSQL server on 127.0.0.1 with trust auth for user `postgres`.
@@ -42,6 +69,8 @@ pub struct PgServer {
     sock: PathBuf,
     log: PathBuf,
     detached: bool,
+    tls: Option<TlsFiles>,
+    log_connections: bool,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
     child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
@@ -81,6 +110,10 @@ impl PgServer {
             template.display()
         );
 
+        let tls = opts
+            .tls
+            .as_ref()
+            .map(|tls| install_tls(tls, dir.path(), &data, run_as));
         let mut server = PgServer {
             port: 0,
             bin,
@@ -89,6 +122,8 @@ impl PgServer {
             sock,
             log,
             detached: opts.detached,
+            tls,
+            log_connections: opts.log_connections,
             child: ServerChild::default(),
             dir,
         };
@@ -123,11 +158,19 @@ impl PgServer {
             "postgres",
             &format!("CREATE DATABASE \"{database}\" OWNER \"{user}\""),
         );
+        // A TLS server goes on taking TCP connections over TLS only.
+        let host = if self.tls.is_some() {
+            "hostssl"
+        } else {
+            "host"
+        };
         fs::write(
             self.data.join("pg_hba.conf"),
-            "local all all trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n\
-             host all all ::1/128 scram-sha-256\n",
+            format!(
+                "local all all trust\n\
+                 {host} all all 127.0.0.1/32 scram-sha-256\n\
+                 {host} all all ::1/128 scram-sha-256\n"
+            ),
         )
         .expect("write pg_hba.conf");
         self.psql("postgres", "SELECT pg_reload_conf()");
@@ -167,6 +210,29 @@ impl PgServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        log_tail(&self.log, usize::MAX)
+    }
+
+    /// Serve `cert` and `key` from now on (a TLS server only): new
+    /// connections get them after the reload this asks for; open ones
+    /// keep the old ones. Waits until the server has reloaded.
+    pub fn replace_certificate(&self, cert: &Path, key: &Path) {
+        let tls = self
+            .tls
+            .as_ref()
+            .expect("only a TLS server has a certificate");
+        copy_private(cert, &tls.cert, self.run_as);
+        copy_private(key, &tls.key, self.run_as);
+        let reloads = self.log().matches("reloading configuration files").count();
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        let reloaded = crate::wait_for(READY_TIMEOUT, Duration::from_millis(20), || {
+            (self.log().matches("reloading configuration files").count() > reloads).then_some(())
+        });
+        assert!(reloaded.is_some(), "the certificate reload was not seen");
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/<db>`
@@ -342,6 +408,7 @@ impl PgServer {
                 "-c",
                 "recovery_init_sync_method=syncfs",
             ])
+            .args(self.tls_args())
             .current_dir(self.dir.path())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
@@ -389,6 +456,24 @@ impl PgServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The settings that turn TLS and connection logging on.
+    fn tls_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut set = |setting: String| args.extend(["-c".to_owned(), setting]);
+        if self.log_connections {
+            set("log_connections=on".into());
+        }
+        if let Some(tls) = &self.tls {
+            set("ssl=on".into());
+            set(format!("ssl_cert_file={}", tls.cert.display()));
+            set(format!("ssl_key_file={}", tls.key.display()));
+            if let Some(ca) = &tls.client_ca {
+                set(format!("ssl_ca_file={}", ca.display()));
+            }
+        }
+        args
     }
 
     fn log_since(&self, offset: u64) -> String {
@@ -440,6 +525,43 @@ fn server_user() -> Option<(u32, u32)> {
         Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
     });
     Some(found.expect("running as root but /etc/passwd has no usable `postgres` user"))
+}
+
+/// Copies the TLS files into `dir/tls` for the server's user and writes a
+/// pg_hba.conf that admits TCP connections over TLS only.
+fn install_tls(tls: &PgTls, dir: &Path, data: &Path, run_as: Option<(u32, u32)>) -> TlsFiles {
+    let own = dir.join("tls");
+    fs::create_dir(&own).expect("create the TLS dir");
+    give_to(run_as, &own);
+    let files = TlsFiles {
+        cert: own.join("server.crt"),
+        key: own.join("server.key"),
+        client_ca: tls.client_ca.as_ref().map(|_| own.join("client-ca.crt")),
+    };
+    copy_private(&tls.cert, &files.cert, run_as);
+    copy_private(&tls.key, &files.key, run_as);
+    if let (Some(from), Some(to)) = (&tls.client_ca, &files.client_ca) {
+        copy_private(from, to, run_as);
+    }
+    let mut hba = String::from("local all all trust\n");
+    for line in &tls.hba_first {
+        hba.push_str(line);
+        hba.push('\n');
+    }
+    hba.push_str("hostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n");
+    let path = data.join("pg_hba.conf");
+    fs::write(&path, hba).expect("write pg_hba.conf");
+    give_to(run_as, &path);
+    files
+}
+
+/// Copies a file for the server's user alone (mode 0600: PostgreSQL
+/// refuses a key that others can read).
+fn copy_private(from: &Path, to: &Path, run_as: Option<(u32, u32)>) {
+    fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    fs::set_permissions(to, fs::Permissions::from_mode(0o600))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", to.display()));
+    give_to(run_as, to);
 }
 
 fn give_to(run_as: Option<(u32, u32)>, path: &Path) {

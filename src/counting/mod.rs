@@ -85,7 +85,9 @@ impl From<InvalidSlug> for CountError {
 impl From<StoreError> for CountError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(why) => CountError::Unavailable(why),
+            // Outside start-up, settings the server refuses are one more
+            // way for the store to be out of reach.
+            StoreError::Unavailable(why) | StoreError::Refused(why) => CountError::Unavailable(why),
             StoreError::Conflict => CountError::Conflict,
             StoreError::Internal(e) => CountError::Internal(e),
         }
@@ -203,9 +205,10 @@ impl Counter {
     }
 
     /// Applies the store's migrations that are not applied yet; returns
-    /// the versions applied.
-    pub async fn migrate(&self) -> Result<Vec<i64>, CountError> {
-        Ok(self.store.migrate().await?)
+    /// the versions applied. The store's own error, so that start-up can
+    /// tell settings the server refuses from an outage.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        self.store.migrate().await
     }
 
     /// The store's backend: `sqlite` or `postgres`.
@@ -565,7 +568,7 @@ impl Counter {
                 self.forget(slug);
                 Err(CountError::NotFound)
             }
-            Err(StoreError::Unavailable(_)) if known.is_some() => {
+            Err(StoreError::Unavailable(_) | StoreError::Refused(_)) if known.is_some() => {
                 Ok(known.expect("checked just now"))
             }
             Err(e) => Err(e.into()),

@@ -149,7 +149,7 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
         Err(e) => {
             metrics.store_error();
             let error = match e {
-                StoreError::Unavailable(why) => {
+                StoreError::Unavailable(why) | StoreError::Refused(why) => {
                     tracing::warn!(hits = batch.len(), error = %why, "commit failed: store unavailable");
                     CommitError::Unavailable(why.into())
                 }

@@ -12,6 +12,7 @@
 
 pub mod migrate;
 pub mod owner;
+mod pg_tls;
 mod postgres;
 mod sqlite;
 
@@ -346,6 +347,13 @@ pub enum StoreError {
     /// The store cannot be reached or is overloaded; retrying later may work.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The server refused the connection settings themselves (a TLS
+    /// certificate that does not verify, TLS demanded and not offered):
+    /// no retry can succeed until the settings or the server change. At
+    /// start-up tally stops on it; once serving it is answered like
+    /// `Unavailable`.
+    #[error("{0}")]
+    Refused(String),
     /// A unique constraint refused the write (a site slug already taken).
     #[error("already exists")]
     Conflict,
@@ -582,15 +590,30 @@ pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn St
             .with_context(|| format!("opening SQLite database {path:?}"))?;
         return Ok(Arc::new(store));
     }
-    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+    if pg_tls::is_url(raw) || is_key_values(raw) {
+        let shown = if pg_tls::is_url(raw) {
+            redact_url(raw)
+        } else {
+            "(key=value connection string)".to_owned()
+        };
         let store = PgStore::new(raw, settings.db_pool_size, settings.store_timeout)
-            .with_context(|| format!("configuring PostgreSQL store {}", redact_url(raw)))?;
+            .with_context(|| format!("configuring PostgreSQL store {shown}"))?;
         return Ok(Arc::new(store));
     }
     bail!(
-        "TALLY_DATABASE_URL must start with sqlite:// or postgres:// (got {})",
+        "TALLY_DATABASE_URL must start with sqlite:// or postgres://, or be PostgreSQL \
+         key=value pairs (got {})",
         redact_url(raw)
     )
+}
+
+/// Whether `raw` is libpq's other form, `host=db dbname=tally …`.
+fn is_key_values(raw: &str) -> bool {
+    !raw.contains("://")
+        && raw
+            .split_whitespace()
+            .next()
+            .is_some_and(|first| first.contains('='))
 }
 
 /// Makes this process the owner of the SQLite database that `url` names, if

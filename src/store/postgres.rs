@@ -7,6 +7,7 @@
 //! server rolls back what it had not committed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
@@ -16,11 +17,12 @@ use deadpool_postgres::{
 };
 use futures_util::future::{join_all, try_join_all};
 use tokio::time::{Instant, timeout_at};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{NoTls, Row};
 
 use super::migrate::{CREATE_TABLE, POSTGRES};
+use super::pg_tls::{self, PgTls};
 use super::{
     Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
     SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
@@ -241,15 +243,27 @@ RETURNING folded.buckets";
 pub struct PgStore {
     pool: Pool,
     timeout: Duration,
+    tls: PgTls,
+    /// When a refused connection was last logged: once per
+    /// [`REFUSAL_LOG_EVERY`], not once per request.
+    refusal_logged: Mutex<Option<Instant>>,
 }
+
+/// How often a connection that the TLS settings make fail is logged.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl PgStore {
     /// Configures the pool; no connection is made until first use.
+    /// Reads the TLS files now: one that cannot be used is a setting to fix.
     pub fn new(url: &str, pool_size: u32, timeout: Duration) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url
+        let pg_tls::Split { rest, tls } = pg_tls::split(url)?;
+        let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| anyhow!("invalid PostgreSQL URL: {e}"))?;
+        let connector = tls.connector()?;
+        tracing::info!(sslmode = %tls.mode, "PostgreSQL connections: {}", tls.describe());
         config
+            .ssl_mode(tls.negotiation())
             .connect_timeout(timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
@@ -258,7 +272,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -271,7 +285,12 @@ impl PgStore {
             .recycle_timeout(Some(timeout))
             .build()
             .context("building the PostgreSQL pool")?;
-        Ok(PgStore { pool, timeout })
+        Ok(PgStore {
+            pool,
+            timeout,
+            tls,
+            refusal_logged: Mutex::new(None),
+        })
     }
 
     /// Runs `work` on a pooled connection under the store deadline.
@@ -288,7 +307,7 @@ impl PgStore {
     {
         let mut client = match timeout_at(deadline, self.pool.get()).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(pool_error(e)),
+            Ok(Err(e)) => return Err(self.pool_error(e)),
             Err(_) => {
                 return Err(StoreError::Unavailable(
                     "timed out waiting for a connection".into(),
@@ -1283,6 +1302,33 @@ fn versioned(row: &Row) -> Versioned {
     Versioned {
         count: row.get(0),
         generation: row.get(1),
+    }
+}
+
+impl PgStore {
+    fn pool_error(&self, e: PoolError) -> StoreError {
+        match e {
+            PoolError::Backend(e) => match self.tls.refusal(&e) {
+                Some(why) => {
+                    self.log_refusal(&why);
+                    StoreError::Refused(why)
+                }
+                // Failing to connect or log in is never the request's fault.
+                None => StoreError::Unavailable(e.to_string()),
+            },
+            other => pool_error(other),
+        }
+    }
+
+    fn log_refusal(&self, why: &str) {
+        let mut last = self
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+            *last = Some(Instant::now());
+            tracing::error!(error = %why, "cannot connect to PostgreSQL with these TLS settings");
+        }
     }
 }
 

@@ -346,6 +346,17 @@ impl TallyProcess {
     /// As [`TallyProcess::spawn`], with tally started by `wrapper` (a
     /// command and its arguments, e.g. `prlimit --nofile=…`).
     pub fn spawn_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
+        let mut process = Self::start_wrapped(wrapper, env);
+        process.wait_ready(Duration::from_secs(20));
+        process
+    }
+
+    /// Starts the binary with `env` and returns at once, ready or not.
+    pub fn start(env: &[(&str, &str)]) -> TallyProcess {
+        Self::start_wrapped(&[], env)
+    }
+
+    fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("tally.log");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -377,17 +388,16 @@ impl TallyProcess {
             }
         }
         let child = spawner::spawn(cmd).expect("spawn tally");
-        let mut process = TallyProcess {
+        TallyProcess {
             addr,
             child,
             log,
             _dir: dir,
-        };
-        process.wait_ready(Duration::from_secs(20));
-        process
+        }
     }
 
-    fn wait_ready(&mut self, within: Duration) {
+    /// Waits until `/readyz` answers 200; panics if tally exits first.
+    pub fn wait_ready(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -421,6 +431,11 @@ impl TallyProcess {
 
     pub fn signal(&self, signal: i32) {
         spawner::signal(self.child.id(), signal);
+    }
+
+    /// The exit status, if tally has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
     }
 
     /// Waits for the process to exit, at most `within`.
@@ -465,6 +480,7 @@ impl Drop for TallyProcess {
 #[derive(Debug)]
 pub struct Exited {
     pub status: ExitStatus,
+    pub stdout: String,
     pub stderr: String,
 }
 
@@ -473,13 +489,14 @@ pub struct Exited {
 pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], within: Duration) -> Option<Exited> {
     let dir = tempfile::tempdir().expect("tempdir");
     let stderr = dir.path().join("stderr.log");
+    let stdout = dir.path().join("stdout.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).expect("log file"))
         .stderr(std::fs::File::create(&stderr).expect("log file"));
     let mut child = spawner::spawn(cmd).expect("spawn tally");
     if !spawner::wait_timeout(&mut child, within) {
@@ -489,6 +506,7 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], within: Duration) -> Opt
     }
     Some(Exited {
         status: child.wait().expect("wait"),
+        stdout: std::fs::read_to_string(&stdout).unwrap_or_default(),
         stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
     })
 }
