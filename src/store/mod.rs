@@ -343,9 +343,15 @@ impl<'a> PagePlan<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or is overloaded; retrying later may work.
+    /// The store cannot be reached, is overloaded or does not take writes
+    /// (a standby); nothing was written, and retrying later may work.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The connection was lost after a write's commit was sent: it may or
+    /// may not have been committed. Only a write that a retry cannot
+    /// repeat (one whose hits all carry request ids) may be retried.
+    #[error("store unavailable, outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A unique constraint refused the write (a site slug already taken).
     #[error("already exists")]
     Conflict,
@@ -379,6 +385,15 @@ mod tests {
         assert_eq!(Outcome::Counted(counted.clone()).counted(), Some(&counted));
         assert_eq!(Outcome::NoSite.counted(), None);
         assert_eq!(Outcome::AtLimit.counted(), None);
+    }
+
+    #[test]
+    fn key_value_connection_strings_are_told_from_urls() {
+        assert!(is_key_value("host=a,b port=1,2 dbname=db"));
+        assert!(is_key_value(" dbname = db"));
+        assert!(!is_key_value("mysql://u@h/db"));
+        assert!(!is_key_value("redis://h?x=1"));
+        assert!(!is_key_value("data/tally.db"));
     }
 
     #[test]
@@ -582,15 +597,25 @@ pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn St
             .with_context(|| format!("opening SQLite database {path:?}"))?;
         return Ok(Arc::new(store));
     }
-    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") || is_key_value(raw) {
         let store = PgStore::new(raw, settings.db_pool_size, settings.store_timeout)
             .with_context(|| format!("configuring PostgreSQL store {}", redact_url(raw)))?;
         return Ok(Arc::new(store));
     }
     bail!(
-        "TALLY_DATABASE_URL must start with sqlite:// or postgres:// (got {})",
+        "TALLY_DATABASE_URL must start with sqlite:// or postgres://, or be a PostgreSQL \
+         key=value connection string (got {})",
         redact_url(raw)
     )
+}
+
+/// A libpq key=value connection string (`host=a,b port=1,2 dbname=db`):
+/// it opens with a `key=` word.
+fn is_key_value(raw: &str) -> bool {
+    raw.split_once('=').is_some_and(|(key, _)| {
+        let key = key.trim();
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
 }
 
 /// Makes this process the owner of the SQLite database that `url` names, if
