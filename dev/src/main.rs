@@ -68,6 +68,7 @@ fn main() {
                 port: common.port,
                 dir: Some(common.dir),
                 detached: true,
+                ..PgOptions::default()
             });
             let url = match (user, password_file, database) {
                 (Some(user), Some(file), Some(database)) => {
