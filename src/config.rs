@@ -208,7 +208,10 @@ pub struct ServeSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
-    /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB.
+    /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB;
+    /// several PostgreSQL hosts (postgres://U:P@H1:5432,H2:5432/DB, or
+    /// host=H1,H2 port=5432,5432 ...) are tried in order, keeping only one
+    /// that takes writes (target_session_attrs=read-write unless set).
     #[arg(
         long,
         env = "TALLY_DATABASE_URL",
@@ -226,7 +229,8 @@ pub struct StoreSettings {
     pub db_pool_size: u32,
 
     /// Longest wait on the store for one operation (connect, commit, query);
-    /// past it the request gets 503.
+    /// past it the request gets 503. A hit's commit is tried again within
+    /// this time of its arrival, so a quick failover costs no error.
     #[arg(long, env = "TALLY_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 }

@@ -99,6 +99,8 @@ struct Failover {
     outcomes: Vec<Outcome>,
     killed: Instant,
     promoted: Instant,
+    /// Bytes of WAL the standby had not flushed just before the kill.
+    backlog: String,
 }
 
 /// Counts on `/` from [`CLIENTS`] clients round-robin over `urls`; kills
@@ -112,6 +114,14 @@ async fn count_through_a_failover(cluster: &mut Cluster, urls: &[String]) -> Fai
         async move { load::run(&urls, Method::GET, CLIENTS, until).await }
     });
     tokio::time::sleep(BEFORE).await;
+    // WAL the standby had not yet flushed, a moment before the kill.
+    let primary = &cluster.primary;
+    let backlog = tokio::task::block_in_place(|| {
+        primary.psql(
+            "postgres",
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn) FROM pg_stat_replication",
+        )
+    });
     let killed = Instant::now();
     cluster.primary.kill();
     tokio::time::sleep(UNTIL_PROMOTION).await;
@@ -125,6 +135,7 @@ async fn count_through_a_failover(cluster: &mut Cluster, urls: &[String]) -> Fai
         outcomes,
         killed,
         promoted,
+        backlog,
     }
 }
 
@@ -172,13 +183,15 @@ impl Failover {
     fn print(&self, what: &str, stored: i64, figures: &Figures) {
         println!(
             "{what}: {} hits answered {:?}; 200s {}, errors {}, stored {stored}, \
-             stored - 200s {}; promotion done {:.0} ms after the kill, counting resumed \
-             {:.0} ms after it, last error {:?} ms after it",
+             stored - 200s {}; WAL not yet on the standby just before the kill: {} bytes; \
+             promotion done {:.0} ms after the kill, counting resumed {:.0} ms after it, last \
+             error {:?} ms after it",
             self.outcomes.len(),
             figures.statuses,
             figures.acknowledged,
             figures.errors,
             stored - figures.acknowledged as i64,
+            self.backlog,
             (self.promoted - self.killed).as_secs_f64() * 1000.0,
             figures.resumed.as_secs_f64() * 1000.0,
             figures.last_error.map(|d| d.as_millis()),
