@@ -208,7 +208,10 @@ pub struct ServeSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreSettings {
-    /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB.
+    /// Durable store: sqlite://PATH (default) or postgres://USER:PASS@HOST:PORT/DB;
+    /// several PostgreSQL hosts (postgres://U:P@H1:5432,H2:5432/DB, or
+    /// host=H1,H2 port=5432,5432 ...) are tried in order, keeping only one
+    /// that takes writes (target_session_attrs=read-write unless set).
     /// TLS to PostgreSQL as libpq's query parameters: sslmode
     /// (disable, prefer, require, verify-ca, verify-full), sslrootcert (a CA
     /// file, or `system` for the built-in public CAs), sslcert and sslkey.
@@ -229,7 +232,8 @@ pub struct StoreSettings {
     pub db_pool_size: u32,
 
     /// Longest wait on the store for one operation (connect, commit, query);
-    /// past it the request gets 503.
+    /// past it the request gets 503. A hit's commit is tried again within
+    /// this time of its arrival, so a quick failover costs no error.
     #[arg(long, env = "TALLY_STORE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub store_timeout: Duration,
 }
@@ -502,43 +506,89 @@ impl FromStr for NetList {
     }
 }
 
-/// Redacts the password of a URL for logs: `postgres://u:***@host/db`,
-/// and a `password` parameter in its query (`?password=***`).
+/// Connection parameters that hold a secret, in a URL's query or a
+/// key=value connection string.
+const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
+/// Redacts the passwords of a connection string for logs: a URL's
+/// (`postgres://u:***@h1:5432,h2:5432/db`, and a `password` parameter) or
+/// a libpq key=value string's (`host=a,b port=1,2 password=***`).
 pub fn redact_url(url: &str) -> String {
-    let (url, query) = match url.split_once('?') {
-        Some((url, query)) => (url, Some(query)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redact_key_values(url).unwrap_or_else(|| "[unparseable url]".to_owned());
     };
-    let mut shown = redact_authority(url);
-    if let Some(query) = query {
-        let pairs: Vec<&str> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => pair,
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&pairs.join("&"));
-    }
-    shown
+    // The user info ends at the first '@', as PostgreSQL's parsers read it;
+    // if the hosts still hold one, the password had an unescaped '@'.
+    let Some(first) = rest.find('@') else {
+        return format!("{scheme}://{}", redact_params(rest));
+    };
+    let after = &rest[first + 1..];
+    let authority = after.find(['/', '?']).map_or(after, |end| &after[..end]);
+    let at = authority.rfind('@').map_or(first, |i| first + 1 + i);
+    let user = rest[..first].split(':').next().unwrap_or("");
+    format!(
+        "{scheme}://{}:***@{}",
+        redact_params(user),
+        redact_params(&rest[at + 1..])
+    )
 }
 
-fn redact_authority(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "[unparseable url]".to_owned();
+/// Hides the secret parameters of a URL's query.
+fn redact_params(text: &str) -> String {
+    let Some((head, query)) = text.split_once('?') else {
+        return text.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if SECRET_PARAMS.contains(&key) => format!("{key}=***"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
+}
+
+/// A key=value connection string with its secret values hidden; `None`
+/// if it is not one (values are bare words or single-quoted, with
+/// backslash escapes, as libpq reads them).
+fn redact_key_values(text: &str) -> Option<String> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let key = rest[..eq].trim_end();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return None;
         }
-        None => format!("{scheme}://{authority}{path}"),
+        rest = rest[eq + 1..].trim_start();
+        let end = value_end(rest)?;
+        let value = if SECRET_PARAMS.contains(&key) {
+            "***"
+        } else {
+            &rest[..end]
+        };
+        out.push(format!("{key}={value}"));
+        rest = rest[end..].trim_start();
     }
+    (!out.is_empty()).then(|| out.join(" "))
+}
+
+/// Where the value at the start of `text` ends: after its closing quote,
+/// or at the first unescaped whitespace; `None` if a quote is left open.
+fn value_end(text: &str) -> Option<usize> {
+    let quoted = text.starts_with('\'');
+    let mut chars = text.char_indices().skip(usize::from(quoted));
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' if quoted => return Some(i + 1),
+            c if !quoted && c.is_whitespace() => return Some(i),
+            _ => {}
+        }
+    }
+    (!quoted).then_some(text.len())
 }
 
 /// Validates settings clap cannot check alone.
@@ -586,6 +636,38 @@ mod tests {
             redact_url("postgres://db/t?sslmode=require&password=s3cret&user=u"),
             "postgres://db/t?sslmode=require&password=***&user=u"
         );
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_of_multi_host_urls_and_key_value_strings() {
+        let cases = [
+            (
+                "postgres://tally:s3cret@h1:5432,h2:5432/db?target_session_attrs=read-write",
+                "postgres://tally:***@h1:5432,h2:5432/db?target_session_attrs=read-write",
+            ),
+            // Unescaped '/' and '@' in the password.
+            (
+                "postgres://tally:s3/cr@t@h1,h2/db",
+                "postgres://tally:***@h1,h2/db",
+            ),
+            (
+                "postgresql://h1,h2/db?user=tally&password=s3cret&sslmode=require",
+                "postgresql://h1,h2/db?user=tally&password=***&sslmode=require",
+            ),
+            (
+                "host=a,b port=1,2 user=tally password='s3 cret' dbname=db",
+                "host=a,b port=1,2 user=tally password=*** dbname=db",
+            ),
+            (
+                "host = a  password=s3\\ cret sslpassword=s3cret target_session_attrs=read-write",
+                "host=a password=*** sslpassword=*** target_session_attrs=read-write",
+            ),
+            ("host=a password='s3cret", "[unparseable url]"),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            assert!(!redact_url(url).contains("s3"), "{url}");
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct PgOptions {
     /// Log every connection and its TLS state (`log_connections`), so a
     /// test can read in [`PgServer::log`] who got in and how.
     pub log_connections: bool,
+    /// Server settings (`name=value`, each given as `-c`), kept across
+    /// restarts.
+    pub settings: Vec<String>,
 }
 
 /// A [`PgServer`]'s TLS: its certificate and key (copied into the
@@ -55,6 +58,18 @@ struct TlsFiles {
     client_ca: Option<PathBuf>,
 }
 
+/// The name a standby made by [`PgServer::start_standby`] streams under
+/// (its `application_name`), for `synchronous_standby_names`.
+pub const STANDBY_NAME: &str = "tally_standby";
+
+/// Where a new server's data directory comes from.
+enum Source<'a> {
+    /// A copy of the cached `initdb` template.
+    Template,
+    /// A base backup of this primary (`pg_basebackup -R`): a standby.
+    BaseBackup(&'a PgServer),
+}
+
 /// A PostgreSQL server on 127.0.0.1 with trust auth for user `postgres`.
 ///
 /// Dropping it SIGKILLs the postmaster, its process group and all its
@@ -71,6 +86,7 @@ pub struct PgServer {
     detached: bool,
     tls: Option<TlsFiles>,
     log_connections: bool,
+    settings: Vec<String>,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
     child: ServerChild,
     // Dropped after `Drop::drop` has killed the server.
@@ -87,9 +103,52 @@ impl PgServer {
     /// Start a server from the cached `initdb` template as `opts` say and
     /// wait until it answers queries.
     pub fn start_with(opts: PgOptions) -> PgServer {
+        PgServer::start_from(opts, Source::Template)
+    }
+
+    /// A primary that a standby can stream from: `wal_level=replica`, WAL
+    /// senders, and replication connections from 127.0.0.1 allowed in
+    /// `pg_hba.conf`.
+    pub fn start_primary() -> PgServer {
+        let server = PgServer::start_with(PgOptions {
+            settings: vec![
+                "wal_level=replica".into(),
+                "max_wal_senders=10".into(),
+                "wal_keep_size=256MB".into(),
+            ],
+            ..PgOptions::default()
+        });
+        fs::write(
+            server.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all all 127.0.0.1/32 trust\n\
+             host replication all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        server.psql("postgres", "SELECT pg_reload_conf()");
+        server
+    }
+
+    /// A hot standby of `primary`, made with `pg_basebackup -R` into a
+    /// directory and onto a port of its own, streaming as [`STANDBY_NAME`];
+    /// it answers reads once it returns.
+    pub fn start_standby(primary: &PgServer) -> PgServer {
+        let conninfo = format!(
+            "primary_conninfo=host=127.0.0.1 port={} user=postgres application_name={STANDBY_NAME}",
+            primary.port
+        );
+        PgServer::start_from(
+            PgOptions {
+                settings: vec![conninfo, "hot_standby=on".into()],
+                ..PgOptions::default()
+            },
+            Source::BaseBackup(primary),
+        )
+    }
+
+    fn start_from(opts: PgOptions, source: Source<'_>) -> PgServer {
         let bin = pg_bin_dir();
         let run_as = server_user();
-        let template = ensure_template(&bin, run_as);
 
         let dir = ServerDir::new("tally-pg-", opts.dir);
         let data = dir.path().join("data");
@@ -98,17 +157,23 @@ impl PgServer {
         fs::create_dir(&sock).expect("create socket dir");
         give_to(run_as, dir.path());
         give_to(run_as, &sock);
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(&template)
-            .arg(&data)
-            .status()
-            .expect("run cp");
-        assert!(
-            status.success(),
-            "cp -a {} failed: {status}",
-            template.display()
-        );
+        match source {
+            Source::Template => {
+                let template = ensure_template(&bin, run_as);
+                let status = Command::new("cp")
+                    .arg("-a")
+                    .arg(&template)
+                    .arg(&data)
+                    .status()
+                    .expect("run cp");
+                assert!(
+                    status.success(),
+                    "cp -a {} failed: {status}",
+                    template.display()
+                );
+            }
+            Source::BaseBackup(primary) => base_backup(&bin, run_as, primary.port, &data),
+        }
 
         let tls = opts
             .tls
@@ -124,6 +189,7 @@ impl PgServer {
             detached: opts.detached,
             tls,
             log_connections: opts.log_connections,
+            settings: opts.settings,
             child: ServerChild::default(),
             dir,
         };
@@ -233,6 +299,46 @@ impl PgServer {
             (self.log().matches("reloading configuration files").count() > reloads).then_some(())
         });
         assert!(reloaded.is_some(), "the certificate reload was not seen");
+    }
+
+    /// Commits wait until the standby named [`STANDBY_NAME`] has flushed
+    /// them (`synchronous_standby_names`); returns once it is the
+    /// synchronous one.
+    pub fn require_synchronous_standby(&self) {
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET synchronous_standby_names = '\"{STANDBY_NAME}\"'"),
+        );
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        self.wait_for_standby("sync");
+    }
+
+    /// Returns once the standby named [`STANDBY_NAME`] streams from this
+    /// server with this `sync_state` (`async` or `sync`).
+    pub fn wait_for_standby(&self, sync_state: &str) {
+        let query = format!(
+            "SELECT sync_state FROM pg_stat_replication \
+             WHERE application_name = '{STANDBY_NAME}' AND state = 'streaming'"
+        );
+        let seen = crate::wait_for(READY_TIMEOUT, Duration::from_millis(50), || {
+            (self.try_psql("postgres", &query).ok()?.as_str() == sync_state).then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{STANDBY_NAME} not streaming as {sync_state}: {:?}",
+            self.try_psql("postgres", "SELECT * FROM pg_stat_replication")
+        );
+    }
+
+    /// Promotes a standby to primary (`pg_promote()`) and returns once it
+    /// takes writes.
+    pub fn promote(&self) {
+        assert_eq!(
+            self.psql("postgres", "SELECT pg_promote(true, 30)"),
+            "t",
+            "promotion did not finish in 30 s"
+        );
+        assert_eq!(self.psql("postgres", "SELECT pg_is_in_recovery()"), "f");
     }
 
     /// `postgres://postgres@127.0.0.1:<port>/<db>`
@@ -409,6 +515,7 @@ impl PgServer {
                 "recovery_init_sync_method=syncfs",
             ])
             .args(self.tls_args())
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .current_dir(self.dir.path())
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
@@ -508,6 +615,35 @@ fn pg_bin_dir() -> PathBuf {
         .max_by_key(|(version, _)| *version)
         .map(|(_, bin)| bin)
         .expect("no /usr/lib/postgresql/*/bin/postgres; set TALLY_TEST_PG_BIN")
+}
+
+/// Copies the server on `port` into `data` as a standby of it:
+/// `pg_basebackup -R` writes `standby.signal` and how to reach the primary.
+fn base_backup(bin: &Path, run_as: Option<(u32, u32)>, port: u16, data: &Path) {
+    let mut cmd = Command::new(bin.join("pg_basebackup"));
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-w", "-R"])
+        .args(["-X", "stream", "-c", "fast"])
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-D")
+        .arg(data)
+        .current_dir(data.parent().expect("a data dir has a parent"))
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = spawner::spawn(cmd)
+        .and_then(Child::wait_with_output)
+        .expect("run pg_basebackup");
+    assert!(
+        out.status.success(),
+        "pg_basebackup failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The uid/gid to run `initdb`/`postgres` as: they refuse to run as root,

@@ -51,6 +51,10 @@ pub enum CountError {
     Overloaded,
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// The store went away while the hit was being committed: it may have
+    /// been counted.
+    #[error("the store went away during the commit: {0}")]
+    OutcomeUnknown(String),
     /// The store failed after some batches of an import were committed.
     #[error("the store failed after {done} of {total} sites were imported: {why}")]
     ImportIncomplete {
@@ -88,6 +92,7 @@ impl From<StoreError> for CountError {
             // Outside start-up, settings the server refuses are one more
             // way for the store to be out of reach.
             StoreError::Unavailable(why) | StoreError::Refused(why) => CountError::Unavailable(why),
+            StoreError::OutcomeUnknown(why) => CountError::OutcomeUnknown(why),
             StoreError::Conflict => CountError::Conflict,
             StoreError::Internal(e) => CountError::Internal(e),
         }
@@ -436,6 +441,9 @@ impl Counter {
         match answer.await {
             Ok(Ok(count)) => Ok(count),
             Ok(Err(CommitError::Unavailable(why))) => Err(CountError::Unavailable(why.to_string())),
+            Ok(Err(CommitError::OutcomeUnknown(why))) => {
+                Err(CountError::OutcomeUnknown(why.to_string()))
+            }
             Ok(Err(CommitError::CountLimit)) => Err(CountError::CountLimit),
             Ok(Err(CommitError::Internal)) => Err(CountError::Internal(anyhow::anyhow!(
                 "the commit holding this hit failed"

@@ -431,7 +431,9 @@ fn import_batches(entries: &[ImportEntry]) -> Vec<&[ImportEntry]> {
 /// A store failure after some batches were committed: say what was kept.
 fn partial_import(e: StoreError, done: usize, total: usize) -> CountError {
     let why = match e {
-        StoreError::Unavailable(why) | StoreError::Refused(why) => why,
+        StoreError::Unavailable(why)
+        | StoreError::Refused(why)
+        | StoreError::OutcomeUnknown(why) => why,
         StoreError::Conflict => "a site in the import was created meanwhile".into(),
         StoreError::Internal(e) => return CountError::Internal(e),
     };

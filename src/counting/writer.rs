@@ -8,9 +8,15 @@
 //! timer, the batch is simply whatever queued up during the previous commit.
 //! So batches grow with load, and durability costs one commit per batch
 //! rather than one per hit.
+//!
+//! A commit that fails because the store went away (a primary failover) is
+//! tried again within its hits' deadline, on a new connection that may find
+//! the new primary: always when nothing was written, and when the outcome
+//! is unknown only if every hit carries a request id, so that the store
+//! counts a hit that did land once and gives it its first count.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -27,7 +33,10 @@ use crate::store::{Outcome, PageCount, SiteHits, Store, StoreError};
 /// is every waiter's answer.
 #[derive(Debug, Clone)]
 pub enum CommitError {
+    /// Nothing was written.
     Unavailable(Arc<str>),
+    /// The store went away during the commit: the hit may have been counted.
+    OutcomeUnknown(Arc<str>),
     /// Counting it would take its site past the largest count.
     CountLimit,
     Internal,
@@ -130,11 +139,21 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
         }
     }
 
-    let started = Instant::now();
-    let result = store
-        .add_hits(hour_start(SystemTime::now()), groups, page_limit, deadline)
-        .await;
-    metrics.commit(batch.len(), started.elapsed(), result.is_ok());
+    let hour = hour_start(SystemTime::now());
+    let mut retry = Retry::new(deadline, groups);
+    let result = loop {
+        let started = Instant::now();
+        let result = store.add_hits(hour, groups, page_limit, deadline).await;
+        metrics.commit(batch.len(), started.elapsed(), result.is_ok());
+        if let Err(e) = &result {
+            if retry.again(e).await {
+                metrics.store_error();
+                tracing::info!(hits = batch.len(), error = %e, "commit failed; trying again");
+                continue;
+            }
+        }
+        break result;
+    };
 
     let totals = match result {
         Ok(totals) if totals.len() == groups.len() => totals,
@@ -152,6 +171,10 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
                 StoreError::Unavailable(why) | StoreError::Refused(why) => {
                     tracing::warn!(hits = batch.len(), error = %why, "commit failed: store unavailable");
                     CommitError::Unavailable(why.into())
+                }
+                StoreError::OutcomeUnknown(why) => {
+                    tracing::warn!(hits = batch.len(), error = %why, "commit failed: store lost, outcome unknown");
+                    CommitError::OutcomeUnknown(why.into())
                 }
                 other => {
                     tracing::error!(hits = batch.len(), error = ?anyhow::Error::from(other), "commit failed");
@@ -194,6 +217,53 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
     }
 }
 
+/// The first wait before a commit is tried again; it doubles up to
+/// [`RETRY_MAX`]. A failover takes a few hundred milliseconds at best, so
+/// the first tries are quick and later ones do not hammer a store that
+/// stays down.
+const RETRY_FIRST: Duration = Duration::from_millis(25);
+const RETRY_MAX: Duration = Duration::from_millis(400);
+
+/// When a failed commit is tried again.
+struct Retry {
+    deadline: Instant,
+    wait: Duration,
+    /// Every hit carries a request id: a repeat of a commit that did land
+    /// counts nothing and gets the first counts.
+    keyed: bool,
+}
+
+impl Retry {
+    fn new(deadline: Instant, groups: &[SiteHits]) -> Self {
+        Retry {
+            deadline,
+            wait: RETRY_FIRST,
+            keyed: groups.iter().all(|g| g.keys.iter().all(Option::is_some)),
+        }
+    }
+
+    /// Whether a commit that failed with `e` is safe to try again, and
+    /// there is time to: if so, waits first.
+    async fn again(&mut self, e: &StoreError) -> bool {
+        if !safe_to_retry(e, self.keyed) || Instant::now() + self.wait >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(RETRY_MAX);
+        true
+    }
+}
+
+/// A commit may be tried again when it wrote nothing, or when every hit in
+/// it carries a request id (the store then counts each once).
+fn safe_to_retry(e: &StoreError, keyed: bool) -> bool {
+    match e {
+        StoreError::Unavailable(_) => true,
+        StoreError::OutcomeUnknown(_) => keyed,
+        StoreError::Refused(_) | StoreError::Conflict | StoreError::Internal(_) => false,
+    }
+}
+
 fn fail(batch: &mut Vec<Pending>, error: CommitError) {
     for p in batch.drain(..) {
         // A waiter that gave up (client gone) is no one to tell.
@@ -219,6 +289,25 @@ mod tests {
     struct Recorder {
         seen: Mutex<Vec<(SiteId, usize)>>,
         short_answer: bool,
+        /// The failures the first commits give, in order.
+        failures: Mutex<std::collections::VecDeque<StoreError>>,
+        /// Every commit fails as unavailable.
+        down: bool,
+        /// How many commits were asked for.
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Recorder {
+        fn failing(failures: Vec<StoreError>) -> Self {
+            Recorder {
+                failures: Mutex::new(failures.into()),
+                ..Recorder::default()
+            }
+        }
+
+        fn commits(&self) -> usize {
+            self.calls.load(std::sync::atomic::Ordering::Relaxed)
+        }
     }
 
     #[async_trait::async_trait]
@@ -239,8 +328,16 @@ mod tests {
             _page_limit: i64,
             _deadline: Instant,
         ) -> Result<Vec<Outcome>, StoreError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut seen = self.seen.lock().unwrap();
             seen.extend(hits.iter().map(|h| (h.site, h.keys.len())));
+            if self.down {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            if let Some(failure) = self.failures.lock().unwrap().pop_front() {
+                return Err(failure);
+            }
             let mut out: Vec<Outcome> = hits
                 .iter()
                 .map(|h| {
@@ -335,23 +432,34 @@ mod tests {
     /// Commits hits for `sites` (in arrival order) as one batch; returns
     /// what each waiter was told.
     async fn batch(store: &Recorder, sites: &[SiteId]) -> Vec<Reply> {
+        batch_keyed(store, sites, false, Duration::from_secs(5)).await
+    }
+
+    /// As [`batch`], each hit with a request id if `keyed`, due `within`.
+    async fn batch_keyed(
+        store: &Recorder,
+        sites: &[SiteId],
+        keyed: bool,
+        within: Duration,
+    ) -> Vec<Reply> {
         let cache = LocalCache::new(false, Limiter::new(0, Duration::from_secs(60)));
         let mut waiting = Vec::new();
         let mut batch: Vec<Pending> = sites
             .iter()
-            .map(|&site| {
+            .enumerate()
+            .map(|(i, &site)| {
                 let (reply, answer) = oneshot::channel();
                 waiting.push(answer);
                 Pending {
                     site,
-                    key: None,
+                    key: keyed.then(|| format!("request-{i}").into()),
                     page: None,
                     queued: Instant::now(),
                     reply,
                 }
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + within;
         let batch = Batch {
             pending: &mut batch,
             groups: &mut Vec::new(),
@@ -395,5 +503,92 @@ mod tests {
                 .all(|r| matches!(r, Err(CommitError::Internal))),
             "{replies:?}"
         );
+    }
+
+    fn counts(replies: Vec<Reply>) -> Vec<Option<i64>> {
+        replies
+            .into_iter()
+            .map(|r| r.unwrap().map(|(count, _)| count))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_wrote_nothing_is_tried_again() {
+        let store = Recorder::failing(vec![
+            StoreError::Unavailable("no primary".into()),
+            StoreError::Unavailable("no primary".into()),
+        ]);
+        let replies = batch(&store, &[1, 1]).await;
+        assert_eq!(store.commits(), 3);
+        assert_eq!(counts(replies), vec![Some(101), Some(102)]);
+    }
+
+    #[tokio::test]
+    async fn a_commit_of_unknown_outcome_without_request_ids_is_not_repeated() {
+        let store = Recorder::failing(vec![StoreError::OutcomeUnknown("lost".into())]);
+        let replies = batch(&store, &[1, 2]).await;
+        assert_eq!(store.commits(), 1);
+        assert!(
+            replies
+                .iter()
+                .all(|r| matches!(r, Err(CommitError::OutcomeUnknown(why)) if &**why == "lost")),
+            "{replies:?}"
+        );
+        // One hit without an id is enough to keep the whole batch from a
+        // repeat that could count the others twice.
+        let store = Recorder::failing(vec![StoreError::OutcomeUnknown("lost".into())]);
+        let mut retry = Retry::new(
+            Instant::now() + Duration::from_secs(5),
+            &[SiteHits {
+                site: 1,
+                keys: vec![Some("a".into()), None],
+                pages: vec![None, None],
+            }],
+        );
+        assert!(
+            !retry
+                .again(&StoreError::OutcomeUnknown("lost".into()))
+                .await
+        );
+        assert_eq!(store.commits(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_commit_of_unknown_outcome_whose_hits_all_carry_request_ids_is_tried_again() {
+        let store = Recorder::failing(vec![StoreError::OutcomeUnknown("lost".into())]);
+        let replies = batch_keyed(&store, &[1, 2], true, Duration::from_secs(5)).await;
+        assert_eq!(store.commits(), 2);
+        assert_eq!(counts(replies), vec![Some(101), Some(101)]);
+    }
+
+    #[tokio::test]
+    async fn bugs_and_refusals_are_not_tried_again() {
+        let store = Recorder::failing(vec![StoreError::Internal(anyhow::anyhow!("bug"))]);
+        let replies = batch_keyed(&store, &[1], true, Duration::from_secs(5)).await;
+        assert_eq!(store.commits(), 1);
+        assert!(
+            matches!(replies[..], [Err(CommitError::Internal)]),
+            "{replies:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_hits_deadline() {
+        let store = Recorder {
+            down: true,
+            ..Recorder::default()
+        };
+        let within = Duration::from_millis(300);
+        let started = Instant::now();
+        let replies = batch_keyed(&store, &[1], true, within).await;
+        let took = started.elapsed();
+        assert!(took < within, "answered after {took:?}, past its deadline");
+        assert!(
+            matches!(&replies[..], [Err(CommitError::Unavailable(why))] if &**why == "down"),
+            "{replies:?}"
+        );
+        // Waits of 25, 50 and 100 ms fit in 300 ms, a fourth of 200 ms
+        // would not: four tries.
+        assert_eq!(store.commits(), 4);
     }
 }

@@ -210,6 +210,15 @@ impl From<CountError> for ApiError {
                     "the database is unavailable; nothing was written; retry shortly",
                 )
             }
+            CountError::OutcomeUnknown(why) => {
+                tracing::warn!(reason = %why, "answering 503: store lost during the commit");
+                Self::new(
+                    ErrorCode::StoreUnavailable,
+                    "the database went away while this hit was being committed, so it may or \
+                     may not have been counted; retry shortly (a retry that a trusted proxy \
+                     sends with the same X-Request-Id counts once)",
+                )
+            }
             CountError::ImportIncomplete { done, total, why } => {
                 tracing::warn!(reason = %why, done, total, "answering 503: import incomplete");
                 Self::new(

@@ -344,7 +344,8 @@ impl<'a> PagePlan<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or is overloaded; retrying later may work.
+    /// The store cannot be reached, is overloaded or does not take writes
+    /// (a standby); nothing was written, and retrying later may work.
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// The server refused the connection settings themselves (a TLS
@@ -354,6 +355,11 @@ pub enum StoreError {
     /// `Unavailable`.
     #[error("{0}")]
     Refused(String),
+    /// The connection was lost after a write's commit was sent: it may or
+    /// may not have been committed. Only a write that a retry cannot
+    /// repeat (one whose hits all carry request ids) may be retried.
+    #[error("store unavailable, outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// A unique constraint refused the write (a site slug already taken).
     #[error("already exists")]
     Conflict,
@@ -387,6 +393,15 @@ mod tests {
         assert_eq!(Outcome::Counted(counted.clone()).counted(), Some(&counted));
         assert_eq!(Outcome::NoSite.counted(), None);
         assert_eq!(Outcome::AtLimit.counted(), None);
+    }
+
+    #[test]
+    fn key_value_connection_strings_are_told_from_urls() {
+        assert!(is_key_value("host=a,b port=1,2 dbname=db"));
+        assert!(is_key_value(" dbname = db"));
+        assert!(!is_key_value("mysql://u@h/db"));
+        assert!(!is_key_value("redis://h?x=1"));
+        assert!(!is_key_value("data/tally.db"));
     }
 
     #[test]
@@ -590,30 +605,25 @@ pub fn open(url: &Secret, settings: &StoreSettings) -> anyhow::Result<Arc<dyn St
             .with_context(|| format!("opening SQLite database {path:?}"))?;
         return Ok(Arc::new(store));
     }
-    if pg_tls::is_url(raw) || is_key_values(raw) {
-        let shown = if pg_tls::is_url(raw) {
-            redact_url(raw)
-        } else {
-            "(key=value connection string)".to_owned()
-        };
+    if pg_tls::is_url(raw) || is_key_value(raw) {
         let store = PgStore::new(raw, settings.db_pool_size, settings.store_timeout)
-            .with_context(|| format!("configuring PostgreSQL store {shown}"))?;
+            .with_context(|| format!("configuring PostgreSQL store {}", redact_url(raw)))?;
         return Ok(Arc::new(store));
     }
     bail!(
-        "TALLY_DATABASE_URL must start with sqlite:// or postgres://, or be PostgreSQL \
-         key=value pairs (got {})",
+        "TALLY_DATABASE_URL must start with sqlite:// or postgres://, or be a PostgreSQL \
+         key=value connection string (got {})",
         redact_url(raw)
     )
 }
 
-/// Whether `raw` is libpq's other form, `host=db dbname=tally …`.
-fn is_key_values(raw: &str) -> bool {
-    !raw.contains("://")
-        && raw
-            .split_whitespace()
-            .next()
-            .is_some_and(|first| first.contains('='))
+/// A libpq key=value connection string (`host=a,b port=1,2 dbname=db`):
+/// it opens with a `key=` word.
+fn is_key_value(raw: &str) -> bool {
+    raw.split_once('=').is_some_and(|(key, _)| {
+        let key = key.trim();
+        !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
 }
 
 /// Makes this process the owner of the SQLite database that `url` names, if

@@ -21,6 +21,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
 
+mod failover;
+
+use failover::{CommitSent, Failure};
+
 use super::migrate::{CREATE_TABLE, POSTGRES};
 use super::pg_tls::{self, PgTls};
 use super::{
@@ -270,6 +274,12 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("tally");
         }
+        if failover::prefer_writable(&mut config, url) {
+            tracing::info!(
+                "several PostgreSQL hosts and no target_session_attrs: connecting only to one \
+                 that takes writes (target_session_attrs=read-write)"
+            );
+        }
         let manager = Manager::from_config(
             config,
             connector,
@@ -305,6 +315,18 @@ impl PgStore {
     where
         F: AsyncFnOnce(&mut Object) -> Result<T, tokio_postgres::Error>,
     {
+        self.run_tracked(deadline, async |client, _| work(client).await)
+            .await
+    }
+
+    /// As [`PgStore::run_until`], for a write that marks when its commit is
+    /// in flight: a connection lost then leaves the outcome unknown
+    /// ([`StoreError::OutcomeUnknown`]), not "nothing was written".
+    async fn run_tracked<T, F>(&self, deadline: Instant, work: F) -> Result<T, StoreError>
+    where
+        F: AsyncFnOnce(&mut Object, &CommitSent) -> Result<T, tokio_postgres::Error>,
+    {
+        let sent = CommitSent::default();
         let mut client = match timeout_at(deadline, self.pool.get()).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(self.pool_error(e)),
@@ -314,18 +336,22 @@ impl PgStore {
                 ));
             }
         };
-        let outcome = timeout_at(deadline, work(&mut client)).await;
+        let outcome = timeout_at(deadline, work(&mut client, &sent)).await;
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                if client.is_closed() {
+                if client.is_closed() || Failure::of(&e).drops_connection() {
                     drop(Object::take(client));
                 }
-                Err(pg_error(e))
+                Err(failover::classify(e, sent.in_flight()))
             }
             Err(_) => {
                 drop(Object::take(client));
-                Err(StoreError::Unavailable("timed out".into()))
+                Err(if sent.in_flight() {
+                    StoreError::OutcomeUnknown("timed out waiting for the commit's answer".into())
+                } else {
+                    StoreError::Unavailable("timed out".into())
+                })
             }
         }
     }
@@ -379,19 +405,19 @@ impl Store for PgStore {
         page_limit: i64,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
-        self.run_until(deadline, async |client| {
+        self.run_tracked(deadline, async |client, sent| {
             // Pages are counted under the site's row lock, taken first.
             if hits.iter().any(SiteHits::has_pages) {
-                return add_hits_in_transaction(client, hour, hits, page_limit).await;
+                return add_hits_in_transaction(client, sent, hour, hits, page_limit).await;
             }
-            match add_fresh_hits(client, hour, hits).await {
+            match add_fresh_hits(client, sent, hour, hits).await {
                 Ok(Some(outcomes)) => Ok(outcomes),
                 // A request id was (or, at the maximum count, may have been)
                 // counted before: a retry. Rare; the careful path gives it
                 // its first count.
-                Ok(None) => add_hits_in_transaction(client, hour, hits, page_limit).await,
+                Ok(None) => add_hits_in_transaction(client, sent, hour, hits, page_limit).await,
                 Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
-                    add_hits_in_transaction(client, hour, hits, page_limit).await
+                    add_hits_in_transaction(client, sent, hour, hits, page_limit).await
                 }
                 Err(e) => Err(e),
             }
@@ -978,6 +1004,7 @@ fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)
 /// count.
 async fn add_fresh_hits(
     client: &mut Object,
+    sent: &CommitSent,
     hour: SystemTime,
     hits: &[SiteHits],
 ) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
@@ -1010,7 +1037,8 @@ async fn add_fresh_hits(
             .any(|(h, o)| *o == Outcome::AtLimit && h.has_keys())
     };
     if let [one] = hits {
-        let outcome = [count_site(client, one).await?];
+        // One statement in its own implicit transaction: it commits.
+        let outcome = [sent.commit(count_site(client, one)).await?];
         return Ok((!maybe_repeats(&outcome)).then(|| outcome.into()));
     }
     let tx = client.transaction().await?;
@@ -1031,7 +1059,7 @@ async fn add_fresh_hits(
     if maybe_repeats(&counted) {
         return Ok(None); // the transaction is rolled back as it drops
     }
-    tx.commit().await?;
+    sent.commit(tx.commit()).await?;
     Ok(Some(counted))
 }
 
@@ -1046,6 +1074,7 @@ async fn add_fresh_hits(
 /// could scan every recorded id).
 async fn add_hits_in_transaction(
     client: &mut Object,
+    sent: &CommitSent,
     hour: SystemTime,
     hits: &[SiteHits],
     page_limit: i64,
@@ -1117,7 +1146,7 @@ async fn add_hits_in_transaction(
         }))
     }))
     .await?;
-    tx.commit().await?;
+    sent.commit(tx.commit()).await?;
     Ok(outcomes)
 }
 
@@ -1342,23 +1371,9 @@ fn pool_error(e: PoolError) -> StoreError {
     }
 }
 
-/// Connection trouble and server states that pass (shutdown, too many
-/// connections, serialization) are `Unavailable`; the rest are bugs.
+/// What an error means when no commit was in flight (see [`failover`]).
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        let class = &db.code().code()[..2];
-        return match class {
-            "08" | "40" | "53" | "57" | "58" => StoreError::Unavailable(db.message().to_owned()),
-            "23" if db.code() == &SqlState::UNIQUE_VIOLATION => StoreError::Conflict,
-            _ => StoreError::Internal(anyhow!(e)),
-        };
-    }
-    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-    if e.is_closed() || io {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Internal(anyhow!(e))
-    }
+    failover::classify(e, false)
 }
 
 #[cfg(test)]
