@@ -269,6 +269,19 @@ pub struct MigrateSettings {
     #[command(flatten)]
     pub store: StoreSettings,
 
+    /// Apply contract migrations (which drop or tighten what older releases
+    /// may use) even while sessions of an older tally release are connected.
+    /// Without it, `migrate` names those sessions and exits 1.
+    #[arg(
+        long,
+        env = "TALLY_MIGRATE_FORCE",
+        default_value = "false",
+        default_missing_value = "true",
+        num_args = 0..=1,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub force: bool,
+
     #[command(flatten)]
     pub log: LogSettings,
 }

@@ -26,6 +26,7 @@ use crate::domain::{
 };
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
+use crate::store::migrate::{self, Contracts, Migrated};
 use crate::store::{PageCount, Store, StoreError};
 use crate::sync::{read, write};
 use writer::{CommitError, Pending};
@@ -202,10 +203,12 @@ impl Counter {
         }
     }
 
-    /// Applies the store's migrations that are not applied yet; returns
-    /// the versions applied.
-    pub async fn migrate(&self) -> Result<Vec<i64>, CountError> {
-        Ok(self.store.migrate().await?)
+    /// Applies the store's migrations that are not applied yet, but the
+    /// contract ones that a replica of an older release still holds back:
+    /// this release's code works with those applied or not.
+    pub async fn migrate(&self) -> Result<Migrated, CountError> {
+        let list = migrate::list(self.store.backend());
+        Ok(self.store.migrate(list, Contracts::WhenSafe).await?)
     }
 
     /// The store's backend: `sqlite` or `postgres`.
