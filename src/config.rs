@@ -632,6 +632,18 @@ mod tests {
     }
 
     #[test]
+    fn migrate_forces_contract_migrations_only_when_asked() {
+        let force = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Migrate(m)) => m.force,
+            _ => unreachable!("asked for migrate"),
+        };
+        assert!(!force(&["tally", "migrate"]));
+        assert!(force(&["tally", "migrate", "--force"]));
+        assert!(force(&["tally", "migrate", "--force=true"]));
+        assert!(!force(&["tally", "migrate", "--force=false"]));
+    }
+
+    #[test]
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
