@@ -394,7 +394,8 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
 }
 
 /// `--force` applies a contract migration whoever is connected; the
-/// previous release, which never used what it drops, counts on.
+/// previous release, which never used what it drops, counts on, and starts
+/// on the newer schema.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_contract_migration_runs_beside_the_previous_release() {
     let pg = PgServer::start();
@@ -416,4 +417,13 @@ async fn a_forced_contract_migration_runs_beside_the_previous_release() {
     assert!(!has_note(&pg, &db));
     assert_eq!(old.hit_greeting().await, 2);
     stop(old).await;
+
+    // The previous release started on the newer schema finds every version
+    // it knows applied, ignores 8 and 9, and serves.
+    let restarted = tokio::task::spawn_blocking(move || spawn_previous(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(restarted.hit_greeting().await, 3);
+    assert_eq!(applied(&pg, &db), "1,2,3,4,5,6,7,8,9");
+    stop(restarted).await;
 }
