@@ -58,7 +58,7 @@ RUN cargo build --release --locked --target "$TARGET" --bin tally \
 # just CA certificates, /etc/passwd (uid 65532 = nonroot) and tzdata.
 FROM ${RUNTIME_IMAGE}
 
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG RUNTIME_IMAGE

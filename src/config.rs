@@ -276,6 +276,19 @@ pub struct MigrateSettings {
     #[command(flatten)]
     pub store: StoreSettings,
 
+    /// Apply contract migrations (which drop or tighten what older releases
+    /// may use) even while sessions of an older tally release are connected.
+    /// Without it, `migrate` names those sessions and exits 1.
+    #[arg(
+        long,
+        env = "TALLY_MIGRATE_FORCE",
+        default_value = "false",
+        default_missing_value = "true",
+        num_args = 0..=1,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub force: bool,
+
     #[command(flatten)]
     pub log: LogSettings,
 }
@@ -726,6 +739,18 @@ mod tests {
         assert!(!bot_filter(&["--bot-filter=0"]));
         assert!(!bot_filter(&["--bot-filter=no"]));
         assert!(Cli::try_parse_from(["tally", "serve", "--bot-filter=maybe"]).is_err());
+    }
+
+    #[test]
+    fn migrate_forces_contract_migrations_only_when_asked() {
+        let force = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Migrate(m)) => m.force,
+            _ => unreachable!("asked for migrate"),
+        };
+        assert!(!force(&["tally", "migrate"]));
+        assert!(force(&["tally", "migrate", "--force"]));
+        assert!(force(&["tally", "migrate", "--force=true"]));
+        assert!(!force(&["tally", "migrate", "--force=false"]));
     }
 
     #[test]

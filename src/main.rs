@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Migrate(settings) => runtime().and_then(|rt| {
             rt.block_on(async {
                 telemetry::init(&settings.log)?;
-                let applied = server::migrate(&settings.store).await?;
+                let applied = server::migrate(&settings.store, settings.force).await?;
                 tracing::info!(?applied, "migrations done");
                 Ok(())
             })

@@ -24,6 +24,7 @@ use crate::http::{self, AppState};
 use crate::limiter::Limiter;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
+use crate::store::migrate::Contracts;
 use crate::store::{self, Backend, Store, StoreError};
 
 #[derive(Debug)]
@@ -251,9 +252,16 @@ async fn migrate_until_ready(
     let mut delay = Duration::from_millis(200);
     loop {
         match counter.migrate().await {
-            Ok(applied) => {
-                if !applied.is_empty() {
-                    tracing::info!(?applied, "applied migrations");
+            Ok(migrated) => {
+                if !migrated.applied.is_empty() {
+                    tracing::info!(applied = ?migrated.applied, "applied migrations");
+                }
+                if let Some(held) = &migrated.held {
+                    // Not a reason to stay unready: this release's code works
+                    // without its contract migrations.
+                    tracing::warn!(
+                        "{held}\nrun `tally migrate` once no replica of an older release runs"
+                    );
                 }
                 counter.set_ready();
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
@@ -303,15 +311,54 @@ async fn sweep_auth_failures(state: Arc<AppState>) {
     }
 }
 
-/// `tally migrate`: apply pending migrations once, then exit.
-pub async fn migrate(settings: &config::StoreSettings) -> anyhow::Result<Vec<i64>> {
+/// `tally migrate`: apply pending migrations once, then exit. A contract
+/// migration that a session of an older release holds back is refused
+/// (after the others are applied) unless `force`.
+pub async fn migrate(settings: &config::StoreSettings, force: bool) -> anyhow::Result<Vec<i64>> {
+    run_migrations(settings, None, force).await
+}
+
+/// [`migrate`] with a list of migrations other than the binary's own: for
+/// tests of the migrator, which need contract migrations that no release
+/// has yet.
+#[doc(hidden)]
+pub async fn migrate_list(
+    settings: &config::StoreSettings,
+    list: &[store::Migration],
+    force: bool,
+) -> anyhow::Result<Vec<i64>> {
+    run_migrations(settings, Some(list), force).await
+}
+
+/// Applies `list`, or the store's own list when `None`.
+async fn run_migrations(
+    settings: &config::StoreSettings,
+    list: Option<&[store::Migration]>,
+    force: bool,
+) -> anyhow::Result<Vec<i64>> {
     let url = settings.database_url()?;
     // The same owner as `serve`: a migration while a server runs on this
     // SQLite file is refused rather than changing the schema under it.
     let _owner = store::claim(&url)?;
     let store = store::open(&url, settings)?;
-    store
-        .migrate()
+    let list = list.unwrap_or_else(|| store::migrate::list(store.backend()));
+    let contracts = if force {
+        Contracts::Force
+    } else {
+        Contracts::WhenSafe
+    };
+    let migrated = store
+        .migrate(list, contracts)
         .await
-        .with_context(|| format!("migrating {}", redact_url(url.expose())))
+        .with_context(|| format!("migrating {}", redact_url(url.expose())))?;
+    match migrated.held {
+        None => Ok(migrated.applied),
+        Some(held) => bail!(
+            "{held}\n\
+             Stop or upgrade those replicas, then run `tally migrate` again; `tally migrate \
+             --force` applies it anyway, for sessions known not to use what it changes. \
+             Applied meanwhile: {:?}",
+            migrated.applied
+        ),
+    }
 }

@@ -279,6 +279,15 @@ fn help_documents_every_setting_and_shows_no_secret() {
     for sub in ["serve", "migrate", "healthcheck"] {
         assert!(top.contains(sub), "top-level help lacks {sub}");
     }
+    let migrate = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["migrate", "--help"])
+        .output()
+        .unwrap();
+    let migrate = String::from_utf8(migrate.stdout).unwrap();
+    assert!(
+        migrate.contains("[env: TALLY_MIGRATE_FORCE"),
+        "migrate --help lacks TALLY_MIGRATE_FORCE: {migrate}"
+    );
 }
 
 /// The reset is logged at debug level on stdout, as the seed did, with the

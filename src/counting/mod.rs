@@ -26,6 +26,7 @@ use crate::domain::{
 };
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
+use crate::store::migrate::{self, Contracts, Migrated};
 use crate::store::{PageCount, Store, StoreError};
 use crate::sync::{read, write};
 use writer::{CommitError, Pending};
@@ -209,11 +210,14 @@ impl Counter {
         }
     }
 
-    /// Applies the store's migrations that are not applied yet; returns
-    /// the versions applied. The store's own error, so that start-up can
-    /// tell settings the server refuses from an outage.
-    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        self.store.migrate().await
+    /// Applies the store's migrations that are not applied yet, but the
+    /// contract ones that a replica of an older release still holds back:
+    /// this release's code works with those applied or not. The store's
+    /// own error, so that start-up can tell settings the server refuses
+    /// from an outage.
+    pub async fn migrate(&self) -> Result<Migrated, StoreError> {
+        let list = migrate::list(self.store.backend());
+        self.store.migrate(list, Contracts::WhenSafe).await
     }
 
     /// The store's backend: `sqlite` or `postgres`.

@@ -315,7 +315,11 @@ mod tests {
         fn backend(&self) -> Backend {
             Backend::Sqlite
         }
-        async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        async fn migrate(
+            &self,
+            _list: &[crate::store::Migration],
+            _contracts: crate::store::migrate::Contracts,
+        ) -> Result<crate::store::migrate::Migrated, StoreError> {
             unreachable!()
         }
         async fn ping(&self) -> Result<(), StoreError> {

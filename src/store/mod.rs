@@ -451,9 +451,16 @@ impl Backend {
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn backend(&self) -> Backend;
 
-    /// Applies pending migrations; safe when several processes call it at
-    /// once. Returns the versions it applied.
-    async fn migrate(&self) -> Result<Vec<i64>, StoreError>;
+    /// Applies the migrations of `list` not applied yet; safe when several
+    /// processes call it at once. A contract migration is left pending
+    /// while a session of an older release uses the database, unless
+    /// `contracts` forces it (see [`migrate`]). `list` is the backend's own
+    /// ([`migrate::list`]) but for tests of the migrator.
+    async fn migrate(
+        &self,
+        list: &[Migration],
+        contracts: migrate::Contracts,
+    ) -> Result<migrate::Migrated, StoreError>;
 
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -25,7 +25,10 @@ mod failover;
 
 use failover::{CommitSent, Failure};
 
-use super::migrate::{CREATE_TABLE, POSTGRES};
+use super::migrate::{
+    CREATE_TABLE, Contracts, Holder, MARK, Migrated, Migration, POSTGRES, application_name,
+    contract_pending, plan, schema_version,
+};
 use super::pg_tls::{self, PgTls};
 use super::{
     Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
@@ -271,9 +274,10 @@ impl PgStore {
             .connect_timeout(timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30));
-        if config.get_application_name().is_none() {
-            config.application_name("tally");
-        }
+        // Every session says which schema this binary is built for, so
+        // that a contract migration can wait for older releases to go.
+        let name = application_name(config.get_application_name(), schema_version(POSTGRES));
+        config.application_name(&name);
         if failover::prefer_writable(&mut config, url) {
             tracing::info!(
                 "several PostgreSQL hosts and no target_session_attrs: connecting only to one \
@@ -357,13 +361,63 @@ impl PgStore {
     }
 }
 
+/// Sessions on this database, other than this one, whose
+/// `application_name` is tally's: plain `tally` (a release from before
+/// schema announcements) or one carrying the mark. [`Holder::holds_back`]
+/// then says which are older than a migration.
+const TALLY_SESSIONS: &str = "\
+SELECT pid, host(client_addr), client_port, application_name, backend_start
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+    AND (application_name = 'tally' OR strpos(application_name, $1) > 0)
+ORDER BY backend_start, pid";
+
+/// The sessions of other tally releases that use this database.
+async fn older_sessions(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<Holder>, tokio_postgres::Error> {
+    let rows = tx.query(TALLY_SESSIONS, &[&MARK]).await?;
+    let mut holders = Vec::new();
+    for row in rows {
+        let name: String = row.get(3);
+        let Some(announced) = super::migrate::announced(&name) else {
+            continue;
+        };
+        let host: Option<String> = row.get(1);
+        let port: Option<i32> = row.get(2);
+        let address = match (host, port) {
+            (Some(host), Some(port)) if port > 0 => Some(format!("{host}:{port}")),
+            (Some(host), _) => Some(host),
+            // A unix-socket session shows port -1 and no address.
+            (None, Some(-1)) => Some("local socket".to_owned()),
+            (None, _) => None,
+        };
+        let since: Option<SystemTime> = row.get(4);
+        holders.push(Holder {
+            pid: row.get(0),
+            address,
+            application_name: name,
+            schema: match announced {
+                super::migrate::Announced::Unmarked => None,
+                super::migrate::Announced::Schema(v) => Some(v),
+            },
+            since: since.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        });
+    }
+    Ok(holders)
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
     }
 
-    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+    async fn migrate(
+        &self,
+        list: &[Migration],
+        contracts: Contracts,
+    ) -> Result<Migrated, StoreError> {
         // Migrations may legitimately take longer than one request.
         let deadline = Instant::now() + self.timeout.max(Duration::from_secs(60));
         self.run_until(deadline, async |client| {
@@ -377,8 +431,15 @@ impl Store for PgStore {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            // Looked at under the lock, in the transaction that applies.
+            let holders = if contracts == Contracts::WhenSafe && contract_pending(list, &done) {
+                older_sessions(&tx).await?
+            } else {
+                Vec::new()
+            };
+            let (apply, held) = plan(list, &done, contracts, &holders);
             let mut applied = Vec::new();
-            for m in POSTGRES.iter().filter(|m| !done.contains(&m.version)) {
+            for m in apply {
                 tx.batch_execute(m.sql).await?;
                 tx.execute(
                     "INSERT INTO tally_migrations (version, name) VALUES ($1, $2)",
@@ -388,7 +449,7 @@ impl Store for PgStore {
                 applied.push(m.version);
             }
             tx.commit().await?;
-            Ok(applied)
+            Ok(Migrated { applied, held })
         })
         .await
     }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use super::migrate::{CREATE_TABLE, SQLITE};
+use super::migrate::{CREATE_TABLE, Contracts, Migrated, Migration};
 use super::{
     Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
     SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
@@ -123,12 +123,19 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
-    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        self.write(|conn| {
+    /// One process owns the file (`serve` and `migrate` both claim it),
+    /// so no older release can be using it: contract migrations run too.
+    async fn migrate(
+        &self,
+        list: &[Migration],
+        _contracts: Contracts,
+    ) -> Result<Migrated, StoreError> {
+        let list = list.to_vec();
+        self.write(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(CREATE_TABLE)?;
             let mut applied = Vec::new();
-            for m in SQLITE {
+            for m in &list {
                 let done: Option<i64> = tx
                     .query_row(
                         "SELECT version FROM tally_migrations WHERE version = ?1",
@@ -146,7 +153,10 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            Ok(applied)
+            Ok(Migrated {
+                applied,
+                held: None,
+            })
         })
         .await
     }

@@ -346,21 +346,26 @@ impl TallyProcess {
     /// As [`TallyProcess::spawn`], with tally started by `wrapper` (a
     /// command and its arguments, e.g. `prlimit --nofile=…`).
     pub fn spawn_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
-        let mut process = Self::start_wrapped(wrapper, env);
+        Self::spawn_binary(Path::new(env!("CARGO_BIN_EXE_tally")), wrapper, env)
+    }
+
+    /// As [`TallyProcess::spawn_wrapped`], with another tally binary (a
+    /// previous release's).
+    pub fn spawn_binary(tally: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
+        let mut process = Self::start_binary(tally, wrapper, env);
         process.wait_ready(Duration::from_secs(20));
         process
     }
 
     /// Starts the binary with `env` and returns at once, ready or not.
     pub fn start(env: &[(&str, &str)]) -> TallyProcess {
-        Self::start_wrapped(&[], env)
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_tally")), &[], env)
     }
 
-    fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
+    fn start_binary(tally: &Path, wrapper: &[&str], env: &[(&str, &str)]) -> TallyProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("tally.log");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let tally = env!("CARGO_BIN_EXE_tally");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);

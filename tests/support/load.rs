@@ -10,6 +10,8 @@ use reqwest::Method;
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// Where the request went.
+    pub url: String,
     /// `None` when no HTTP answer came (refused, reset, timed out).
     pub status: Option<u16>,
     pub body: String,
@@ -40,15 +42,72 @@ pub async fn run(
     concurrency: usize,
     until: Until,
 ) -> Vec<Outcome> {
+    let urls = urls.to_vec();
+    run_picking(
+        Arc::new(move |i| urls[i % urls.len()].clone()),
+        method,
+        concurrency,
+        until,
+    )
+    .await
+}
+
+/// The servers a load may send to now, as a load balancer holds them: a
+/// test adds a replica once it is ready and takes one out before stopping
+/// it, while the load runs.
+#[derive(Debug, Clone, Default)]
+pub struct Live(Arc<std::sync::RwLock<Vec<String>>>);
+
+impl Live {
+    /// Adds a server by its base URL (`http://host:port`).
+    pub fn add(&self, base: &str) {
+        self.0.write().unwrap().push(base.to_owned());
+    }
+
+    /// Takes a server out: no request starts towards it after this returns.
+    pub fn remove(&self, base: &str) {
+        self.0.write().unwrap().retain(|b| b != base);
+    }
+
+    /// The `i`th request's server: round-robin over those in now.
+    fn pick(&self, i: usize) -> String {
+        let live = self.0.read().unwrap();
+        assert!(!live.is_empty(), "no live server to send to");
+        live[i % live.len()].clone()
+    }
+}
+
+/// Sends requests for `path` from `concurrency` clients, each to the next
+/// server in `live` at the time it starts.
+pub async fn run_live(
+    live: &Live,
+    path: &str,
+    method: Method,
+    concurrency: usize,
+    until: Until,
+) -> Vec<Outcome> {
+    let (live, path) = (live.clone(), path.to_owned());
+    run_picking(
+        Arc::new(move |i| format!("{}{path}", live.pick(i))),
+        method,
+        concurrency,
+        until,
+    )
+    .await
+}
+
+/// The URL of the `i`th request.
+type Pick = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+async fn run_picking(pick: Pick, method: Method, concurrency: usize, until: Until) -> Vec<Outcome> {
     let client = client();
     let next = Arc::new(AtomicUsize::new(0));
-    let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let (client, next, urls, until, method) = (
+        let (client, next, pick, until, method) = (
             client.clone(),
             next.clone(),
-            urls.clone(),
+            pick.clone(),
             until.clone(),
             method.clone(),
         );
@@ -63,7 +122,7 @@ pub async fn run(
                 if !more {
                     return outcomes;
                 }
-                outcomes.push(send(&client, method.clone(), &urls[i % urls.len()]).await);
+                outcomes.push(send(&client, method.clone(), &pick(i)).await);
             }
         }));
     }
@@ -88,6 +147,7 @@ pub async fn send(client: &reqwest::Client, method: Method, url: &str) -> Outcom
         Err(_) => (None, String::new()),
     };
     Outcome {
+        url: url.to_owned(),
         status,
         body,
         sent,
