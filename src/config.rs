@@ -233,14 +233,23 @@ pub struct StoreSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct CacheSettings {
-    /// Redis as the shared cache (redis://[:PASS@]HOST:PORT[/DB]). Without
-    /// it, an in-process cache. Redis is never needed for correctness.
+    /// Redis as the shared cache: redis://[USER:PASS@]HOST:PORT[/DB], or
+    /// rediss://… for TLS (an ACL user, or `:PASS@` for the default user).
+    /// Without it, an in-process cache. Redis is never needed for
+    /// correctness.
     #[arg(long, env = "TALLY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
     /// File holding the Redis URL.
     #[arg(long, env = "TALLY_REDIS_URL_FILE", conflicts_with = "redis_url")]
     pub redis_url_file: Option<PathBuf>,
+
+    /// PEM file of the CA (one or more certificates) that signs the Redis
+    /// server's certificate, for a rediss:// URL; the bundled public roots
+    /// are then not trusted. Without it, rediss:// trusts the public roots.
+    /// With a plain redis:// URL it is refused at start.
+    #[arg(long, env = "TALLY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Longest wait on Redis for one call; past it, tally stops using Redis
     /// until a background probe sees it answer again.
@@ -499,22 +508,61 @@ impl FromStr for NetList {
     }
 }
 
-/// Redacts the password of a URL for logs: `postgres://u:***@host/db`.
+/// Redacts the password of a URL for logs: `postgres://u:***@host/db`,
+/// `rediss://:***@host`. Query parameters that carry a password
+/// (`password=`, `pass=`) are redacted too. A URL too broken to tell its
+/// parts apart is redacted from its scheme on, so that a password with a
+/// stray `/` or `?` in it is never shown.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[unparseable url]".to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    // The authority ends at the first `/`, `?` or `#` after any `@`: a
+    // password may hold those characters when its URL was not encoded.
+    let (authority, tail) = match rest.rfind('@') {
+        Some(at) => {
+            let end = rest[at..]
+                .find(['/', '?', '#'])
+                .map_or(rest.len(), |i| at + i);
+            rest.split_at(end)
+        }
+        None => rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len())),
     };
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
+            if user.contains(['/', '?', '#']) {
+                return format!("{scheme}://[redacted]");
+            }
+            format!("{user}:***@{host}")
         }
-        None => format!("{scheme}://{authority}{path}"),
-    }
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// Replaces the values of `password=` and `pass=` parameters in the query
+/// of a URL's path-and-after.
+fn redact_query(tail: &str) -> String {
+    let (before_fragment, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    let Some((path, query)) = before_fragment.split_once('?') else {
+        return tail.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") =>
+            {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}{fragment}", query.join("&"))
 }
 
 /// Validates settings clap cannot check alone.
@@ -558,6 +606,50 @@ mod tests {
             "sqlite://data/tally.db"
         );
         assert_eq!(redact_url("nonsense"), "[unparseable url]");
+    }
+
+    #[test]
+    fn redact_url_hides_redis_passwords_in_every_form() {
+        for (url, shown) in [
+            // An ACL user and its password, over TLS and in plain text.
+            (
+                "rediss://tally:s3cret@redis.example:6380/0",
+                "rediss://tally:***@redis.example:6380/0",
+            ),
+            (
+                "redis://tally:s3cret@127.0.0.1:6379/2",
+                "redis://tally:***@127.0.0.1:6379/2",
+            ),
+            // The default user's password only.
+            ("redis://:s3cret@redis:6379", "redis://:***@redis:6379"),
+            ("rediss://:s3cret@redis", "rediss://:***@redis"),
+            // No password at all: nothing to hide.
+            ("redis://redis:6379", "redis://redis:6379"),
+            ("rediss://redis:6380/1", "rediss://redis:6380/1"),
+            // A password that was not percent-encoded.
+            (
+                "redis://tally:s3/cr?et#x@redis:6379/0",
+                "redis://tally:***@redis:6379/0",
+            ),
+            ("redis://:s3cr@et@redis/0", "redis://:***@redis/0"),
+            // A Unix socket's password is a query parameter.
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=s3cret",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "postgres://tally@db/linode?password=s3cret&sslmode=require",
+                "postgres://tally:***@db/linode?password=***&sslmode=require",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("s3"), "{url}");
+        }
+        // A user name that cannot be told from a password: nothing shown.
+        assert_eq!(
+            redact_url("redis://us/er:s3cret@redis"),
+            "redis://[redacted]"
+        );
     }
 
     #[test]
