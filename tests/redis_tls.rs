@@ -30,14 +30,15 @@ struct Tls {
 
 impl Tls {
     fn start() -> Tls {
-        Tls::start_with(Vec::new())
+        Tls::start_with(&["127.0.0.1", "localhost"], Vec::new())
     }
 
-    /// With more `redis-server` options, such as another ACL user.
-    fn start_with(extra_args: Vec<String>) -> Tls {
+    /// With a certificate for `names`, and more `redis-server` options
+    /// (such as another ACL user).
+    fn start_with(names: &[&str], extra_args: Vec<String>) -> Tls {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new("redis-ca");
-        let server = ca.server(dir.path(), "redis", &["127.0.0.1", "localhost"]);
+        let server = ca.server(dir.path(), "redis", names);
         let ca_file = ca.write_ca(dir.path());
         let wrong_ca = TestCa::new("wrong-ca").write_ca(dir.path());
         let redis = RedisServer::start_with(RedisOptions {
@@ -301,9 +302,24 @@ async fn a_certificate_from_another_ca_leaves_the_cache_down_and_nothing_in_plai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_name_is_not_trusted() {
+    // Signed by the trusted CA, but not for 127.0.0.1, the URL's host
+    // (the harness checks `localhost`).
+    let tls = Tls::start_with(&["localhost"], Vec::new());
+    let tally = tls.tally(&tls.url("tally", PASSWORD), Some(&tls.ca));
+    cache_stays_down(&tally, Duration::from_millis(1000)).await;
+    hits_count_on(&tally, 0, 5).await;
+    let log = tally.log();
+    assert_eq!(lines_with(&log, "TLS to Redis failed"), 1, "{log}");
+    assert_eq!(lines_with(&log, "certificate not valid for name"), 1, "{log}");
+    assert_eq!(tls.redis.command(&["DBSIZE"]).as_deref(), Ok("0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_changed_on_redis_is_noticed_and_its_return_used_again() {
     // tally connects as `app`; the harness keeps its own `tally` user.
     let tls = Tls::start_with(
+        &["127.0.0.1", "localhost"],
         [
             "--user",
             "app",

@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -46,8 +46,10 @@ pub struct RedisOptions {
 }
 
 /// The certificate a TLS-only [`RedisServer`] presents, and the CA that
-/// signed it (which [`RedisServer::command`] trusts). Client certificates
-/// are not asked for unless `extra_args` say `--tls-auth-clients yes`.
+/// signed it (which [`RedisServer::command`] trusts). The certificate must
+/// name `localhost`, the name `command()` checks (so a test may leave out
+/// `127.0.0.1` to see a client refuse it). Client certificates are not
+/// asked for unless `extra_args` say `--tls-auth-clients yes`.
 #[derive(Debug, Clone)]
 pub struct RedisTls {
     pub cert: PathBuf,
@@ -163,7 +165,7 @@ impl RedisServer {
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         match &self.tls_client {
             Some(config) => {
-                let name = ServerName::from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                let name = ServerName::try_from("localhost").expect("a DNS name");
                 let tls = rustls::ClientConnection::new(config.clone(), name)
                     .map_err(|e| format!("tls: {e}"))?;
                 self.exchange(rustls::StreamOwned::new(tls, stream), args)
