@@ -240,14 +240,23 @@ pub struct StoreSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct CacheSettings {
-    /// Redis as the shared cache (redis://[:PASS@]HOST:PORT[/DB]). Without
-    /// it, an in-process cache. Redis is never needed for correctness.
+    /// Redis as the shared cache: redis://[USER:PASS@]HOST:PORT[/DB], or
+    /// rediss://… for TLS (an ACL user, or `:PASS@` for the default user).
+    /// Without it, an in-process cache. Redis is never needed for
+    /// correctness.
     #[arg(long, env = "TALLY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
     /// File holding the Redis URL.
     #[arg(long, env = "TALLY_REDIS_URL_FILE", conflicts_with = "redis_url")]
     pub redis_url_file: Option<PathBuf>,
+
+    /// PEM file of the CA (one or more certificates) that signs the Redis
+    /// server's certificate, for a rediss:// URL; the bundled public roots
+    /// are then not trusted. Without it, rediss:// trusts the public roots.
+    /// With a plain redis:// URL it is refused at start.
+    #[arg(long, env = "TALLY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Longest wait on Redis for one call; past it, tally stops using Redis
     /// until a background probe sees it answer again.
@@ -521,7 +530,7 @@ impl FromStr for NetList {
 
 /// Connection parameters that hold a secret, in a URL's query or a
 /// key=value connection string.
-const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+const SECRET_PARAMS: [&str; 3] = ["password", "sslpassword", "pass"];
 
 /// Redacts the passwords of a connection string for logs: a URL's
 /// (`postgres://u:***@h1:5432,h2:5432/db`, and a `password` parameter) or
@@ -546,6 +555,10 @@ pub fn redact_url(url: &str) -> String {
     )
 }
 
+fn is_secret(key: &str) -> bool {
+    SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s))
+}
+
 /// Hides the secret parameters of a URL's query.
 fn redact_params(text: &str) -> String {
     let Some((head, query)) = text.split_once('?') else {
@@ -554,7 +567,7 @@ fn redact_params(text: &str) -> String {
     let params: Vec<String> = query
         .split('&')
         .map(|param| match param.split_once('=') {
-            Some((key, _)) if SECRET_PARAMS.contains(&key) => format!("{key}=***"),
+            Some((key, _)) if is_secret(key) => format!("{key}=***"),
             _ => param.to_owned(),
         })
         .collect();
@@ -575,11 +588,7 @@ fn redact_key_values(text: &str) -> Option<String> {
         }
         rest = rest[eq + 1..].trim_start();
         let end = value_end(rest)?;
-        let value = if SECRET_PARAMS.contains(&key) {
-            "***"
-        } else {
-            &rest[..end]
-        };
+        let value = if is_secret(key) { "***" } else { &rest[..end] };
         out.push(format!("{key}={value}"));
         rest = rest[end..].trim_start();
     }
@@ -681,6 +690,50 @@ mod tests {
             assert_eq!(redact_url(url), redacted, "{url}");
             assert!(!redact_url(url).contains("s3"), "{url}");
         }
+    }
+
+    #[test]
+    fn redact_url_hides_redis_passwords_in_every_form() {
+        for (url, shown) in [
+            // An ACL user and its password, over TLS and in plain text.
+            (
+                "rediss://tally:s3cret@redis.example:6380/0",
+                "rediss://tally:***@redis.example:6380/0",
+            ),
+            (
+                "redis://tally:s3cret@127.0.0.1:6379/2",
+                "redis://tally:***@127.0.0.1:6379/2",
+            ),
+            // The default user's password only.
+            ("redis://:s3cret@redis:6379", "redis://:***@redis:6379"),
+            ("rediss://:s3cret@redis", "rediss://:***@redis"),
+            // No password at all: nothing to hide.
+            ("redis://redis:6379", "redis://redis:6379"),
+            ("rediss://redis:6380/1", "rediss://redis:6380/1"),
+            // A password that was not percent-encoded.
+            (
+                "redis://tally:s3/cr?et#x@redis:6379/0",
+                "redis://tally:***@redis:6379/0",
+            ),
+            ("redis://:s3cr@et@redis/0", "redis://:***@redis/0"),
+            // A Unix socket's password is a query parameter.
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=s3cret",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
+            ),
+            (
+                "postgres://tally@db/linode?password=s3cret&sslmode=require",
+                "postgres://tally:***@db/linode?password=***&sslmode=require",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("s3"), "{url}");
+        }
+        // A user name that cannot be told from a password: nothing shown.
+        assert_eq!(
+            redact_url("redis://us/er:s3cret@redis"),
+            "redis://[redacted]"
+        );
     }
 
     #[test]

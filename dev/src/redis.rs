@@ -1,12 +1,17 @@
 //! Throwaway Redis servers, one per test (or per `scripts/stack`), each
-//! with its own port and dir.
+//! with its own port and dir; in plain text, or TLS only with an ACL user,
+//! as managed Redis services are.
 
 use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::spawner::ServerChild;
 use crate::{LaunchError, ServerDir, launch_on_a_port, log_tail, spawner};
@@ -33,6 +38,30 @@ pub struct RedisOptions {
     /// More `redis-server` options (`--name value`), after (and so over)
     /// the defaults.
     pub extra_args: Vec<String>,
+    /// TLS only: the port speaks TLS and there is no plain-text port.
+    pub tls: Option<RedisTls>,
+    /// An ACL user with every permission; the default user is turned off,
+    /// so every client must authenticate as this one.
+    pub user: Option<RedisUser>,
+}
+
+/// The certificate a TLS-only [`RedisServer`] presents, and the CA that
+/// signed it (which [`RedisServer::command`] trusts). The certificate must
+/// name `localhost`, the name `command()` checks (so a test may leave out
+/// `127.0.0.1` to see a client refuse it). Client certificates are not
+/// asked for unless `extra_args` say `--tls-auth-clients yes`.
+#[derive(Debug, Clone)]
+pub struct RedisTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// An ACL user: its name and password.
+#[derive(Debug, Clone)]
+pub struct RedisUser {
+    pub name: String,
+    pub password: String,
 }
 
 /// A Redis server on 127.0.0.1. Dropping it SIGKILLs its process group and
@@ -43,6 +72,10 @@ pub struct RedisServer {
     persist: bool,
     detached: bool,
     extra_args: Vec<String>,
+    tls: Option<RedisTls>,
+    /// How [`RedisServer::command`] speaks TLS to it, when it does.
+    tls_client: Option<Arc<rustls::ClientConfig>>,
+    user: Option<RedisUser>,
     dir_path: PathBuf,
     log: PathBuf,
     // Behind a Mutex only so `is_running(&self)` can call `try_wait`.
@@ -62,11 +95,15 @@ impl RedisServer {
         let dir = ServerDir::new("tally-redis-", opts.dir);
         // Redis reports its dir canonicalised; compare like with like.
         let dir_path = dir.path().canonicalize().expect("canonicalize redis dir");
+        let tls_client = opts.tls.as_ref().map(|tls| tls_client(&tls.ca));
         let mut server = RedisServer {
             port: 0,
             persist: opts.persist,
             detached: opts.detached,
             extra_args: opts.extra_args,
+            tls: opts.tls,
+            tls_client,
+            user: opts.user,
             log: dir_path.join("redis.log"),
             dir_path,
             child: ServerChild::default(),
@@ -93,9 +130,20 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>`
+    /// `redis://127.0.0.1:<port>`, or `rediss://` for a TLS-only server,
+    /// with `USER:PASS@` when it has an ACL user.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let user = self
+            .user
+            .as_ref()
+            .map(|u| format!("{}:{}@", u.name, u.password))
+            .unwrap_or_default();
+        format!("{scheme}://{user}127.0.0.1:{}", self.port)
     }
 
     /// Its working dir (holds `dump.rdb` after a SAVE).
@@ -103,7 +151,8 @@ impl RedisServer {
         &self.dir_path
     }
 
-    /// Send one command over RESP on a fresh connection.
+    /// Send one command over RESP on a fresh connection (over TLS, and
+    /// after `AUTH` as the ACL user, when the server has them).
     ///
     /// Strings come back as-is, integers in decimal, nil as `(nil)`, arrays
     /// as their rendered elements joined by `\n`; an error reply becomes
@@ -111,11 +160,35 @@ impl RedisServer {
     pub fn command(&self, args: &[&str]) -> Result<String, String> {
         let io = |e: std::io::Error| format!("io: {e}");
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(io)?;
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(io)?;
         stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-        stream.write_all(&encode_command(args)).map_err(io)?;
+        match &self.tls_client {
+            Some(config) => {
+                let name = ServerName::try_from("localhost").expect("a DNS name");
+                let tls = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| format!("tls: {e}"))?;
+                self.exchange(rustls::StreamOwned::new(tls, stream), args)
+            }
+            None => self.exchange(stream, args),
+        }
+    }
+
+    fn exchange(&self, stream: impl Read + Write, args: &[&str]) -> Result<String, String> {
+        let io = |e: std::io::Error| format!("io: {e}");
         let mut reader = BufReader::new(stream);
+        if let Some(user) = &self.user {
+            let auth = encode_command(&["AUTH", &user.name, &user.password]);
+            reader.get_mut().write_all(&auth).map_err(io)?;
+            if let Reply::Error(msg) = read_reply(&mut reader).map_err(io)? {
+                return Err(msg);
+            }
+        }
+        reader
+            .get_mut()
+            .write_all(&encode_command(args))
+            .map_err(io)?;
+        reader.get_mut().flush().map_err(io)?;
         match read_reply(&mut reader).map_err(io)? {
             Reply::Error(msg) => Err(msg),
             reply => Ok(reply.render()),
@@ -162,9 +235,30 @@ impl RedisServer {
             .expect("open redis log");
         let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+        match &self.tls {
+            Some(tls) => {
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+            None => {
+                cmd.arg("--port").arg(self.port.to_string());
+            }
+        }
+        if let Some(user) = &self.user {
+            // One word an argument: redis-server quotes an argument that
+            // holds a space as one word of the directive.
+            cmd.args(["--user", &user.name, "on"])
+                .arg(format!(">{}", user.password))
+                .args(["~*", "&*", "+@all", "--user", "default", "off"]);
+        }
+        cmd.args(["--bind", "127.0.0.1", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir_path)
             // Snapshots only on an explicit SAVE; never an AOF.
@@ -228,6 +322,24 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A TLS client that trusts only the CA in `ca` (PEM), with ring as its
+/// crypto provider.
+fn tls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read the Redis CA file") {
+        roots
+            .add(cert.expect("parse the Redis CA file"))
+            .expect("a usable CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 fn encode_command(args: &[&str]) -> Vec<u8> {

@@ -75,6 +75,7 @@ pub fn open(settings: &CacheSettings, single_writer: bool) -> anyhow::Result<Arc
     match settings.redis_url()? {
         Some(url) => Ok(Arc::new(RedisCache::start(
             url.expose(),
+            settings.redis_ca_file.as_deref(),
             settings.cache_timeout,
             limiter,
         )?)),
@@ -144,8 +145,13 @@ mod tests {
     async fn the_redis_cache_adds_its_up_gauge_and_counters() {
         let mut m = Metrics::default();
         // Nothing listens on port 1: the circuit stays open (down).
-        let cache =
-            RedisCache::start("redis://127.0.0.1:1", Duration::from_millis(50), limiter()).unwrap();
+        let cache = RedisCache::start(
+            "redis://127.0.0.1:1",
+            None,
+            Duration::from_millis(50),
+            limiter(),
+        )
+        .unwrap();
         cache.register_metrics(m.registry_mut());
         let text = m.render(0);
         let base = types(&Metrics::default().render(0)).len();
@@ -153,6 +159,8 @@ mod tests {
             types(&text)[base..],
             [
                 ("tally_cache_errors_total", "counter"),
+                ("tally_cache_hits_total", "counter"),
+                ("tally_cache_misses_total", "counter"),
                 ("tally_uniques_dropped_total", "counter"),
                 ("tally_cache_up", "gauge"),
             ],
@@ -162,6 +170,8 @@ mod tests {
             "# HELP tally_uniques_dropped_total Visits not recorded for unique counts (Redis down or backlog full).\n"
         ));
         assert!(text.contains("\ntally_cache_errors_total 0\n"), "{text}");
+        assert!(text.contains("\ntally_cache_hits_total 0\n"), "{text}");
+        assert!(text.contains("\ntally_cache_misses_total 0\n"), "{text}");
         assert!(
             text.contains("\ntally_cache_up{backend=\"redis\"} 0\n"),
             "{text}"

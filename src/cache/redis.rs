@@ -14,9 +14,16 @@
 //!   kept and sent again when Redis is back.
 //! - Nothing on the hit path waits for Redis: publishes, unique visitors
 //!   and rate-limit totals are delivered by one background task.
+//! - `rediss://` is TLS (rustls with ring), verified against
+//!   `TALLY_REDIS_CA_FILE` or else the bundled public roots; it never falls
+//!   back to plain text. A failed handshake or a refused user or password
+//!   is one more way for Redis to be down: the circuit stays open, the
+//!   store answers, and the reason is logged once, naming the setting to
+//!   fix.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +33,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
+use redis::{AsyncConnectionConfig, ConnectionAddr, Script, TlsCertificates};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
@@ -96,6 +105,16 @@ struct Shared {
     limiter: Limiter,
     errors: Counter,
     dropped_visits: Counter,
+    /// Count reads that Redis answered with a count, and without one.
+    hits: Counter,
+    misses: Counter,
+    /// Why Redis is down, as last logged; `None` while it is up, so each
+    /// change of state is logged once.
+    reported: Mutex<Option<Cause>>,
+    /// What a TLS connection trusts, for the log of a failed handshake.
+    trust: Arc<str>,
+    /// The URL's ACL user, for the log of a refused one.
+    user: Option<Arc<str>>,
 }
 
 #[derive(Clone)]
@@ -115,11 +134,31 @@ impl std::fmt::Debug for Shared {
 
 impl RedisCache {
     /// Starts with the circuit open; the probe connects in the background,
-    /// so a Redis that is down at start-up delays nothing.
-    pub fn start(url: &str, timeout: Duration, limiter: Limiter) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("invalid TALLY_REDIS_URL {}", redact_url(url)))?;
+    /// so a Redis that is down at start-up delays nothing. Settings that
+    /// cannot work (a URL that does not parse, a CA file that cannot be
+    /// read) are errors here, naming the setting.
+    pub fn start(
+        url: &str,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+        limiter: Limiter,
+    ) -> anyhow::Result<Self> {
+        let client = client(url, ca_file)?;
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        );
+        let trust: Arc<str> = match (tls, ca_file) {
+            (false, _) => "none (plain text)".into(),
+            (true, Some(path)) => format!("TALLY_REDIS_CA_FILE {}", path.display()).into(),
+            (true, None) => "the bundled public roots (no TALLY_REDIS_CA_FILE)".into(),
+        };
+        let user = client
+            .get_connection_info()
+            .redis_settings()
+            .username()
+            .map(Arc::from);
+        tracing::info!(redis = %redact_url(url), tls, trust = %trust, "Redis cache configured");
         let shared = Arc::new(Shared {
             client,
             timeout,
@@ -135,6 +174,11 @@ impl RedisCache {
             limiter,
             errors: Counter::default(),
             dropped_visits: Counter::default(),
+            hits: Counter::default(),
+            misses: Counter::default(),
+            reported: Mutex::new(None),
+            trust,
+            user,
         });
         let tasks = vec![
             tokio::spawn(probe(shared.clone())),
@@ -170,32 +214,152 @@ impl Shared {
         match timeout(self.timeout, op).await {
             Ok(Ok(value)) => Some(value),
             Ok(Err(e)) => {
-                self.trip(&e.to_string());
+                self.trip(Cause::of(&e), &e.to_string());
                 None
             }
             Err(_) => {
-                self.trip("timed out");
+                self.trip(Cause::Unavailable, "timed out");
                 None
             }
         }
     }
 
-    fn trip(&self, why: &str) {
+    fn trip(&self, cause: Cause, why: &str) {
         self.errors.inc();
-        // `set` answers the previous value: only the first failure logs.
+        // `set` answers the previous value: only the first failure trips.
         if self.up.set(0) == 1 {
             lock(&self.link).take();
-            tracing::warn!(
+            self.report(cause, why);
+            self.wake_probe.notify_one();
+        }
+    }
+
+    /// Logs why Redis is not used, once per change of reason. `why` is the
+    /// Redis client's error, which names no password.
+    fn report(&self, cause: Cause, why: &str) {
+        let mut reported = lock(&self.reported);
+        if *reported == Some(cause) {
+            return;
+        }
+        *reported = Some(cause);
+        match cause {
+            Cause::Unavailable => tracing::warn!(
                 error = why,
                 "Redis unavailable; serving from the store alone until it is back"
-            );
-            self.wake_probe.notify_one();
+            ),
+            Cause::Tls => tracing::warn!(
+                error = why,
+                trust = %self.trust,
+                "TLS to Redis failed (is TALLY_REDIS_CA_FILE the CA of its certificate?); \
+                 serving from the store alone until a handshake succeeds"
+            ),
+            Cause::Refused => tracing::warn!(
+                error = why,
+                user = self.user.as_deref().unwrap_or("default"),
+                "Redis refused the user or password of TALLY_REDIS_URL; \
+                 serving from the store alone until it accepts them"
+            ),
         }
     }
 
     fn salt(&self, day: Day) -> Option<[u8; 16]> {
         lock(&self.salts).get(&day).copied()
     }
+}
+
+/// Why Redis cannot be used, as far as the fix goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Down, unreachable, slow, restarting: nothing to fix in tally.
+    Unavailable,
+    /// The TLS handshake failed: the server's certificate is not trusted
+    /// (or the server speaks no TLS on that port).
+    Tls,
+    /// Redis refused the URL's user or password, or a command to that user.
+    Refused,
+}
+
+impl Cause {
+    fn of(e: &redis::RedisError) -> Cause {
+        if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        {
+            Cause::Refused
+        } else if is_tls_failure(e) {
+            Cause::Tls
+        } else {
+            Cause::Unavailable
+        }
+    }
+}
+
+/// Whether rustls failed the connection: the client keeps the I/O error
+/// of the handshake, whose inner error is rustls'.
+fn is_tls_failure(e: &redis::RedisError) -> bool {
+    type Inner = Arc<dyn std::error::Error + Send + Sync>;
+    let Some(source) = std::error::Error::source(e) else {
+        return false;
+    };
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .or_else(|| source.downcast_ref::<Inner>()?.downcast_ref());
+    io.and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+/// The Redis client for `url`: plain text for `redis://`; for `rediss://`,
+/// TLS that trusts the CA in `ca_file`, or else the bundled public roots.
+fn client(url: &str, ca_file: Option<&Path>) -> anyhow::Result<redis::Client> {
+    let invalid = || format!("invalid TALLY_REDIS_URL {}", redact_url(url));
+    // The client's errors name what is wrong, never the URL itself.
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(invalid)?;
+    match (client.get_connection_info().addr(), ca_file) {
+        (ConnectionAddr::TcpTls { insecure: true, .. }, _) => Err(anyhow::anyhow!(
+            "#insecure (no certificate check) is not supported; give the server's CA in \
+             TALLY_REDIS_CA_FILE instead"
+        ))
+        .with_context(invalid),
+        (ConnectionAddr::TcpTls { .. }, ca_file) => {
+            crate::tls::install_provider();
+            let root_cert = ca_file.map(read_ca_file).transpose()?;
+            redis::Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(invalid)
+        }
+        (_, Some(_)) => anyhow::bail!(
+            "TALLY_REDIS_CA_FILE is set but the Redis URL ({}) is not rediss://: \
+             use rediss:// for TLS, or unset TALLY_REDIS_CA_FILE",
+            redact_url(url)
+        ),
+        (_, None) => Ok(client),
+    }
+}
+
+/// The PEM certificates of `path`, checked to be usable as trust anchors.
+/// Errors name the setting and the file, never what is in it.
+fn read_ca_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let setting = || format!("TALLY_REDIS_CA_FILE {}", path.display());
+    let pem = std::fs::read(path).with_context(|| format!("{}: cannot read it", setting()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|_| anyhow::anyhow!("{}: not a PEM certificate file", setting()))?;
+        roots
+            .add(cert)
+            .map_err(|_| anyhow::anyhow!("{}: holds a certificate that is not valid", setting()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("{}: holds no PEM certificate", setting());
+    }
+    Ok(pem)
 }
 
 fn count_key(namespace: &str, site: SiteId) -> String {
@@ -218,13 +382,20 @@ async fn probe(shared: Arc<Shared>) {
         {
             Ok(Ok(link)) => {
                 tracing::info!(namespace = %link.namespace, "Redis is up; using it as the cache");
+                lock(&shared.reported).take();
                 *lock(&shared.link) = Some(link);
                 shared.up.set(1);
                 // Deliver what piled up while it was away.
                 shared.wake_flush.notify_one();
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "Redis probe failed"),
-            Err(_) => tracing::debug!("Redis probe timed out"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "Redis probe failed");
+                shared.report(Cause::of(&e), &e.to_string());
+            }
+            Err(_) => {
+                tracing::debug!("Redis probe timed out");
+                shared.report(Cause::Unavailable, "timed out");
+            }
         }
         sleep(PROBE_EVERY).await;
     }
@@ -426,6 +597,12 @@ impl Cache for RedisCache {
             .shared
             .call(redis::cmd("GET").arg(key).query_async(&mut conn))
             .await?;
+        let counter = if value.is_some() {
+            &self.shared.hits
+        } else {
+            &self.shared.misses
+        };
+        counter.inc();
         let (generation, count) = value?
             .split_once(':')
             .and_then(|(g, c)| Some((g.parse().ok()?, c.parse().ok()?)))?;
@@ -485,6 +662,16 @@ impl Cache for RedisCache {
             s.errors.clone(),
         );
         registry.register(
+            "tally_cache_hits",
+            "Count reads answered by Redis",
+            s.hits.clone(),
+        );
+        registry.register(
+            "tally_cache_misses",
+            "Count reads Redis had no count for (read from the store, then cached)",
+            s.misses.clone(),
+        );
+        registry.register(
             "tally_uniques_dropped",
             "Visits not recorded for unique counts (Redis down or backlog full)",
             s.dropped_visits.clone(),
@@ -496,5 +683,113 @@ impl Cache for RedisCache {
                 "1 when Redis answers and is used",
                 s.up.clone(),
             );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_dev::tls::TestCa;
+
+    fn error_of(url: &str, ca_file: Option<&Path>) -> String {
+        format!("{:#}", client(url, ca_file).unwrap_err())
+    }
+
+    #[test]
+    fn rediss_urls_trust_the_ca_file_or_the_public_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("redis-ca").write_ca(dir.path());
+        for (url, ca_file) in [
+            ("rediss://tally:s3cret@127.0.0.1:6380/0", Some(ca.as_path())),
+            ("rediss://:s3cret@redis.example", None),
+            ("redis://tally:s3cret@127.0.0.1:6379/0", None),
+        ] {
+            let client = client(url, ca_file).unwrap();
+            let tls = matches!(
+                client.get_connection_info().addr(),
+                ConnectionAddr::TcpTls { .. }
+            );
+            assert_eq!(tls, url.starts_with("rediss://"), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_that_cannot_be_used_is_an_error_naming_the_setting_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "rediss://tally:s3cret@127.0.0.1:6380/0";
+        let missing = dir.path().join("missing.crt");
+        let message = error_of(url, Some(&missing));
+        assert!(
+            message.starts_with(&format!(
+                "TALLY_REDIS_CA_FILE {}: cannot read it: ",
+                missing.display()
+            )),
+            "{message}"
+        );
+
+        let broken = dir.path().join("broken.crt");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nnot*base64*PRIVATE-WORDS\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let message = error_of(url, Some(&broken));
+        assert_eq!(
+            message,
+            format!(
+                "TALLY_REDIS_CA_FILE {}: not a PEM certificate file",
+                broken.display()
+            )
+        );
+
+        // A key is not a certificate, and its contents are never shown.
+        let server = TestCa::new("ca").server(dir.path(), "server", &["127.0.0.1"]);
+        let message = error_of(url, Some(&server.key));
+        assert_eq!(
+            message,
+            format!(
+                "TALLY_REDIS_CA_FILE {}: holds no PEM certificate",
+                server.key.display()
+            )
+        );
+
+        let not_der = dir.path().join("not-der.crt");
+        std::fs::write(
+            &not_der,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert_eq!(
+            error_of(url, Some(&not_der)),
+            format!(
+                "TALLY_REDIS_CA_FILE {}: holds a certificate that is not valid",
+                not_der.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_ca_file_with_a_plain_url_and_insecure_tls_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("redis-ca").write_ca(dir.path());
+        let message = error_of("redis://tally:s3cret@127.0.0.1:6379/0", Some(&ca));
+        assert_eq!(
+            message,
+            "TALLY_REDIS_CA_FILE is set but the Redis URL (redis://tally:***@127.0.0.1:6379/0) \
+             is not rediss://: use rediss:// for TLS, or unset TALLY_REDIS_CA_FILE"
+        );
+        let message = error_of("rediss://tally:s3cret@127.0.0.1:6380/0#insecure", None);
+        assert_eq!(
+            message,
+            "invalid TALLY_REDIS_URL rediss://tally:***@127.0.0.1:6380/0#insecure: \
+             #insecure (no certificate check) is not supported; give the server's CA in \
+             TALLY_REDIS_CA_FILE instead"
+        );
+        let message = error_of("redis://tally:s3cret@127.0.0.1:port/0", None);
+        assert!(
+            message.starts_with("invalid TALLY_REDIS_URL redis://tally:***@127.0.0.1:port/0: "),
+            "{message}"
+        );
+        assert!(!message.contains("s3cret"), "{message}");
     }
 }

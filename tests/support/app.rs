@@ -463,6 +463,11 @@ impl TallyProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// What the process wrote to stderr (logs go to stdout, [`Self::log`]).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
     /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
