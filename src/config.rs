@@ -729,10 +729,10 @@ mod tests {
             assert_eq!(redact_url(url), shown, "{url}");
             assert!(!redact_url(url).contains("s3"), "{url}");
         }
-        // A user name that cannot be told from a password: nothing shown.
+        // A '/' before the '@': the user info still ends at the '@'.
         assert_eq!(
             redact_url("redis://us/er:s3cret@redis"),
-            "redis://[redacted]"
+            "redis://us/er:***@redis"
         );
     }
 

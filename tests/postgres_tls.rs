@@ -161,7 +161,8 @@ fn sessions(pg: &PgServer, application: &str) -> String {
         "postgres",
         &format!(
             "SELECT count(*), bool_and(s.ssl) FROM pg_stat_activity a \
-             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = '{application}'"
+             JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name LIKE '{application} tally schema=%'"
         ),
     )
 }
@@ -445,7 +446,7 @@ async fn a_client_certificate_logs_in() {
         pg.psql(
             "postgres",
             "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-             WHERE a.application_name = 'tally-cert' LIMIT 1"
+             WHERE a.application_name LIKE 'tally-cert tally schema=%' LIMIT 1"
         ),
         "/CN=certuser"
     );
@@ -512,7 +513,7 @@ async fn a_certificate_refused_once_serving_gets_503s_and_heals() {
     pg.psql(
         "postgres",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = 'tally-later'",
+         WHERE application_name LIKE 'tally-later tally schema=%'",
     );
 
     // Every hit is refused with a 503 (the first may meet a session that
