@@ -152,7 +152,7 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
                 continue;
             }
         }
-        break result;
+        break retry.honest(result);
     };
 
     let totals = match result {
@@ -231,6 +231,9 @@ struct Retry {
     /// Every hit carries a request id: a repeat of a commit that did land
     /// counts nothing and gets the first counts.
     keyed: bool,
+    /// An earlier try may have committed: a later "nothing was written"
+    /// speaks for that try alone.
+    unknown: bool,
 }
 
 impl Retry {
@@ -239,12 +242,25 @@ impl Retry {
             deadline,
             wait: RETRY_FIRST,
             keyed: groups.iter().all(|g| g.keys.iter().all(Option::is_some)),
+            unknown: false,
+        }
+    }
+
+    /// The last try's result, unless it says nothing was written while an
+    /// earlier try's outcome is unknown: then the batch's is unknown too.
+    fn honest<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(StoreError::Unavailable(why)) if self.unknown => Err(StoreError::OutcomeUnknown(
+                format!("{why} (after a try whose outcome is unknown)"),
+            )),
+            other => other,
         }
     }
 
     /// Whether a commit that failed with `e` is safe to try again, and
     /// there is time to: if so, waits first.
     async fn again(&mut self, e: &StoreError) -> bool {
+        self.unknown |= matches!(e, StoreError::OutcomeUnknown(_));
         if !safe_to_retry(e, self.keyed) || Instant::now() + self.wait >= self.deadline {
             return false;
         }
@@ -563,6 +579,25 @@ mod tests {
         let replies = batch_keyed(&store, &[1, 2], true, Duration::from_secs(5)).await;
         assert_eq!(store.commits(), 2);
         assert_eq!(counts(replies), vec![Some(101), Some(101)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_may_have_committed_is_never_answered_nothing_was_written() {
+        // The first try is cut off mid-commit; every later one finds no
+        // primary until the deadline.
+        let mut failures = vec![StoreError::OutcomeUnknown("lost".into())];
+        failures.extend((0..50).map(|_| StoreError::Unavailable("no primary".into())));
+        let store = Recorder::failing(failures);
+        let replies = batch_keyed(&store, &[1, 2], true, Duration::from_millis(300)).await;
+        assert!(store.commits() > 1, "{}", store.commits());
+        assert!(
+            replies.iter().all(|r| matches!(
+                r,
+                Err(CommitError::OutcomeUnknown(why))
+                    if &**why == "no primary (after a try whose outcome is unknown)"
+            )),
+            "{replies:?}"
+        );
     }
 
     #[tokio::test]
