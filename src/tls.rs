@@ -109,10 +109,10 @@ pub fn client_config(
         Verify::ChainAndName(roots) => builder.with_root_certificates(roots),
         Verify::Chain(roots) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly::new(roots))),
+            .with_custom_certificate_verifier(Arc::new(Unnamed::new(Some(roots)))),
         Verify::Nothing => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new())),
+            .with_custom_certificate_verifier(Arc::new(Unnamed::new(None))),
     };
     match identity {
         None => Ok(builder.with_no_client_auth()),
@@ -234,76 +234,28 @@ fn host_of(name: &ServerName<'_>) -> String {
     }
 }
 
-/// Accepts any certificate, but still checks that the server holds the key
-/// of the certificate it presented, as a handshake must.
+/// Checks what libpq checks without the name: with roots, the chain up to
+/// them and the certificate's purpose (`verify-ca`); without, nothing
+/// (`require`, `prefer`). Either way the server must hold the key of the
+/// certificate it presented, as a handshake must. rustls has no such
+/// verifier (its WebPKI one always checks the name), so this one calls the
+/// chain check that the WebPKI verifier is built on and stops there.
 #[derive(Debug)]
-struct AnyCertificate {
+struct Unnamed {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl AnyCertificate {
-    fn new() -> Self {
-        AnyCertificate {
-            algorithms: provider_algorithms(),
-        }
-    }
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Checks the chain up to the roots and the certificate's purpose, not
-/// its names: libpq's `verify-ca`. rustls has no such verifier; its
-/// WebPKI one always checks the name, so this one calls the chain check
-/// that the WebPKI verifier is built on and stops there.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ChainOnly {
-    fn new(roots: Arc<RootCertStore>) -> Self {
-        ChainOnly {
+impl Unnamed {
+    fn new(roots: Option<Arc<RootCertStore>>) -> Self {
+        Unnamed {
             roots,
             algorithms: provider_algorithms(),
         }
     }
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Unnamed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -312,14 +264,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 

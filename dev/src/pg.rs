@@ -628,8 +628,14 @@ fn base_backup(bin: &Path, run_as: Option<(u32, u32)>, port: u16, data: &Path) {
         .arg("-D")
         .arg(data)
         .current_dir(data.parent().expect("a data dir has a parent"))
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
+        .env("LC_ALL", "C");
+    run_tool(cmd, run_as, "pg_basebackup");
+}
+
+/// Runs one of PostgreSQL's tools as `run_as` to its end; panics with what
+/// it printed if it fails.
+fn run_tool(mut cmd: Command, run_as: Option<(u32, u32)>, name: &str) {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some((uid, gid)) = run_as {
@@ -637,11 +643,12 @@ fn base_backup(bin: &Path, run_as: Option<(u32, u32)>, port: u16, data: &Path) {
     }
     let out = spawner::spawn(cmd)
         .and_then(Child::wait_with_output)
-        .expect("run pg_basebackup");
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
     assert!(
         out.status.success(),
-        "pg_basebackup failed ({}):\n{}",
+        "{name} failed ({}):\n{}\n{}",
         out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -748,23 +755,8 @@ fn ensure_template(bin: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
         .arg(&data)
         .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"])
         .current_dir(&base)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some((uid, gid)) = run_as {
-        cmd.uid(uid).gid(gid);
-    }
-    let out = spawner::spawn(cmd)
-        .and_then(Child::wait_with_output)
-        .expect("run initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .env("LC_ALL", "C");
+    run_tool(cmd, run_as, "initdb");
     File::create(&marker)
         .and_then(|f| f.sync_all())
         .expect("write template marker");
