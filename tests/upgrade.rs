@@ -16,7 +16,7 @@ use support::app::{TallyProcess, acknowledged_counts, default_count, settings};
 use support::load::{self, Live, Until};
 use support::pg::PgServer;
 use tally::store::Migration;
-use tally::store::migrate::{Contracts, Kind, POSTGRES};
+use tally::store::migrate::{Contracts, Kind, POSTGRES, schema_version};
 
 /// The release before this tree: `(version, commit)` from RELEASES' last line.
 fn previous_release() -> (&'static str, &'static str) {
@@ -29,6 +29,18 @@ fn previous_release() -> (&'static str, &'static str) {
         (Some(version), Some(commit)) => (version, commit),
         _ => panic!("RELEASES: not `version commit schema=N`: {line:?}"),
     }
+}
+
+/// The schema the previous release was built for, from RELEASES.
+fn previous_schema() -> i64 {
+    let line = include_str!("../RELEASES")
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .expect("RELEASES names a release");
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("schema="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("RELEASES: no schema=N in {line:?}"))
 }
 
 /// The previous release's binary, which scripts/previous-release builds
@@ -159,7 +171,7 @@ async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
     let new_c = spawn(spawn_current).await.unwrap();
     let c = new_c.url("");
     live.add(&c);
-    assert_eq!(sessions_by_name(&pg, &db), "tally\ntally schema=7");
+    assert_eq!(sessions_by_name(&pg, &db), format!("tally\n{}", this_schema()));
     pause().await;
 
     let mut sigterms = Vec::new();
@@ -185,7 +197,7 @@ async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
     let elapsed = started.elapsed();
 
     // Only the new release is left on the database.
-    await_sessions(&pg, &db, "tally schema=7");
+    await_sessions(&pg, &db, &this_schema());
     assert_eq!(
         pg.psql(&db, "SELECT count(*) FROM tally_migrations"),
         POSTGRES.len().to_string()
@@ -238,6 +250,16 @@ async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
 /// the code that stopped using it.
 const ADD_NOTE: &str = "ALTER TABLE visitors ADD COLUMN upgrade_note text";
 const DROP_NOTE: &str = "ALTER TABLE visitors DROP COLUMN upgrade_note";
+
+/// The application name this binary's sessions announce.
+fn this_schema() -> String {
+    format!("tally schema={}", schema_version(POSTGRES))
+}
+
+/// Migrations 1 to `last`, as `applied` lists them.
+fn versions(last: i64) -> String {
+    (1..=last).map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+}
 
 /// This binary's migrations, then the test's.
 fn with_test_migrations() -> Vec<Migration> {
@@ -298,7 +320,7 @@ fn sessions_named(pg: &PgServer, db: &str, name: &str) -> Vec<(String, String)> 
 }
 
 /// A contract migration is refused while a replica of the previous release
-/// (plain `tally`) or of this one (schema 7, below the migration) is
+/// (plain `tally`) or of this one (its schema, below the migration) is
 /// connected, and the refusal names each; the expand migration before it
 /// is applied all the same, and the old replica keeps counting on the
 /// expanded schema. `serve`'s migrator leaves it pending without failing.
@@ -328,7 +350,7 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
     assert_eq!(old.hit_greeting().await, 1);
     assert_eq!(new.hit_greeting().await, 2);
     let old_sessions = sessions_named(&pg, &db, "tally");
-    let new_sessions = sessions_named(&pg, &db, "web-eu tally schema=7");
+    let new_sessions = sessions_named(&pg, &db, &format!("web-eu {}", this_schema()));
     assert_eq!((old_sessions.len(), new_sessions.len()), (1, 1));
 
     let refusal = tally::server::migrate_list(&store_settings(&url), &list, false)
@@ -345,7 +367,14 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
             &old_sessions[0],
             "\"tally\" (a release that announces no schema)",
         ),
-        (&new_sessions[0], "\"web-eu tally schema=7\" (schema 7)"),
+        (
+            &new_sessions[0],
+            &*format!(
+                "\"web-eu {}\" (schema {})",
+                this_schema(),
+                schema_version(POSTGRES)
+            ),
+        ),
     ] {
         let line =
             format!("\n  - pid {pid} from {addr}, application_name {shown}, connected since ");
@@ -356,7 +385,7 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
         message.ends_with(&format!("Applied meanwhile: [{expand}]")),
         "{message}"
     );
-    assert_eq!(applied(&pg, &db), "1,2,3,4,5,6,7,8");
+    assert_eq!(applied(&pg, &db), versions(expand));
     assert!(has_note(&pg, &db));
 
     // Both releases keep counting on the expanded schema.
@@ -387,7 +416,7 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
         .await
         .expect("applied once no older release is connected");
     assert_eq!(done, [contract]);
-    assert_eq!(applied(&pg, &db), "1,2,3,4,5,6,7,8,9");
+    assert_eq!(applied(&pg, &db), versions(contract));
     assert!(!has_note(&pg, &db));
     let again = tally::server::migrate_list(&store_settings(&url), &list, false).await;
     assert_eq!(again.unwrap(), Vec::<i64>::new());
@@ -412,18 +441,22 @@ async fn a_forced_contract_migration_runs_beside_the_previous_release() {
     let done = tally::server::migrate_list(&store_settings(&url), &list, true)
         .await
         .expect("forced");
-    assert_eq!(done, [8, 9]);
-    assert_eq!(applied(&pg, &db), "1,2,3,4,5,6,7,8,9");
+    // Everything the previous release did not know: this tree's own
+    // migrations past its schema, then the test's.
+    let contract = list[list.len() - 1].version;
+    let unknown: Vec<i64> = (previous_schema() + 1..=contract).collect();
+    assert_eq!(done, unknown);
+    assert_eq!(applied(&pg, &db), versions(contract));
     assert!(!has_note(&pg, &db));
     assert_eq!(old.hit_greeting().await, 2);
     stop(old).await;
 
     // The previous release started on the newer schema finds every version
-    // it knows applied, ignores 8 and 9, and serves.
+    // it knows applied, ignores the others, and serves.
     let restarted = tokio::task::spawn_blocking(move || spawn_previous(&url, &[]))
         .await
         .unwrap();
     assert_eq!(restarted.hit_greeting().await, 3);
-    assert_eq!(applied(&pg, &db), "1,2,3,4,5,6,7,8,9");
+    assert_eq!(applied(&pg, &db), versions(contract));
     stop(restarted).await;
 }

@@ -27,7 +27,7 @@ use crate::cache::Cache;
 use crate::domain::time::hour_start;
 use crate::domain::{Page, SiteId};
 use crate::metrics::Metrics;
-use crate::store::{Outcome, PageCount, SiteHits, Store, StoreError};
+use crate::store::{Grow, Outcome, PageCount, SiteHits, Store, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -76,22 +76,71 @@ pub async fn run(
     } = settings;
     let mut batch = Vec::with_capacity(max_batch);
     let mut groups = Vec::new();
+    // Hits taken from the queue while a commit held other sites' locks:
+    // the next batch starts with them.
+    let mut carried = Vec::new();
     let mut stopping = false;
     loop {
-        tokio::select! {
-            taken = queue.recv_many(&mut batch, max_batch) => {
-                if taken == 0 {
-                    return; // closed and drained
+        if carried.is_empty() {
+            tokio::select! {
+                taken = queue.recv_many(&mut batch, max_batch) => {
+                    if taken == 0 {
+                        return; // closed and drained
+                    }
                 }
-                let deadline = batch.iter().map(|p| p.queued).min().unwrap_or_else(Instant::now)
-                    + store_timeout;
-                let batch = Batch { pending: &mut batch, groups: &mut groups, deadline, page_limit };
-                commit(store.as_ref(), cache.as_ref(), batch, &metrics).await;
+                _ = stop.wait_for(|stop| *stop).map(|r| r.is_ok()), if !stopping => {
+                    // New hits are refused from now on; queued ones still land.
+                    stopping = true;
+                    queue.close();
+                    continue;
+                }
             }
-            _ = stop.wait_for(|stop| *stop).map(|r| r.is_ok()), if !stopping => {
-                // New hits are refused from now on; queued ones still land.
-                stopping = true;
-                queue.close();
+        } else {
+            batch.append(&mut carried);
+        }
+        let deadline = batch.iter().map(|p| p.queued).min().unwrap_or_else(Instant::now)
+            + store_timeout;
+        let more = Drain {
+            queue: &mut queue,
+            joined: Vec::new(),
+            carried: &mut carried,
+            room: max_batch.saturating_sub(batch.len()),
+            carry_limit: max_batch,
+        };
+        let batch = Batch {
+            pending: &mut batch,
+            groups: &mut groups,
+            deadline,
+            page_limit,
+            more,
+        };
+        commit(store.as_ref(), cache.as_ref(), batch, &metrics).await;
+    }
+}
+
+/// The hits queued while a commit waited for its sites' locks: those of
+/// its sites join it (up to the batch limit), the others wait for the next.
+struct Drain<'a> {
+    queue: &'a mut mpsc::Receiver<Pending>,
+    joined: Vec<Pending>,
+    carried: &'a mut Vec<Pending>,
+    room: usize,
+    carry_limit: usize,
+}
+
+impl Grow for Drain<'_> {
+    fn grow(&mut self, groups: &mut [SiteHits]) {
+        while self.room > 0 && self.carried.len() < self.carry_limit {
+            let Ok(mut p) = self.queue.try_recv() else {
+                break;
+            };
+            match groups.binary_search_by_key(&p.site, |g| g.site) {
+                Ok(i) => {
+                    groups[i].push(p.key.take(), p.page.take());
+                    self.joined.push(p);
+                    self.room -= 1;
+                }
+                Err(_) => self.carried.push(p),
             }
         }
     }
@@ -103,6 +152,7 @@ struct Batch<'a> {
     groups: &'a mut Vec<SiteHits>,
     deadline: Instant,
     page_limit: i64,
+    more: Drain<'a>,
 }
 
 async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics: &Metrics) {
@@ -111,6 +161,7 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
         groups,
         deadline,
         page_limit,
+        mut more,
     } = batch;
     if Instant::now() >= deadline {
         // Waited out its time behind a stalled commit: answer now.
@@ -143,9 +194,15 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
     let mut retry = Retry::new(deadline, groups);
     let result = loop {
         let started = Instant::now();
-        let result = store.add_hits(hour, groups, page_limit, deadline).await;
-        metrics.commit(batch.len(), started.elapsed(), result.is_ok());
+        let result = store
+            .add_hits_growing(hour, groups, page_limit, deadline, &mut more)
+            .await;
+        let hits = groups.iter().map(SiteHits::len).sum();
+        metrics.commit(hits, started.elapsed(), result.is_ok());
         if let Err(e) = &result {
+            // Hits that joined while the locks were held are tried again
+            // with the rest, so they too must all carry ids.
+            retry.keyed = all_keyed(groups);
             if retry.again(e).await {
                 metrics.store_error();
                 tracing::info!(hits = batch.len(), error = %e, "commit failed; trying again");
@@ -154,6 +211,12 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
         }
         break retry.honest(result);
     };
+    // The hits that joined are answered with the rest, in the same order
+    // as their groups: by site, then by arrival.
+    if !more.joined.is_empty() {
+        batch.append(&mut more.joined);
+        batch.sort_by_key(|p| p.site);
+    }
 
     let totals = match result {
         Ok(totals) if totals.len() == groups.len() => totals,
@@ -241,7 +304,7 @@ impl Retry {
         Retry {
             deadline,
             wait: RETRY_FIRST,
-            keyed: groups.iter().all(|g| g.keys.iter().all(Option::is_some)),
+            keyed: all_keyed(groups),
             unknown: false,
         }
     }
@@ -268,6 +331,10 @@ impl Retry {
         self.wait = (self.wait * 2).min(RETRY_MAX);
         true
     }
+}
+
+fn all_keyed(groups: &[SiteHits]) -> bool {
+    groups.iter().all(|g| g.keys.iter().all(Option::is_some))
 }
 
 /// A commit may be tried again when it wrote nothing, or when every hit in
@@ -480,11 +547,19 @@ mod tests {
             })
             .collect();
         let deadline = Instant::now() + within;
+        let (_sender, mut queue) = mpsc::channel(1);
         let batch = Batch {
             pending: &mut batch,
             groups: &mut Vec::new(),
             deadline,
             page_limit: 10,
+            more: Drain {
+                queue: &mut queue,
+                joined: Vec::new(),
+                carried: &mut Vec::new(),
+                room: 0,
+                carry_limit: 0,
+            },
         };
         commit(store, &cache, batch, &Metrics::default()).await;
         let mut replies = Vec::new();

@@ -83,6 +83,22 @@ pub struct SiteHits {
     pub pages: Vec<Option<Page>>,
 }
 
+/// Where a commit that holds its sites' locks finds the hits that queued
+/// up while it waited for them.
+pub trait Grow {
+    /// Appends to each group the queued hits of its site, in arrival
+    /// order; hits of other sites wait for the next commit.
+    fn grow(&mut self, groups: &mut [SiteHits]);
+}
+
+/// A commit that takes no more hits.
+#[derive(Debug)]
+pub struct AsGiven;
+
+impl Grow for AsGiven {
+    fn grow(&mut self, _: &mut [SiteHits]) {}
+}
+
 /// A site's new total and, in arrival order, the count each hit got and
 /// the count of its page (for hits that named one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,6 +505,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         page_limit: i64,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError>;
+
+    /// As [`Store::add_hits`], for a store whose writers contend for a
+    /// site's lock: once it holds the locks of `hits`' sites it may ask
+    /// `more` for the hits that queued up meanwhile, which join their
+    /// groups and this commit. By default the batch is committed as given.
+    async fn add_hits_growing(
+        &self,
+        hour: SystemTime,
+        hits: &mut [SiteHits],
+        page_limit: i64,
+        deadline: tokio::time::Instant,
+        more: &mut (dyn Grow + Send),
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let _ = more;
+        self.add_hits(hour, hits, page_limit, deadline).await
+    }
 
     /// The site `slug` and one slice of its pages, ordered by hits in the
     /// days `[from, to)`, then count, then name; `None` if there is no such

@@ -15,13 +15,13 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
-use futures_util::future::{join_all, try_join_all};
 use tokio::time::{Instant, timeout_at};
 use tokio_postgres::Row;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, Type};
 
+mod commit;
 mod failover;
+mod recent;
 
 use failover::{CommitSent, Failure};
 
@@ -31,7 +31,7 @@ use super::migrate::{
 };
 use super::pg_tls::{self, PgTls};
 use super::{
-    Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
+    AsGiven, Backend, Grow, Outcome, PageCount, PagePlan, Plan, SITE_COLUMNS, SITE_COLUMNS_LEN,
     SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
 };
 use crate::domain::time::{Day, day_of};
@@ -42,52 +42,6 @@ use crate::domain::{
 
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
-
-/// Counts `$2` hits on site `$1` and adds them to the bucket of the hour
-/// `$3`: the first two parts of every counting statement. The bucket is
-/// written only if the site row was, and both happen atomically even
-/// outside an explicit transaction. A count that would pass
-/// [`crate::domain::MAX_COUNT`] (the literal below) writes no row: see [`refusal`].
-macro_rules! count_and_bucket {
-    () => {
-        "WITH counted AS (
-    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
-    WHERE site_id = $1::bigint AND visitor_count + $2::bigint <= 9007199254740991
-    RETURNING visitor_count, generation
-), bucket AS (
-    INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
-    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-)"
-    };
-}
-
-/// Counts hits that carry no request id.
-const ADD_HITS: &str = concat!(
-    count_and_bucket!(),
-    "\nSELECT visitor_count, generation FROM counted"
-);
-
-/// [`ADD_HITS`], and records each request id `$4[i]` with the count of the
-/// hit at position `$5[i]` of the `$2`. The last column divides by zero if
-/// any id was already recorded, failing the statement as a whole.
-const ADD_FRESH_KEYED_HITS: &str = concat!(
-    count_and_bucket!(),
-    ", recorded AS (
-    INSERT INTO hit_requests (site_id, request_id, count)
-    SELECT $1::bigint, u.request_id, c.visitor_count - $2::bigint + u.pos
-    FROM counted c, unnest($4::text[], $5::bigint[]) AS u(request_id, pos)
-    ON CONFLICT (site_id, request_id) DO NOTHING
-    RETURNING 1
-)
-SELECT visitor_count, generation,
-    1 / (CASE WHEN (SELECT count(*) FROM recorded) < cardinality($4::text[]) THEN 0 ELSE 1 END)
-FROM counted"
-);
-
-const RECORDED_COUNTS: &str = "\
-SELECT site_id, request_id, count, page_count, page_overflow FROM hit_requests
-WHERE site_id = $1::bigint AND request_id = ANY($2::text[])";
 
 /// Counts `$3[i]` hits on page `$2[i]` of site `$1` (creating the pages
 /// not there yet), adds them to the pages' buckets for day `$4`, and adds
@@ -109,11 +63,6 @@ WITH up AS (
     WHERE site_id = $1::bigint AND $5::bigint > 0
 )
 SELECT path, page_count FROM up";
-
-/// Records request ids `$2` of site `$1` with their counts and page counts.
-const RECORD_KEYS: &str = "\
-INSERT INTO hit_requests (site_id, request_id, count, page_count, page_overflow)
-SELECT $1::bigint, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::boolean[])";
 
 /// A site's pages ranked by their hits in the days `[$2, $3)`.
 const PAGES: &str = "\
@@ -254,6 +203,8 @@ pub struct PgStore {
     /// When a refused connection was last logged: once per
     /// [`REFUSAL_LOG_EVERY`], not once per request.
     refusal_logged: Mutex<Option<Instant>>,
+    /// The request ids this replica's sites recorded lately.
+    recent: recent::Recent,
 }
 
 /// How often a connection that the TLS settings make fail is logged.
@@ -304,6 +255,7 @@ impl PgStore {
             timeout,
             tls,
             refusal_logged: Mutex::new(None),
+            recent: recent::Recent::default(),
         })
     }
 
@@ -466,22 +418,21 @@ impl Store for PgStore {
         page_limit: i64,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
+        let mut hits = hits.to_vec();
+        self.add_hits_growing(hour, &mut hits, page_limit, deadline, &mut AsGiven)
+            .await
+    }
+
+    async fn add_hits_growing(
+        &self,
+        hour: SystemTime,
+        hits: &mut [SiteHits],
+        page_limit: i64,
+        deadline: Instant,
+        more: &mut (dyn Grow + Send),
+    ) -> Result<Vec<Outcome>, StoreError> {
         self.run_tracked(deadline, async |client, sent| {
-            // Pages are counted under the site's row lock, taken first.
-            if hits.iter().any(SiteHits::has_pages) {
-                return add_hits_in_transaction(client, sent, hour, hits, page_limit).await;
-            }
-            match add_fresh_hits(client, sent, hour, hits).await {
-                Ok(Some(outcomes)) => Ok(outcomes),
-                // A request id was (or, at the maximum count, may have been)
-                // counted before: a retry. Rare; the careful path gives it
-                // its first count.
-                Ok(None) => add_hits_in_transaction(client, sent, hour, hits, page_limit).await,
-                Err(e) if e.code() == Some(&SqlState::DIVISION_BY_ZERO) => {
-                    add_hits_in_transaction(client, sent, hour, hits, page_limit).await
-                }
-                Err(e) => Err(e),
-            }
+            commit::commit(client, sent, &self.recent, hour, hits, page_limit, more).await
         })
         .await
     }
@@ -489,7 +440,11 @@ impl Store for PgStore {
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError> {
         self.run(async |client| {
             client
-                .execute("DELETE FROM hit_requests WHERE created_at < $1", &[&before])
+                .execute(
+                    "WITH batches AS (DELETE FROM hit_batches WHERE created_at < $1) \
+                     DELETE FROM hit_requests WHERE created_at < $1",
+                    &[&before],
+                )
                 .await
         })
         .await
@@ -583,6 +538,8 @@ impl Store for PgStore {
             let tx = client.transaction().await?;
             let set = set_count_in(&tx, id, count).await?;
             tx.commit().await?;
+            // Its ids are gone from the table: no need to read them again.
+            self.recent.forget(id);
             Ok(set)
         })
         .await
@@ -1024,6 +981,8 @@ async fn set_count_in(
     let (bucketed, paged): (i64, i64) = (sums.get(0), sums.get(1));
     // The counts recorded for retried requests are from before this count:
     // a retry after it is a new hit.
+    tx.execute("DELETE FROM hit_batches WHERE site_id = $1", &[&id])
+        .await?;
     tx.execute("DELETE FROM hit_requests WHERE site_id = $1", &[&id])
         .await?;
     let set = set_count_split(count, bucketed);
@@ -1055,167 +1014,11 @@ fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)
     hours.into_iter().zip(hits).collect()
 }
 
-/// The common case: every request id is new. Each site's hits are counted
-/// by one statement that also records their ids with their counts; a site
-/// alone is one round trip, in its own implicit transaction. If any id was
-/// recorded before, the statement fails (division by zero, by design), so
-/// nothing of it is written and the caller takes the careful path. So it
-/// does (`None`, nothing written) when a site with ids is at the maximum
-/// count: its hits may be repeats, which count nothing and get their first
-/// count.
-async fn add_fresh_hits(
-    client: &mut Object,
-    sent: &CommitSent,
-    hour: SystemTime,
-    hits: &[SiteHits],
-) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
-    let plain = client.prepare_cached(ADD_HITS).await?;
-    let keyed = client.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
-    let (plain, keyed) = (&plain, &keyed);
-    let count_site = async |runner: &tokio_postgres::Client, h: &SiteHits| {
-        let n = h.keys.len() as i64;
-        let (keys, positions): (Vec<&str>, Vec<i64>) = h
-            .keys
-            .iter()
-            .zip(1i64..)
-            .filter_map(|(k, pos)| Some((k.as_deref()?, pos)))
-            .unzip();
-        let row = if keys.is_empty() {
-            runner.query_opt(plain, &[&h.site, &n, &hour]).await?
-        } else {
-            runner
-                .query_opt(keyed, &[&h.site, &n, &hour, &keys, &positions])
-                .await?
-        };
-        match row {
-            Some(row) => Ok(Outcome::Counted(anonymous(&row, n))),
-            None => refusal(runner, h.site).await,
-        }
-    };
-    let maybe_repeats = |outcomes: &[Outcome]| {
-        hits.iter()
-            .zip(outcomes)
-            .any(|(h, o)| *o == Outcome::AtLimit && h.has_keys())
-    };
-    if let [one] = hits {
-        // One statement in its own implicit transaction: it commits.
-        let outcome = [sent.commit(count_site(client, one)).await?];
-        return Ok((!maybe_repeats(&outcome)).then(|| outcome.into()));
-    }
-    let tx = client.transaction().await?;
-    let results = join_all(hits.iter().map(|h| count_site(tx.client(), h))).await;
-    // After one statement fails the rest fail as "transaction aborted":
-    // report the repeat, if that is what happened.
-    if let Some(repeat) = results.iter().position(|r| {
-        r.as_ref()
-            .is_err_and(|e| e.code() == Some(&SqlState::DIVISION_BY_ZERO))
-    }) {
-        return Err(results
-            .into_iter()
-            .nth(repeat)
-            .and_then(Result::err)
-            .expect("an error"));
-    }
-    let counted = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    if maybe_repeats(&counted) {
-        return Ok(None); // the transaction is rolled back as it drops
-    }
-    sent.commit(tx.commit()).await?;
-    Ok(Some(counted))
-}
-
-/// Batches where some request id was counted before (a retry), and
-/// batches that name pages. The site rows are locked first, in site order,
-/// as every writer locks them; ids are only ever recorded, and pages only
-/// ever created, by a holder of their site's row, so none can be in flight
-/// now, and reading the recorded ones (and the existing pages) is enough.
-/// Then the fresh hits are counted as in [`add_fresh_hits`], the repeats
-/// get their recorded counts, and the pages are counted. The reads are
-/// one-off statements, planned for their actual ids (a cached generic plan
-/// could scan every recorded id).
-async fn add_hits_in_transaction(
-    client: &mut Object,
-    sent: &CommitSent,
-    hour: SystemTime,
-    hits: &[SiteHits],
-    page_limit: i64,
-) -> Result<Vec<Outcome>, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
-    tx.execute(
-        "SELECT 1 FROM visitors WHERE site_id = ANY($1) ORDER BY site_id FOR UPDATE",
-        &[&sites],
-    )
-    .await?;
-    let keys: Vec<Vec<&str>> = hits.iter().map(SiteHits::distinct_keys).collect();
-    let tx_ref = &tx;
-    let recorded_rows = try_join_all(
-        hits.iter()
-            .zip(&keys)
-            .filter(|(_, k)| !k.is_empty())
-            .map(|(h, k)| async move { tx_ref.query(RECORDED_COUNTS, &[&h.site, k]).await }),
-    )
-    .await?;
-    let recorded: HashMap<(SiteId, String), Recorded> = recorded_rows
-        .iter()
-        .flatten()
-        .map(|r| ((r.get(0), r.get(1)), recorded_from_row(r)))
-        .collect();
-    let plans: Vec<_> = hits
-        .iter()
-        .map(|h| h.plan(&|k| recorded.contains_key(&(h.site, k.to_owned()))))
-        .collect();
-
-    let plain = tx.prepare_cached(ADD_HITS).await?;
-    let keyed = tx.prepare_cached(ADD_FRESH_KEYED_HITS).await?;
-    let (plain, keyed) = (&plain, &keyed);
-    let recorded = &recorded;
-    let day = day_of(hour);
-    let outcomes = try_join_all(hits.iter().zip(&plans).map(|(h, plan)| async move {
-        let (keys, positions): (Vec<&str>, Vec<i64>) = plan.fresh_keys.iter().copied().unzip();
-        let with_pages = h.has_pages();
-        // With pages, the ids are recorded once the page counts are known.
-        let row = if keys.is_empty() || with_pages {
-            tx_ref
-                .query_opt(plain, &[&h.site, &plan.fresh, &hour])
-                .await?
-        } else {
-            tx_ref
-                .query_opt(keyed, &[&h.site, &plan.fresh, &hour, &keys, &positions])
-                .await?
-        };
-        let Some(row) = row else {
-            return refusal(tx_ref.client(), h.site).await;
-        };
-        let total = versioned(&row);
-        let find = |k: &str| recorded.get(&(h.site, k.to_owned())).copied();
-        let counts = plan.counts(total.count, &|k| find(k).and_then(|r| r.count));
-        let page_counts = if with_pages {
-            let page_counts = count_pages(tx_ref, h, plan, page_limit, day, &|k| {
-                find(k).and_then(|r| r.page)
-            })
-            .await?;
-            record_keys(tx_ref, h, plan, &counts, &page_counts).await?;
-            page_counts
-        } else {
-            vec![None; h.len()]
-        };
-        Ok(Outcome::Counted(Counted {
-            total,
-            counts,
-            page_counts,
-        }))
-    }))
-    .await?;
-    sent.commit(tx.commit()).await?;
-    Ok(outcomes)
-}
-
 /// Counts a site's fresh hits on their pages (see [`PagePlan`]) and adds
 /// them to the pages' buckets for `day`; returns each hit's page count.
 /// The caller holds the site's row lock.
 async fn count_pages(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &tokio_postgres::Client,
     hits: &SiteHits,
     plan: &Plan<'_>,
     page_limit: i64,
@@ -1259,32 +1062,6 @@ async fn count_pages(
     Ok(pages.counts(plan, &totals, recorded))
 }
 
-/// Records the request ids of a site's fresh hits with their counts.
-async fn record_keys(
-    tx: &deadpool_postgres::Transaction<'_>,
-    hits: &SiteHits,
-    plan: &Plan<'_>,
-    counts: &[i64],
-    page_counts: &[Option<PageCount>],
-) -> Result<(), tokio_postgres::Error> {
-    let (mut keys, mut site_counts, mut pages, mut overflows) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, key) in plan.fresh_keyed(hits) {
-        keys.push(key);
-        site_counts.push(counts[i]);
-        pages.push(page_counts[i].map(|p| p.count));
-        overflows.push(page_counts[i].map(|p| p.overflow));
-    }
-    if !keys.is_empty() {
-        tx.execute(
-            RECORD_KEYS,
-            &[&hits.site, &keys, &site_counts, &pages, &overflows],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// A read-only transaction that sees one snapshot in all its statements.
 async fn snapshot(
     client: &mut Object,
@@ -1309,44 +1086,6 @@ async fn site_by_slug(
     .await?
     .map(site_from_row)
     .transpose()
-}
-
-fn recorded_from_row(row: &Row) -> Recorded {
-    let page_count: Option<i64> = row.get(3);
-    let overflow: Option<bool> = row.get(4);
-    Recorded {
-        count: row.get(2),
-        page: page_count.map(|count| PageCount {
-            count,
-            overflow: overflow.unwrap_or(false),
-        }),
-    }
-}
-
-/// Why a counting statement wrote no row for `site`: there is no such site,
-/// or the count would pass the maximum. Asked only then, so the common
-/// path stays one statement.
-async fn refusal(
-    runner: &tokio_postgres::Client,
-    site: SiteId,
-) -> Result<Outcome, tokio_postgres::Error> {
-    let exists = runner
-        .query_opt("SELECT 1 FROM visitors WHERE site_id = $1", &[&site])
-        .await?;
-    Ok(match exists {
-        Some(_) => Outcome::AtLimit,
-        None => Outcome::NoSite,
-    })
-}
-
-/// A site's row after counting `n` hits without request ids.
-fn anonymous(row: &Row, n: i64) -> Counted {
-    let total = versioned(row);
-    Counted {
-        total,
-        counts: (total.count - n + 1..=total.count).collect(),
-        page_counts: vec![None; usize::try_from(n).unwrap_or(0)],
-    }
 }
 
 fn site_from_row(row: Row) -> Result<Site, tokio_postgres::Error> {
@@ -1435,19 +1174,4 @@ fn pool_error(e: PoolError) -> StoreError {
 /// What an error means when no commit was in flight (see [`failover`]).
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     failover::classify(e, false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counting_statements_stop_at_the_maximum_count() {
-        let bound = format!("<= {}", crate::domain::MAX_COUNT);
-        assert!(ADD_HITS.contains(&bound), "{ADD_HITS}");
-        assert!(
-            ADD_FRESH_KEYED_HITS.contains(&bound),
-            "{ADD_FRESH_KEYED_HITS}"
-        );
-    }
 }

@@ -1,0 +1,235 @@
+//! What this replica knows of the request ids its sites recorded lately.
+//!
+//! PostgreSQL holds one `hit_batches` row per committed batch of a site,
+//! with the 64-bit hashes of its fresh request ids. A batch is written by
+//! the holder of its site's row lock, so a site's batch ids rise in commit
+//! order. Each replica keeps, per site, every hash of the batches it has
+//! read (by any replica) within the id window and the highest batch id it
+//! has read: once it holds a site's lock, the batches with a higher id are
+//! all it has not seen, and reading them makes its knowledge of the site
+//! complete. So a fresh hit costs 8 bytes in one row per batch and a hash
+//! lookup here, not an indexed row; only a hash found here (a retry, or a
+//! collision of two hashes) costs a read of the batch that holds it.
+//!
+//! This is a cache of the table, never the truth: a hash found here whose
+//! batch is gone (a reset, or the window passed) is a fresh hit.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::SiteId;
+
+/// How long a request id is remembered after its batch committed. NGINX
+/// resends a request only within `proxy_next_upstream_timeout` (5 s in the
+/// shipped configuration) of its first try; a minute leaves room for any
+/// proxy's retries while bounding this replica's memory to a minute of
+/// keyed hits (about 30 bytes each).
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// The hash a request id is recorded by: SipHash-1-3 under a fixed key, the
+/// same in every replica and release.
+pub fn hash(key: &str) -> i64 {
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x7461_6c6c_795f_6964, 0x6261_7463_6865_7321);
+    h.write(key.as_bytes());
+    h.finish() as i64
+}
+
+/// One batch row as read from `hit_batches`.
+#[derive(Debug, Clone)]
+pub struct BatchRow {
+    pub batch_id: i64,
+    /// How long ago it committed, by the database's clock.
+    pub age: Duration,
+    pub keys: Vec<i64>,
+}
+
+#[derive(Debug, Default)]
+struct SiteLog {
+    /// The highest batch id read for the site: every batch up to it that
+    /// is still in the window is in `ids`.
+    through: i64,
+    /// Hash → the batch that recorded it.
+    ids: HashMap<i64, i64>,
+    /// Batch ids in the order they expire, with when.
+    expiry: VecDeque<(Instant, i64)>,
+    /// When `ids` was last pruned.
+    pruned: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct Recent {
+    sites: Mutex<HashMap<SiteId, SiteLog>>,
+}
+
+/// What a writer holding the lock of a site must read: batches above
+/// `through`, and `candidates` (older batches that recorded one of its
+/// hashes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToRead {
+    pub through: i64,
+    pub candidates: Vec<i64>,
+}
+
+impl Recent {
+    fn with<T>(&self, site: SiteId, f: impl FnOnce(&mut SiteLog) -> T) -> T {
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        f(sites.entry(site).or_default())
+    }
+
+    /// The batches of `site` to read for hits with these hashes.
+    pub fn to_read(&self, site: SiteId, hashes: impl IntoIterator<Item = i64>) -> ToRead {
+        self.with(site, |log| {
+            let mut candidates: Vec<i64> = hashes
+                .into_iter()
+                .filter_map(|h| log.ids.get(&h).copied())
+                .collect();
+            candidates.sort_unstable();
+            candidates.dedup();
+            ToRead {
+                through: log.through,
+                candidates,
+            }
+        })
+    }
+
+    /// Takes in committed batches of `site`, read under its lock (or
+    /// written by this replica); forgets what the window has passed.
+    pub fn learn(&self, site: SiteId, rows: &[BatchRow]) {
+        let now = Instant::now();
+        self.with(site, |log| {
+            for row in rows {
+                if row.batch_id <= log.through {
+                    continue; // a candidate, read again: known already
+                }
+                log.through = row.batch_id;
+                let Some(left) = WINDOW.checked_sub(row.age) else {
+                    continue;
+                };
+                for &k in &row.keys {
+                    log.ids.insert(k, row.batch_id);
+                }
+                log.expiry.push_back((now + left, row.batch_id));
+            }
+            log.prune(now);
+        });
+    }
+
+    /// How many hashes are held, over all sites.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        let sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        sites.values().map(|l| l.ids.len()).sum()
+    }
+
+    /// Forgets a site's ids (its count was reset or set here).
+    pub fn forget(&self, site: SiteId) {
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = sites.get_mut(&site) {
+            log.ids.clear();
+            log.expiry.clear();
+        }
+    }
+}
+
+impl SiteLog {
+    /// Drops the batches whose window is over, at most once a second (a
+    /// pass over the site's hashes).
+    fn prune(&mut self, now: Instant) {
+        if self.pruned.is_some_and(|at| now < at + Duration::from_secs(1)) {
+            return;
+        }
+        self.pruned = Some(now);
+        let mut expired = Vec::new();
+        // Expiry times are not quite in batch order (ages come from the
+        // database's clock): take every batch that is due.
+        self.expiry.retain(|&(at, batch)| {
+            let due = at <= now;
+            if due {
+                expired.push(batch);
+            }
+            !due
+        });
+        if expired.is_empty() {
+            return;
+        }
+        expired.sort_unstable();
+        self.ids
+            .retain(|_, batch| expired.binary_search(batch).is_err());
+        if self.ids.capacity() > 4 * self.ids.len().max(1024) {
+            self.ids.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(batch_id: i64, age_secs: u64, keys: &[i64]) -> BatchRow {
+        BatchRow {
+            batch_id,
+            age: Duration::from_secs(age_secs),
+            keys: keys.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_hash_is_fixed_across_releases() {
+        // Replicas of every release must agree on it: a change here makes
+        // retries across an upgrade count twice.
+        assert_eq!(hash("127.0.0.1 abc"), hash("127.0.0.1 abc"));
+        assert_ne!(hash("127.0.0.1 abc"), hash("127.0.0.1 abd"));
+        assert_eq!(hash("127.0.0.1 abc"), 5_777_981_560_315_328_746);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_site_s_batches_are_read_once_then_only_their_hashes_are_asked() {
+        let recent = Recent::default();
+        assert_eq!(recent.to_read(7, [1, 2]), ToRead::default());
+        recent.learn(7, &[row(10, 0, &[1, 2]), row(12, 0, &[3])]);
+        assert_eq!(
+            recent.to_read(7, [3, 4, 1]),
+            ToRead {
+                through: 12,
+                candidates: vec![10, 12]
+            }
+        );
+        // Other sites know nothing of it.
+        assert_eq!(recent.to_read(8, [1]), ToRead::default());
+        assert_eq!(recent.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ids_are_forgotten_when_the_window_passes_by_the_database_s_clock() {
+        let recent = Recent::default();
+        recent.learn(1, &[row(5, 50, &[1]), row(6, 0, &[2]), row(7, 61, &[3])]);
+        // Batch 7 was already older than the window: not kept, but read.
+        assert_eq!(recent.to_read(1, [3]).through, 7);
+        assert_eq!(recent.len(), 2);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.to_read(1, [1, 2]).candidates, vec![6]);
+        tokio::time::advance(Duration::from_secs(50)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.len(), 0);
+        assert_eq!(recent.to_read(1, [2]).through, 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_site_keeps_its_place_in_the_batches() {
+        let recent = Recent::default();
+        recent.learn(1, &[row(5, 0, &[1])]);
+        recent.forget(1);
+        assert_eq!(
+            recent.to_read(1, [1]),
+            ToRead {
+                through: 5,
+                candidates: vec![]
+            }
+        );
+    }
+}
