@@ -262,6 +262,56 @@ async fn retried_requests_count_once_on_postgres_across_instances() {
     assert_eq!(pg.psql(&db, "SELECT count(*) FROM hit_requests"), "0");
 }
 
+/// A request first counted by one replica, in a batch long followed by
+/// others, and resent to another replica that has restarted since (so it
+/// knows nothing of the batch from memory) is counted once and gets its
+/// first count; so it is on the first replica after it restarted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_a_restart_gets_the_count_another_replica_committed() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let client = load::client();
+    let hit = |base: String, id: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("{base}/"))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            parse_greeting(&r.text().await.unwrap()).unwrap()
+        }
+    };
+    let a = TestApp::spawn(&url, &[]).await;
+    let b = TestApp::spawn(&url, &[]).await;
+    assert_eq!(hit(a.url(""), "first".into()).await, 1);
+    // Later batches on both replicas, with ids of their own.
+    for i in 0..20 {
+        let base = if i % 2 == 0 { a.url("") } else { b.url("") };
+        assert_eq!(hit(base, format!("later-{i}")).await, i + 2);
+    }
+    b.stop().await.unwrap();
+    let b = TestApp::spawn(&url, &[]).await;
+    assert_eq!(
+        hit(b.url(""), "first".into()).await,
+        1,
+        "the retry gets its first count"
+    );
+    assert_eq!(hit(b.url(""), "later-7".into()).await, 9);
+    a.stop().await.unwrap();
+    let a = TestApp::spawn(&url, &[]).await;
+    assert_eq!(hit(a.url(""), "first".into()).await, 1);
+    assert_eq!(hit(a.url(""), "fresh".into()).await, 22);
+    assert_eq!(a.count("default").await, 22);
+    let db = db_name(&url);
+    assert_eq!(
+        pg.psql(&db, "SELECT sum(cardinality(keys)) FROM hit_batches"),
+        "22"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retried_requests_count_once_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();

@@ -171,7 +171,10 @@ async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
     let new_c = spawn(spawn_current).await.unwrap();
     let c = new_c.url("");
     live.add(&c);
-    assert_eq!(sessions_by_name(&pg, &db), format!("tally\n{}", this_schema()));
+    assert_eq!(
+        sessions_by_name(&pg, &db),
+        format!("tally\n{}", this_schema())
+    );
     pause().await;
 
     let mut sigterms = Vec::new();
@@ -258,7 +261,10 @@ fn this_schema() -> String {
 
 /// Migrations 1 to `last`, as `applied` lists them.
 fn versions(last: i64) -> String {
-    (1..=last).map(|v| v.to_string()).collect::<Vec<_>>().join(",")
+    (1..=last)
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// This binary's migrations, then the test's.

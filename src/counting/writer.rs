@@ -98,7 +98,11 @@ pub async fn run(
         } else {
             batch.append(&mut carried);
         }
-        let deadline = batch.iter().map(|p| p.queued).min().unwrap_or_else(Instant::now)
+        let deadline = batch
+            .iter()
+            .map(|p| p.queued)
+            .min()
+            .unwrap_or_else(Instant::now)
             + store_timeout;
         let more = Drain {
             queue: &mut queue,

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use futures_util::future::try_join_all;
 use deadpool_postgres::ClientWrapper as Client;
+use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 
 use super::failover::CommitSent;
@@ -191,7 +191,11 @@ async fn locked(
             } else {
                 recent.to_read(h.site, k.hashes.iter().flatten().copied())
             };
-            let needed = if read { !ask.candidates.is_empty() } else { k.any() };
+            let needed = if read {
+                !ask.candidates.is_empty()
+            } else {
+                k.any()
+            };
             needed.then_some((h.site, ask))
         })
         .collect();
@@ -235,7 +239,9 @@ async fn locked(
             let find = |k: &str| recorded.get(&(h.site, recent::hash(k))).copied();
             let counts = plan.counts(total, &|k| find(k).and_then(|r| r.count));
             let counting = async {
-                let row = client.query_one(count, &[&h.site, &plan.fresh, &hour]).await?;
+                let row = client
+                    .query_one(count, &[&h.site, &plan.fresh, &hour])
+                    .await?;
                 let page_counts = if h.has_pages() {
                     super::count_pages(client, h, plan, page_limit, day, &|k| {
                         find(k).and_then(|r| r.page)
@@ -291,10 +297,7 @@ async fn locked(
     let mut outcomes = Vec::with_capacity(done.len());
     for ((outcome, batch), (h, plan)) in done.into_iter().zip(hits.iter().zip(&plans)) {
         if let Some(batch_id) = batch {
-            let keys = plan
-                .fresh_keyed(h)
-                .map(|(_, k)| recent::hash(k))
-                .collect();
+            let keys = plan.fresh_keyed(h).map(|(_, k)| recent::hash(k)).collect();
             recent.learn(
                 h.site,
                 &[BatchRow {

@@ -33,7 +33,8 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// The hash a request id is recorded by: SipHash-1-3 under a fixed key, the
 /// same in every replica and release.
 pub fn hash(key: &str) -> i64 {
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x7461_6c6c_795f_6964, 0x6261_7463_6865_7321);
+    let mut h =
+        siphasher::sip::SipHasher13::new_with_keys(0x7461_6c6c_795f_6964, 0x6261_7463_6865_7321);
     h.write(key.as_bytes());
     h.finish() as i64
 }
@@ -139,7 +140,10 @@ impl SiteLog {
     /// Drops the batches whose window is over, at most once a second (a
     /// pass over the site's hashes).
     fn prune(&mut self, now: Instant) {
-        if self.pruned.is_some_and(|at| now < at + Duration::from_secs(1)) {
+        if self
+            .pruned
+            .is_some_and(|at| now < at + Duration::from_secs(1))
+        {
             return;
         }
         self.pruned = Some(now);
