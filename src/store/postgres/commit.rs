@@ -27,22 +27,29 @@ use crate::domain::time::day_of;
 use crate::domain::{MAX_COUNT, SiteId, Versioned};
 use crate::store::{Counted, Grow, Outcome, PageCount, Plan, Recorded, SiteHits};
 
+/// Opens the transaction. Its statements look rows up by key, whatever
+/// their parameters: a plan made once serves every execution, where
+/// PostgreSQL would otherwise plan some of them anew for each.
+const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// Locks the sites `$1` (sorted) and reads their counts.
 const LOCK_SITES: &str = "\
 SELECT site_id, visitor_count, generation FROM visitors
 WHERE site_id = ANY($1::bigint[]) ORDER BY site_id FOR UPDATE";
 
-/// The batches of site `$1` after `$2`, and those of `$3` (older ones that
-/// recorded a hash being asked about): two index range reads.
-const READ_BATCHES: &str = "\
+/// The batches of site `$1` after `$2`: an index range read, empty unless
+/// another replica (or this one, before a restart) wrote some.
+const READ_NEW: &str = "\
 SELECT batch_id, keys, counts, page_counts,
     (extract(epoch FROM now() - created_at) * 1000)::bigint
-FROM hit_batches WHERE site_id = $1::bigint AND batch_id > $2::bigint
-UNION ALL
+FROM hit_batches WHERE site_id = $1::bigint AND batch_id > $2::bigint";
+
+/// The batches `$2` of site `$1`: older ones that recorded a hash being
+/// asked about (a retry, or two ids of one hash). Index lookups.
+const READ_SOME: &str = "\
 SELECT batch_id, keys, counts, page_counts,
     (extract(epoch FROM now() - created_at) * 1000)::bigint
-FROM hit_batches WHERE site_id = $1::bigint AND batch_id = ANY($3::bigint[])
-    AND batch_id <= $2::bigint";
+FROM hit_batches WHERE site_id = $1::bigint AND batch_id = ANY($2::bigint[])";
 
 /// Records site `$1`'s fresh request ids (hashes `$2`) with their counts.
 const RECORD_BATCH: &str = "\
@@ -124,7 +131,10 @@ async fn locked(
     more: &mut (dyn Grow + Send),
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
     let lock = client.prepare_cached(LOCK_SITES).await?;
-    let read = client.prepare_cached(READ_BATCHES).await?;
+    let read = (
+        client.prepare_cached(READ_NEW).await?,
+        client.prepare_cached(READ_SOME).await?,
+    );
     let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
     // Flight 1: BEGIN, the locks, and what the keyed sites recorded since
     // this replica last looked. Each read runs after the locks are granted,
@@ -137,17 +147,11 @@ async fn locked(
             (h.site, recent.to_read(h.site, hashes))
         })
         .collect();
-    let reads = asks.iter().map(|(site, ask)| {
-        let read = &read;
-        async move {
-            client
-                .query(read, &[site, &ask.through, &ask.candidates])
-                .await
-                .map(|rows| (*site, rows))
-        }
-    });
+    let reads = asks
+        .iter()
+        .map(|(site, ask)| read_batches(client, &read, *site, ask));
     let (_, rows, batches) = futures_util::future::try_join3(
-        client.batch_execute("BEGIN"),
+        client.batch_execute(BEGIN),
         client.query(&lock, &[&sites]),
         try_join_all(reads),
     )
@@ -200,15 +204,10 @@ async fn locked(
         })
         .collect();
     if !late.is_empty() {
-        let rows = try_join_all(late.iter().map(|(site, ask)| {
-            let read = &read;
-            async move {
-                client
-                    .query(read, &[site, &ask.through, &ask.candidates])
-                    .await
-                    .map(|rows| (*site, rows))
-            }
-        }))
+        let rows = try_join_all(
+            late.iter()
+                .map(|(site, ask)| read_batches(client, &read, *site, ask)),
+        )
         .await?;
         for (site, rows) in rows {
             take_in(recent, site, &rows, &mut recorded);
@@ -310,6 +309,26 @@ async fn locked(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// The batches of `site` that `ask` names: those after `through` and the
+/// candidates (only asked for when there are some).
+async fn read_batches(
+    client: &Client,
+    (new, some): &(tokio_postgres::Statement, tokio_postgres::Statement),
+    site: SiteId,
+    ask: &recent::ToRead,
+) -> Result<(SiteId, Vec<Row>), tokio_postgres::Error> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&site, &ask.through];
+    let after = client.query(new, &params);
+    if ask.candidates.is_empty() {
+        return Ok((site, after.await?));
+    }
+    let (mut rows, older) =
+        futures_util::future::try_join(after, client.query(some, &[&site, &ask.candidates]))
+            .await?;
+    rows.extend(older);
+    Ok((site, rows))
 }
 
 /// Records the request ids of a site's fresh hits (one row), if any;
