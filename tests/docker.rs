@@ -198,6 +198,31 @@ fn unix_now() -> String {
     format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 
+/// The replica container NGINX sends the default site's hits to (all of a
+/// site's go to one): asked with a HEAD of `/`, which counts nothing, and
+/// read back from NGINX's access log.
+async fn replica_of_root(p: &Project) -> String {
+    let since = unix_now();
+    let response = load::client().head(p.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "HEAD / through NGINX");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let found = access_log(p, &since)
+            .into_iter()
+            .find(|e| e["method"] == "HEAD" && e["uri"] == "/")
+            .and_then(|e| e["upstream_addr"].as_str().map(str::to_owned));
+        if let Some(addr) = found {
+            break addr;
+        }
+        assert!(Instant::now() < deadline, "no HEAD / in NGINX's access log");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    p.containers("tally")
+        .into_iter()
+        .find(|c| format!("{}:8000", container_ip(c)) == addr)
+        .unwrap_or_else(|| panic!("/ went to {addr}, no replica of this project"))
+}
+
 /// After a replica came back: a short load, and how many of its requests
 /// NGINX sent to `ip` (the replica) among how many in all.
 async fn rejoined(p: &Project, ip: &str) -> (usize, usize) {
@@ -206,7 +231,14 @@ async fn rejoined(p: &Project, ip: &str) -> (usize, usize) {
     let since = unix_now();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let outcomes = load::run(&[p.url("/")], Method::GET, 8, Until::Requests(400)).await;
+        // Reads are spread over every replica (hits go to their site's).
+        let outcomes = load::run(
+            &[p.url("/api/v1/sites/default/count")],
+            Method::GET,
+            8,
+            Until::Requests(400),
+        )
+        .await;
         assert_eq!(
             load::statuses(&outcomes),
             BTreeMap::from([(200, outcomes.len())]),
@@ -391,7 +423,8 @@ fn docker_kill_of_a_replica_under_load_loses_no_hit_and_it_comes_back() {
     let rt = runtime();
     let p = Project::tally("kill", 2);
     up(&p);
-    let victim = p.containers("tally")[1].clone();
+    // The replica that serves the hits.
+    let victim = rt.block_on(replica_of_root(&p));
     let ip = container_ip(&victim);
     let phase = rt.block_on(Phase::measure(
         &p,
@@ -450,11 +483,9 @@ fn docker_stop_and_sigint_stop_replicas_cleanly_under_load() {
     let rt = runtime();
     let p = Project::tally("stop", 3);
     up(&p);
-    let tally = p.containers("tally");
-    for (victim, how) in [
-        (tally[0].clone(), "docker stop (SIGTERM)"),
-        (tally[2].clone(), "docker kill --signal=SIGINT"),
-    ] {
+    for how in ["docker stop (SIGTERM)", "docker kill --signal=SIGINT"] {
+        // Each time the replica that serves the hits then.
+        let victim = rt.block_on(replica_of_root(&p));
         let phase = rt.block_on(Phase::measure(&p, how, Duration::from_secs(6), {
             let victim = victim.clone();
             move || {

@@ -124,8 +124,6 @@ async fn twenty_thousand_hits_from_128_clients_are_counted_exactly() {
     assert_eq!(stack.count().await, HITS as i64, "stored count");
 }
 
-/// The replica that the fault tests stop.
-const VICTIM: usize = 2;
 const LOAD_LENGTH: Duration = Duration::from_secs(5);
 const FAULT_AT: Duration = Duration::from_millis(1500);
 /// Hits the restarted replica must acknowledge to count as back in rotation.
@@ -144,7 +142,9 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         "SIGKILL"
     };
     let stack = Stack::up();
-    let pid = stack.replica_pid(VICTIM);
+    // The replica that serves the hits: NGINX sends all of a site's to one.
+    let victim = stack.replica_of("/").await;
+    let pid = stack.replica_pid(victim);
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn({
@@ -175,9 +175,9 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     let not_200 = outcomes.len() - acknowledged;
     let stored = stack.count().await;
     let nginx = stack.proxied("/").await;
-    let log = stack.replica_log(VICTIM);
+    let log = stack.replica_log(victim);
     println!(
-        "{name} to tally-{VICTIM} (pid {pid}) {:.1} s into {:.1} s of 64 clients counting through \
+        "{name} to tally-{victim} (pid {pid}) {:.1} s into {:.1} s of 64 clients counting through \
          NGINX: {} requests, {acknowledged} answered 200, {not_200} not 200, statuses \
          {statuses:?}; stored count {stored}; the replica was gone {:.2} s after the signal; NGINX \
          logged {} requests to /, {} retried on a second replica, upstream statuses {:?}",
@@ -191,9 +191,9 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     );
 
     let restarting = Instant::now();
-    stack.restart_replica(VICTIM);
+    stack.restart_replica(victim);
     let restarted_in = restarting.elapsed();
-    let (ready, readyz) = get_json(&stack.replica_url(VICTIM, "/readyz")).await;
+    let (ready, readyz) = get_json(&stack.replica_url(victim, "/readyz")).await;
 
     // Until the restarted replica has acknowledged REJOIN_HITS (NGINX leaves
     // a peer that failed out for its fail_timeout), at least 3 s, at most
@@ -207,7 +207,7 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     let mut first_served = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let served = stack.replica_hits(VICTIM).await;
+        let served = stack.replica_hits(victim).await;
         if served > 0 && first_served.is_none() {
             first_served = Some(rejoining.elapsed());
         }
@@ -227,9 +227,9 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         format!("{:.1} s into it", t.as_secs_f64())
     });
     println!(
-        "restart-replica {VICTIM}: ready in {:.1} s (/readyz {ready}); then {:.1} s of 64 clients: \
-         {} requests, statuses {rejoin_statuses:?}; tally-{VICTIM} acknowledged its first hit \
-         {first_served}; hits acknowledged per replica {per_replica:?} (tally-{VICTIM}'s since \
+        "restart-replica {victim}: ready in {:.1} s (/readyz {ready}); then {:.1} s of 64 clients: \
+         {} requests, statuses {rejoin_statuses:?}; tally-{victim} acknowledged its first hit \
+         {first_served}; hits acknowledged per replica {per_replica:?} (tally-{victim}'s since \
          its restart); stored count {stored_after}",
         restarted_in.as_secs_f64(),
         rejoin_length.as_secs_f64(),
@@ -239,7 +239,7 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
     if signal == libc::SIGTERM {
         assert!(
             log.contains("\"stopped cleanly\""),
-            "tally-{VICTIM} did not stop cleanly on SIGTERM"
+            "tally-{victim} did not stop cleanly on SIGTERM"
         );
     }
     if every_answer_200 {
@@ -265,9 +265,9 @@ async fn replica_stopped_under_load_then_restarted(signal: i32, every_answer_200
         "errors after the restart"
     );
     assert!(
-        per_replica[VICTIM - 1] >= REJOIN_HITS,
+        per_replica[victim - 1] >= REJOIN_HITS,
         "NGINX sent the restarted replica {} hits in {rejoin_length:?}",
-        per_replica[VICTIM - 1]
+        per_replica[victim - 1]
     );
     assert_eq!(
         stored_after - stored,

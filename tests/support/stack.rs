@@ -187,6 +187,25 @@ impl Stack {
 
     /// NGINX's access log, one JSON object per request. NGINX writes it in
     /// 1 s flushes, so this waits for one first.
+    /// The replica NGINX sends `uri` to: counting routes go to the replica
+    /// of their site. Asked with a HEAD (which counts nothing), read back
+    /// from the access log.
+    pub async fn replica_of(&self, uri: &str) -> usize {
+        let response = load::client().head(self.url(uri)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "HEAD {uri} through NGINX");
+        let log = self.access_log().await;
+        let addr = log
+            .iter()
+            .rev()
+            .find(|e| e["uri"] == uri)
+            .and_then(|e| e["upstream_addr"].as_str())
+            .unwrap_or_else(|| panic!("no {uri} in NGINX's access log"))
+            .to_owned();
+        (1..=self.replicas())
+            .find(|&i| self.replica_addr(i) == addr)
+            .unwrap_or_else(|| panic!("{uri} went to {addr}, no replica of this stack"))
+    }
+
     pub async fn access_log(&self) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         std::fs::read_to_string(self.path("nginx-access.log"))
