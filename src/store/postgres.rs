@@ -40,6 +40,13 @@ use crate::domain::{
     SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, keeps_pages, set_count_split,
 };
 
+/// Deletes the `hit_batches` rows older than twice the id window (so
+/// clocks that differ a little never drop a batch a replica still relies
+/// on), and `hit_requests` rows (the release before's) older than `$1`.
+const PURGE_IDS: &str = "\
+WITH batches AS (DELETE FROM hit_batches WHERE created_at < now() - interval '2 minutes')
+DELETE FROM hit_requests WHERE created_at < $1";
+
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
 
@@ -441,8 +448,7 @@ impl Store for PgStore {
         self.run(async |client| {
             client
                 .execute(
-                    "WITH batches AS (DELETE FROM hit_batches WHERE created_at < $1) \
-                     DELETE FROM hit_requests WHERE created_at < $1",
+                    PURGE_IDS,
                     &[&before],
                 )
                 .await
