@@ -163,6 +163,27 @@ machine_busy_ticks() {
     TICKS=$((u + n + s + irq + sirq + steal))
 }
 
+busy_pct() { # CPU in use over one second, in % of one core
+    machine_busy_ticks
+    local a=$TICKS
+    sleep 1
+    machine_busy_ticks
+    echo $(((TICKS - a) * 100 / CLK_TCK))
+}
+# wait_quiet: if QUIET_WAIT > 0, wait up to that many seconds for the
+# machine to be below QUIET_BELOW % of one core busy; sets BUSY to the last
+# reading.
+wait_quiet() {
+    BUSY="$(busy_pct)"
+    ((QUIET_WAIT > 0)) || return 0
+    local deadline=$((SECONDS + QUIET_WAIT))
+    while ((BUSY > QUIET_BELOW && SECONDS < deadline)); do
+        say "machine busy (${BUSY}% of one core); waiting for < ${QUIET_BELOW}%"
+        sleep 4
+        BUSY="$(busy_pct)"
+    done
+}
+
 children_of() { ps -o pid= --ppid "$1" 2>/dev/null | tr -s ' \n' ' ' || true; }
 
 # ---------------------------------------------------------------------------
