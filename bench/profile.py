@@ -259,6 +259,12 @@ class Phase:
         t = self.ticks["other (not this run)"]
         return t / self.hz / self.seconds * 100 if self.seconds else 0.0
 
+    def busy_pct(self, mine=False):
+        """CPU in use during the clean run, in % of one core: this run's
+        processes (mine) or the whole machine."""
+        t = sum(v for k, v in self.ticks.items() if not (mine and k == "other (not this run)"))
+        return t / self.hz / self.seconds * 100 if self.seconds else 0.0
+
     def title(self):
         mark = " †" if self.other_pct() > DISTURBED else ""
         return self.meta.get("title", self.name) + mark
@@ -284,6 +290,10 @@ class Phase:
         for (kind, name), count in samples.items():
             out[name] = out.get(name, 0.0) + total_us * count / n
         return out, n
+
+
+def NPROC(facts):
+    return int(facts.get("NPROC", "2") or 2)
 
 
 def fmt_us(x):
@@ -367,7 +377,9 @@ def profile_report(facts, phases):
     say("divided by the requests wrk got answered in it. wrk runs on the same")
     say("cores, so its own cost is shown too. Absolute µs depend on the machine")
     say("and on what else runs on it; compare them only with the same run's")
-    say("`/healthz`, and read the ratios.")
+    say("`/healthz`, and read the ratios. A phase whose processes leave the")
+    say("machine partly idle (\"machine busy\" well under its cores) is bound by")
+    say("waiting (a commit's fsync, a lock), not by CPU.")
     say("")
     say("## Requests and CPU per request, by process")
     say("")
@@ -375,6 +387,8 @@ def profile_report(facts, phases):
     rows = [
         ["req/s (errors)"] + ["%.0f (%d)" % (p.rps(), p.bad) for p in phases],
         ["p99"] + [("%.2f ms" % (float(p.p99_us) / 1000)) if p.p99_us else "" for p in phases],
+        ["machine busy, this run (all of it)"]
+        + ["%.0f%% (%.0f%%) of %d00%%" % (p.busy_pct(mine=True), p.busy_pct(), NPROC(facts)) for p in phases],
         ["mean commit batch"] + [("%.1f" % (p.batch[0] / p.batch[1])) if p.batch and p.batch[1] else "-" for p in phases],
     ]
     for kind, title in KIND_TITLES:
