@@ -309,6 +309,8 @@ def this_machine():
 
 TARGETS = ["nginx", "replica", "alone"]
 ROUTES = ["count", "read", "badge", "healthz"]
+# Direct to replica 1, `/` is also run with a new X-Request-Id on every request.
+ROUTES_OF = {"replica": ["count", "countid", "read", "badge", "healthz"]}
 TARGET_TITLE = {
     "ceiling": "NGINX static `/__ceiling` (the ceiling)",
     "nginx": "Through NGINX (3 replicas, PostgreSQL + Redis)",
@@ -318,6 +320,7 @@ TARGET_TITLE = {
 ROUTE_TITLE = {
     "static": "`/__ceiling`",
     "count": "`/` (counts)",
+    "countid": "`/` (counts), a new `X-Request-Id` each",
     "read": "`/api/v1/sites/default/count`",
     "badge": "`/badge/default.svg`",
     "healthz": "`/healthz`",
@@ -343,10 +346,37 @@ def parse_cold(line):
 
 
 def batch(hits_commits):
+    """ "HITS COMMITS" as the mean hits per commit and the commits."""
     if not hits_commits:
         return "-"
     hits, commits = (int(x) for x in hits_commits.split())
-    return "%.1f hits in %d commits" % (hits / commits, commits) if commits > 0 else "-"
+    return "%.1f (%d)" % (hits / commits, commits) if commits > 0 else "-"
+
+
+# The counting rows whose group commits the report shows.
+BATCH_ROWS = [
+    ("nginx", "count", "through NGINX (3 replicas)", "`/`"),
+    ("replica", "count", "direct to replica 1", "`/` without ids"),
+    ("replica", "countid", "direct to replica 1", "`/` with a new id each"),
+    ("alone", "count", "tally alone (SQLite)", "`/`"),
+]
+
+
+def goal(value, ok):
+    """'1', '0' or '?' (not measured) for VALUE (a float or None) meeting OK."""
+    return "?" if value is None else ("1" if ok(value) else "0")
+
+
+def ids_note(flag):
+    """What the check that replica 1 records request ids found."""
+    if flag == "1":
+        return "One request sent twice with the same `X-Request-Id` added one hit: replica 1 records the ids."
+    if flag == "0":
+        return (
+            "**One request sent twice with the same `X-Request-Id` did not add exactly one hit:"
+            " replica 1 did not record the ids, and the rows with ids measure no id records.**"
+        )
+    return "Whether replica 1 records request ids was not checked."
 
 
 def met(flag):
@@ -413,7 +443,7 @@ def bench_report(facts, rows_text, phases_text, machine):
         say("")
         say("| Route | Conns | req/s | p50 | p99 | Errors | CPU wrk | nginx | tally | pg+redis | other | RSS MB |")
         say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-        for route in ["static"] if target == "ceiling" else ROUTES:
+        for route in ["static"] if target == "ceiling" else ROUTES_OF.get(target, ROUTES):
             na = facts.get("NA:%s:%s" % (target, route))
             if na:
                 say("| %s | all | %s | | | | | | | | | |" % (ROUTE_TITLE[route], na))
@@ -443,6 +473,9 @@ def bench_report(facts, rows_text, phases_text, machine):
                         f[15],
                     )
                 )
+        if target == "replica":
+            say("")
+            say(ids_note(facts.get("IDS_HONOURED")))
 
     n_count = rows.ok_rps("nginx", "count", k)
     n_health = rows.ok_rps("nginx", "healthz", k)
@@ -454,24 +487,28 @@ def bench_report(facts, rows_text, phases_text, machine):
     say("")
     say("| Ratio | Value |")
     say("|---|--:|")
+    r_ids = rows.ok_rps("replica", "countid", k)
     say("| counting `/` / `/healthz`, through NGINX | %s |" % ratio(n_count, n_health))
+    say("| counting `/` / `/healthz`, tally alone (SQLite) | %s |" % ratio(a_count, a_health))
+    say("| counting `/` with a new id each / without ids, direct to replica 1 | %s |" % ratio(r_ids, r_count))
+    say("| counting `/` without ids / `/healthz`, direct to replica 1 | %s |" % ratio(r_count, r_health))
+    say("| counting `/` with a new id each / `/healthz`, direct to replica 1 | %s |" % ratio(r_ids, r_health))
     say("| counting `/` through NGINX / static ceiling | %s |" % ratio(n_count, ceil))
     say("| `/healthz` through NGINX / static ceiling | %s |" % ratio(n_health, ceil))
-    say("| counting `/` / `/healthz`, direct to replica 1 | %s |" % ratio(r_count, r_health))
-    say("| counting `/` / `/healthz`, tally alone (SQLite) | %s |" % ratio(a_count, a_health))
     say("| counting `/` tally alone (SQLite) / static ceiling | %s |" % ratio(a_count, ceil))
 
     say("")
     say("## Group commit")
     say("")
-    say("Mean hits per commit over each target's whole counting sweep (all")
-    say("connection counts), from `tally_commit_batch_size` in `/metrics`:")
+    say("Mean hits per commit (and the number of commits) during each counting")
+    say("run, from `tally_commit_batch_size` in `/metrics` before and after the")
+    say("run (not its warm-up); through NGINX, summed over the 3 replicas:")
     say("")
-    say("| Target | Mean batch |")
-    say("|---|--:|")
-    say("| through NGINX (3 replicas) | %s |" % batch(facts.get("BATCH:nginx")))
-    say("| direct to replica 1 | %s |" % batch(facts.get("BATCH:replica")))
-    say("| tally alone (SQLite) | %s |" % batch(facts.get("BATCH:alone")))
+    say("| Target | Route |" + "".join(" %s conns |" % c for c in conns))
+    say("|---|---|" + "--:|" * len(conns))
+    for target, route, t_title, r_title in BATCH_ROWS:
+        cells = "".join(" %s |" % batch(facts.get("BATCH:%s:%s:%s" % (target, route, c))) for c in conns)
+        say("| %s | %s |%s" % (t_title, r_title, cells))
 
     million = rows.million_rows()
     m_req = sum(int(f[4]) for f in million)
@@ -506,12 +543,27 @@ def bench_report(facts, rows_text, phases_text, machine):
     say("")
     say("| Goal | Measured | |")
     say("|---|---|---|")
-    g1 = ratio(n_count, n_health)
-    g1ok = "?" if g1 == "n/a" else ("1" if float(g1) >= 0.80 else "0")
-    g1pct = "n/a" if g1 == "n/a" else "%.0f%%" % (float(g1) * 100)
+    for what, count, health in [
+        ("counted hits through NGINX >= 80%% of `/healthz` through NGINX", n_count, n_health),
+        ("counted hits of tally alone (SQLite) >= 80%% of its `/healthz`", a_count, a_health),
+    ]:
+        r = ratio(count, health)
+        value = None if r == "n/a" else float(r)
+        pct = "n/a" if value is None else "%.0f%%" % (value * 100)
+        say(
+            ("| " + what + " (%s conns) | %s vs %s req/s = %s | %s |")
+            % (k, count or "?", health or "?", pct, met(goal(value, lambda v: v >= 0.80)))
+        )
+    rc_row, rid_row = rows.find("replica", "count", k), rows.find("replica", "countid", k)
+    p99s = [float(f[9]) for f in (rc_row, rid_row) if f]
     say(
-        "| counted hits through NGINX >= 80%% of `/healthz` through NGINX (%s conns) | %s vs %s req/s = %s | %s |"
-        % (k, n_count or "?", n_health or "?", g1pct, met(g1ok))
+        "| p99 of counted `/` direct to replica 1 <= 5 ms (%s conns) | without ids %s, with a new id each %s | %s |"
+        % (
+            k,
+            ms(rc_row[9] if rc_row else ""),
+            ms(rid_row[9] if rid_row else ""),
+            met(goal(max(p99s) if len(p99s) == 2 else None, lambda v: v <= 5000)),
+        )
     )
     # The worst p99 over every direct row (replica 1 and alone, every route).
     worst, w_name = None, ""
@@ -519,7 +571,7 @@ def bench_report(facts, rows_text, phases_text, machine):
         if f[0] in ("replica", "alone") and f[2] == k and f[3] == "ok":
             if float(f[9]) > (float(worst) if worst is not None else 0):
                 worst, w_name = f[9], "%s %s" % (f[0], f[1])
-    rc_row, ac_row = rows.find("replica", "count", k), rows.find("alone", "count", k)
+    ac_row = rows.find("alone", "count", k)
     g2ok = "?" if worst is None else ("1" if float(worst) <= 5000 else "0")
     say(
         "| p99 <= 5 ms at %s connections direct | worst %s (%s); counting: replica %s, alone %s | %s |"

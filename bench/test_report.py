@@ -129,7 +129,7 @@ class BenchReport(unittest.TestCase):
         self.assertEqual(self.build(), data("bench-report.md"))
 
     def test_batch(self):
-        self.assertEqual(report.batch("123456 20001"), "6.2 hits in 20001 commits")
+        self.assertEqual(report.batch("123456 20001"), "6.2 (20001)")
         self.assertEqual(report.batch("0 0"), "-")
         self.assertEqual(report.batch(None), "-")
 
@@ -148,6 +148,37 @@ class BenchReport(unittest.TestCase):
             text,
         )
         self.assertIn("| p99 <= 5 ms at 32 connections direct | worst - (?); counting: replica -, alone - | not measured |", text)
+        self.assertIn(
+            "| counted hits of tally alone (SQLite) >= 80% of its `/healthz` (32 conns) | ? vs ? req/s = n/a | not measured |",
+            text,
+        )
+        self.assertIn(
+            "| p99 of counted `/` direct to replica 1 <= 5 ms (32 conns) | without ids -, with a new id each - | not measured |",
+            text,
+        )
+        self.assertIn("| counting `/` with a new id each / without ids, direct to replica 1 | n/a |", text)
+
+    def test_request_ids_not_recorded(self):
+        text = self.build({"IDS_HONOURED": "0"})
+        self.assertIn(
+            "**One request sent twice with the same `X-Request-Id` did not add exactly one hit:"
+            " replica 1 did not record the ids, and the rows with ids measure no id records.**\n",
+            text,
+        )
+        facts = report.parse_facts(data("facts"))
+        del facts["IDS_HONOURED"]
+        text = report.bench_report(facts, data("rows.tsv"), data("phases.tsv"), MACHINE)
+        self.assertIn("\nWhether replica 1 records request ids was not checked.\n", text)
+
+    def test_counted_p99_goal_needs_both_rows(self):
+        rows = "".join(
+            line + "\n" for line in data("rows.tsv").splitlines() if not line.startswith("replica\tcountid\t64\t")
+        )
+        text = report.bench_report(report.parse_facts(data("facts")), rows, data("phases.tsv"), MACHINE)
+        self.assertIn(
+            "| p99 of counted `/` direct to replica 1 <= 5 ms (64 conns) | without ids 16.7 ms, with a new id each - | not measured |",
+            text,
+        )
 
     def test_command_line(self):
         out = subprocess.run(

@@ -5,11 +5,31 @@
 --
 --   BENCH requests=… duration_us=… non2xx=… connect=… read=… write=…
 --         timeout=… p50_us=… p90_us=… p99_us=… max_us=… mean_us=…
+--
+-- With BENCH_ID_PREFIX set, every request carries a new X-Request-Id:
+-- the prefix (which bench/run makes new for each run), the wrk thread's
+-- number and a counter, so no two requests of a bench/run share an id.
+-- Without it, wrk sends one fixed request over and over (no Lua per
+-- request).
 
 local threads = {}
 
 function setup(thread)
    table.insert(threads, thread)
+   thread:set("thread_no", #threads)
+end
+
+local id_prefix = os.getenv("BENCH_ID_PREFIX")
+if id_prefix and id_prefix ~= "" then
+   local headers, n, prefix = {}, 0, nil
+   function request()
+      if prefix == nil then
+         prefix = id_prefix .. "-" .. tostring(thread_no) .. "-"
+      end
+      n = n + 1
+      headers["X-Request-Id"] = prefix .. n
+      return wrk.format(nil, nil, headers)
+   end
 end
 
 -- Per-thread state (each wrk thread has its own Lua state); done() reads

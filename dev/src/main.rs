@@ -32,6 +32,10 @@ enum Server {
         /// Database to create, owned by the role.
         #[arg(long, requires = "user")]
         database: Option<String>,
+        /// A server setting `name=value` (given to postgres as `-c`);
+        /// repeatable.
+        #[arg(long = "setting", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
     },
     /// Redis without persistence; arguments after `--` go to redis-server.
     Redis {
@@ -63,11 +67,13 @@ fn main() {
             user,
             password_file,
             database,
+            settings,
         } => {
             let server = PgServer::start_with(PgOptions {
                 port: common.port,
                 dir: Some(common.dir),
                 detached: true,
+                settings,
                 ..PgOptions::default()
             });
             let url = match (user, password_file, database) {
