@@ -320,3 +320,39 @@ async fn a_site_deleted_and_created_again_on_another_replica_is_counted() {
         json!({"site": "blog", "count": 11})
     );
 }
+
+/// Request ids are deleted a batch row at a time: `hit_batches` rows two
+/// minutes after their commit, the release before's `hit_requests` rows
+/// at the cutoff given; younger ones stay.
+#[tokio::test]
+async fn old_request_ids_are_deleted_by_batch_and_young_ones_kept() {
+    use tally::store::{PgStore, Store};
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let app = TestApp::spawn(&url, &[]).await;
+    let db = db_name(&url);
+    pg.psql(
+        &db,
+        "INSERT INTO hit_batches (site_id, batch_id, created_at, keys, counts) VALUES \
+         (1, 1, now() - interval '3 minutes', '{11,12}', '{1,2}'), \
+         (1, 2, now() - interval '119 seconds', '{13}', '{3}'), \
+         (1, 3, now(), '{14}', '{4}'); \
+         INSERT INTO hit_requests (site_id, request_id, count, created_at) VALUES \
+         (1, 'old', 1, now() - interval '11 minutes'), (1, 'young', 2, now())",
+    );
+    let store = PgStore::new(&url, 1, Duration::from_secs(5)).unwrap();
+    let before = std::time::SystemTime::now() - Duration::from_secs(600);
+    assert_eq!(store.purge_requests(before).await.unwrap(), 2);
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT string_agg(batch_id::text, ',' ORDER BY batch_id) FROM hit_batches"
+        ),
+        "2,3"
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT string_agg(request_id, ',') FROM hit_requests"),
+        "young"
+    );
+    app.stop().await.unwrap();
+}

@@ -44,8 +44,12 @@ use crate::domain::{
 /// clocks that differ a little never drop a batch a replica still relies
 /// on), and `hit_requests` rows (the release before's) older than `$1`.
 const PURGE_IDS: &str = "\
-WITH batches AS (DELETE FROM hit_batches WHERE created_at < now() - interval '2 minutes')
-DELETE FROM hit_requests WHERE created_at < $1";
+WITH batches AS (
+    DELETE FROM hit_batches WHERE created_at < now() - interval '2 minutes' RETURNING 1
+), requests AS (
+    DELETE FROM hit_requests WHERE created_at < $1 RETURNING 1
+)
+SELECT (SELECT count(*) FROM batches) + (SELECT count(*) FROM requests)";
 
 /// Any constant will do; it only has to be the same in every replica.
 const MIGRATION_LOCK: i64 = 0x7a11_7a11;
@@ -446,12 +450,8 @@ impl Store for PgStore {
 
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError> {
         self.run(async |client| {
-            client
-                .execute(
-                    PURGE_IDS,
-                    &[&before],
-                )
-                .await
+            let row = client.query_one(PURGE_IDS, &[&before]).await?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
         })
         .await
     }
