@@ -590,6 +590,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hits_queued_while_locks_were_awaited_join_their_site_s_group_or_wait() {
+        let (sender, mut queue) = mpsc::channel(16);
+        let mut waiting = Vec::new();
+        for (i, site) in [2, 5, 2, 3, 2].into_iter().enumerate() {
+            let (reply, answer) = oneshot::channel();
+            waiting.push(answer);
+            sender
+                .try_send(Pending {
+                    site,
+                    key: Some(format!("id-{i}").into()),
+                    page: None,
+                    queued: Instant::now(),
+                    reply,
+                })
+                .unwrap();
+        }
+        let mut groups = vec![SiteHits::anonymous(2, 1), SiteHits::anonymous(3, 0)];
+        let mut carried = Vec::new();
+        let mut drain = Drain {
+            queue: &mut queue,
+            joined: Vec::new(),
+            carried: &mut carried,
+            room: 3,
+            carry_limit: 8,
+        };
+        drain.grow(&mut groups);
+        // Room for three: sites 2, 2 and 3 joined; site 5 (not locked)
+        // waits for the next batch; the last hit stays queued.
+        let keys = |g: &SiteHits| -> Vec<Option<String>> {
+            g.keys
+                .iter()
+                .map(|k| k.as_deref().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(
+            keys(&groups[0]),
+            vec![None, Some("id-0".into()), Some("id-2".into())]
+        );
+        assert_eq!(keys(&groups[1]), vec![Some("id-3".into())]);
+        let joined: Vec<SiteId> = drain.joined.iter().map(|p| p.site).collect();
+        assert_eq!(joined, vec![2, 2, 3]);
+        assert_eq!(drain.room, 0);
+        assert_eq!(carried.iter().map(|p| p.site).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(queue.try_recv().map(|p| p.site).ok(), Some(2));
+    }
+
+    #[tokio::test]
     async fn a_store_answer_of_the_wrong_length_fails_the_whole_batch() {
         let store = Recorder {
             short_answer: true,

@@ -284,13 +284,16 @@ async fn locked(
         sent.commit(client.batch_execute("COMMIT")).await?;
         done
     } else {
-        // COMMIT goes in the same flight; if a statement failed, the
-        // server answers it with a rollback and the error is returned.
-        let (done, ()) = futures_util::future::try_join(
+        // COMMIT goes in the same flight. If a statement failed, the server
+        // answers it with a rollback: awaiting that answer too says nothing
+        // was committed, and the statement's error is returned.
+        let (done, committed) = futures_util::future::join(
             try_join_all(work),
             sent.commit(client.batch_execute("COMMIT")),
         )
-        .await?;
+        .await;
+        let done = done?;
+        committed?;
         done
     };
     let mut outcomes = Vec::with_capacity(done.len());
