@@ -7,6 +7,7 @@
 //! for); reads use a small set of other connections, which WAL lets run
 //! beside the writer.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -66,12 +67,23 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on the write connection on a blocking thread.
+    /// Runs `f` on the write connection: on this thread if it is a writer's
+    /// own (see [`writes_inline`]), else on a blocking thread.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        if INLINE.get() {
+            // A panic fails this commit, as it would on a blocking thread,
+            // and leaves the writer to take the next one.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&mut lock(&self.inner.writer))
+            }));
+            return result
+                .map_err(|_| StoreError::Internal(anyhow!("SQLite write panicked")))?
+                .map_err(sqlite_error);
+        }
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await;
         result
@@ -106,6 +118,27 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(anyhow!("SQLite reader task failed: {e}")))?
             .map_err(sqlite_error)
     }
+}
+
+thread_local! {
+    /// Whether SQLite writes may block this thread; see [`writes_inline`].
+    static INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (a runtime's `block_on`, on a thread of its own) with SQLite
+/// writes made on this thread rather than handed to a blocking thread and
+/// back: for the group-commit writer, which has nothing else to do while
+/// its commit waits for the disk, so that under load it goes from one
+/// commit to the next with no thread hand-off or wake-up in between.
+pub fn writes_inline<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INLINE.set(self.0);
+        }
+    }
+    let _reset = Reset(INLINE.replace(true));
+    f()
 }
 
 fn connect(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
