@@ -921,3 +921,61 @@ fn sqlite_error(e: rusqlite::Error) -> StoreError {
         _ => StoreError::Internal(anyhow!(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread a write ran on.
+    async fn writer_thread_of(store: &SqliteStore) -> std::thread::ThreadId {
+        store
+            .write(|_| Ok(std::thread::current().id()))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_run_on_the_calling_thread_only_inside_writes_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).unwrap();
+        let here = std::thread::current().id();
+        assert_ne!(writer_thread_of(&store).await, here);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let inside = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let own = std::thread::current().id();
+                let ran = writes_inline(|| runtime.block_on(writer_thread_of(&store)));
+                (own, ran, INLINE.get())
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(
+            inside.0, inside.1,
+            "inside writes_inline, on its own thread"
+        );
+        assert!(!inside.2, "the mark is gone once writes_inline returns");
+        assert_ne!(writer_thread_of(&store).await, here);
+    }
+
+    #[test]
+    fn a_panic_in_an_inline_write_fails_that_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        writes_inline(|| {
+            runtime.block_on(async {
+                let failed = store.write(|_| -> rusqlite::Result<()> { panic!("bug") });
+                assert!(matches!(failed.await, Err(StoreError::Internal(_))));
+                let next =
+                    store.write(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)));
+                assert_eq!(next.await.unwrap(), 1i64);
+            })
+        });
+    }
+}
