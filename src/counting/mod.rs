@@ -27,7 +27,7 @@ use crate::domain::{
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
 use crate::store::migrate::{self, Contracts, Migrated};
-use crate::store::{PageCount, Store, StoreError};
+use crate::store::{Backend, PageCount, Store, StoreError, writes_inline};
 use crate::sync::{read, write};
 use writer::{CommitError, Pending};
 
@@ -178,6 +178,22 @@ pub struct Counter {
     metrics: Arc<Metrics>,
 }
 
+/// Runs the group-commit writer on a thread of its own, where its SQLite
+/// commits block that thread alone (see [`writes_inline`]); on a task if
+/// the thread's runtime cannot be made.
+fn writer_thread(run: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => tokio::task::spawn_blocking(move || writes_inline(|| runtime.block_on(run))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread of its own for the commit writer");
+            tokio::spawn(run)
+        }
+    }
+}
+
 impl Counter {
     /// Starts the group-commit writer. Hits are refused (503) until
     /// [`Counter::set_ready`] says the store's schema is in place.
@@ -189,14 +205,18 @@ impl Counter {
     ) -> Self {
         let (queue, rx) = mpsc::channel(settings.queue);
         let (stop, stop_rx) = watch::channel(false);
-        let writer = tokio::spawn(writer::run(
+        let run = writer::run(
             rx,
             stop_rx,
             store.clone(),
             cache.clone(),
             settings,
             metrics.clone(),
-        ));
+        );
+        let writer = match store.backend() {
+            Backend::Sqlite => writer_thread(run),
+            Backend::Postgres => tokio::spawn(run),
+        };
         Counter {
             store,
             cache,

@@ -33,7 +33,7 @@ use crate::domain::{
 pub use migrate::Migration;
 pub use owner::Owner;
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, writes_inline};
 
 /// How many columns [`SITE_COLUMNS`] names: a query's own columns follow.
 const SITE_COLUMNS_LEN: usize = 9;

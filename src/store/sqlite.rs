@@ -7,6 +7,7 @@
 //! for); reads use a small set of other connections, which WAL lets run
 //! beside the writer.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -66,12 +67,23 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` on the write connection on a blocking thread.
+    /// Runs `f` on the write connection: on this thread if it is a writer's
+    /// own (see [`writes_inline`]), else on a blocking thread.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        if INLINE.get() {
+            // A panic fails this commit, as it would on a blocking thread,
+            // and leaves the writer to take the next one.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&mut lock(&self.inner.writer))
+            }));
+            return result
+                .map_err(|_| StoreError::Internal(anyhow!("SQLite write panicked")))?
+                .map_err(sqlite_error);
+        }
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer))).await;
         result
@@ -106,6 +118,27 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(anyhow!("SQLite reader task failed: {e}")))?
             .map_err(sqlite_error)
     }
+}
+
+thread_local! {
+    /// Whether SQLite writes may block this thread; see [`writes_inline`].
+    static INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (a runtime's `block_on`, on a thread of its own) with SQLite
+/// writes made on this thread rather than handed to a blocking thread and
+/// back: for the group-commit writer, which has nothing else to do while
+/// its commit waits for the disk, so that under load it goes from one
+/// commit to the next with no thread hand-off or wake-up in between.
+pub fn writes_inline<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INLINE.set(self.0);
+        }
+    }
+    let _reset = Reset(INLINE.replace(true));
+    f()
 }
 
 fn connect(path: &Path, busy_timeout: Duration) -> anyhow::Result<Connection> {
@@ -886,5 +919,63 @@ fn sqlite_error(e: rusqlite::Error) -> StoreError {
         ) => StoreError::Unavailable(e.to_string()),
         Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
         _ => StoreError::Internal(anyhow!(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread a write ran on.
+    async fn writer_thread_of(store: &SqliteStore) -> std::thread::ThreadId {
+        store
+            .write(|_| Ok(std::thread::current().id()))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_run_on_the_calling_thread_only_inside_writes_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).unwrap();
+        let here = std::thread::current().id();
+        assert_ne!(writer_thread_of(&store).await, here);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let inside = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let own = std::thread::current().id();
+                let ran = writes_inline(|| runtime.block_on(writer_thread_of(&store)));
+                (own, ran, INLINE.get())
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(
+            inside.0, inside.1,
+            "inside writes_inline, on its own thread"
+        );
+        assert!(!inside.2, "the mark is gone once writes_inline returns");
+        assert_ne!(writer_thread_of(&store).await, here);
+    }
+
+    #[test]
+    fn a_panic_in_an_inline_write_fails_that_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Duration::from_secs(1)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        writes_inline(|| {
+            runtime.block_on(async {
+                let failed = store.write(|_| -> rusqlite::Result<()> { panic!("bug") });
+                assert!(matches!(failed.await, Err(StoreError::Internal(_))));
+                let next =
+                    store.write(|conn| conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)));
+                assert_eq!(next.await.unwrap(), 1i64);
+            })
+        });
     }
 }
