@@ -194,23 +194,23 @@ async fn hits_on_many_sites_in_one_batch_are_each_exact() {
     }
 }
 
+/// `GET url` with this `X-Request-Id`: answered 200, the count it gives.
+async fn hit_with_id(client: reqwest::Client, url: String, id: String) -> i64 {
+    let r = client
+        .get(url)
+        .header("x-request-id", id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    parse_greeting(&r.text().await.unwrap()).unwrap()
+}
+
 /// A request retried with the same `X-Request-Id` (NGINX after a replica
 /// died) is counted once and answered with its first count.
 async fn retried_requests_count_once(urls: &[String]) {
     let client = load::client();
-    let hit = |url: String, id: String| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .get(url)
-                .header("x-request-id", id)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            parse_greeting(&r.text().await.unwrap()).unwrap()
-        }
-    };
+    let hit = |url: String, id: String| hit_with_id(client.clone(), url, id);
     assert_eq!(hit(urls[0].clone(), "req-a".into()).await, 1);
     assert_eq!(
         hit(urls[urls.len() - 1].clone(), "req-a".into()).await,
@@ -271,19 +271,7 @@ async fn a_retry_after_a_restart_gets_the_count_another_replica_committed() {
     let pg = PgServer::start();
     let url = pg.create_database();
     let client = load::client();
-    let hit = |base: String, id: String| {
-        let client = client.clone();
-        async move {
-            let r = client
-                .get(format!("{base}/"))
-                .header("x-request-id", id)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            parse_greeting(&r.text().await.unwrap()).unwrap()
-        }
-    };
+    let hit = |base: String, id: String| hit_with_id(client.clone(), format!("{base}/"), id);
     let a = TestApp::spawn(&url, &[]).await;
     let b = TestApp::spawn(&url, &[]).await;
     assert_eq!(hit(a.url(""), "first".into()).await, 1);
