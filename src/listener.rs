@@ -215,6 +215,10 @@ impl Shared {
             .cloned();
         if let Some(activity) = oldest {
             activity.evict();
+            // Counted here, not when the connection's task notices: a
+            // request this one serves (perhaps /metrics, on the probe
+            // slot) must already see it.
+            self.metrics.connection_evicted();
             if let Ok(Ok(permit)) =
                 tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await
             {
@@ -286,7 +290,6 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, slot: Slot, share
     let mut stopping = false;
     loop {
         if activity.evicted.load(Relaxed) {
-            shared.metrics.connection_evicted();
             return;
         }
         let now = Instant::now();
