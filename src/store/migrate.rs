@@ -114,6 +114,12 @@ pub const POSTGRES: &[Migration] = &[
         kind: Kind::Expand,
         sql: include_str!("../../migrations/postgres/0008_hit_batches.sql"),
     },
+    Migration {
+        version: 9,
+        name: "last_batch",
+        kind: Kind::Expand,
+        sql: include_str!("../../migrations/postgres/0009_last_batch.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -593,7 +599,7 @@ mod tests {
         for m in POSTGRES.iter().chain(SQLITE) {
             assert_eq!(m.kind, Kind::Expand, "{}", m.name);
         }
-        assert_eq!(schema_version(POSTGRES), 8);
+        assert_eq!(schema_version(POSTGRES), 9);
         assert_eq!(schema_version(SQLITE), 7);
     }
 

@@ -2,17 +2,22 @@
 //!
 //! 1. `BEGIN` and the lock of every site of the batch, in site order as
 //!    every writer takes them (so none deadlocks), answering each site's
-//!    count; with them, for sites whose hits carry request ids, the
-//!    `hit_batches` rows this replica has not read yet (see [`Recent`]).
-//!    All in one round trip.
+//!    count and its newest `hit_batches` row (`last_batch`). One round
+//!    trip; it also reads the batches a hit's hash may be in, and for a
+//!    site that another writer committed to lately, every batch this
+//!    replica has not read (see [`Recent`]).
 //! 2. With the locks held, the hits that queued up meanwhile join the
 //!    batch ([`Grow`]): under contention between replicas, the time spent
-//!    waiting for a lock fills the batch instead of the next one.
+//!    waiting for a lock fills the batch instead of the next one. Batches
+//!    that `last_batch` shows unread, and those the new hits' hashes may
+//!    be in, are read now (a round trip that a site's hits on one replica
+//!    almost never need).
 //! 3. Knowing every request id the sites recorded, each hit is fresh or a
 //!    repeat ([`SiteHits::plan`]); the fresh ones are counted, their
-//!    bucket added, their request ids recorded as one row per site, and
-//!    the transaction committed: again one round trip (a batch naming
-//!    pages takes one more, to read which pages exist).
+//!    bucket added, their request ids recorded as one row per site (and
+//!    its id as the site's `last_batch`), and the transaction committed:
+//!    again one round trip (a batch naming pages takes one more, to read
+//!    which pages exist).
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -32,9 +37,9 @@ use crate::store::{Counted, Grow, Outcome, PageCount, Plan, Recorded, SiteHits};
 /// PostgreSQL would otherwise plan some of them anew for each.
 const BEGIN: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
-/// Locks the sites `$1` (sorted) and reads their counts.
+/// Locks the sites `$1` (sorted) and reads their counts and newest batch.
 const LOCK_SITES: &str = "\
-SELECT site_id, visitor_count, generation FROM visitors
+SELECT site_id, visitor_count, generation, last_batch FROM visitors
 WHERE site_id = ANY($1::bigint[]) ORDER BY site_id FOR UPDATE";
 
 /// The batches of site `$1` after `$2`: an index range read, empty unless
@@ -51,11 +56,37 @@ SELECT batch_id, keys, counts, page_counts,
     (extract(epoch FROM now() - created_at) * 1000)::bigint
 FROM hit_batches WHERE site_id = $1::bigint AND batch_id = ANY($2::bigint[])";
 
-/// Records site `$1`'s fresh request ids (hashes `$2`) with their counts.
+/// Records site `$1`'s fresh request ids (hashes `$2`) with their counts
+/// and page counts, as the site's newest batch.
 const RECORD_BATCH: &str = "\
-INSERT INTO hit_batches (site_id, batch_id, keys, counts, page_counts)
-VALUES ($1::bigint, nextval('hit_batch_ids'), $2::bigint[], $3::bigint[], $4::bigint[])
-RETURNING batch_id";
+WITH batch AS (
+    INSERT INTO hit_batches (site_id, batch_id, keys, counts, page_counts)
+    VALUES ($1::bigint, nextval('hit_batch_ids'), $2::bigint[], $3::bigint[], $4::bigint[])
+    RETURNING batch_id
+)
+UPDATE visitors SET last_batch = batch.batch_id FROM batch
+WHERE visitors.site_id = $1::bigint
+RETURNING batch.batch_id";
+
+/// [`COUNT`] and [`RECORD_BATCH`] (without pages) in one statement: counts
+/// `$2` hits on site `$1`, adds them to the hour `$3`'s bucket and records
+/// the fresh request ids `$4` with their counts `$5`.
+const COUNT_RECORDED: &str = "\
+WITH batch AS (
+    INSERT INTO hit_batches (site_id, batch_id, keys, counts)
+    VALUES ($1::bigint, nextval('hit_batch_ids'), $4::bigint[], $5::bigint[])
+    RETURNING batch_id
+), counted AS (
+    UPDATE visitors SET visitor_count = visitor_count + $2::bigint,
+        last_batch = (SELECT batch_id FROM batch)
+    WHERE site_id = $1::bigint
+    RETURNING visitor_count, generation, last_batch
+), bucket AS (
+    INSERT INTO hits_hourly (site_id, hour, hits)
+    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
+    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
+)
+SELECT visitor_count, generation, last_batch FROM counted";
 
 /// Counts `$2` hits on site `$1` and adds them to the bucket of the hour
 /// `$3`. Run by the holder of the site's lock, who checked the maximum.
@@ -87,17 +118,13 @@ impl Keyed {
                 .collect(),
         }
     }
-
-    fn any(&self) -> bool {
-        self.hashes.iter().any(Option::is_some)
-    }
 }
 
 /// One locked site as the batch found it.
 struct Locked {
     total: Versioned,
-    /// Whether its recorded batches were read in this transaction.
-    read: bool,
+    /// Its newest batch.
+    last_batch: i64,
 }
 
 /// Commits `hits` (grouped by site, in site order) as described above.
@@ -136,27 +163,31 @@ async fn locked(
         client.prepare_cached(READ_SOME).await?,
     );
     let sites: Vec<SiteId> = hits.iter().map(|h| h.site).collect();
-    // Flight 1: BEGIN, the locks, and what the keyed sites recorded since
-    // this replica last looked. Each read runs after the locks are granted,
-    // so it sees every batch committed before.
-    let asks: Vec<(SiteId, recent::ToRead)> = hits
+    // Flight 1: BEGIN, the locks, and the batches the keyed sites' hashes
+    // may be in; for a site another writer committed to lately, also what
+    // it recorded since this replica last looked (most likely something).
+    // Each read runs after the locks are granted, so it sees every batch
+    // committed before.
+    let asks: Vec<(SiteId, recent::ToRead, bool)> = hits
         .iter()
         .filter(|h| h.has_keys())
-        .map(|h| {
+        .filter_map(|h| {
             let hashes = Keyed::of(h).hashes.into_iter().flatten();
-            (h.site, recent.to_read(h.site, hashes))
+            let ask = recent.to_read(h.site, hashes);
+            let new = recent.contended(h.site);
+            (new || !ask.candidates.is_empty()).then_some((h.site, ask, new))
         })
         .collect();
     let reads = asks
         .iter()
-        .map(|(site, ask)| read_batches(client, &read, *site, ask));
+        .map(|(site, ask, new)| read_batches(client, &read, *site, ask, *new));
     let (_, rows, batches) = futures_util::future::try_join3(
         client.batch_execute(BEGIN),
         client.query(&lock, &[&sites]),
         try_join_all(reads),
     )
     .await?;
-    let mut locks: HashMap<SiteId, Locked> = rows
+    let locks: HashMap<SiteId, Locked> = rows
         .iter()
         .map(|r| {
             let site: SiteId = r.get(0);
@@ -164,49 +195,40 @@ async fn locked(
                 count: r.get(1),
                 generation: r.get(2),
             };
-            (site, Locked { total, read: false })
+            let last_batch = r.get(3);
+            (site, Locked { total, last_batch })
         })
         .collect();
     let mut recorded: HashMap<(SiteId, i64), Recorded> = HashMap::new();
     for (site, rows) in batches {
         take_in(recent, site, &rows, &mut recorded);
-        if let Some(l) = locks.get_mut(&site) {
-            l.read = true;
-        }
     }
 
     // The hits that queued while the locks were awaited join the batch.
-    let given: Vec<usize> = hits.iter().map(SiteHits::len).collect();
     more.grow(hits);
 
-    // A site whose hits carry ids only now reads its batches now; so does
-    // one whose new hits' hashes were recorded by batches not read yet.
-    let keyed: Vec<Keyed> = hits.iter().map(Keyed::of).collect();
-    let late: Vec<(SiteId, recent::ToRead)> = hits
+    // Now read, for each keyed site, the batches `last_batch` shows this
+    // replica has not read, and the older ones its hits' hashes (those
+    // not answered yet) may be in.
+    let late: Vec<(SiteId, recent::ToRead, bool)> = hits
         .iter()
-        .zip(&keyed)
-        .zip(&given)
-        .filter_map(|((h, k), &given)| {
-            let read = locks.get(&h.site)?.read;
-            let new = k.hashes[given.min(k.hashes.len())..].iter().flatten();
-            let unknown = new.filter(|x| !recorded.contains_key(&(h.site, **x)));
-            let ask = if read {
-                recent.to_read(h.site, unknown.copied())
-            } else {
-                recent.to_read(h.site, k.hashes.iter().flatten().copied())
-            };
-            let needed = if read {
-                !ask.candidates.is_empty()
-            } else {
-                k.any()
-            };
-            needed.then_some((h.site, ask))
+        .filter(|h| h.has_keys())
+        .filter_map(|h| {
+            let lock = locks.get(&h.site)?;
+            let unknown = Keyed::of(h)
+                .hashes
+                .into_iter()
+                .flatten()
+                .filter(|x| !recorded.contains_key(&(h.site, *x)));
+            let ask = recent.to_read(h.site, unknown);
+            let new = lock.last_batch > ask.through;
+            (new || !ask.candidates.is_empty()).then_some((h.site, ask, new))
         })
         .collect();
     if !late.is_empty() {
         let rows = try_join_all(
             late.iter()
-                .map(|(site, ask)| read_batches(client, &read, *site, ask)),
+                .map(|(site, ask, new)| read_batches(client, &read, *site, ask, *new)),
         )
         .await?;
         for (site, rows) in rows {
@@ -221,11 +243,12 @@ async fn locked(
         .collect();
     let count = client.prepare_cached(COUNT).await?;
     let record = client.prepare_cached(RECORD_BATCH).await?;
+    let count_recorded = client.prepare_cached(COUNT_RECORDED).await?;
     let day = day_of(hour);
     let with_pages = hits.iter().any(SiteHits::has_pages);
     let recorded = &recorded;
     let work = hits.iter().zip(&plans).map(|(h, plan)| {
-        let (count, record) = (&count, &record);
+        let (count, record, count_recorded) = (&count, &record, &count_recorded);
         let lock = locks.get(&h.site).map(|l| l.total);
         async move {
             let Some(before) = lock else {
@@ -237,32 +260,43 @@ async fn locked(
             let total = before.count + plan.fresh;
             let find = |k: &str| recorded.get(&(h.site, recent::hash(k))).copied();
             let counts = plan.counts(total, &|k| find(k).and_then(|r| r.count));
-            let counting = async {
+            let (row, page_counts, batch) = if h.has_pages() {
                 let row = client
                     .query_one(count, &[&h.site, &plan.fresh, &hour])
                     .await?;
-                let page_counts = if h.has_pages() {
-                    super::count_pages(client, h, plan, page_limit, day, &|k| {
-                        find(k).and_then(|r| r.page)
-                    })
-                    .await?
-                } else {
-                    vec![None; h.len()]
-                };
-                Ok::<_, tokio_postgres::Error>((row, page_counts))
-            };
-            let ((row, page_counts), batch) = if h.has_pages() {
+                let page_counts = super::count_pages(client, h, plan, page_limit, day, &|k| {
+                    find(k).and_then(|r| r.page)
+                })
+                .await?;
                 // The ids are recorded once the page counts are known.
-                let (row, page_counts) = counting.await?;
-                let batch = record_ids(client, record, h, plan, &counts, &page_counts).await?;
-                ((row, page_counts), batch)
+                let ids = FreshIds::of(h, plan, &counts, &page_counts);
+                let batch = if ids.keys.is_empty() {
+                    None
+                } else {
+                    let row = client
+                        .query_one(record, &[&h.site, &ids.keys, &ids.counts, &ids.page_counts])
+                        .await?;
+                    Some(row.get(0))
+                };
+                (row, page_counts, batch)
             } else {
-                let none = vec![None; h.len()];
-                futures_util::future::try_join(
-                    counting,
-                    record_ids(client, record, h, plan, &counts, &none),
-                )
-                .await?
+                let page_counts = vec![None; h.len()];
+                let ids = FreshIds::of(h, plan, &counts, &page_counts);
+                if ids.keys.is_empty() {
+                    let row = client
+                        .query_one(count, &[&h.site, &plan.fresh, &hour])
+                        .await?;
+                    (row, page_counts, None)
+                } else {
+                    let row = client
+                        .query_one(
+                            count_recorded,
+                            &[&h.site, &plan.fresh, &hour, &ids.keys, &ids.counts],
+                        )
+                        .await?;
+                    let batch = Some(row.get(2));
+                    (row, page_counts, batch)
+                }
             };
             let stored = Versioned {
                 count: row.get(0),
@@ -300,13 +334,13 @@ async fn locked(
     for ((outcome, batch), (h, plan)) in done.into_iter().zip(hits.iter().zip(&plans)) {
         if let Some(batch_id) = batch {
             let keys = plan.fresh_keyed(h).map(|(_, k)| recent::hash(k)).collect();
-            recent.learn(
+            recent.wrote(
                 h.site,
-                &[BatchRow {
+                BatchRow {
                     batch_id,
                     age: std::time::Duration::ZERO,
                     keys,
-                }],
+                },
             );
         }
         outcomes.push(outcome);
@@ -314,60 +348,73 @@ async fn locked(
     Ok(outcomes)
 }
 
-/// The batches of `site` that `ask` names: those after `through` and the
-/// candidates (only asked for when there are some).
+/// The batches of `site` that `ask` names: those after `through` if `new`,
+/// and the candidates if there are some.
 async fn read_batches(
     client: &Client,
-    (new, some): &(tokio_postgres::Statement, tokio_postgres::Statement),
+    (after, some): &(tokio_postgres::Statement, tokio_postgres::Statement),
     site: SiteId,
     ask: &recent::ToRead,
+    new: bool,
 ) -> Result<(SiteId, Vec<Row>), tokio_postgres::Error> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&site, &ask.through];
-    let after = client.query(new, &params);
-    if ask.candidates.is_empty() {
-        return Ok((site, after.await?));
-    }
-    let (mut rows, older) =
-        futures_util::future::try_join(after, client.query(some, &[&site, &ask.candidates]))
-            .await?;
+    let after = async {
+        if new {
+            client.query(after, &params).await
+        } else {
+            Ok(Vec::new())
+        }
+    };
+    let older = async {
+        if ask.candidates.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client.query(some, &[&site, &ask.candidates]).await
+        }
+    };
+    let (mut rows, older) = futures_util::future::try_join(after, older).await?;
     rows.extend(older);
     Ok((site, rows))
 }
 
-/// Records the request ids of a site's fresh hits (one row), if any;
-/// answers the batch id.
-async fn record_ids(
-    client: &Client,
-    record: &tokio_postgres::Statement,
-    hits: &SiteHits,
-    plan: &Plan<'_>,
-    counts: &[i64],
-    page_counts: &[Option<PageCount>],
-) -> Result<Option<i64>, tokio_postgres::Error> {
-    let (mut keys, mut site_counts, mut pages) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, key) in plan.fresh_keyed(hits) {
-        keys.push(recent::hash(key));
-        site_counts.push(counts[i]);
-        pages.push(match page_counts[i] {
-            None => 0,
-            Some(PageCount {
-                count,
-                overflow: false,
-            }) => count,
-            Some(PageCount {
-                count,
-                overflow: true,
-            }) => -count,
-        });
+/// A site's fresh request ids as one `hit_batches` row holds them: their
+/// hashes, the count each got and its page's count (negative for the
+/// overflow page, 0 for none; no array when the site's hits name no page).
+struct FreshIds {
+    keys: Vec<i64>,
+    counts: Vec<i64>,
+    page_counts: Option<Vec<i64>>,
+}
+
+impl FreshIds {
+    fn of(
+        hits: &SiteHits,
+        plan: &Plan<'_>,
+        counts: &[i64],
+        page_counts: &[Option<PageCount>],
+    ) -> Self {
+        let (mut keys, mut site_counts, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, key) in plan.fresh_keyed(hits) {
+            keys.push(recent::hash(key));
+            site_counts.push(counts[i]);
+            pages.push(match page_counts[i] {
+                None => 0,
+                Some(PageCount {
+                    count,
+                    overflow: false,
+                }) => count,
+                Some(PageCount {
+                    count,
+                    overflow: true,
+                }) => -count,
+            });
+        }
+        FreshIds {
+            keys,
+            counts: site_counts,
+            page_counts: hits.has_pages().then_some(pages),
+        }
     }
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let pages = hits.has_pages().then_some(pages);
-    let row = client
-        .query_one(record, &[&hits.site, &keys, &site_counts, &pages])
-        .await?;
-    Ok(Some(row.get(0)))
 }
 
 /// Takes in batch rows read for `site`: into what this replica knows, and

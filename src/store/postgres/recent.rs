@@ -30,6 +30,11 @@ use crate::domain::SiteId;
 /// keyed hits (about 30 bytes each).
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// How long after a site's batches were last found written by another
+/// writer its commits still read new batches in their first round trip
+/// (guessing they will find some) rather than after the lock answers.
+pub const CONTENDED: Duration = Duration::from_secs(1);
+
 /// The hash a request id is recorded by: SipHash-1-3 under a fixed key, the
 /// same in every replica and release.
 pub fn hash(key: &str) -> i64 {
@@ -55,10 +60,13 @@ struct SiteLog {
     through: i64,
     /// Hash → the batch that recorded it.
     ids: HashMap<i64, i64>,
-    /// Batch ids in the order they expire, with when.
-    expiry: VecDeque<(Instant, i64)>,
+    /// Batches in the order they expire, with when and their hashes.
+    expiry: VecDeque<(Instant, i64, Vec<i64>)>,
     /// When `ids` was last pruned.
     pruned: Option<Instant>,
+    /// When a read under the lock last found batches that another writer
+    /// (another replica, or this one before a restart) had committed.
+    others: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -97,9 +105,20 @@ impl Recent {
         })
     }
 
-    /// Takes in committed batches of `site`, read under its lock (or
-    /// written by this replica); forgets what the window has passed.
+    /// Takes in committed batches of `site` read under its lock; forgets
+    /// what the window has passed. Batches above the last one read were
+    /// written by another writer: for [`CONTENDED`], [`Recent::contended`]
+    /// says so.
     pub fn learn(&self, site: SiteId, rows: &[BatchRow]) {
+        self.take(site, rows, true);
+    }
+
+    /// Takes in the batch this replica has just committed for `site`.
+    pub fn wrote(&self, site: SiteId, row: BatchRow) {
+        self.take(site, &[row], false);
+    }
+
+    fn take(&self, site: SiteId, rows: &[BatchRow], read: bool) {
         let now = Instant::now();
         self.with(site, |log| {
             for row in rows {
@@ -107,16 +126,28 @@ impl Recent {
                     continue; // a candidate, read again: known already
                 }
                 log.through = row.batch_id;
+                if read {
+                    log.others = Some(now);
+                }
                 let Some(left) = WINDOW.checked_sub(row.age) else {
                     continue;
                 };
                 for &k in &row.keys {
                     log.ids.insert(k, row.batch_id);
                 }
-                log.expiry.push_back((now + left, row.batch_id));
+                log.expiry
+                    .push_back((now + left, row.batch_id, row.keys.clone()));
             }
             log.prune(now);
         });
+    }
+
+    /// Whether another writer committed batches of `site` lately, so that
+    /// a commit should read new batches at once.
+    pub fn contended(&self, site: SiteId) -> bool {
+        self.with(site, |log| {
+            log.others.is_some_and(|at| Instant::now() < at + CONTENDED)
+        })
     }
 
     /// How many hashes are held, over all sites.
@@ -132,13 +163,15 @@ impl Recent {
         if let Some(log) = sites.get_mut(&site) {
             log.ids.clear();
             log.expiry.clear();
+            log.others = None;
         }
     }
 }
 
 impl SiteLog {
-    /// Drops the batches whose window is over, at most once a second (a
-    /// pass over the site's hashes).
+    /// Drops the batches whose window is over, at most once a second:
+    /// a pass over the site's batches, and over the hashes of those that
+    /// expired.
     fn prune(&mut self, now: Instant) {
         if self
             .pruned
@@ -147,22 +180,21 @@ impl SiteLog {
             return;
         }
         self.pruned = Some(now);
-        let mut expired = Vec::new();
         // Expiry times are not quite in batch order (ages come from the
         // database's clock): take every batch that is due.
-        self.expiry.retain(|&(at, batch)| {
-            let due = at <= now;
-            if due {
-                expired.push(batch);
+        let mut kept = VecDeque::with_capacity(self.expiry.len());
+        for (at, batch, keys) in self.expiry.drain(..) {
+            if at > now {
+                kept.push_back((at, batch, keys));
+                continue;
             }
-            !due
-        });
-        if expired.is_empty() {
-            return;
+            for k in keys {
+                if self.ids.get(&k) == Some(&batch) {
+                    self.ids.remove(&k);
+                }
+            }
         }
-        expired.sort_unstable();
-        self.ids
-            .retain(|_, batch| expired.binary_search(batch).is_err());
+        self.expiry = kept;
         if self.ids.capacity() > 4 * self.ids.len().max(1024) {
             self.ids.shrink_to_fit();
         }
@@ -235,5 +267,33 @@ mod tests {
                 candidates: vec![]
             }
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hash_recorded_again_outlives_its_first_batch() {
+        let recent = Recent::default();
+        recent.learn(1, &[row(5, 50, &[1, 2]), row(6, 0, &[1])]);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.to_read(1, [1, 2]).candidates, vec![6]);
+        assert_eq!(recent.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_read_from_another_writer_mark_the_site_contended_for_a_while() {
+        let recent = Recent::default();
+        recent.wrote(1, row(3, 0, &[1]));
+        assert!(!recent.contended(1));
+        // A candidate read again is not news.
+        recent.learn(1, &[row(3, 0, &[1])]);
+        assert!(!recent.contended(1));
+        recent.learn(1, &[row(4, 0, &[2])]);
+        assert!(recent.contended(1));
+        assert!(!recent.contended(2));
+        tokio::time::advance(CONTENDED).await;
+        assert!(!recent.contended(1));
+        recent.learn(1, &[row(5, 0, &[3])]);
+        recent.forget(1);
+        assert!(!recent.contended(1));
     }
 }
