@@ -27,7 +27,8 @@ use crate::domain::SiteId;
 /// resends a request only within `proxy_next_upstream_timeout` (5 s in the
 /// shipped configuration) of its first try; a minute leaves room for any
 /// proxy's retries while bounding this replica's memory to a minute of
-/// keyed hits (about 30 bytes each).
+/// keyed hits (about 40 bytes each: the hash in a map and in its batch's
+/// list, to forget it by).
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// How long after a site's batches were last found written by another
