@@ -539,7 +539,7 @@ def profile_report(facts, phases):
     say("")
     say("## What this could not attribute")
     say("")
-    say("- The series bucket and the visitors update are one statement (`count_and_bucket!`):")
+    say("- The series bucket and the visitors update are one statement (`hour_bucket!`):")
     say("  pg_stat_statements cannot split them. The ON CONFLICT row above (conflict check and row")
     say("  lock of an upsert) is the bucket's own part in `/` without ids; the rest of the bucket's")
     say("  work is inside the statement rows. The bucket is written once per batch and site, not")

@@ -56,6 +56,18 @@ SELECT batch_id, keys, counts, page_counts,
     (extract(epoch FROM now() - created_at) * 1000)::bigint
 FROM hit_batches WHERE site_id = $1::bigint AND batch_id = ANY($2::bigint[])";
 
+/// The CTE that adds the `$2` hits counted by the CTE `counted` (on site
+/// `$1`) to the bucket of the hour `$3`, shared by the counting statements.
+macro_rules! hour_bucket {
+    () => {
+        "bucket AS (
+    INSERT INTO hits_hourly (site_id, hour, hits)
+    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
+    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
+)"
+    };
+}
+
 /// Records site `$1`'s fresh request ids (hashes `$2`) with their counts
 /// and page counts, as the site's newest batch.
 const RECORD_BATCH: &str = "\
@@ -71,7 +83,8 @@ RETURNING batch.batch_id";
 /// [`COUNT`] and [`RECORD_BATCH`] (without pages) in one statement: counts
 /// `$2` hits on site `$1`, adds them to the hour `$3`'s bucket and records
 /// the fresh request ids `$4` with their counts `$5`.
-const COUNT_RECORDED: &str = "\
+const COUNT_RECORDED: &str = concat!(
+    "\
 WITH batch AS (
     INSERT INTO hit_batches (site_id, batch_id, keys, counts)
     VALUES ($1::bigint, nextval('hit_batch_ids'), $4::bigint[], $5::bigint[])
@@ -81,26 +94,25 @@ WITH batch AS (
         last_batch = (SELECT batch_id FROM batch)
     WHERE site_id = $1::bigint
     RETURNING visitor_count, generation, last_batch
-), bucket AS (
-    INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
-    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-)
-SELECT visitor_count, generation, last_batch FROM counted";
+), ",
+    hour_bucket!(),
+    "
+SELECT visitor_count, generation, last_batch FROM counted"
+);
 
 /// Counts `$2` hits on site `$1` and adds them to the bucket of the hour
 /// `$3`. Run by the holder of the site's lock, who checked the maximum.
-const COUNT: &str = "\
+const COUNT: &str = concat!(
+    "\
 WITH counted AS (
     UPDATE visitors SET visitor_count = visitor_count + $2::bigint
     WHERE site_id = $1::bigint
     RETURNING visitor_count, generation
-), bucket AS (
-    INSERT INTO hits_hourly (site_id, hour, hits)
-    SELECT $1::bigint, $3::timestamptz, $2::bigint FROM counted WHERE $2::bigint > 0
-    ON CONFLICT (site_id, hour) DO UPDATE SET hits = hits_hourly.hits + EXCLUDED.hits
-)
-SELECT visitor_count, generation FROM counted";
+), ",
+    hour_bucket!(),
+    "
+SELECT visitor_count, generation FROM counted"
+);
 
 /// A site's request ids, hashed as they are recorded.
 struct Keyed {

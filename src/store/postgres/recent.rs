@@ -183,19 +183,18 @@ impl SiteLog {
         self.pruned = Some(now);
         // Expiry times are not quite in batch order (ages come from the
         // database's clock): take every batch that is due.
-        let mut kept = VecDeque::with_capacity(self.expiry.len());
-        for (at, batch, keys) in self.expiry.drain(..) {
-            if at > now {
-                kept.push_back((at, batch, keys));
-                continue;
+        let ids = &mut self.ids;
+        self.expiry.retain(|(at, batch, keys)| {
+            if *at > now {
+                return true;
             }
             for k in keys {
-                if self.ids.get(&k) == Some(&batch) {
-                    self.ids.remove(&k);
+                if ids.get(k) == Some(batch) {
+                    ids.remove(k);
                 }
             }
-        }
-        self.expiry = kept;
+            false
+        });
         if self.ids.capacity() > 4 * self.ids.len().max(1024) {
             self.ids.shrink_to_fit();
         }
