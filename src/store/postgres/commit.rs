@@ -1,5 +1,13 @@
 //! One batch of hits, committed lock first.
 //!
+//! A batch of one site whose hits name no page, where this replica has no
+//! sign that another writer counted on the site lately, first tries one
+//! round trip ([`at_once`]): `BEGIN`, a statement that counts (and records
+//! the request ids) only if the site's newest batch is one this replica
+//! has read, and `COMMIT`. The row lock that statement takes makes the
+//! check and the write one step. When the check fails the transaction
+//! wrote nothing, and the batch takes the locking path:
+//!
 //! 1. `BEGIN` and the lock of every site of the batch, in site order as
 //!    every writer takes them (so none deadlocks), answering each site's
 //!    count and its newest `hit_batches` row (`last_batch`). One round
@@ -114,6 +122,50 @@ WITH counted AS (
 SELECT visitor_count, generation FROM counted"
 );
 
+/// The one-flight form of [`COUNT`] for a lone site whose hits carry no
+/// request id: counts `$2` hits on site `$1` (and the hour `$3`'s bucket)
+/// unless that would pass `$4`, the largest count. No row when it would,
+/// or when there is no such site: then nothing was written.
+const COUNT_AT_ONCE: &str = concat!(
+    "\
+WITH counted AS (
+    UPDATE visitors SET visitor_count = visitor_count + $2::bigint
+    WHERE site_id = $1::bigint AND visitor_count <= $4::bigint - $2::bigint
+    RETURNING visitor_count, generation
+), ",
+    hour_bucket!(),
+    "
+SELECT visitor_count, generation FROM counted"
+);
+
+/// The one-flight form of [`COUNT_RECORDED`] for a lone site: counts `$2`
+/// hits on site `$1` (and the hour `$3`'s bucket) and records the fresh
+/// request ids `$4` as a new batch, each with the count `$5` places it at
+/// among the fresh hits (1 for the first); but only if the site's newest
+/// batch is still `$6`'s or older (this replica has read every batch
+/// before it) and the count stays within `$7`. The row lock the update
+/// takes, or waits for, makes that check and the write one step. No row
+/// when the check fails: then nothing was written.
+const COUNT_RECORDED_AT_ONCE: &str = concat!(
+    "\
+WITH counted AS (
+    UPDATE visitors SET visitor_count = visitor_count + $2::bigint,
+        last_batch = nextval('hit_batch_ids')
+    WHERE site_id = $1::bigint AND last_batch <= $6::bigint
+        AND visitor_count <= $7::bigint - $2::bigint
+    RETURNING visitor_count, generation, last_batch
+), batch AS (
+    INSERT INTO hit_batches (site_id, batch_id, keys, counts)
+    SELECT $1::bigint, counted.last_batch, $4::bigint[],
+        ARRAY(SELECT counted.visitor_count - $2::bigint + place
+              FROM unnest($5::bigint[]) WITH ORDINALITY AS fresh (place, n) ORDER BY n)
+    FROM counted
+), ",
+    hour_bucket!(),
+    "
+SELECT visitor_count, generation, last_batch FROM counted"
+);
+
 /// A site's request ids, hashed as they are recorded.
 struct Keyed {
     /// Per hit, its id's hash.
@@ -151,13 +203,122 @@ pub(super) async fn commit(
     page_limit: i64,
     more: &mut (dyn Grow + Send),
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
-    let result = locked(client, sent, recent, hour, hits, page_limit, more).await;
+    let result = match at_once(client, sent, recent, hour, hits).await {
+        Ok(Some(outcomes)) => Ok(outcomes),
+        Ok(None) => locked(client, sent, recent, hour, hits, page_limit, more).await,
+        Err(e) => Err(e),
+    };
     if result.is_err() && !sent.in_flight() && !client.is_closed() {
         // Nothing was committed; leave the connection out of any
         // transaction for its next user.
         let _ = client.batch_execute("ROLLBACK").await;
     }
     result
+}
+
+/// A batch of one site whose hits name no page, where nothing suggests
+/// that another writer counted on it lately, is committed in one round
+/// trip: `BEGIN`, one statement that counts only if the site's newest
+/// batch is one this replica has read, and `COMMIT`. `None` when the
+/// batch does not qualify or the check failed (the transaction then
+/// wrote nothing): the caller takes the locking path.
+async fn at_once(
+    client: &Client,
+    sent: &CommitSent,
+    recent: &Recent,
+    hour: SystemTime,
+    hits: &[SiteHits],
+) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
+    let [h] = hits else { return Ok(None) };
+    if h.is_empty() || h.has_pages() {
+        return Ok(None);
+    }
+    // Every hit is fresh unless it repeats an id of this batch: no hash is
+    // in this replica's memory of the site, and the statement checks that
+    // no batch it has not read was written since.
+    let keyed = h.has_keys();
+    let through = if keyed {
+        if recent.contended(h.site) {
+            return Ok(None);
+        }
+        let ask = recent.to_read(h.site, Keyed::of(h).hashes.into_iter().flatten());
+        if !ask.candidates.is_empty() {
+            return Ok(None);
+        }
+        ask.through
+    } else {
+        0
+    };
+    let plan = h.plan(&|_| false);
+    let (count, ids) = if keyed {
+        // Counts relative to the first fresh hit's, placed by the statement.
+        let places = plan.counts(plan.fresh, &|_| None);
+        let ids = FreshIds::of(h, &plan, &places, &vec![None; h.len()]);
+        (
+            client.prepare_cached(COUNT_RECORDED_AT_ONCE).await?,
+            Some(ids),
+        )
+    } else {
+        (client.prepare_cached(COUNT_AT_ONCE).await?, None)
+    };
+    let counting = async {
+        match &ids {
+            Some(ids) => {
+                client
+                    .query_opt(
+                        &count,
+                        &[
+                            &h.site,
+                            &plan.fresh,
+                            &hour,
+                            &ids.keys,
+                            &ids.counts,
+                            &through,
+                            &MAX_COUNT,
+                        ],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query_opt(&count, &[&h.site, &plan.fresh, &hour, &MAX_COUNT])
+                    .await
+            }
+        }
+    };
+    // As in the locking path's last flight: a failed statement turns the
+    // COMMIT into a rollback, and its error is the one returned.
+    let (begun, row, committed) = futures_util::future::join3(
+        client.batch_execute(BEGIN),
+        counting,
+        sent.commit(client.batch_execute("COMMIT")),
+    )
+    .await;
+    begun?;
+    let row = row?;
+    committed?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let total = Versioned {
+        count: row.get(0),
+        generation: row.get(1),
+    };
+    if let Some(ids) = ids {
+        recent.wrote(
+            h.site,
+            BatchRow {
+                batch_id: row.get(2),
+                age: std::time::Duration::ZERO,
+                keys: ids.keys,
+            },
+        );
+    }
+    Ok(Some(vec![Outcome::Counted(Counted {
+        total,
+        counts: plan.counts(total.count, &|_| None),
+        page_counts: vec![None; h.len()],
+    })]))
 }
 
 async fn locked(
