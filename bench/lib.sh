@@ -19,10 +19,15 @@ WORK=""
 ALONE_PID=""
 STACK_STARTED=0
 KEEP_WORK=0
+# Helpers running in the background (a probe), stopped with SIGTERM.
+HELPER_PIDS=()
 
 cleanup() {
-    local rc=$?
+    local rc=$? pid
     trap - EXIT INT TERM
+    for pid in "${HELPER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     if [[ -n "$ALONE_PID" ]] && kill -0 "$ALONE_PID" 2>/dev/null; then
         # SIGTERM, then SIGKILL if it has not exited within its grace.
         kill -TERM "$ALONE_PID" 2>/dev/null || true

@@ -11,6 +11,7 @@ format shows up as a difference from it.
 import os
 import subprocess
 import sys
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,6 +128,44 @@ class BenchReport(unittest.TestCase):
 
     def test_report_as_bench_run_writes_it(self):
         self.assertEqual(self.build(), data("bench-report.md"))
+
+    def test_disk_row_and_the_p99_note(self):
+        line = report.fsync_summary([150, 120, 900, 25000, 162000] + [130] * 95, 50)
+        self.assertEqual(
+            line,
+            "FSYNC n=100 interval_ms=50 median_us=130 p99_us=162000 max_us=162000 over20ms=2 over100ms=1",
+        )
+        text = self.build({"FSYNC": line})
+        self.assertIn(
+            "| Disk | fdatasync of a 4 KiB write every 50 ms through the whole run (100 of them): "
+            "median 0.13 ms, p99 162.0 ms, **max 162.0 ms**; 2 over 20 ms, 1 over 100 ms |\n",
+            text,
+        )
+        self.assertIn("stall of S ms adds about S x req/s / 1000 late samples", text)
+        self.assertNotIn("| Disk |", self.build())
+
+    def test_fsync_probe_until_sigterm(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "probe")
+            p = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "report.py"), "fsync-probe", path, "10"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.time() + 10
+            while not os.path.exists(path) and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
+            p.terminate()
+            out, _ = p.communicate(timeout=10)
+            self.assertEqual(p.returncode, 0)
+            fields = report.parse_cold(out.strip())
+            self.assertTrue(out.startswith("FSYNC n="), out)
+            self.assertGreaterEqual(int(fields["n"]), 2)
+            self.assertEqual(fields["interval_ms"], "10")
+            self.assertFalse(os.path.exists(path), "the probe removes its file")
 
     def test_batch(self):
         self.assertEqual(report.batch("123456 20001"), "6.2 (20001)")
