@@ -26,7 +26,7 @@ cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     for pid in "${HELPER_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        { kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; } || true
     done
     if [[ -n "$ALONE_PID" ]] && kill -0 "$ALONE_PID" 2>/dev/null; then
         # SIGTERM, then SIGKILL if it has not exited within its grace.
