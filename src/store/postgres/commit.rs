@@ -305,14 +305,7 @@ async fn at_once(
         generation: row.get(1),
     };
     if let Some(ids) = ids {
-        recent.wrote(
-            h.site,
-            BatchRow {
-                batch_id: row.get(2),
-                age: std::time::Duration::ZERO,
-                keys: ids.keys,
-            },
-        );
+        recent.wrote(h.site, row.get(2), ids.keys);
     }
     Ok(Some(vec![Outcome::Counted(Counted {
         total,
@@ -507,14 +500,7 @@ async fn locked(
     for ((outcome, batch), (h, plan)) in done.into_iter().zip(hits.iter().zip(&plans)) {
         if let Some(batch_id) = batch {
             let keys = plan.fresh_keyed(h).map(|(_, k)| recent::hash(k)).collect();
-            recent.wrote(
-                h.site,
-                BatchRow {
-                    batch_id,
-                    age: std::time::Duration::ZERO,
-                    keys,
-                },
-            );
+            recent.wrote(h.site, batch_id, keys);
         }
         outcomes.push(outcome);
     }

@@ -115,7 +115,12 @@ impl Recent {
     }
 
     /// Takes in the batch this replica has just committed for `site`.
-    pub fn wrote(&self, site: SiteId, row: BatchRow) {
+    pub fn wrote(&self, site: SiteId, batch_id: i64, keys: Vec<i64>) {
+        let row = BatchRow {
+            batch_id,
+            age: Duration::ZERO,
+            keys,
+        };
         self.take(site, &[row], false);
     }
 
@@ -282,7 +287,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn batches_read_from_another_writer_mark_the_site_contended_for_a_while() {
         let recent = Recent::default();
-        recent.wrote(1, row(3, 0, &[1]));
+        recent.wrote(1, 3, vec![1]);
         assert!(!recent.contended(1));
         // A candidate read again is not news.
         recent.learn(1, &[row(3, 0, &[1])]);
