@@ -43,6 +43,10 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=false \
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --target "$TARGET" --recipe-path recipe.json
 COPY . .
+# The commit `tally --version` names (the context has no .git): pass
+# --build-arg REVISION="$(scripts/build-id)".
+ARG REVISION=unknown
+ENV TALLY_BUILD_ID=${REVISION}
 # Refuse a dynamically linked result: the runtime image has no libc at all.
 # /out/rootfs/data becomes the /data volume, owned by the runtime user.
 RUN cargo build --release --locked --target "$TARGET" --bin tally \
@@ -58,7 +62,7 @@ RUN cargo build --release --locked --target "$TARGET" --bin tally \
 # just CA certificates, /etc/passwd (uid 65532 = nonroot) and tzdata.
 FROM ${RUNTIME_IMAGE}
 
-ARG VERSION=0.2.0
+ARG VERSION=0.3.0
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG RUNTIME_IMAGE

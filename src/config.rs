@@ -15,11 +15,21 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `tally --version` prints after the name: the version, and the
+/// commit the binary was built from (`scripts/build-id`: the commit, with
+/// `+dirty.<digest>` when the sources differed from it, or `unknown`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TALLY_BUILD_ID"),
+    ")"
+);
+
 /// The command line: `tally [serve] | migrate | healthcheck`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tally",
-    version,
+    version = VERSION,
     about = "A self-hosted hit counter with exact, durable counts.",
     long_about = "A self-hosted hit counter with exact, durable counts.\n\n\
         Every flag can also be given as the TALLY_* environment variable shown \

@@ -221,6 +221,37 @@ fn healthcheck_subcommand_reports_the_server_state() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("connecting to"));
 }
 
+/// `tally --version` names the version and the commit the binary was built
+/// from, as `scripts/build-id` reads this checkout: the commit, with
+/// `+dirty.<digest>` when its sources differ from it.
+#[test]
+fn version_names_the_commit_the_binary_was_built_from() {
+    let version = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    let build_id = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-id"))
+        .output()
+        .unwrap();
+    assert!(build_id.status.success());
+    let build_id = String::from_utf8(build_id.stdout).unwrap();
+    let commit = build_id.trim().split('+').next().unwrap();
+    assert_eq!(commit.len(), 40, "a commit: {build_id:?}");
+    assert!(
+        commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{build_id:?}"
+    );
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap(),
+        format!(
+            "tally {} (commit {})\n",
+            env!("CARGO_PKG_VERSION"),
+            build_id.trim()
+        )
+    );
+}
+
 #[test]
 fn help_documents_every_setting_and_shows_no_secret() {
     let help = Command::new(env!("CARGO_BIN_EXE_tally"))
