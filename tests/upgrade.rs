@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
-use support::app::{TallyProcess, acknowledged_counts, default_count, settings};
-use support::load::{self, Live, Until};
+use std::process::Stdio;
+
+use support::app::{TOKEN, TallyProcess, get_json, parse_greeting, settings};
+use support::load::{self, Until};
 use support::pg::PgServer;
+use support::{OwnedDir, free_port, log_tail, spawner, wait_for};
 use tally::store::Migration;
 use tally::store::migrate::{Contracts, Kind, POSTGRES, schema_version};
 
@@ -124,15 +126,146 @@ fn await_sessions(pg: &PgServer, db: &str, expected: &str) {
     }
 }
 
-/// Two replicas of the previous release serve; 64 clients count through
-/// the replicas a load balancer holds (a replica is added once ready and
-/// taken out 250 ms before its SIGTERM, as Kubernetes does with a pod's
-/// endpoint and a pre-stop delay); a replica of this tree joins, the old
-/// ones stop one by one (each drains and exits 0), a second new one joins.
-/// Every request is answered 200, once, by a live replica, and the stored
-/// count is exactly the 200s, their counts 1..=N.
+/// NGINX with the project's own configuration (`scripts/render-nginx`)
+/// in front of the replicas a rolling upgrade has live: every request it
+/// passes on carries its request id, and a request whose replica failed
+/// is resent to the next with the same id.
+struct Balancer {
+    dir: OwnedDir,
+    port: u16,
+    master: std::process::Child,
+}
+
+impl Balancer {
+    fn start(replicas: &[&TallyProcess]) -> Balancer {
+        let dir = OwnedDir::new("tally-upgrade-nginx-");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        let port = free_port();
+        render_nginx(root, port, replicas);
+        let mut cmd = std::process::Command::new("nginx");
+        cmd.arg("-c")
+            .arg(root.join("nginx.conf"))
+            .arg("-p")
+            .arg(root)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(root.join("nginx.err")).unwrap());
+        let master = spawner::spawn(cmd).expect("start nginx (scripts/test installs it)");
+        let balancer = Balancer { dir, port, master };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let up = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            std::net::TcpStream::connect(addr).ok()
+        });
+        assert!(up.is_some(), "nginx did not listen: {}", balancer.errors());
+        balancer
+    }
+
+    /// Sends new requests to `replicas` only: a new configuration, then
+    /// SIGHUP, then a wait until every worker of the old one has exited
+    /// (each finishes the requests it holds first), as a Kubernetes
+    /// Service drops an endpoint.
+    async fn route_to(&self, replicas: &[&TallyProcess]) -> std::ops::Range<Instant> {
+        let began = Instant::now();
+        render_nginx(self.dir.path(), self.port, replicas);
+        let master = self.master.id();
+        let before = spawner::descendants(master);
+        spawner::signal(master, libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = spawner::descendants(master);
+            let old_gone = before.iter().all(|pid| !now.contains(pid));
+            let new_up = now.iter().any(|pid| !before.contains(pid));
+            if old_gone && new_up {
+                return began..Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx's old workers {before:?} still run beside {now:?}: {}",
+                self.errors()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn errors(&self) -> String {
+        log_tail(&self.dir.path().join("error.log"), 4000)
+            + &log_tail(&self.dir.path().join("nginx.err"), 2000)
+    }
+
+    /// The access log's lines (written at most a second after each
+    /// request: wait for that first).
+    fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+/// Writes `root/nginx.conf`, listening on `port`, with `replicas` as the
+/// upstreams.
+fn render_nginx(root: &std::path::Path, port: u16, replicas: &[&TallyProcess]) {
+    let mut cmd =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/render-nginx"));
+    cmd.args(["--preset", "stack", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--static-root")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+        .arg("--pid-file")
+        .arg(root.join("nginx.pid"))
+        .arg("--temp-dir")
+        .arg(root.join("tmp"))
+        .arg("--access-log")
+        .arg(root.join("access.log"))
+        .arg("--error-log")
+        .arg(root.join("error.log"))
+        .arg("-o")
+        .arg(root.join("nginx.conf"));
+    for replica in replicas {
+        cmd.arg("--upstream").arg(replica.addr.to_string());
+    }
+    let out = cmd.output().expect("run scripts/render-nginx");
+    assert!(
+        out.status.success(),
+        "render-nginx: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        spawner::kill_tree_and_wait(&mut self.master);
+    }
+}
+
+/// The sites the upgrade's load counts on: NGINX hashes each to a replica,
+/// so every replica has some.
+const SITES: usize = 12;
+
+fn site(i: usize) -> String {
+    format!("site-{i}")
+}
+
+/// Two replicas of the previous release serve behind NGINX; 64 clients
+/// count hits on twelve sites through it, every request with NGINX's
+/// request id. A replica of this tree joins, the first old one is taken
+/// out of NGINX and stopped (it drains and exits 0), a second new one
+/// joins, and the second old one is killed (SIGKILL) while NGINX still
+/// sends to it: the hits it held are resent, with their ids, to a replica
+/// of this tree. Every request is answered 200, and each site's stored
+/// count is exactly its 200s, their counts 1..=N: a hit the old replica
+/// committed before it died and the new one got again is counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
+async fn a_rolling_upgrade_through_nginx_counts_every_hit_once() {
     let pg = PgServer::start();
     let url = pg.create_database();
     let db = db_name(&url).to_owned();
@@ -142,110 +275,248 @@ async fn a_rolling_upgrade_under_load_answers_every_hit_and_loses_none() {
     };
     let old_a = spawn(spawn_previous).await.unwrap();
     let old_b = spawn(spawn_previous).await.unwrap();
-    let (a, b) = (old_a.url(""), old_b.url(""));
-    assert_eq!(sessions_by_name(&pg, &db), "tally");
+    let nginx = Balancer::start(&[&old_a, &old_b]);
+    assert_eq!(sessions_by_name(&pg, &db), previous_announcement());
+    let client = load::client();
+    for i in 0..SITES {
+        let created = client
+            .post(nginx.url("/api/v1/sites"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "slug": site(i) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
 
-    let live = Live::default();
-    live.add(&a);
-    live.add(&b);
     let stop_load = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let load = tokio::spawn({
-        let (live, stop_load) = (live.clone(), stop_load.clone());
-        async move {
-            load::run_live(
-                &live,
-                "/",
-                Method::GET,
-                64,
-                Until::Flag(stop_load, 10_000_000),
-            )
-            .await
-        }
-    });
+    let hits = nginx.url("/api/v1/sites");
+    let load = tokio::spawn(load::run_built(
+        Arc::new(move |client: &reqwest::Client, i: usize| {
+            client.post(format!("{hits}/{}/hits", site(i % SITES)))
+        }),
+        64,
+        Until::Flag(stop_load.clone(), 10_000_000),
+    ));
     let pause = || tokio::time::sleep(Duration::from_millis(1500));
+    let mut reloads = Vec::new();
 
     pause().await;
     // The new release finds the schema it was built for and serves beside
-    // the old one; both kinds of session are on the database now.
+    // the old one.
     let new_c = spawn(spawn_current).await.unwrap();
-    let c = new_c.url("");
-    live.add(&c);
-    assert_eq!(
-        sessions_by_name(&pg, &db),
-        format!("tally\n{}", this_schema())
-    );
+    reloads.push(nginx.route_to(&[&old_a, &old_b, &new_c]).await);
     pause().await;
 
-    let mut sigterms = Vec::new();
-    live.remove(&a);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    sigterms.push((a.clone(), Instant::now()));
+    reloads.push(nginx.route_to(&[&old_b, &new_c]).await);
+    let a = old_a.url("");
     stop(old_a).await;
     pause().await;
 
     let new_d = spawn(spawn_current).await.unwrap();
-    let d = new_d.url("");
-    live.add(&d);
+    reloads.push(nginx.route_to(&[&old_b, &new_c, &new_d]).await);
     pause().await;
 
-    live.remove(&b);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    sigterms.push((b.clone(), Instant::now()));
-    stop(old_b).await;
+    // Killed while NGINX still sends to it.
+    let b = old_b.url("");
+    let killed_at = Instant::now();
+    old_b.signal(libc::SIGKILL);
+    drop(old_b);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    reloads.push(nginx.route_to(&[&new_c, &new_d]).await);
     pause().await;
 
     stop_load.store(true, Ordering::Relaxed);
     let outcomes = load.await.unwrap();
     let elapsed = started.elapsed();
-
-    // Only the new release is left on the database.
     await_sessions(&pg, &db, &this_schema());
-    assert_eq!(
-        pg.psql(&db, "SELECT count(*) FROM tally_migrations"),
-        POSTGRES.len().to_string()
-    );
 
-    let statuses = load::statuses(&outcomes);
-    let ok = load::count_200(&outcomes);
-    let per_replica = |base: &str| outcomes.iter().filter(|o| o.url.starts_with(base)).count();
-    // Requests a stopped replica had taken before its SIGTERM and answered
-    // after it: what its graceful stop drained.
-    let drained: usize = sigterms
+    // Which replica answered each request, and which were resent: the
+    // access log's upstream addresses ("a, b" when NGINX tried two).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = nginx.access_log();
+    let counted: Vec<&serde_json::Value> = log
         .iter()
-        .map(|(base, at)| {
-            outcomes
-                .iter()
-                .filter(|o| {
-                    o.url.starts_with(base.as_str()) && o.sent < *at && o.sent + o.latency > *at
-                })
-                .count()
-        })
-        .sum();
+        .filter(|l| l["method"] == "POST" && l["uri"].as_str().unwrap().ends_with("/hits"))
+        .collect();
+    let upstreams = |l: &serde_json::Value| -> Vec<String> {
+        l["upstream_addr"]
+            .as_str()
+            .unwrap()
+            .split(", ")
+            .map(|a| format!("http://{a}"))
+            .collect()
+    };
+    let served_by = |base: &str| {
+        counted
+            .iter()
+            .filter(|l| upstreams(l).last().map(String::as_str) == Some(base))
+            .count()
+    };
+    let (c, d) = (new_c.url(""), new_d.url(""));
+    let resent_from_b: Vec<Vec<String>> = counted
+        .iter()
+        .map(|l| upstreams(l))
+        .filter(|u| u.len() == 2 && u[0] == b)
+        .collect();
+    let ids: std::collections::BTreeSet<&str> = counted
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    let statuses = load::statuses(&outcomes);
+    // A request written on a keep-alive connection at the moment an old
+    // NGINX worker closes it gets no answer: NGINX never read it (it has no
+    // access log line) and the client sees the connection close, as it may
+    // whenever a server closes an idle keep-alive connection.
+    let unanswered: Vec<&load::Outcome> = outcomes.iter().filter(|o| o.status.is_none()).collect();
     eprintln!(
-        "rolling upgrade: {} requests in {elapsed:.1?}, statuses {statuses:?}; old a {}, old b {}, \
-         new c {}, new d {}; {drained} answered by an old replica after its SIGTERM; p99 {:?}",
+        "rolling upgrade through nginx: {} requests in {elapsed:.1?}, statuses {statuses:?} \
+         ({} unanswered, closed by a reload); \
+         answered by old a {}, old b {}, new c {}, new d {}; {} resent from b after its \
+         SIGKILL at {:.1?}; p99 {:?}",
         outcomes.len(),
-        per_replica(&a),
-        per_replica(&b),
-        per_replica(&c),
-        per_replica(&d),
+        unanswered.len(),
+        served_by(&a),
+        served_by(&b),
+        served_by(&c),
+        served_by(&d),
+        resent_from_b.len(),
+        killed_at - started,
         load::percentile(&outcomes, 99.0),
     );
+    let ok = load::count_200(&outcomes);
     assert_eq!(
-        ok,
+        ok + unanswered.len(),
         outcomes.len(),
-        "every request answered 200: {statuses:?}"
+        "every answer a 200: {statuses:?}"
     );
-    for base in [&a, &b, &c, &d] {
-        assert!(per_replica(base) > 0, "{base} served no request");
+    for o in &unanswered {
+        assert!(
+            reloads.iter().any(|r| r.contains(&o.sent)),
+            "a request sent {:?} into the load, outside NGINX's reloads, got no answer",
+            o.sent - started
+        );
     }
-    let stored = default_count(&d).await;
-    assert_eq!(stored, ok as i64, "stored count against the 200s");
-    load::assert_one_to_n(&acknowledged_counts(&outcomes), stored, "counts answered");
-    assert_eq!(default_count(&c).await, stored);
+    // Every request NGINX read was answered 200, once.
+    assert_eq!(counted.len(), ok, "one access log line an answered request");
+    assert!(counted.iter().all(|l| l["status"] == 200));
+    assert_eq!(ids.len(), counted.len(), "a request id of its own each");
+    for base in [&a, &b, &c, &d] {
+        assert!(served_by(base) > 0, "{base} served no hit");
+    }
+    // The hits b held when it died went, with their ids, to this tree's
+    // replicas.
+    assert!(!resent_from_b.is_empty(), "no hit was resent from b");
+    for pair in &resent_from_b {
+        assert!(pair[1] == c || pair[1] == d, "{pair:?}");
+    }
+
+    for i in 0..SITES {
+        let slug = site(i);
+        let suffix = format!("/{slug}/hits");
+        let answered: Vec<i64> = outcomes
+            .iter()
+            .filter(|o| o.url.ends_with(&suffix) && o.status == Some(200))
+            .map(|o| {
+                let body: serde_json::Value = serde_json::from_str(&o.body).unwrap();
+                body["count"].as_i64().unwrap()
+            })
+            .collect();
+        let stored = new_d.count(&slug).await;
+        assert_eq!(
+            stored,
+            answered.len() as i64,
+            "{slug}: stored against the 200s"
+        );
+        load::assert_one_to_n(&answered, stored, &slug);
+        assert_eq!(new_c.count(&slug).await, stored);
+    }
     stop(new_c).await;
     stop(new_d).await;
+}
+
+/// A request counted by one release and resent, with its id, to a replica
+/// of the other after the first died is counted once, whichever way it
+/// goes; on a site's own count and on its page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_across_releases_is_counted_once() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let client = load::client();
+    let keyed = |base: String, id: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(format!("{base}/count/default.gif?page=/upgrade"))
+                .header("x-request-id", id.as_str())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let greeting = client
+                .get(format!("{base}/"))
+                .header("x-request-id", format!("{id}-greeting"))
+                .send()
+                .await
+                .unwrap();
+            parse_greeting(&greeting.text().await.unwrap()).unwrap()
+        }
+    };
+    for (round, (first, then)) in [
+        (
+            spawn_previous as fn(&str, &[(&str, &str)]) -> TallyProcess,
+            spawn_current as fn(&str, &[(&str, &str)]) -> TallyProcess,
+        ),
+        (spawn_current, spawn_previous),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("cross-release-{round}");
+        let url_first = url.clone();
+        let one = tokio::task::spawn_blocking(move || first(&url_first, &[]))
+            .await
+            .unwrap();
+        let url_then = url.clone();
+        let other = tokio::task::spawn_blocking(move || then(&url_then, &[]))
+            .await
+            .unwrap();
+        let before = one.count("default").await;
+        let pages_before = page_count(&one.url(""), "/upgrade").await;
+        let counted = keyed(one.url(""), id.clone()).await;
+        assert_eq!(counted, before + 2, "the pixel's hit and the greeting's");
+        // The first replica dies after committing, before it could answer
+        // (as NGINX sees it); the request goes to the other release.
+        one.signal(libc::SIGKILL);
+        drop(one);
+        let again = keyed(other.url(""), id).await;
+        assert_eq!(
+            again, counted,
+            "both requests were retries: nothing counted"
+        );
+        assert_eq!(other.count("default").await, counted);
+        assert_eq!(
+            page_count(&other.url(""), "/upgrade").await,
+            pages_before + 1
+        );
+        stop(other).await;
+    }
+}
+
+/// The count of `page` on the default site.
+async fn page_count(base: &str, page: &str) -> i64 {
+    let (status, body) = get_json(&format!(
+        "{base}/api/v1/sites/default/pages/count?page={page}"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["count"].as_i64().unwrap()
+}
+
+/// How a replica of the previous release names its sessions.
+fn previous_announcement() -> String {
+    format!("tally schema={}", previous_schema())
 }
 
 /// The SQL of the test's own migrations: an expand one that adds a
@@ -355,7 +626,7 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
     .unwrap();
     assert_eq!(old.hit_greeting().await, 1);
     assert_eq!(new.hit_greeting().await, 2);
-    let old_sessions = sessions_named(&pg, &db, "tally");
+    let old_sessions = sessions_named(&pg, &db, &previous_announcement());
     let new_sessions = sessions_named(&pg, &db, &format!("web-eu {}", this_schema()));
     assert_eq!((old_sessions.len(), new_sessions.len()), (1, 1));
 
@@ -371,7 +642,11 @@ async fn a_contract_migration_waits_until_no_older_release_is_connected() {
     for ((pid, addr), shown) in [
         (
             &old_sessions[0],
-            "\"tally\" (a release that announces no schema)",
+            &*format!(
+                "\"{}\" (schema {})",
+                previous_announcement(),
+                previous_schema()
+            ),
         ),
         (
             &new_sessions[0],
