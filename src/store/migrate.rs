@@ -558,14 +558,15 @@ mod tests {
     #[test]
     fn contract_migrations_ship_a_release_after_the_code_they_follow() {
         let releases = releases();
-        assert_eq!(releases, [("0.1.0", 7)]);
+        assert_eq!(releases, [("0.1.0", 7), ("0.2.0", 9)]);
         for w in releases.windows(2) {
             assert!(w[0].1 <= w[1].1, "schemas go down in RELEASES: {w:?}");
         }
         let newest = releases[releases.len() - 1].1;
+        // What was released is still here: a release never loses one
+        // (RELEASES gives the PostgreSQL schema).
+        assert!(schema_version(POSTGRES) >= newest);
         for list in [POSTGRES, SQLITE] {
-            // What was released is still here: a release never loses one.
-            assert!(schema_version(list) >= newest);
             assert_eq!(misplaced_contracts(list, &releases), Vec::<String>::new());
         }
 
