@@ -2,6 +2,10 @@
 //! of three tally replicas, PostgreSQL and Redis behind them, all on
 //! loopback, driven over HTTP through NGINX only: the seed's walkthrough,
 //! exact counts under concurrency, and a replica or Redis dying under load.
+//! Production NGINX sends all of a site's hits to one replica; two tests
+//! render it with round-robin counting instead, so that all three replicas
+//! count one site at once, as behind any other balancer (the seed's NGINX,
+//! a Kubernetes Service, Swarm's DNS round robin).
 //!
 //! Each test brings up its own stack (the debug binary, a fresh database, a
 //! state directory of its own) and takes it down when its guard drops, even
@@ -17,9 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::Value;
-use support::app::{acknowledged_counts, get_json};
-use support::load::{self, Until};
+use serde_json::{Value, json};
+use support::app::{acknowledged_counts, count_at, get_json, parse_greeting};
+use support::load::{self, Outcome, Until};
 use support::spawner;
 use support::stack::{Stack, exited, parse_env, wait_exited};
 
@@ -364,6 +368,267 @@ async fn redis_killed_under_load_costs_no_error_and_no_count() {
     assert!(
         caches.iter().all(|c| c == "down"),
         "every replica noticed Redis is gone: {caches:?}"
+    );
+}
+
+/// NGINX counting round robin: every replica counts every site.
+const ROUND_ROBIN: [(&str, &str); 1] = [("TALLY_STACK_COUNT_BALANCE", "round-robin")];
+/// The routes the round-robin loads count on, as NGINX logs them.
+const COUNTING_URIS: [&str; 2] = ["/", "/api/v1/sites/default/hits"];
+/// Pages the round-robin loads count on.
+const PAGES: usize = 10;
+const ROUND_ROBIN_CLIENTS: usize = 128;
+const ROUND_ROBIN_HITS: usize = 20_000;
+
+/// Hit `i` on the default site through NGINX at `base`: every fourth the
+/// seed's `GET /`, the others `POST /api/v1/sites/default/hits` on page
+/// `/p/{i % PAGES}`.
+fn default_site_hit(base: String) -> load::Build {
+    Arc::new(move |client, i| {
+        if i % 4 == 0 {
+            client.get(format!("{base}/"))
+        } else {
+            client
+                .post(format!("{base}/api/v1/sites/default/hits"))
+                .json(&json!({ "page": format!("/p/{}", i % PAGES) }))
+        }
+    })
+}
+
+/// What the 200s of a load on the default site answered.
+#[derive(Debug, Default)]
+struct Answers {
+    /// The site's count, from every 200 of either route.
+    counts: Vec<i64>,
+    /// Each page's count, from every 200 of a hit on it.
+    pages: BTreeMap<String, Vec<i64>>,
+}
+
+fn answers(outcomes: &[Outcome]) -> Answers {
+    let mut answers = Answers::default();
+    for o in outcomes.iter().filter(|o| o.status == Some(200)) {
+        if o.url.ends_with("/hits") {
+            let body: Value = serde_json::from_str(&o.body)
+                .unwrap_or_else(|e| panic!("a 200 hit that is not JSON ({e}): {}", o.body));
+            assert_eq!(body["site"], "default", "{body}");
+            let page = body["page"].as_str().expect("the page hit");
+            answers
+                .counts
+                .push(body["count"].as_i64().expect("a count"));
+            answers
+                .pages
+                .entry(page.to_owned())
+                .or_default()
+                .push(body["page_count"].as_i64().expect("a page count"));
+        } else {
+            answers
+                .counts
+                .push(parse_greeting(&o.body).unwrap_or_else(|| {
+                    panic!("a 200 from / that is not the greeting: {}", o.body)
+                }));
+        }
+    }
+    answers
+}
+
+/// Every page's counts answered are exactly 1..=n, with n its stored count,
+/// and the stored pages are exactly those answered.
+fn assert_pages_exact(answered: &BTreeMap<String, Vec<i64>>, stored: &BTreeMap<String, i64>) {
+    let answered_pages: Vec<&String> = answered.keys().collect();
+    let stored_pages: Vec<&String> = stored.keys().collect();
+    assert_eq!(answered_pages, stored_pages, "pages answered vs stored");
+    for (page, counts) in answered {
+        load::assert_one_to_n(counts, stored[page], &format!("counts of page {page}"));
+    }
+}
+
+/// The site's count read from each replica itself.
+async fn count_on_each_replica(stack: &Stack, replicas: &[usize]) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for &i in replicas {
+        counts.push(count_at(&stack.replica_url(i, ""), "default").await);
+    }
+    counts
+}
+
+/// Seconds of NGINX's access log with at least `busy` of the 200s, and how
+/// many of them had every replica in `replicas` answering some.
+fn seconds_all_served(
+    by_second: &BTreeMap<String, Vec<usize>>,
+    replicas: &[usize],
+    busy: usize,
+) -> (usize, usize) {
+    let busy: Vec<&Vec<usize>> = by_second
+        .values()
+        .filter(|n| n.iter().sum::<usize>() >= busy)
+        .collect();
+    let all = busy
+        .iter()
+        .filter(|n| replicas.iter().all(|&i| n[i - 1] > 0))
+        .count();
+    (busy.len(), all)
+}
+
+/// 20 000 hits on one site from 128 clients, with NGINX sending them round
+/// robin: the three replicas commit the site's hits at once, each taking
+/// its row in turn, and every count is still exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_counting_one_site_at_once_count_exactly() {
+    let stack = Stack::up_with(&ROUND_ROBIN);
+    let started = Instant::now();
+    let outcomes = load::run_built(
+        default_site_hit(stack.url("")),
+        ROUND_ROBIN_CLIENTS,
+        Until::Requests(ROUND_ROBIN_HITS),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let statuses = load::statuses(&outcomes);
+    let answers = answers(&outcomes);
+    let stored = stack.count().await;
+    let stored_pages = stack.pages("default").await;
+    let on_each = count_on_each_replica(&stack, &[1, 2, 3]).await;
+    let spread = stack.spread(&COUNTING_URIS).await;
+    let acknowledged = stack.replicas_hits().await;
+    let (busy, all_served) = seconds_all_served(&spread.by_second, &[1, 2, 3], 30);
+    println!(
+        "{ROUND_ROBIN_HITS} hits on one site (a quarter GET /, the rest POSTed on {PAGES} \
+         pages) from {ROUND_ROBIN_CLIENTS} clients through round-robin NGINX in {:.1} s \
+         ({:.0}/s, p50 {:?}, p99 {:?}): statuses {statuses:?}; stored {stored}, read on each \
+         replica {on_each:?}; 200s per replica by NGINX's log {:?} ({} resent), acknowledged \
+         per replica by their metrics {acknowledged:?}; {all_served} of the {busy} seconds \
+         with at least 30 answers had all three replicas answering",
+        elapsed.as_secs_f64(),
+        ROUND_ROBIN_HITS as f64 / elapsed.as_secs_f64(),
+        load::percentile(&outcomes, 50.0),
+        load::percentile(&outcomes, 99.0),
+        spread.answered,
+        spread.retried,
+    );
+
+    assert_eq!(statuses, BTreeMap::from([(200, ROUND_ROBIN_HITS)]));
+    assert_eq!(stored, ROUND_ROBIN_HITS as i64, "stored count");
+    assert_eq!(on_each, vec![stored; 3], "the count read on each replica");
+    load::assert_one_to_n(&answers.counts, stored, "site counts answered");
+    // Hit i is on a page unless i % 4 == 0, on page i % PAGES.
+    let mut want_pages = BTreeMap::new();
+    for i in (0..ROUND_ROBIN_HITS).filter(|i| i % 4 != 0) {
+        *want_pages.entry(format!("/p/{}", i % PAGES)).or_insert(0) += 1;
+    }
+    assert_eq!(stored_pages, want_pages, "stored pages");
+    assert_pages_exact(&answers.pages, &stored_pages);
+    // All three replicas counted the site, each a substantial share (round
+    // robin gives each a third), and at the same time.
+    assert_eq!(
+        spread.answered.iter().sum::<usize>(),
+        ROUND_ROBIN_HITS,
+        "NGINX logged every 200: {spread:?}"
+    );
+    for (i, &n) in spread.answered.iter().enumerate() {
+        assert!(
+            n >= ROUND_ROBIN_HITS / 4,
+            "tally-{} answered {n} of {ROUND_ROBIN_HITS}: {:?}",
+            i + 1,
+            spread.answered
+        );
+    }
+    assert_eq!(
+        acknowledged,
+        spread
+            .answered
+            .iter()
+            .map(|&n| n as u64)
+            .collect::<Vec<_>>(),
+        "each replica's own count of the hits it acknowledged vs NGINX's log"
+    );
+    assert!(busy >= 2, "the load spanned {busy} busy seconds of the log");
+    assert_eq!(
+        all_served, busy,
+        "seconds with at least 30 answers in which not every replica answered"
+    );
+}
+
+/// The same load, and SIGKILL to one of the three replicas counting the
+/// site part way through it: NGINX resends what the kill broke off to
+/// another replica with the same request id, so the hits the victim
+/// committed before it died are counted once, and the stored count is
+/// exactly the 200s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_to_one_of_three_replicas_counting_one_site_stores_exactly_the_200s() {
+    const VICTIM: usize = 2;
+    const SURVIVORS: [usize; 2] = [1, 3];
+    let stack = Stack::up_with(&ROUND_ROBIN);
+    let pid = stack.replica_pid(VICTIM);
+    let started = Instant::now();
+    let load = tokio::spawn(load::run_built(
+        default_site_hit(stack.url("")),
+        ROUND_ROBIN_CLIENTS,
+        Until::Requests(ROUND_ROBIN_HITS),
+    ));
+    tokio::time::sleep(FAULT_AT).await;
+    spawner::signal(pid, libc::SIGKILL);
+    let killed_at = Instant::now();
+    let outcomes = load.await.unwrap();
+    let elapsed = started.elapsed();
+    let gone_after = wait_exited(pid, Duration::from_secs(10)).await;
+    let statuses = load::statuses(&outcomes);
+    let acknowledged = load::count_200(&outcomes);
+    let acknowledged_after = outcomes
+        .iter()
+        .filter(|o| o.status == Some(200) && o.sent >= killed_at)
+        .count();
+    let answers = answers(&outcomes);
+    let stored = stack.count().await;
+    let stored_pages = stack.pages("default").await;
+    let on_survivors = count_on_each_replica(&stack, &SURVIVORS).await;
+    let spread = stack.spread(&COUNTING_URIS).await;
+    println!(
+        "SIGKILL to tally-{VICTIM} {:.1} s into {ROUND_ROBIN_HITS} hits on one site from \
+         {ROUND_ROBIN_CLIENTS} clients through round-robin NGINX ({:.1} s in all; gone \
+         {gone_after:?} after the signal): statuses {statuses:?}, {acknowledged_after} 200s \
+         for hits sent after the kill; stored {stored}, read on tally-1 and tally-3 \
+         {on_survivors:?}; 200s per replica by NGINX's log {:?}, {} of them resent to a \
+         second replica",
+        FAULT_AT.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        spread.answered,
+        spread.retried,
+    );
+
+    assert_eq!(
+        stored, acknowledged as i64,
+        "the stored count after the SIGKILL differs from the 200 answers"
+    );
+    assert_eq!(
+        on_survivors,
+        vec![stored; 2],
+        "the count read on each survivor"
+    );
+    load::assert_one_to_n(&answers.counts, stored, "site counts answered");
+    assert_pages_exact(&answers.pages, &stored_pages);
+    assert!(
+        acknowledged_after >= 1000,
+        "the load went on after the kill: {acknowledged_after} 200s"
+    );
+    assert_eq!(
+        spread.answered.iter().sum::<usize>(),
+        acknowledged,
+        "NGINX logged every 200: {spread:?}"
+    );
+    assert!(
+        spread.answered[VICTIM - 1] > 0,
+        "tally-{VICTIM} counted before it was killed: {spread:?}"
+    );
+    for i in SURVIVORS {
+        assert!(
+            spread.answered[i - 1] >= acknowledged / 4,
+            "tally-{i} answered {} of {acknowledged}: {spread:?}",
+            spread.answered[i - 1]
+        );
+    }
+    assert!(
+        spread.retried > 0,
+        "NGINX resent none of the requests the kill broke off: {spread:?}"
     );
 }
 

@@ -100,17 +100,26 @@ pub async fn run_live(
 type Pick = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
 async fn run_picking(pick: Pick, method: Method, concurrency: usize, until: Until) -> Vec<Outcome> {
+    run_built(
+        Arc::new(move |client, i| client.request(method.clone(), pick(i))),
+        concurrency,
+        until,
+    )
+    .await
+}
+
+/// The `i`th request of a load, built on the load's client: any method,
+/// headers and body.
+pub type Build = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Sends the requests `build` makes from `concurrency` clients.
+pub async fn run_built(build: Build, concurrency: usize, until: Until) -> Vec<Outcome> {
     let client = client();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
-        let (client, next, pick, until, method) = (
-            client.clone(),
-            next.clone(),
-            pick.clone(),
-            until.clone(),
-            method.clone(),
-        );
+        let (client, next, build, until) =
+            (client.clone(), next.clone(), build.clone(), until.clone());
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             loop {
@@ -122,7 +131,7 @@ async fn run_picking(pick: Pick, method: Method, concurrency: usize, until: Unti
                 if !more {
                     return outcomes;
                 }
-                outcomes.push(send(&client, method.clone(), &pick(i)).await);
+                outcomes.push(send_built(&client, build(&client, i)).await);
             }
         }));
     }
@@ -136,6 +145,27 @@ async fn run_picking(pick: Pick, method: Method, concurrency: usize, until: Unti
 pub async fn send(client: &reqwest::Client, method: Method, url: &str) -> Outcome {
     let sent = Instant::now();
     let result = client.request(method, url).send().await;
+    answered(url.to_owned(), sent, result).await
+}
+
+/// Sends one request made on `client`, recording its outcome (`url` as
+/// the request has it).
+pub async fn send_built(client: &reqwest::Client, request: reqwest::RequestBuilder) -> Outcome {
+    let sent = Instant::now();
+    match request.build() {
+        Ok(request) => {
+            let url = request.url().to_string();
+            answered(url, sent, client.execute(request).await).await
+        }
+        Err(e) => answered(String::new(), sent, Err(e)).await,
+    }
+}
+
+async fn answered(
+    url: String,
+    sent: Instant,
+    result: reqwest::Result<reqwest::Response>,
+) -> Outcome {
     let (status, body) = match result {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -147,7 +177,7 @@ pub async fn send(client: &reqwest::Client, method: Method, url: &str) -> Outcom
         Err(_) => (None, String::new()),
     };
     Outcome {
-        url: url.to_owned(),
+        url,
         status,
         body,
         sent,

@@ -35,6 +35,12 @@ pub struct Stack {
 
 impl Stack {
     pub fn up() -> Stack {
+        Stack::up_with(&[])
+    }
+
+    /// A stack with more `scripts/stack` settings, e.g.
+    /// `TALLY_STACK_COUNT_BALANCE=round-robin`.
+    pub fn up_with(settings: &[(&'static str, &str)]) -> Stack {
         let turn = ONE_STACK_AT_A_TIME
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -44,7 +50,7 @@ impl Stack {
         #[allow(clippy::incompatible_msrv)]
         lock.lock().expect("lock the stack's lock file");
         let ports = quiet_ports(6);
-        let env = vec![
+        let mut env = vec![
             ("TALLY_BIN", env!("CARGO_BIN_EXE_tally").to_owned()),
             ("TALLY_STACK_DIR", dir.path().display().to_string()),
             ("TALLY_STACK_NGINX_PORT", ports[0].to_string()),
@@ -58,6 +64,7 @@ impl Stack {
             ("TALLY_RATE_LIMIT", "0".to_owned()),
             ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
         ];
+        env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
         let mut stack = Stack {
             dir,
             env,
@@ -185,8 +192,6 @@ impl Stack {
             .collect()
     }
 
-    /// NGINX's access log, one JSON object per request. NGINX writes it in
-    /// 1 s flushes, so this waits for one first.
     /// The replica NGINX sends `uri` to: counting routes go to the replica
     /// of their site. Asked with a HEAD (which counts nothing), read back
     /// from the access log.
@@ -206,6 +211,8 @@ impl Stack {
             .unwrap_or_else(|| panic!("{uri} went to {addr}, no replica of this stack"))
     }
 
+    /// NGINX's access log, one JSON object per request. NGINX writes it in
+    /// 1 s flushes, so this waits for one first.
     pub async fn access_log(&self) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         std::fs::read_to_string(self.path("nginx-access.log"))
@@ -240,6 +247,65 @@ impl Stack {
     pub async fn cache_state(&self, i: usize) -> String {
         let (_, body) = get_json(&self.replica_url(i, "/readyz")).await;
         body["cache"]["state"].as_str().unwrap_or("?").to_owned()
+    }
+
+    /// The replica (from 1) at `addr` (`127.0.0.1:PORT`).
+    pub fn replica_at(&self, addr: &str) -> usize {
+        (1..=self.replicas())
+            .find(|&i| self.replica_addr(i) == addr)
+            .unwrap_or_else(|| panic!("{addr} is no replica of this stack"))
+    }
+
+    /// Which replicas answered NGINX's 200s for `uris`, by its access log.
+    pub async fn spread(&self, uris: &[&str]) -> Spread {
+        let mut spread = Spread {
+            answered: vec![0; self.replicas()],
+            retried: 0,
+            by_second: BTreeMap::new(),
+        };
+        for e in self.access_log().await {
+            if e["status"] != 200 || !uris.iter().any(|u| e["uri"] == *u) {
+                continue;
+            }
+            let addrs = e["upstream_addr"].as_str().unwrap_or_default();
+            // A request resent to a second replica: "first, second".
+            let (last, resent) = match addrs.rsplit_once(", ") {
+                Some((_, last)) => (last, true),
+                None => (addrs, false),
+            };
+            let replica = self.replica_at(last);
+            spread.answered[replica - 1] += 1;
+            spread.retried += usize::from(resent);
+            let second = e["time"].as_str().unwrap_or("?").to_owned();
+            spread
+                .by_second
+                .entry(second)
+                .or_insert_with(|| vec![0; self.replicas()])[replica - 1] += 1;
+        }
+        spread
+    }
+
+    /// A site's pages and their stored counts (`GET …/pages` through NGINX).
+    pub async fn pages(&self, slug: &str) -> BTreeMap<String, i64> {
+        let (status, body) =
+            get_json(&self.url(&format!("/api/v1/sites/{slug}/pages?limit=1000"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["next"],
+            Value::Null,
+            "more than one page of pages: {body}"
+        );
+        body["pages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no pages in {body}"))
+            .iter()
+            .map(|p| {
+                (
+                    p["page"].as_str().expect("a page").to_owned(),
+                    p["count"].as_i64().expect("a page's count"),
+                )
+            })
+            .collect()
     }
 
     pub async fn proxied(&self, uri: &str) -> Proxied {
@@ -389,6 +455,20 @@ pub async fn wait_exited(pid: u32, within: Duration) -> Duration {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// Which replicas answered the 200s NGINX logged for some URIs.
+#[derive(Debug)]
+pub struct Spread {
+    /// The 200s each replica (index 0 is replica 1) answered; a request
+    /// NGINX resent belongs to the replica it was resent to, the last of
+    /// its upstream addresses.
+    pub answered: Vec<usize>,
+    /// Of those, the requests NGINX had first sent to another replica.
+    pub retried: usize,
+    /// The same per replica, in each second of the log (`time`, when NGINX
+    /// wrote the answer).
+    pub by_second: BTreeMap<String, Vec<usize>>,
 }
 
 /// What NGINX's access log says about the requests for `uri`: how many,
