@@ -673,6 +673,46 @@ fn newest_tally(project: &str, old: &[String]) -> String {
 // ---------------------------------------------------------------------------
 // the seed's own stack, tally dropped in
 
+/// tally's limit on the hits one client counts per window
+/// (`TALLY_RATE_LIMIT`'s default; the seed's file sets none).
+const SEED_RATE_LIMIT: usize = 600;
+/// The limiter's window: fixed windows of this many seconds, aligned to
+/// Unix time (src/limiter.rs, `Limiter::position`).
+const RATE_WINDOW_SECS: f64 = 60.0;
+/// The visitor's hits after the one answered 42.
+const SEED_BURST: usize = 700;
+
+/// The clock tally's limiter reads, in seconds since the Unix epoch: the
+/// containers share this host's kernel clock.
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64()
+}
+
+/// The limiter's window index at Unix time `t`, and the seconds into it.
+fn rate_window(t: f64) -> (u64, f64) {
+    (
+        (t / RATE_WINDOW_SECS).floor() as u64,
+        t.rem_euclid(RATE_WINDOW_SECS),
+    )
+}
+
+/// Sleeps, if need be, until the limiter's current window has at least
+/// `room` left, to just past the start of the next one (which leaves it
+/// all, less 50 ms); how long it slept.
+async fn wait_for_window_room(room: Duration) -> Duration {
+    assert!(room.as_secs_f64() < RATE_WINDOW_SECS - 1.0, "{room:?}");
+    let left = RATE_WINDOW_SECS - rate_window(unix_secs()).1;
+    if left >= room.as_secs_f64() {
+        return Duration::ZERO;
+    }
+    let wait = Duration::from_secs_f64(left + 0.05);
+    tokio::time::sleep(wait).await;
+    wait
+}
+
 /// The seed's `flaskapp` service as a seed user changes it: tally's image
 /// instead of the Flask build and its code volume, and the database URL.
 const SEED_FLASKAPP: &str = " flaskapp:
@@ -803,25 +843,79 @@ fn the_seeds_own_stack_runs_tally_in_place_of_flaskapp() {
             "ready through the seed's NGINX {:.1} s after up",
             started.elapsed().as_secs_f64()
         );
+
+        // One visitor (the host), whose every counted hit from here on is
+        // limited by tally's sliding window. Per client it keeps the hits
+        // of the current fixed 60 s window (`current`) and of the one
+        // before (`previous`), and admits a hit t seconds into the window
+        // while previous * (1 - t/60) + current + 1 <= 600. So, when the
+        // hit answered 42 and the 700 after it all fall in ONE window W,
+        // and the visitor counted nothing in W - 1 (it has counted nothing
+        // before the 42), previous is 0 and exactly 599 of the 700 are
+        // admitted (current goes from 1 to 600), whatever t is. Crossing
+        // into W + 1 part way would not be exact: there previous is the
+        // hits of W, weighted less every millisecond, so more are admitted
+        // (with all 600 of W behind it, a hit 0.1 s into W + 1 already
+        // is: 600 * (1 - 0.1/60) + 1 <= 600). The hits therefore start
+        // only where the window has room for all of them: the room is 10
+        // times what 701 requests through the same path take at the pace
+        // of /readyz (which counts nothing and is not limited), plus 5 s,
+        // at least 15 s; with less left, they start just past the next
+        // window's start. Afterwards the test checks that the first hit
+        // was sent and the last answered in the same window.
+        let mut paces = Vec::new();
+        for _ in 0..20 {
+            let sent = Instant::now();
+            let (status, body) = get(&p.url("/readyz")).await;
+            assert_eq!(status, 200, "{body}");
+            paces.push(sent.elapsed());
+        }
+        paces.sort_unstable();
+        let pace = paces[paces.len() * 9 / 10];
+        let room = (pace * 10 * (SEED_BURST as u32 + 1) + Duration::from_secs(5))
+            .clamp(Duration::from_secs(15), Duration::from_secs(55));
+        let waited = wait_for_window_room(room).await;
+        let first_sent = unix_secs();
         let (status, body) = get(&p.url("/")).await;
         assert_eq!(
             (status, body.as_str()),
             (200, format!("{SEED_GREETING} 42 time(s).").as_str())
         );
 
-        // One visitor, 700 hits in well under a minute: limited past 600.
+        // 700 hits in well under a minute: limited past 600.
         let client = load::client();
         let mut statuses = BTreeMap::new();
-        for _ in 0..700 {
+        for _ in 0..SEED_BURST {
             let s = load::send(&client, Method::GET, &p.url("/"))
                 .await
                 .status
                 .unwrap_or(0);
             *statuses.entry(s).or_insert(0) += 1;
         }
-        println!("one visitor (the host, through the published port), 700 hits: {statuses:?}");
+        let last_answered = unix_secs();
+        let (first_window, first_into) = rate_window(first_sent);
+        let (last_window, last_into) = rate_window(last_answered);
+        println!(
+            "one visitor (the host, through the published port), {SEED_BURST} hits after the \
+             42nd: {statuses:?}; /readyz p90 {pace:?}, so room {room:?} needed; waited \
+             {waited:?}; the hits ran from {first_into:.2} s into window {first_window} to \
+             {last_into:.2} s into window {last_window}"
+        );
+        assert_eq!(
+            first_window,
+            last_window,
+            "the visitor's hits took {:.1} s, past the end of their rate-limit window (room \
+             {room:?}): the split below holds only within one window",
+            last_answered - first_sent
+        );
         // Its first hit above (42) was one of its 600.
-        assert_eq!(statuses, BTreeMap::from([(200, 599), (429, 101)]));
+        assert_eq!(
+            statuses,
+            BTreeMap::from([
+                (200, SEED_RATE_LIMIT - 1),
+                (429, SEED_BURST + 1 - SEED_RATE_LIMIT)
+            ])
+        );
     });
 
     // A second visitor, from another container on the seed's network.
