@@ -45,8 +45,10 @@ where
 }
 
 /// The `page` parameter of a query string (the first, if it is given
-/// twice), decoded strictly: percent-encoding that is not UTF-8 is a 400
-/// `invalid_page` rather than a replacement character.
+/// twice; its name decoded as the query's other readers decode it, so
+/// that `%70age` is `page` to all of them), decoded strictly:
+/// percent-encoding that is not UTF-8 is a 400 `invalid_page` rather than
+/// a replacement character.
 #[derive(Debug)]
 pub struct PageParam(pub Option<String>);
 
@@ -59,6 +61,8 @@ impl<S: Send + Sync> FromRequestParts<S> for PageParam {
         };
         let Some(value) = query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = key.replace('+', " ");
+            let key = percent_encoding::percent_decode_str(&key).decode_utf8_lossy();
             (key == "page").then_some(value)
         }) else {
             return Ok(PageParam(None));

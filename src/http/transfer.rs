@@ -604,8 +604,9 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
         let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
         let hours = replay.then(|| hourly.unwrap_or_default());
         if let (Some(base), Some(hours)) = (base, &hours) {
-            let sum = hours.iter().fold(0i64, |s, (_, n)| s.saturating_add(*n));
-            if base.saturating_add(sum) != count {
+            // Exact: no sum of i64 hits that memory can hold overflows i128.
+            let sum: i128 = hours.iter().map(|(_, n)| i128::from(*n)).sum();
+            if i128::from(base) + sum != i128::from(count) {
                 return Err(de::Error::custom(format!(
                     "site {slug:?}: base_count {base} and {sum} hits in its hours are not its count {count}"
                 )));

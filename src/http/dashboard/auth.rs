@@ -165,12 +165,22 @@ pub fn session_value(token: &str, now: u64) -> String {
 }
 
 /// When `value` expires, if it is an unexpired session signed with
-/// `token`. The tag is compared in constant time.
+/// `token`, written exactly as [`session_value`] writes it: sign-out
+/// revokes the value's hash, so a respelling of the same session (`+` or
+/// zeros before the expiry, upper-case hex) must not pass. The tag is
+/// compared in constant time.
 pub fn session_expiry(token: &str, value: &str, now: u64) -> Option<u64> {
-    let (expires, rest) = value.split_once('.')?;
+    let (expires_text, rest) = value.split_once('.')?;
     let (id, hex) = rest.split_once('.')?;
-    let expires = expires.parse::<u64>().ok()?;
-    if expires <= now || expires > now + SESSION_SECS || hex.len() != 64 || id.len() != 32 {
+    let expires = expires_text.parse::<u64>().ok()?;
+    let canonical = expires.to_string() == expires_text
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !canonical
+        || expires <= now
+        || expires > now + SESSION_SECS
+        || hex.len() != 64
+        || id.len() != 32
+    {
         return None;
     }
     let tag = (0..32)
