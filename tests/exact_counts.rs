@@ -9,7 +9,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use support::app::{TOKEN, TestApp, get_text, parse_greeting, sqlite_url};
 use support::load::{self, Until};
-use support::pg::PgServer;
+use support::pg::{PgOptions, PgServer};
 
 const HITS: usize = 20_000;
 const CLIENTS: usize = 128;
@@ -343,4 +343,64 @@ async fn retried_requests_count_once_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     retried_requests_count_once(&[app.url("/")]).await;
+}
+
+/// What a commit sends PostgreSQL, as pg_stat_statements counts it: a
+/// replica alone on a site commits each batch of its keyed hits in one
+/// counting statement, with no lock statement and no read of
+/// `hit_batches`; once another replica has written to the site, the next
+/// commit's check fails, and it locks the site and reads the one batch it
+/// had not seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_replica_commits_in_one_statement_and_reads_no_batch() {
+    let pg = PgServer::start_with(PgOptions {
+        settings: vec![
+            "shared_preload_libraries=pg_stat_statements".to_owned(),
+            "pg_stat_statements.track=all".to_owned(),
+        ],
+        ..PgOptions::default()
+    });
+    let url = pg.create_database();
+    let db = db_name(&url);
+    pg.psql(&db, "CREATE EXTENSION pg_stat_statements");
+    let calls = |pattern: &str| -> i64 {
+        pg.psql(
+            &db,
+            &format!(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements \
+                 WHERE query LIKE '%{pattern}%'"
+            ),
+        )
+        .parse()
+        .unwrap()
+    };
+    let lock = "FOR UPDATE";
+    let reads = "FROM hit_batches WHERE site_id";
+    let at_once = "last_batch <= $6::bigint";
+
+    let a = TestApp::spawn(&url, &[]).await;
+    // A replica's first keyed commit reads its site's last minute.
+    assert_eq!(hit_at(&a, "warm-up").await, 1);
+    pg.psql(&db, "SELECT pg_stat_statements_reset()");
+    for i in 0..40 {
+        assert_eq!(hit_at(&a, format!("lone-{i}")).await, i + 2);
+    }
+    assert_eq!(
+        (calls(lock), calls(reads), calls(at_once)),
+        (0, 0, 40),
+        "(lock statements, batch reads, one-flight counts)"
+    );
+
+    let b = TestApp::spawn(&url, &[]).await;
+    assert_eq!(hit_at(&b, "from-b").await, 42);
+    pg.psql(&db, "SELECT pg_stat_statements_reset()");
+    assert_eq!(hit_at(&a, "after-b").await, 43);
+    assert_eq!(
+        (calls(lock), calls(reads), calls(at_once)),
+        (1, 1, 1),
+        "(lock statements, batch reads, one-flight counts)"
+    );
+    // And a retry of b's id on a is b's count, read from b's batch.
+    assert_eq!(hit_at(&a, "from-b").await, 42);
+    assert_eq!(a.count("default").await, 43);
 }
