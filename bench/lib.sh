@@ -217,10 +217,26 @@ build_release() {
     mkdir -p "$WORK/bin"
     cp "$REPO/target/release/tally" "$WORK/bin/tally"
     BIN="$WORK/bin/tally"
+    same_build "$BIN"
     COMMIT="$(git -C "$REPO" rev-parse --short HEAD)"
-    if [[ -n "$(git -C "$REPO" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
-        COMMIT+=" (with uncommitted changes in src/ or migrations/)"
+    if [[ "$BUILD_ID" == *+dirty.* ]]; then
+        COMMIT+=" (with uncommitted changes: ${BUILD_ID#*+})"
     fi
+}
+
+# same_build BINARY: refuses (exits) unless BINARY was built from this
+# checkout as it is now: the commit and the digest of uncommitted changes
+# that `BINARY --version` names are scripts/build-id's. A stale
+# target/release/tally (BENCH_SKIP_BUILD=1 after a pull or an edit) would
+# otherwise be measured as this tree's code. Sets BUILD_ID.
+same_build() {
+    local binary="$1" version
+    BUILD_ID="$("$REPO/scripts/build-id")"
+    version="$("$binary" --version)" || die "$binary --version failed"
+    if [[ "$version" != *"(commit $BUILD_ID)" ]]; then
+        die "$binary is not this checkout's build: it says '$version', the checkout is $BUILD_ID (build it again, without BENCH_SKIP_BUILD=1)"
+    fi
+    say "measuring $version"
 }
 
 # start_alone: tally alone on SQLite in $WORK/alone, on a free port, ready.
