@@ -693,7 +693,11 @@ def stack_summary(env):
     return "\n".join(
         [
             "tally stack is up (state: %s)" % state,
-            "  nginx     %s/   (static ceiling: /__ceiling)" % env["NGINX_URL"],
+            "  nginx     %s/%s"
+            % (
+                env["NGINX_URL"],
+                "   (static ceiling: /__ceiling)" if env.get("NGINX_BENCH_CEILING") == "1" else "",
+            ),
             "  replicas  %s" % replicas,
             "  postgres  127.0.0.1:%s  database linode, user tally" % env["PG_PORT"],
             "  redis     127.0.0.1:%s" % env["REDIS_PORT"],

@@ -231,11 +231,19 @@ class BenchReport(unittest.TestCase):
 
 
 class Stack(unittest.TestCase):
+    def test_summary_names_the_ceiling_only_when_rendered(self):
+        env = report.parse_env(data("stack-env"))
+        env["NGINX_BENCH_CEILING"] = "1"
+        self.assertIn(
+            "  nginx     http://127.0.0.1:18180/   (static ceiling: /__ceiling)\n",
+            report.stack_summary(env),
+        )
+
     def test_summary(self):
         self.assertEqual(
             report.stack_summary(report.parse_env(data("stack-env"))),
             "tally stack is up (state: /tmp/tally-bench.Ab12/stack)\n"
-            "  nginx     http://127.0.0.1:18180/   (static ceiling: /__ceiling)\n"
+            "  nginx     http://127.0.0.1:18180/\n"
             "  replicas  http://127.0.0.1:18001 http://127.0.0.1:18002 http://127.0.0.1:18003 \n"
             "  postgres  127.0.0.1:15432  database linode, user tally\n"
             "  redis     127.0.0.1:16379\n"
