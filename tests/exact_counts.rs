@@ -392,17 +392,36 @@ async fn a_lone_replica_commits_in_one_statement_and_reads_no_batch() {
         (0, 0, 40, 0),
         "(lock statements, batch reads, one-flight counts, rollbacks)"
     );
+    // Hits on pages take the locking path; alone on the site, it reads no
+    // batch either.
+    pg.psql(&db, "SELECT pg_stat_statements_reset()");
+    let client = load::client();
+    for i in 0..10 {
+        let pixel = client
+            .get(a.url("/count/default.gif?page=/a"))
+            .header("x-request-id", format!("page-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pixel.status(), 200);
+    }
+    assert_eq!(a.count("default").await, 51);
+    assert_eq!(
+        (calls(lock), calls(reads), calls(at_once), calls(rollback)),
+        (10, 0, 0, 0),
+        "(lock statements, batch reads, one-flight counts, rollbacks)"
+    );
 
     let b = TestApp::spawn(&url, &[]).await;
-    assert_eq!(hit_at(&b, "from-b").await, 42);
+    assert_eq!(hit_at(&b, "from-b").await, 52);
     pg.psql(&db, "SELECT pg_stat_statements_reset()");
-    assert_eq!(hit_at(&a, "after-b").await, 43);
+    assert_eq!(hit_at(&a, "after-b").await, 53);
     assert_eq!(
         (calls(lock), calls(reads), calls(at_once), calls(rollback)),
         (1, 1, 1, 0),
         "(lock statements, batch reads, one-flight counts, rollbacks)"
     );
     // And a retry of b's id on a is b's count, read from b's batch.
-    assert_eq!(hit_at(&a, "from-b").await, 42);
-    assert_eq!(a.count("default").await, 43);
+    assert_eq!(hit_at(&a, "from-b").await, 52);
+    assert_eq!(a.count("default").await, 53);
 }
