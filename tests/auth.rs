@@ -55,29 +55,55 @@ async fn wrong_bearer_tokens_get_401_up_to_the_limit_then_429_with_the_real_wait
     let app = TestApp::spawn(&sqlite_url(dir.path()), &["--trusted-proxies", "127.0.0.1"]).await;
     let http = reqwest::Client::new();
     let attacker = "203.0.113.7";
-    let started = Instant::now();
     let mut answers = Vec::new();
+    let mut times = Vec::new();
     for i in 0..20 {
         let wrong = format!("wrong-admin-token-{i:02}");
+        let sent = Instant::now();
         let got = from(&http, &app, attacker, Method::GET, "/api/v1/sites", &wrong).await;
         answers.push(error_code(got).await);
+        times.push((sent, Instant::now()));
     }
     // A right token from the throttled client is refused too, and does nothing.
+    let sent = Instant::now();
     let right = from(&http, &app, attacker, Method::POST, "/api/v1/sites", TOKEN).await;
     let right = error_code(right).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "the waits below assume one second at most: {:?}",
-        started.elapsed()
-    );
+    times.push((sent, Instant::now()));
+    // The oldest failure was recorded while the first request was in
+    // flight, and leaves the minute 60 s later: each throttled answer's
+    // Retry-After is that wait, rounded up, at some moment while it was in
+    // flight.
+    let (first_sent, first_answered) = times[0];
+    let waits = |(sent, answered): (Instant, Instant)| {
+        let minute = Duration::from_secs(60);
+        let up = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let least = minute.saturating_sub(answered.duration_since(first_sent));
+        let most = minute.saturating_sub(sent.saturating_duration_since(first_answered));
+        up(least).max(1)..=up(most).max(1)
+    };
     let unauthorized = (401, None, "invalid_token".to_owned());
-    // The oldest failure leaves the minute in 59.x s: Retry-After is 60.
-    let throttled = (429, Some("60".to_owned()), "auth_rate_limited".to_owned());
-    let expected: Vec<_> = std::iter::repeat_n(unauthorized, LIMIT)
-        .chain(std::iter::repeat_n(throttled.clone(), 20 - LIMIT))
-        .collect();
-    assert_eq!(answers, expected);
-    assert_eq!(right, throttled);
+    for (i, answer) in answers.iter().chain([&right]).enumerate() {
+        if i < LIMIT {
+            assert_eq!(answer, &unauthorized, "answer {i}");
+            continue;
+        }
+        let (status, retry, code) = answer;
+        assert_eq!(
+            (*status, code.as_str()),
+            (429, "auth_rate_limited"),
+            "answer {i}"
+        );
+        let retry: u64 = retry
+            .as_deref()
+            .unwrap_or_else(|| panic!("answer {i} without Retry-After"))
+            .parse()
+            .unwrap();
+        let expected = waits(times[i]);
+        assert!(
+            expected.contains(&retry),
+            "answer {i}: Retry-After {retry}, the oldest failure leaves the minute in {expected:?} s"
+        );
+    }
 
     // Another client is not affected: its right token works, its wrong
     // ones count against its own budget.

@@ -333,27 +333,44 @@ fn proxy_delay_slows_each_round_trip() {
     let proxy = ChaosProxy::start(echo_server());
     let mut conn = connect_proxy(&proxy);
     assert_eq!(round_trip(&mut conn, b"warm").unwrap(), b"warm");
+    // What an undelayed round trip takes here and now; the delay is well
+    // above it, so a trip that carries the delay cannot pass for one
+    // that does not.
+    let baseline = (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            assert_eq!(round_trip(&mut conn, b"base").unwrap(), b"base");
+            started.elapsed()
+        })
+        .max()
+        .unwrap();
+    let delay = (baseline * 20).max(Duration::from_millis(200));
 
-    proxy.set_fault(Fault::Delay(Duration::from_millis(200)));
+    proxy.set_fault(Fault::Delay(delay));
     let started = Instant::now();
     assert_eq!(round_trip(&mut conn, b"slow").unwrap(), b"slow");
     let slow = started.elapsed();
     assert!(
-        slow >= Duration::from_millis(200),
-        "delayed round trip took {slow:?}"
+        slow >= delay,
+        "delayed by {delay:?}, the round trip took {slow:?}"
     );
+    // Once each way, not more.
+    let most = delay * 3 + baseline * 4;
     assert!(
-        slow < Duration::from_secs(2),
-        "delayed round trip took {slow:?}"
+        slow < most,
+        "delayed by {delay:?}, the round trip took {slow:?}, beyond {most:?} \
+         (undelayed at most {baseline:?})"
     );
 
     proxy.set_fault(Fault::None);
     let started = Instant::now();
     assert_eq!(round_trip(&mut conn, b"fast").unwrap(), b"fast");
     let fast = started.elapsed();
+    let most = delay / 2 + baseline * 4;
     assert!(
-        fast < Duration::from_millis(200),
-        "undelayed round trip took {fast:?}"
+        fast < most,
+        "undelayed round trip took {fast:?}, beyond {most:?} (the delay was {delay:?}, \
+         undelayed before at most {baseline:?})"
     );
 }
 

@@ -84,25 +84,16 @@ async fn head_requests_change_nothing() {
     assert_eq!(parse_greeting(&body), Some(2), "only the two GETs counted");
 }
 
-/// A same-host NGINX that passes the client's own `X-Real-IP` through (it
-/// sets only X-Forwarded-For): 1 500 hits, each naming another address,
-/// are one client, limited at 600, and one unique visitor.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_cannot_pick_its_address_through_a_same_host_proxy() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--rate-limit", "600"]).await;
-    let proxy = Nginx::proxy(
-        app.addr,
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-    );
-    load::away_from_a_minute_boundary().await;
+/// `total` hits on `url` from eight workers, each naming another address
+/// in `X-Real-IP` (`10.x.y.z`, unique per hit): their statuses.
+async fn spoofed_hits(url: &str, total: u32) -> Vec<u16> {
     let client = load::client();
     let mut tasks = Vec::new();
     for worker in 0..8u32 {
-        let (client, url) = (client.clone(), proxy.url("/"));
+        let (client, url) = (client.clone(), url.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            for i in 0..1500u32 / 8 + u32::from(worker < 1500 % 8) {
+            for i in 0..total / 8 + u32::from(worker < total % 8) {
                 let n = worker * 1000 + i;
                 let spoof = format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255);
                 got.push(
@@ -122,7 +113,63 @@ async fn a_client_cannot_pick_its_address_through_a_same_host_proxy() {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    assert_eq!(all.len(), 1500);
+    all
+}
+
+/// Seconds since the epoch, and the minute window (as the limiter numbers
+/// them) that holds them.
+fn minute_now() -> (f64, u64) {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (since.as_secs_f64(), since.as_secs() / 60)
+}
+
+/// A same-host NGINX that passes the client's own `X-Real-IP` through (it
+/// sets only X-Forwarded-For): 1 500 hits, each naming another address,
+/// are one client, limited at 600, and one unique visitor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_pick_its_address_through_a_same_host_proxy() {
+    const HITS: u32 = 1500;
+    const FORWARD: &str = "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;";
+    // The pace of the same hits, in the same mix of counted and limited
+    // (two in five admitted), on an instance of their own.
+    let pace = {
+        const PROBE: u32 = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let app = TestApp::spawn(&sqlite_url(dir.path()), &["--rate-limit", "80"]).await;
+        let proxy = Nginx::proxy(app.addr, FORWARD);
+        let started = std::time::Instant::now();
+        let probe = spoofed_hits(&proxy.url("/"), PROBE).await;
+        let took = started.elapsed();
+        assert_eq!(probe.len(), PROBE as usize);
+        drop(proxy);
+        app.stop().await.unwrap();
+        took / PROBE
+    };
+    // The limit's windows are the clock's minutes: all the hits go into
+    // one, with twice the room they took at the probe's pace.
+    let room = pace * HITS * 2 + std::time::Duration::from_secs(1);
+    assert!(
+        room < std::time::Duration::from_secs(55),
+        "{HITS} hits at {pace:?} each need {room:?}: more than a minute window holds"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--rate-limit", "600"]).await;
+    let proxy = Nginx::proxy(app.addr, FORWARD);
+    let (now, _) = minute_now();
+    let left = 60.0 - now % 60.0;
+    if left < room.as_secs_f64() {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(left + 0.05)).await;
+    }
+    let (_, first) = minute_now();
+    let all = spoofed_hits(&proxy.url("/"), HITS).await;
+    let (_, last) = minute_now();
+    assert_eq!(
+        first, last,
+        "the hits crossed a minute boundary: {room:?} was not enough room at {pace:?} a hit"
+    );
+    assert_eq!(all.len(), HITS as usize);
     assert_eq!(
         statuses(&all),
         BTreeMap::from([(200, 600), (429, 900)]),
