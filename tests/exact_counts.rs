@@ -425,3 +425,37 @@ async fn a_lone_replica_commits_in_one_statement_and_reads_no_batch() {
     assert_eq!(hit_at(&a, "from-b").await, 52);
     assert_eq!(a.count("default").await, 53);
 }
+
+/// An import over a site sets its count anew, as a set-count does: a
+/// request counted before it and resent after it is a new hit, on every
+/// replica (PostgreSQL) and on SQLite.
+async fn a_retry_after_an_import_is_a_new_hit(a: &TestApp, b: &TestApp) {
+    assert_eq!(hit_at(a, "before-import").await, 1);
+    assert_eq!(hit_at(b, "before-import-b").await, 2);
+    let imported = load::client()
+        .post(a.url("/api/v1/import"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!([{ "slug": "default", "count": 10 }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 200, "{}", imported.text().await.unwrap());
+    assert_eq!(hit_at(b, "before-import").await, 11);
+    assert_eq!(hit_at(a, "before-import-b").await, 12);
+    // Resent again, each is now the hit it was counted as after the import.
+    assert_eq!(hit_at(a, "before-import").await, 11);
+    assert_eq!(a.count("default").await, 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_an_import_is_a_new_hit_on_postgres() {
+    let (_pg, _url, a, b) = two_replicas().await;
+    a_retry_after_an_import_is_a_new_hit(&a, &b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_an_import_is_a_new_hit_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    a_retry_after_an_import_is_a_new_hit(&app, &app).await;
+}

@@ -30,8 +30,7 @@
 //! count, its hours, its pages with their counts and days, and its number
 //! of pages. In an outage every operation must get `503 store_unavailable`
 //! with `Retry-After: 1` (or the `404` that a read still working gives),
-//! and nothing may change. Where a backend departs from the README, the
-//! model says how ([`Departures`]).
+//! and nothing may change.
 //!
 //! Replay: each run prints its seed (`PROPTEST_RNG_SEED=…`); the same seed
 //! draws the same schedules (`PROPTEST_CASES` sets how many). A failing
@@ -399,36 +398,6 @@ impl SiteModel {
     }
 }
 
-/// Where a backend departs from the README, so that the model says what it
-/// does instead of failing on it: each is a finding, and once the backend
-/// is fixed its entry goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Departures {
-    /// An import over a site keeps its request ids (PostgreSQL), where
-    /// set-count, whose rule an import follows, forgets them: a retry
-    /// after the import gets its count from before it and is not counted.
-    import_keeps_ids: bool,
-    /// An import that creates a site fails with `409 site_exists`, writing
-    /// nothing, when another request creates the site while it runs
-    /// (PostgreSQL: the new slug is not locked).
-    import_create_races: bool,
-}
-
-impl Departures {
-    fn of(backend: Backend) -> Departures {
-        match backend {
-            Backend::Sqlite => Departures {
-                import_keeps_ids: false,
-                import_create_races: false,
-            },
-            Backend::Postgres => Departures {
-                import_keeps_ids: true,
-                import_create_races: true,
-            },
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Model {
     sites: [Option<SiteModel>; 4],
@@ -444,9 +413,6 @@ struct Context {
     ended_ms: u64,
     /// How long a request id is certainly remembered after its commit.
     remembered_ms: u64,
-    /// The sites that existed when the step started.
-    existed: [bool; 4],
-    departures: Departures,
 }
 
 /// A hit as sent: its site, the page it names, its client and its id.
@@ -606,17 +572,10 @@ impl Model {
                 vec![(next, Some(Expect::Ok(reply)))]
             }
             Change::Import(i, count, pages) => {
-                let raced = (cx.departures.import_create_races
-                    && !cx.existed[*i]
-                    && self.sites[*i].is_some())
-                .then(|| (self.clone(), Some(Expect::Error(409, "site_exists"))));
                 let created = next.sites[*i].is_none();
                 let site = next.sites[*i].get_or_insert_with(SiteModel::default);
-                let ids = std::mem::take(&mut site.ids);
+                site.ids.clear();
                 site.set_count(*count);
-                if cx.departures.import_keeps_ids {
-                    site.ids = ids;
-                }
                 if let Some(pages) = pages {
                     site.pages = pages
                         .iter()
@@ -633,9 +592,7 @@ impl Model {
                 let reply = json!({"imported": [
                     {"slug": SLUGS[*i], "count": count, "created": created}
                 ]});
-                let mut ways = vec![(next, Some(Expect::Ok(reply)))];
-                ways.extend(raced);
-                ways
+                vec![(next, Some(Expect::Ok(reply)))]
             }
             Change::Fold(i) => {
                 if let Some(site) = &mut next.sites[*i] {
@@ -1587,8 +1544,6 @@ impl Case {
             started_ms,
             ended_ms: self.millis(),
             remembered_ms: self.backend.remembered().as_millis() as u64,
-            existed,
-            departures: Departures::of(self.backend),
         };
         let next = explain(&self.models, &events, &record.replies, &cx);
         assert!(

@@ -180,6 +180,16 @@ FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, count, base)
 WHERE v.site_id = u.id
 RETURNING v.site_id, v.generation";
 
+/// The request ids recorded for the sites `$1`, which an import sets anew.
+const IMPORT_FORGET_BATCHES: &str = "\
+DELETE FROM hit_batches h USING unnest($1::bigint[]) AS u(id) WHERE h.site_id = u.id";
+const IMPORT_FORGET_REQUESTS: &str = "\
+DELETE FROM hit_requests h USING unnest($1::bigint[]) AS u(id) WHERE h.site_id = u.id";
+
+/// How many times an import runs when a site it creates is created
+/// meanwhile by another request.
+const IMPORT_TRIES: u32 = 3;
+
 /// Creates sites in the document's order, so ids (and so an export's
 /// order) follow it.
 const IMPORT_CREATE: &str = "\
@@ -222,6 +232,136 @@ pub struct PgStore {
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl PgStore {
+    /// One try of [`Store::import`], in one transaction.
+    async fn import_once(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
+        // A few set-wide statements per batch, not a few per site: a batch
+        // of hundreds of sites is a handful of round trips.
+        self.run(async |client| {
+            let tx = client.transaction().await?;
+            let slugs: Vec<&str> = entries.iter().map(|e| e.slug.as_str()).collect();
+            // Locked in id order, the order the hit writer locks them in.
+            let existing: HashMap<String, SiteId> = tx
+                .query(IMPORT_LOCK, &[&slugs])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(1), r.get(0)))
+                .collect();
+            let ids: Vec<SiteId> = existing.values().copied().collect();
+            let bucketed: HashMap<SiteId, i64> = tx
+                .query(IMPORT_BUCKETED, &[&ids])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let paged: HashMap<SiteId, i64> = tx
+                .query(IMPORT_PAGED, &[&ids])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let (mut set_ids, mut set_counts, mut set_bases) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut cleared, mut new) = (Vec::new(), Vec::new());
+            // Sites whose pages go, though their entries carry none.
+            let mut unpaged = HashSet::new();
+            for entry in entries {
+                let Some(&id) = existing.get(entry.slug.as_str()) else {
+                    new.push(entry);
+                    continue;
+                };
+                let had = bucketed.get(&id).copied().unwrap_or(0);
+                // As set-count, unless a replay replaces the buckets.
+                let set = set_count_split(entry.count, had);
+                let base = entry.replayed_base().unwrap_or(set.base);
+                let drop_hours = entry.hours.is_none() && set.drop_hours;
+                if entry.hours.is_some() || set.drop_hours {
+                    cleared.push(id);
+                }
+                let paged = paged.get(&id).copied().unwrap_or(0);
+                if entry.pages.is_none() && !keeps_pages(entry.count, paged, drop_hours) {
+                    unpaged.insert(id);
+                }
+                set_ids.push(id);
+                set_counts.push(entry.count);
+                set_bases.push(base);
+            }
+            tx.execute(IMPORT_CLEAR, &[&cleared]).await?;
+            let mut generations: HashMap<SiteId, i64> = tx
+                .query(IMPORT_SET, &[&set_ids, &set_counts, &set_bases])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            // As after a set-count, the ids recorded for these sites are
+            // from before their new count: a retry after the import is a
+            // new hit.
+            tx.execute(IMPORT_FORGET_BATCHES, &[&set_ids]).await?;
+            tx.execute(IMPORT_FORGET_REQUESTS, &[&set_ids]).await?;
+            let new_slugs: Vec<&str> = new.iter().map(|e| e.slug.as_str()).collect();
+            let new_names: Vec<&str> = new.iter().map(|e| e.name.as_str()).collect();
+            let new_counts: Vec<i64> = new.iter().map(|e| e.count).collect();
+            let new_bases: Vec<i64> = new
+                .iter()
+                .map(|e| e.replayed_base().unwrap_or(e.count))
+                .collect();
+            let new_created: Vec<Option<SystemTime>> = new
+                .iter()
+                .map(|e| e.created_at.map(crate::domain::time::at))
+                .collect();
+            let mut created: HashMap<String, SiteId> = HashMap::new();
+            for row in tx
+                .query(
+                    IMPORT_CREATE,
+                    &[
+                        &new_slugs,
+                        &new_names,
+                        &new_counts,
+                        &new_bases,
+                        &new_created,
+                    ],
+                )
+                .await?
+            {
+                generations.insert(row.get(0), row.get(2));
+                created.insert(row.get(1), row.get(0));
+            }
+            let id_of = |slug: &str| existing.get(slug).or_else(|| created.get(slug)).copied();
+            let (mut hour_sites, mut hours, mut hits) = (Vec::new(), Vec::new(), Vec::new());
+            let mut done = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let id = id_of(&entry.slug).unwrap_or_default();
+                for &(hour, n) in entry.hours.iter().flatten() {
+                    hour_sites.push(id);
+                    hours.push(crate::domain::time::at(hour));
+                    hits.push(n);
+                }
+                done.push(Imported {
+                    id,
+                    slug: entry.slug.clone(),
+                    count: entry.count,
+                    generation: generations.get(&id).copied().unwrap_or_default(),
+                    created: !existing.contains_key(entry.slug.as_str()),
+                });
+            }
+            if !created.is_empty() && !hours.is_empty() {
+                // The foreign key check of each hour row runs a plan cached
+                // when `visitors` was small: a scan, quadratic over a large
+                // import (5 s instead of 0.7 s for 10 000 new sites). Fresh
+                // statistics replan it. Without the right to analyze, this
+                // is a warning, not an error.
+                tx.batch_execute("ANALYZE visitors").await?;
+            }
+            tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
+                .await?;
+            import_pages(&tx, entries, &done, &unpaged).await?;
+            tx.commit().await?;
+            for id in &set_ids {
+                self.recent.forget(*id);
+            }
+            Ok(done)
+        })
+        .await
+    }
+
     /// Configures the pool; no connection is made until first use.
     /// Reads the TLS files now: one that cannot be used is a setting to fix.
     pub fn new(url: &str, pool_size: u32, timeout: Duration) -> anyhow::Result<Self> {
@@ -614,124 +754,19 @@ impl Store for PgStore {
     }
 
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
-        // A few set-wide statements per batch, not a few per site: a batch
-        // of hundreds of sites is a handful of round trips.
-        self.run(async |client| {
-            let tx = client.transaction().await?;
-            let slugs: Vec<&str> = entries.iter().map(|e| e.slug.as_str()).collect();
-            // Locked in id order, the order the hit writer locks them in.
-            let existing: HashMap<String, SiteId> = tx
-                .query(IMPORT_LOCK, &[&slugs])
-                .await?
-                .into_iter()
-                .map(|r| (r.get(1), r.get(0)))
-                .collect();
-            let ids: Vec<SiteId> = existing.values().copied().collect();
-            let bucketed: HashMap<SiteId, i64> = tx
-                .query(IMPORT_BUCKETED, &[&ids])
-                .await?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            let paged: HashMap<SiteId, i64> = tx
-                .query(IMPORT_PAGED, &[&ids])
-                .await?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            let (mut set_ids, mut set_counts, mut set_bases) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut cleared, mut new) = (Vec::new(), Vec::new());
-            // Sites whose pages go, though their entries carry none.
-            let mut unpaged = HashSet::new();
-            for entry in entries {
-                let Some(&id) = existing.get(entry.slug.as_str()) else {
-                    new.push(entry);
-                    continue;
-                };
-                let had = bucketed.get(&id).copied().unwrap_or(0);
-                // As set-count, unless a replay replaces the buckets.
-                let set = set_count_split(entry.count, had);
-                let base = entry.replayed_base().unwrap_or(set.base);
-                let drop_hours = entry.hours.is_none() && set.drop_hours;
-                if entry.hours.is_some() || set.drop_hours {
-                    cleared.push(id);
-                }
-                let paged = paged.get(&id).copied().unwrap_or(0);
-                if entry.pages.is_none() && !keeps_pages(entry.count, paged, drop_hours) {
-                    unpaged.insert(id);
-                }
-                set_ids.push(id);
-                set_counts.push(entry.count);
-                set_bases.push(base);
+        // A site the import creates may be created meanwhile by another
+        // request (its slug is not locked until it exists): the unique
+        // constraint refuses the insert, the transaction writes nothing,
+        // and the import is run again, finding the site and importing over
+        // it, as it would have had the other request come first.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.import_once(entries).await {
+                Err(StoreError::Conflict) if tries < IMPORT_TRIES => continue,
+                result => return result,
             }
-            tx.execute(IMPORT_CLEAR, &[&cleared]).await?;
-            let mut generations: HashMap<SiteId, i64> = tx
-                .query(IMPORT_SET, &[&set_ids, &set_counts, &set_bases])
-                .await?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
-            let new_slugs: Vec<&str> = new.iter().map(|e| e.slug.as_str()).collect();
-            let new_names: Vec<&str> = new.iter().map(|e| e.name.as_str()).collect();
-            let new_counts: Vec<i64> = new.iter().map(|e| e.count).collect();
-            let new_bases: Vec<i64> = new
-                .iter()
-                .map(|e| e.replayed_base().unwrap_or(e.count))
-                .collect();
-            let new_created: Vec<Option<SystemTime>> = new
-                .iter()
-                .map(|e| e.created_at.map(crate::domain::time::at))
-                .collect();
-            let mut created: HashMap<String, SiteId> = HashMap::new();
-            for row in tx
-                .query(
-                    IMPORT_CREATE,
-                    &[
-                        &new_slugs,
-                        &new_names,
-                        &new_counts,
-                        &new_bases,
-                        &new_created,
-                    ],
-                )
-                .await?
-            {
-                generations.insert(row.get(0), row.get(2));
-                created.insert(row.get(1), row.get(0));
-            }
-            let id_of = |slug: &str| existing.get(slug).or_else(|| created.get(slug)).copied();
-            let (mut hour_sites, mut hours, mut hits) = (Vec::new(), Vec::new(), Vec::new());
-            let mut done = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let id = id_of(&entry.slug).unwrap_or_default();
-                for &(hour, n) in entry.hours.iter().flatten() {
-                    hour_sites.push(id);
-                    hours.push(crate::domain::time::at(hour));
-                    hits.push(n);
-                }
-                done.push(Imported {
-                    id,
-                    slug: entry.slug.clone(),
-                    count: entry.count,
-                    generation: generations.get(&id).copied().unwrap_or_default(),
-                    created: !existing.contains_key(entry.slug.as_str()),
-                });
-            }
-            if !created.is_empty() && !hours.is_empty() {
-                // The foreign key check of each hour row runs a plan cached
-                // when `visitors` was small: a scan, quadratic over a large
-                // import (5 s instead of 0.7 s for 10 000 new sites). Fresh
-                // statistics replan it. Without the right to analyze, this
-                // is a warning, not an error.
-                tx.batch_execute("ANALYZE visitors").await?;
-            }
-            tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
-                .await?;
-            import_pages(&tx, entries, &done, &unpaged).await?;
-            tx.commit().await?;
-            Ok(done)
-        })
-        .await
+        }
     }
 
     async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError> {
