@@ -13,8 +13,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -360,17 +359,7 @@ impl ProductionNginx {
             String::from_utf8_lossy(&rendered.stderr)
         );
         std::fs::create_dir_all(root.join("tmp")).expect("nginx temp dir");
-        let mut cmd = Command::new(nginx_binary());
-        cmd.arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("nginx.err")).expect("nginx stderr"));
+        let cmd = support::nginx::command(&conf, root);
         let mut child = ServerChild::default();
         child.set(spawner::spawn(cmd).expect("start nginx (scripts/test installs it)"));
         let up = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
@@ -395,14 +384,6 @@ impl ProductionNginx {
 
     fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-fn nginx_binary() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
     }
 }
 

@@ -650,19 +650,10 @@ fn forwarded_header() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn colour_value() -> impl Strategy<Value = String> {
-    let names = vec![
-        "brightgreen",
-        "green",
-        "yellowgreen",
-        "yellow",
-        "orange",
-        "red",
-        "blue",
-        "lightgrey",
-        "grey",
-        "purple",
-        "pink",
-        "black",
+    // The documented names, the aliases the code also takes, and near
+    // misses.
+    let mut names = oracle::COLOUR_NAMES.to_vec();
+    names.extend([
         "lightgray",
         "gray",
         "success",
@@ -673,7 +664,7 @@ fn colour_value() -> impl Strategy<Value = String> {
         "white",
         "bleu",
         "greeen",
-    ];
+    ]);
     let named = (prop::sample::select(names), any::<u32>()).prop_map(|(n, bits)| {
         n.chars()
             .enumerate()

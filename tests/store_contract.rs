@@ -1120,6 +1120,19 @@ struct Record<'a> {
     replies: Vec<Reply>,
 }
 
+impl<'a> Record<'a> {
+    /// A step that sent no request.
+    fn quiet(step: usize, after: Duration, what: &'a Step) -> Record<'a> {
+        Record {
+            step,
+            after,
+            what,
+            calls: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+}
+
 struct Case {
     backend: Backend,
     store: Store,
@@ -1456,23 +1469,11 @@ impl Case {
                 let fresh = Replica::start(&self.url).await;
                 self.replicas.insert(r, fresh);
                 self.known[r] = [None; 4];
-                Record {
-                    step: n,
-                    after: self.started.elapsed(),
-                    what: step,
-                    calls: Vec::new(),
-                    replies: Vec::new(),
-                }
+                Record::quiet(n, self.started.elapsed(), step)
             }
             Step::CrashStore => {
                 self.store.crash().await;
-                Record {
-                    step: n,
-                    after: self.started.elapsed(),
-                    what: step,
-                    calls: Vec::new(),
-                    replies: Vec::new(),
-                }
+                Record::quiet(n, self.started.elapsed(), step)
             }
         };
         self.check(&record).await;

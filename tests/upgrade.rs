@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use std::process::Stdio;
-
 use support::app::{TOKEN, TallyProcess, get_json, parse_greeting, settings};
 use support::load::{self, Until};
 use support::pg::PgServer;
@@ -143,17 +141,7 @@ impl Balancer {
         std::fs::create_dir_all(root.join("tmp")).unwrap();
         let port = free_port();
         render_nginx(root, port, replicas);
-        let mut cmd = std::process::Command::new("nginx");
-        cmd.arg("-c")
-            .arg(root.join("nginx.conf"))
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.join("nginx.err")).unwrap());
+        let cmd = support::nginx::command(&root.join("nginx.conf"), root);
         let master = spawner::spawn(cmd).expect("start nginx (scripts/test installs it)");
         let balancer = Balancer { dir, port, master };
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));

@@ -3,6 +3,7 @@
 //! badly configured, in front of tally.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -52,17 +53,8 @@ impl Nginx {
         let conf_path = root.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = root.join("nginx.log");
-        let mut cmd = Command::new(nginx_binary());
-        cmd.arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(root)
-            .arg("-e")
-            .arg(root.join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(root.join("nginx.err")).unwrap());
+        let mut cmd = command(&conf_path, root);
+        cmd.stdout(std::fs::File::create(&log).unwrap());
         let mut child = ServerChild::default();
         child.set(spawner::spawn(cmd).expect("start nginx (scripts/test installs it)"));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -92,8 +84,26 @@ impl Drop for Nginx {
     }
 }
 
+/// NGINX in the foreground on `conf`, with `root` as its prefix and the
+/// place of its logs: `error.log`, and `nginx.err` for what it writes
+/// before it has read where its logs go.
+pub fn command(conf: &Path, root: &Path) -> Command {
+    let mut cmd = Command::new(nginx_binary());
+    cmd.arg("-c")
+        .arg(conf)
+        .arg("-p")
+        .arg(root)
+        .arg("-e")
+        .arg(root.join("error.log"))
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.join("nginx.err")).expect("nginx's stderr file"));
+    cmd
+}
+
 fn nginx_binary() -> &'static str {
-    if std::path::Path::new("/usr/sbin/nginx").exists() {
+    if Path::new("/usr/sbin/nginx").exists() {
         "/usr/sbin/nginx"
     } else {
         "nginx"
