@@ -324,7 +324,16 @@ async fn a_reset_is_never_undone_by_a_late_cached_count() {
     for _ in 0..20 {
         client.get(a.url("/")).send().await.unwrap();
     }
-    assert_eq!(b.count("default").await, 20);
+    // A replica publishes its counts to Redis after answering (its flusher
+    // sends them a moment later): the other sees 20 once that has landed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.count("default").await != 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never read the 20 hits a counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let reset = client
         .get(b.url("/resetcounter"))
         .bearer_auth(TOKEN)
