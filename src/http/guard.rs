@@ -271,6 +271,38 @@ mod tests {
         assert_eq!(g.judge_at(IP, false, s(300)).1, line(1, 0));
     }
 
+    /// A sweep forgets only a client with nothing left to remember: one
+    /// whose failures are still in their minute keeps its budget spent,
+    /// and one whose line is owed or was written less than a minute ago
+    /// keeps it, so a sweep cannot hand a client a fresh budget or a
+    /// second line within the minute.
+    #[test]
+    fn a_sweep_keeps_what_a_client_still_owes() {
+        let g = AuthGuard::new(2);
+        let t0 = Instant::now();
+        let s = |n| t0 + Duration::from_secs(n);
+        assert_eq!(g.judge_at(IP, false, s(0)), (Verdict::Failed, line(1, 0)));
+        assert_eq!(g.judge_at(IP, false, s(1)), (Verdict::Failed, None));
+        assert_eq!(g.sweep_at(s(2)), vec![]);
+        assert_eq!(g.lock().len(), 1);
+        assert_eq!(
+            g.judge_at(IP, true, s(3)).0,
+            Verdict::Throttled { retry_after: 57 }
+        );
+        // The failures leave their minute at 61 s; the line written at 0 s
+        // and the one owed for the throttled try are due at 60 s.
+        assert_eq!(g.sweep_at(s(60)), vec![line(1, 1).unwrap()]);
+        assert_eq!(g.lock().len(), 1, "a failure is still in its minute");
+        assert_eq!(g.sweep_at(s(62)), vec![]);
+        assert_eq!(
+            g.lock().len(),
+            1,
+            "a line was written less than a minute ago"
+        );
+        assert_eq!(g.sweep_at(s(121)), vec![]);
+        assert_eq!(g.lock().len(), 0);
+    }
+
     #[test]
     fn an_ipv6_client_spends_the_budget_of_its_slash_64() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
