@@ -13,7 +13,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -334,30 +333,7 @@ impl ProductionNginx {
         let dir = OwnedDir::new("tally-failover-nginx-");
         let root = dir.path();
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let conf = root.join("nginx.conf");
-        let mut render = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/render-nginx"));
-        render
-            .args(["--preset", "stack", "--listen", &addr.to_string()])
-            .args(
-                upstreams
-                    .iter()
-                    .flat_map(|u| ["--upstream".to_owned(), u.to_string()]),
-            )
-            .arg("--pid-file")
-            .arg(root.join("nginx.pid"))
-            .arg("--temp-dir")
-            .arg(root.join("tmp"))
-            .args(["--access-log", "off"])
-            .arg("--error-log")
-            .arg(root.join("error.log"))
-            .arg("-o")
-            .arg(&conf);
-        let rendered = render.output().expect("run scripts/render-nginx");
-        assert!(
-            rendered.status.success(),
-            "render-nginx: {}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
+        let conf = support::nginx::render(root, addr, upstreams, false);
         std::fs::create_dir_all(root.join("tmp")).expect("nginx temp dir");
         let cmd = support::nginx::command(&conf, root);
         let mut child = ServerChild::default();

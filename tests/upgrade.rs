@@ -200,33 +200,11 @@ impl Balancer {
 }
 
 /// Writes `root/nginx.conf`, listening on `port`, with `replicas` as the
-/// upstreams.
+/// upstreams and an access log.
 fn render_nginx(root: &std::path::Path, port: u16, replicas: &[&TallyProcess]) {
-    let mut cmd =
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/render-nginx"));
-    cmd.args(["--preset", "stack", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--static-root")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
-        .arg("--pid-file")
-        .arg(root.join("nginx.pid"))
-        .arg("--temp-dir")
-        .arg(root.join("tmp"))
-        .arg("--access-log")
-        .arg(root.join("access.log"))
-        .arg("--error-log")
-        .arg(root.join("error.log"))
-        .arg("-o")
-        .arg(root.join("nginx.conf"));
-    for replica in replicas {
-        cmd.arg("--upstream").arg(replica.addr.to_string());
-    }
-    let out = cmd.output().expect("run scripts/render-nginx");
-    assert!(
-        out.status.success(),
-        "render-nginx: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let upstreams: Vec<std::net::SocketAddr> = replicas.iter().map(|r| r.addr).collect();
+    support::nginx::render(root, listen, &upstreams, true);
 }
 
 impl Drop for Balancer {

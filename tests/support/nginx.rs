@@ -3,7 +3,7 @@
 //! badly configured, in front of tally.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -82,6 +82,47 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         self.child.kill();
     }
+}
+
+/// Writes `root/nginx.conf` with `scripts/render-nginx` (the project's
+/// configuration, as the process stack renders it): listening on `listen`,
+/// `upstreams` as the replicas, its pid, temp files and error log in
+/// `root`, and its access log in `root/access.log` when `access_log`.
+pub fn render(
+    root: &Path,
+    listen: SocketAddr,
+    upstreams: &[SocketAddr],
+    access_log: bool,
+) -> PathBuf {
+    let conf = root.join("nginx.conf");
+    let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/render-nginx"));
+    cmd.args(["--preset", "stack", "--listen", &listen.to_string()])
+        .args(
+            upstreams
+                .iter()
+                .flat_map(|u| ["--upstream".to_owned(), u.to_string()]),
+        )
+        .arg("--pid-file")
+        .arg(root.join("nginx.pid"))
+        .arg("--temp-dir")
+        .arg(root.join("tmp"))
+        .arg("--access-log")
+        .arg(if access_log {
+            root.join("access.log")
+        } else {
+            PathBuf::from("off")
+        })
+        .arg("--error-log")
+        .arg(root.join("error.log"))
+        .arg("-o")
+        .arg(&conf);
+    let out = cmd.output().expect("run scripts/render-nginx");
+    assert!(
+        out.status.success(),
+        "render-nginx: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    conf
 }
 
 /// NGINX in the foreground on `conf`, with `root` as its prefix and the
