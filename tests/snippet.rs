@@ -225,6 +225,7 @@ async fn every_answer_of_the_hits_route_is_readable_by_the_script() {
     let rules = RulesPatch {
         keep_params: None,
         origins: Some(vec!["blog.example".to_owned()]),
+        ..RulesPatch::default()
     };
     app.state.counter.set_rules(&slug, rules).await.unwrap();
     let foreign = send(

@@ -17,7 +17,7 @@ pub mod time;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-pub use page::{InvalidPage, Page};
+pub use page::{InvalidPage, Page, TrailingSlash};
 pub use slug::{InvalidSlug, MAX_SLUG_LEN, Slug};
 
 /// The largest count tally stores or accepts: 2^53 - 1, the largest integer
@@ -62,17 +62,28 @@ pub struct SiteRules {
     /// Hosts whose pages may count hits here (from their `Origin` or
     /// `Referer`); empty: any.
     pub origins: Vec<String>,
+    /// Whether the site's details (its pages, series, unique visitors) may
+    /// be read without the admin token; `None`: the instance's default
+    /// (`TALLY_DASHBOARD_PUBLIC`).
+    pub public: Option<bool>,
+    /// Whether a counting hit must name the page it comes from (an
+    /// `Origin` or a `Referer`): a hit with neither is refused.
+    pub require_origin: bool,
+    /// Whether `/a/` and `/a` are one page.
+    pub trailing_slash: TrailingSlash,
 }
 
 impl SiteRules {
-    /// Whether a hit from a page on `host` may count: always when no host
-    /// is known (no `Origin` nor `Referer`: not a browser's page) or the
-    /// site names none.
+    /// Whether a hit from a page on `host` may count: always when the site
+    /// names no host, and when no host is known (no `Origin` nor
+    /// `Referer`: not a browser's page) unless the site requires one.
     ///
     /// `host` is an authority, `host[:port]`: a listed `host` allows it on
     /// any port, a listed `host:port` on that port only.
     pub fn allows(&self, host: Option<&str>) -> bool {
-        let Some(authority) = host else { return true };
+        let Some(authority) = host else {
+            return !self.require_origin;
+        };
         let bare = match authority.rsplit_once(':') {
             Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => authority,
@@ -90,6 +101,7 @@ impl SiteRules {
         Ok(SiteRules {
             keep_params: page::parse_kept_params(&self.keep_params)?,
             origins: origin::parse_origins(&self.origins)?,
+            ..self
         })
     }
 
@@ -104,12 +116,15 @@ impl SiteRules {
     }
 }
 
-/// A change to a site's rules: each list given replaces the site's (an
-/// empty one clears it); a list not given is left as it is.
+/// A change to a site's rules: each setting given replaces the site's (an
+/// empty list clears it); a setting not given is left as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RulesPatch {
     pub keep_params: Option<Vec<String>>,
     pub origins: Option<Vec<String>>,
+    pub public: Option<bool>,
+    pub require_origin: Option<bool>,
+    pub trailing_slash: Option<TrailingSlash>,
 }
 
 impl RulesPatch {
@@ -117,9 +132,11 @@ impl RulesPatch {
     /// [`SiteRules::checked`] checks them; a change that gives no list is
     /// refused.
     pub fn checked(self) -> Result<RulesPatch, Invalid> {
-        if self.keep_params.is_none() && self.origins.is_none() {
+        if self == RulesPatch::default() {
             return Err(Invalid(
-                "give origins, keep_params or both: the lists that replace the site's".into(),
+                "give at least one of origins, keep_params, public, require_origin and \
+                 trailing_slash: the settings that replace the site's"
+                    .into(),
             ));
         }
         Ok(RulesPatch {
@@ -131,6 +148,7 @@ impl RulesPatch {
                 .origins
                 .map(|l| origin::parse_origins(&l))
                 .transpose()?,
+            ..self
         })
     }
 }
@@ -350,6 +368,7 @@ mod tests {
         let rules = SiteRules {
             keep_params: vec![],
             origins: vec!["allowed.test".into(), "other.test:8443".into()],
+            ..SiteRules::default()
         }
         .checked()
         .unwrap();
@@ -363,6 +382,19 @@ mod tests {
         assert!(!rules.allows(Some("allowed.test.evil.test")));
         assert!(!rules.allows(Some("null")));
         assert!(SiteRules::default().allows(Some("evil.test")));
+        let strict = SiteRules {
+            require_origin: true,
+            ..rules
+        };
+        assert!(!strict.allows(None));
+        assert!(strict.allows(Some("allowed.test")));
+        assert!(!strict.allows(Some("evil.test")));
+        let open = SiteRules {
+            require_origin: true,
+            ..SiteRules::default()
+        };
+        assert!(!open.allows(None));
+        assert!(open.allows(Some("evil.test")));
     }
 
     #[test]
@@ -371,24 +403,33 @@ mod tests {
         let patch = RulesPatch {
             keep_params: None,
             origins: Some(vec!["https://A.test".into()]),
+            ..RulesPatch::default()
         };
         assert_eq!(
             patch.checked().unwrap(),
             RulesPatch {
                 keep_params: None,
                 origins: Some(vec!["a.test".into()]),
+                ..RulesPatch::default()
             }
         );
         let cleared = RulesPatch {
             keep_params: Some(vec![]),
             origins: None,
+            ..RulesPatch::default()
         };
         assert_eq!(cleared.clone().checked().unwrap(), cleared);
         let bad = RulesPatch {
             keep_params: Some(vec!["a b".into()]),
             origins: Some(vec!["ok.test".into()]),
+            ..RulesPatch::default()
         };
         assert!(bad.checked().is_err());
+        let flag = RulesPatch {
+            public: Some(false),
+            ..RulesPatch::default()
+        };
+        assert_eq!(flag.clone().checked().unwrap(), flag);
     }
 
     #[test]

@@ -28,6 +28,33 @@ pub const OVERFLOW_PAGE: &str = "(other)";
 /// The default limit on a site's distinct pages.
 pub const DEFAULT_PAGE_LIMIT: i64 = 10_000;
 
+/// Whether a page's name keeps the `/` that ends its path (`/posts/hello/`
+/// and `/posts/hello` two pages) or drops it (one page, `/posts/hello`).
+/// The root `/` is `/` either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TrailingSlash {
+    #[default]
+    Keep,
+    Merge,
+}
+
+impl TrailingSlash {
+    pub fn parse(text: &str) -> Option<TrailingSlash> {
+        match text {
+            "keep" => Some(TrailingSlash::Keep),
+            "merge" => Some(TrailingSlash::Merge),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrailingSlash::Keep => "keep",
+            TrailingSlash::Merge => "merge",
+        }
+    }
+}
+
 /// A normalised page name; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Page(Box<str>);

@@ -23,7 +23,9 @@ use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::{CountError, HitCount};
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
-use crate::domain::{NewSite, Page, RulesPatch, Site, SiteRules, Slug, UNIQUE_DAYS_KEPT};
+use crate::domain::{
+    NewSite, Page, RulesPatch, Site, SiteRules, Slug, TrailingSlash, UNIQUE_DAYS_KEPT,
+};
 
 /// The `{slug}` of a site's routes, as the OpenAPI document describes it
 /// (the `SiteSlug` extractor is what checks it).
@@ -57,6 +59,43 @@ pub struct SiteBody {
     /// Query parameters kept in page names.
     #[schema(example = json!(["lang"]))]
     pub keep_params: Vec<String>,
+    /// Whether the site's details (pages, series, unique visitors) may be
+    /// read without the admin token or a dashboard session: the site's
+    /// own setting, or the instance's default when it has none.
+    pub public: bool,
+    /// Whether a counting hit with neither `Origin` nor `Referer` is
+    /// refused.
+    pub require_origin: bool,
+    /// Whether `/a/` and `/a` are two pages (`keep`) or one (`merge`).
+    pub trailing_slash: Slash,
+}
+
+/// What a site does with the `/` that ends a page's path.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Slash {
+    /// `/a/` and `/a` are two pages.
+    Keep,
+    /// `/a/` counts on `/a`.
+    Merge,
+}
+
+impl From<Slash> for TrailingSlash {
+    fn from(slash: Slash) -> Self {
+        match slash {
+            Slash::Keep => TrailingSlash::Keep,
+            Slash::Merge => TrailingSlash::Merge,
+        }
+    }
+}
+
+impl From<TrailingSlash> for Slash {
+    fn from(slash: TrailingSlash) -> Self {
+        match slash {
+            TrailingSlash::Keep => Slash::Keep,
+            TrailingSlash::Merge => Slash::Merge,
+        }
+    }
 }
 
 /// Every site.
@@ -65,14 +104,19 @@ pub struct SitesBody {
     pub sites: Vec<SiteBody>,
 }
 
-impl From<Site> for SiteBody {
-    fn from(site: Site) -> Self {
+impl SiteBody {
+    /// The site as the API shows it; `public_default` is the instance's
+    /// default for a site with no `public` setting of its own.
+    pub fn new(site: Site, public_default: bool) -> Self {
         SiteBody {
             slug: site.slug,
             name: site.name,
             count: site.count,
             created_at: format_timestamp(unix(site.created_at)),
             pages: site.pages,
+            public: site.rules.public.unwrap_or(public_default),
+            require_origin: site.rules.require_origin,
+            trailing_slash: site.rules.trailing_slash.into(),
             origins: site.rules.origins,
             keep_params: site.rules.keep_params,
         }
@@ -112,10 +156,21 @@ pub struct CreateSite {
     #[serde(default)]
     #[schema(max_items = 8, example = json!(["lang"]))]
     pub keep_params: Option<Vec<String>>,
+    /// Whether the site's details may be read without the admin token
+    /// (default: the instance's, `TALLY_DASHBOARD_PUBLIC`).
+    #[serde(default)]
+    pub public: Option<bool>,
+    /// Refuse counting hits with neither `Origin` nor `Referer` (default:
+    /// false).
+    #[serde(default)]
+    pub require_origin: Option<bool>,
+    /// `keep` (the default): `/a/` and `/a` are two pages; `merge`: one.
+    #[serde(default)]
+    pub trailing_slash: Option<Slash>,
 }
 
-/// A change to a site's rules: each list given replaces the site's (`[]`
-/// clears it); at least one is given.
+/// A change to a site's settings: each given replaces the site's (a list
+/// `[]` clears it); at least one is given.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSite {
@@ -127,6 +182,15 @@ pub struct UpdateSite {
     #[serde(default)]
     #[schema(max_items = 8, example = json!(["lang"]))]
     pub keep_params: Option<Vec<String>>,
+    /// As on creation.
+    #[serde(default)]
+    pub public: Option<bool>,
+    /// As on creation.
+    #[serde(default)]
+    pub require_origin: Option<bool>,
+    /// As on creation.
+    #[serde(default)]
+    pub trailing_slash: Option<Slash>,
 }
 
 /// A count to set.
@@ -398,7 +462,7 @@ pub async fn list(
         .sites()
         .await?
         .into_iter()
-        .map(SiteBody::from)
+        .map(|site| SiteBody::new(site, state.dashboard_public))
         .collect();
     Ok(Json(SitesBody { sites }))
 }
@@ -439,6 +503,9 @@ pub async fn create(
             rules: SiteRules {
                 keep_params: body.keep_params.unwrap_or_default(),
                 origins: body.origins.unwrap_or_default(),
+                public: body.public,
+                require_origin: body.require_origin.unwrap_or(false),
+                trailing_slash: body.trailing_slash.map_or(TrailingSlash::Keep, Into::into),
             },
         })
         .await?;
@@ -446,7 +513,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(SiteBody::from(site)),
+        Json(SiteBody::new(site, state.dashboard_public)),
     ))
 }
 
@@ -472,7 +539,8 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<SiteBody>, ApiError> {
-    Ok(Json(state.counter.site(&slug).await?.into()))
+    let site = state.counter.site(&slug).await?;
+    Ok(Json(SiteBody::new(site, state.dashboard_public)))
 }
 
 /// `PATCH /api/v1/sites/{slug}`: `{"origins": [...], "keep_params": [...]}`,
@@ -480,7 +548,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/api/v1/sites/{slug}",
-    summary = "Replaces a site's allowed origins, kept query parameters, or both.",
+    summary = "Replaces some of a site's settings.",
     params(SlugPath),
     request_body(content = UpdateSite, content_type = "application/json"),
     security(("bearer" = [])),
@@ -505,8 +573,12 @@ pub async fn update(
     let patch = RulesPatch {
         keep_params: body.keep_params,
         origins: body.origins,
+        public: body.public,
+        require_origin: body.require_origin,
+        trailing_slash: body.trailing_slash.map(Into::into),
     };
-    Ok(Json(state.counter.set_rules(&slug, patch).await?.into()))
+    let site = state.counter.set_rules(&slug, patch).await?;
+    Ok(Json(SiteBody::new(site, state.dashboard_public)))
 }
 
 /// `DELETE /api/v1/sites/{slug}`

@@ -27,7 +27,7 @@ use crate::config::{Secret, StoreSettings, redact_url};
 use crate::domain::time::Day;
 use crate::domain::{
     ImportEntry, Imported, NewSite, Page, PageList, PageSeries, RulesPatch, SeriesData, Site,
-    SiteDump, SiteId, SiteRules, Slug, Versioned,
+    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
 };
 
 pub use migrate::Migration;
@@ -36,11 +36,11 @@ pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, writes_inline};
 
 /// How many columns [`SITE_COLUMNS`] names: a query's own columns follow.
-const SITE_COLUMNS_LEN: usize = 9;
+const SITE_COLUMNS_LEN: usize = 12;
 
 /// The columns every query that reads a [`Site`] selects, in this order.
 const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at, \
-    page_total, keep_params, allowed_origins";
+    page_total, keep_params, allowed_origins, is_public, require_origin, trailing_slash";
 
 /// A slug read back from the store: written only after [`Slug::parse`],
 /// so an invalid one means the table was edited by hand.
@@ -65,12 +65,29 @@ fn stored_page(text: &str) -> anyhow::Result<Page> {
         .with_context(|| format!("the store holds a page name {text:?} that is not valid"))
 }
 
-/// A site's rules as the store keeps them: two space-separated lists.
-fn stored_rules(keep_params: &str, origins: &str) -> SiteRules {
+/// A site's rules as the store keeps them: two space-separated lists,
+/// then the settings.
+fn stored_rules(
+    keep_params: &str,
+    origins: &str,
+    public: Option<bool>,
+    require_origin: bool,
+    trailing_slash: TrailingSlash,
+) -> SiteRules {
     SiteRules {
         keep_params: SiteRules::split(keep_params),
         origins: SiteRules::split(origins),
+        public,
+        require_origin,
+        trailing_slash,
     }
+}
+
+/// A trailing-slash setting read back from the store.
+fn stored_trailing_slash(text: &str) -> anyhow::Result<TrailingSlash> {
+    TrailingSlash::parse(text).with_context(|| {
+        format!("the store holds a trailing_slash setting {text:?} that is not valid")
+    })
 }
 
 /// One site's hits in a batch, in arrival order, each with the request id

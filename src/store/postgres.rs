@@ -32,12 +32,12 @@ use super::migrate::{
 use super::pg_tls::{self, PgTls};
 use super::{
     AsGiven, Backend, Grow, Outcome, PageCount, PagePlan, Plan, SITE_COLUMNS, SITE_COLUMNS_LEN,
-    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
+    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug, stored_trailing_slash,
 };
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
     ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, RulesPatch,
-    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, keeps_pages, set_count_split,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
 };
 
 /// Deletes the `hit_batches` rows older than twice the id window (so
@@ -127,7 +127,8 @@ FROM unnest($1::bigint[], $2::bigint[]) AS u(id, total) WHERE v.site_id = u.id";
 /// buckets in `[$2, $3)` as two parallel arrays.
 const SERIES: &str = "\
 SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
-    v.page_total, v.keep_params, v.allowed_origins,
+    v.page_total, v.keep_params, v.allowed_origins, v.is_public, v.require_origin,
+    v.trailing_slash,
     v.base_count + coalesce(
         (SELECT sum(h.hits) FROM hits_hourly h WHERE h.site_id = v.site_id AND h.hour < $2),
         0)::bigint,
@@ -142,7 +143,8 @@ WHERE v.slug = $1";
 
 const DUMP: &str = "\
 SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
-    v.page_total, v.keep_params, v.allowed_origins, v.base_count,
+    v.page_total, v.keep_params, v.allowed_origins, v.is_public, v.require_origin,
+    v.trailing_slash, v.base_count,
     coalesce(b.hours, '{}'), coalesce(b.hits, '{}')
 FROM visitors v
 LEFT JOIN LATERAL (
@@ -648,9 +650,10 @@ impl Store for PgStore {
                     .query_opt(
                         &format!(
                             "INSERT INTO visitors (slug, site_name, visitor_count, base_count, \
-                             keep_params, allowed_origins) \
-                             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (slug) DO NOTHING \
-                             RETURNING {SITE_COLUMNS}"
+                             keep_params, allowed_origins, is_public, require_origin, \
+                             trailing_slash) \
+                             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) \
+                             ON CONFLICT (slug) DO NOTHING RETURNING {SITE_COLUMNS}"
                         ),
                         &[
                             &new.slug.as_str(),
@@ -658,6 +661,9 @@ impl Store for PgStore {
                             &new.count,
                             &SiteRules::join(&new.rules.keep_params),
                             &SiteRules::join(&new.rules.origins),
+                            &new.rules.public,
+                            &new.rules.require_origin,
+                            &new.rules.trailing_slash.as_str(),
                         ],
                     )
                     .await
@@ -888,15 +894,26 @@ impl Store for PgStore {
     async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
         let keep = patch.keep_params.as_deref().map(SiteRules::join);
         let origins = patch.origins.as_deref().map(SiteRules::join);
+        let trailing = patch.trailing_slash.map(TrailingSlash::as_str);
         self.run(async |client| {
             client
                 .query_opt(
                     &format!(
                         "UPDATE visitors SET keep_params = coalesce($2, keep_params), \
-                         allowed_origins = coalesce($3, allowed_origins) \
+                         allowed_origins = coalesce($3, allowed_origins), \
+                         is_public = coalesce($4, is_public), \
+                         require_origin = coalesce($5, require_origin), \
+                         trailing_slash = coalesce($6, trailing_slash) \
                          WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
                     ),
-                    &[&id, &keep, &origins],
+                    &[
+                        &id,
+                        &keep,
+                        &origins,
+                        &patch.public,
+                        &patch.require_origin,
+                        &trailing,
+                    ],
                 )
                 .await?
                 .map(site_from_row)
@@ -1138,7 +1155,13 @@ fn site_from_row(row: Row) -> Result<Site, tokio_postgres::Error> {
         generation: row.try_get(4)?,
         created_at: row.try_get(5)?,
         pages: row.try_get(6)?,
-        rules: stored_rules(row.try_get(7)?, row.try_get(8)?),
+        rules: stored_rules(
+            row.try_get(7)?,
+            row.try_get(8)?,
+            row.try_get(9)?,
+            row.try_get(10)?,
+            row.try_get(11)?,
+        ),
     })
 }
 
@@ -1148,6 +1171,19 @@ impl<'a> FromSql<'a> for Page {
         raw: &'a [u8],
     ) -> Result<Page, Box<dyn std::error::Error + Sync + Send>> {
         Ok(stored_page(<&str>::from_sql(ty, raw)?)?)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl<'a> FromSql<'a> for TrailingSlash {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<TrailingSlash, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(stored_trailing_slash(<&str>::from_sql(ty, raw)?)?)
     }
 
     fn accepts(ty: &Type) -> bool {

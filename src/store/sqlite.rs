@@ -20,12 +20,12 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use super::migrate::{CREATE_TABLE, Contracts, Migrated, Migration};
 use super::{
     Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
-    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug,
+    SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug, stored_trailing_slash,
 };
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
     ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSeries, PageStat,
-    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, Versioned, keeps_pages,
+    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages,
     set_count_split,
 };
 use crate::sync::lock;
@@ -342,9 +342,9 @@ impl Store for SqliteStore {
                 conn.query_row(
                     &format!(
                         "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at, \
-                         keep_params, allowed_origins) \
-                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6) ON CONFLICT (slug) DO NOTHING \
-                         RETURNING {SITE_COLUMNS}"
+                         keep_params, allowed_origins, is_public, require_origin, trailing_slash) \
+                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                         ON CONFLICT (slug) DO NOTHING RETURNING {SITE_COLUMNS}"
                     ),
                     params![
                         new.slug,
@@ -353,6 +353,9 @@ impl Store for SqliteStore {
                         unix_seconds(SystemTime::now()),
                         SiteRules::join(&new.rules.keep_params),
                         SiteRules::join(&new.rules.origins),
+                        new.rules.public,
+                        new.rules.require_origin,
+                        new.rules.trailing_slash.as_str(),
                     ],
                     site_from_row,
                 )
@@ -674,14 +677,19 @@ impl Store for SqliteStore {
     async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError> {
         let keep = patch.keep_params.as_deref().map(SiteRules::join);
         let origins = patch.origins.as_deref().map(SiteRules::join);
+        let (public, require) = (patch.public, patch.require_origin);
+        let trailing = patch.trailing_slash.map(TrailingSlash::as_str);
         self.write(move |conn| {
             conn.query_row(
                 &format!(
                     "UPDATE visitors SET keep_params = coalesce(?2, keep_params), \
-                     allowed_origins = coalesce(?3, allowed_origins) \
+                     allowed_origins = coalesce(?3, allowed_origins), \
+                     is_public = coalesce(?4, is_public), \
+                     require_origin = coalesce(?5, require_origin), \
+                     trailing_slash = coalesce(?6, trailing_slash) \
                      WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
                 ),
-                params![id, keep, origins],
+                params![id, keep, origins, public, require, trailing],
                 site_from_row,
             )
             .optional()
@@ -873,7 +881,13 @@ fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
         generation: row.get(4)?,
         created_at: at(created),
         pages: row.get(6)?,
-        rules: stored_rules(&keep_params, &origins),
+        rules: stored_rules(
+            &keep_params,
+            &origins,
+            row.get(9)?,
+            row.get(10)?,
+            row.get(11)?,
+        ),
     })
 }
 
@@ -897,6 +911,12 @@ impl ToSql for Page {
 impl FromSql for Page {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Page> {
         stored_page(value.as_str()?).map_err(|e| FromSqlError::Other(e.into()))
+    }
+}
+
+impl FromSql for TrailingSlash {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<TrailingSlash> {
+        stored_trailing_slash(value.as_str()?).map_err(|e| FromSqlError::Other(e.into()))
     }
 }
 
