@@ -1,27 +1,45 @@
 // tally: counts this page once per view (README: "Count your pages").
-(function (d, w) {
-  var me = d.currentScript, site = me && me.dataset.site;
-  if (!site || !w.fetch || w.__tally) return; // included twice: one count
-  w.__tally = 1;
-  fetch(new URL(me.src).origin + "/api/v1/sites/" +
-    encodeURIComponent(site) + "/hits", {
+// Page HTML can shadow document's properties and make window's (by id or
+// name): the DOM is read through prototypes; the counted mark is a symbol.
+(function (d, w, O) {
+  function prop(p, name) {
+    return O.getOwnPropertyDescriptor(p, name);
+  }
+  var D = Document.prototype, attr = Element.prototype.getAttribute,
+    once = Symbol.for("tally"), me, src, site, names, query = [];
+  try { // the src getter throws unless me is a script element
+    me = prop(D, "currentScript").get.call(d);
+    src = new URL(prop(HTMLScriptElement.prototype, "src").get.call(me));
+  } catch (e) { return; }
+  site = attr.call(me, "data-site");
+  if (!site || src.pathname != "/count.js" || !w.fetch || w[once]) return;
+  w[once] = 1; // included twice: one count
+  names = (attr.call(me, "data-params") || "").split(/[\s,]+/);
+  location.search.slice(1).split("&").forEach(function (pair) {
+    var k = pair.split("=")[0];
+    try { k = decodeURIComponent(k); } catch (e) {}
+    if (k && names.indexOf(k) >= 0) query.push(pair);
+  });
+  query = query.join("&");
+  fetch(src.origin + "/api/v1/sites/" + encodeURIComponent(site) + "/hits", {
     method: "POST",
     credentials: "omit",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ page: location.pathname + location.search })
+    body: JSON.stringify({ page: location.pathname + (query && "?" + query) })
   }).then(function (r) {
     return r.ok && r.json();
   }).then(function (hit) {
     function fill() {
-      var els = d.querySelectorAll("[data-tally-count]"), i, n;
-      for (i = 0; i < els.length; i++) {
-        n = els[i].dataset.tallyCount == "site" ? hit.count
+      D.querySelectorAll.call(d, "[data-tally-count]").forEach(function (e) {
+        var n = attr.call(e, "data-tally-count") == "site" ? hit.count
           : hit.page != "(other)" && hit.page_count; // (other): overflow
-        if (typeof n == "number") els[i].textContent = n;
-      }
+        if (typeof n == "number")
+          prop(Node.prototype, "textContent").set.call(e, n);
+      });
     }
     if (!hit) return;
-    if (d.readyState != "loading") fill();
-    else d.addEventListener("DOMContentLoaded", fill);
+    if (prop(D, "readyState").get.call(d) != "loading") fill();
+    else EventTarget.prototype.addEventListener.call(d, "DOMContentLoaded",
+      fill);
   }).catch(function () {});
-})(document, window);
+})(document, window, Object);

@@ -4,13 +4,18 @@
 //! written to the console. A screenshot is taken; with
 //! `TALLY_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`.
 //! Then `/count.js` on a page of another loopback origin, under a strict
-//! CSP: the page counted once, its count shown, nothing in the console.
+//! CSP: the page counted once, its count shown, nothing in the console;
+//! and on pages whose HTML tries to take the script over (elements named
+//! like what it reads), and whose URL carries a secret in its query: a
+//! recorder in front of tally and a stand-in for the attacker's host (a
+//! made-up name Chromium resolves to loopback) show what was sent where.
 
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use support::app::{TOKEN, TestApp, sqlite_url};
@@ -313,11 +318,15 @@ async fn serve_pages(
 /// Chromium on `url` as a reader: desktop user agent, the DOM dumped once
 /// the page's requests are done.
 async fn read_page(url: String) -> Run {
+    read_page_with(url, Vec::new()).await
+}
+
+/// [`read_page`] with `extra` arguments for Chromium.
+async fn read_page_with(url: String, extra: Vec<String>) -> Run {
     tokio::task::spawn_blocking(move || {
-        run_chromium(
-            &url,
-            &[DESKTOP_CHROME, "--virtual-time-budget=5000", "--dump-dom"],
-        )
+        let mut args = vec![DESKTOP_CHROME, "--virtual-time-budget=5000", "--dump-dom"];
+        args.extend(extra.iter().map(String::as_str));
+        run_chromium(&url, &args)
     })
     .await
     .unwrap()
@@ -438,4 +447,410 @@ async fn a_csp_that_refuses_tally_counts_nothing_and_is_caught() {
     assert_eq!(app.count("blog").await, 0);
     server.abort();
     app.stop().await.unwrap();
+}
+
+/// One request a [`Recorder`] took, whole.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    /// The path and query.
+    uri: String,
+    /// The headers, one `name: value` a line.
+    headers: String,
+    body: String,
+}
+
+impl Seen {
+    fn contains(&self, needle: &str) -> bool {
+        [&self.uri, &self.headers, &self.body]
+            .iter()
+            .any(|part| part.contains(needle))
+    }
+}
+
+/// What a [`Recorder`] does with a request once it has kept it.
+#[derive(Clone)]
+enum Answer {
+    /// Sends it on to tally at this base URL, and tally's answer back.
+    Forward(String),
+    /// Answers as an attacker's host would: CORS open to every origin, an
+    /// image for a GET and a made-up count for anything else.
+    Attacker,
+}
+
+/// The count the attacker's host answers: a page that shows it shows the
+/// attacker's number.
+const ATTACKER_COUNT: &str = r#"{"site":"x","count":666,"page":"/","page_count":666}"#;
+
+/// A loopback HTTP listener that keeps every request it takes.
+struct Recorder {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(answer: Answer) -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = seen.clone();
+        let client = reqwest::Client::new();
+        let router = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (kept, client, answer) = (kept.clone(), client.clone(), answer.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                kept.lock().unwrap().push(Seen {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+                        .collect(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                match answer {
+                    Answer::Forward(base) => forward(&client, &base, parts, body).await,
+                    Answer::Attacker => attacker_answer(&parts.method),
+                }
+            }
+        });
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Recorder { addr, seen, server }
+    }
+
+    /// Everything taken so far.
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The method and path with query of each request taken, in order.
+    fn requests(&self) -> Vec<(String, String)> {
+        let seen = self.seen();
+        seen.into_iter().map(|s| (s.method, s.uri)).collect()
+    }
+
+    /// The bodies of the POSTs to `uri`, in order.
+    fn posted(&self, uri: &str) -> Vec<String> {
+        let seen = self.seen();
+        let posts = seen
+            .into_iter()
+            .filter(|s| s.method == "POST" && s.uri == uri);
+        posts.map(|s| s.body).collect()
+    }
+
+    /// Whether `needle` is in any request's path, headers or body.
+    fn ever_saw(&self, needle: &str) -> bool {
+        self.seen().iter().any(|s| s.contains(needle))
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// `parts` and `body` sent on to tally at `base`, and tally's answer.
+async fn forward(
+    client: &reqwest::Client,
+    base: &str,
+    parts: axum::http::request::Parts,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let mut headers = parts.headers;
+    for hop in ["host", "connection", "content-length"] {
+        headers.remove(hop);
+    }
+    let reply = client
+        .request(parts.method, format!("{base}{}", parts.uri))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let mut headers = reply.headers().clone();
+    for hop in ["connection", "content-length", "transfer-encoding"] {
+        headers.remove(hop);
+    }
+    let mut response =
+        axum::response::Response::new(axum::body::Body::from(reply.bytes().await.unwrap()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn attacker_answer(method: &axum::http::Method) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let open = ("access-control-allow-origin", "*");
+    match method.as_str() {
+        "OPTIONS" => (
+            axum::http::StatusCode::NO_CONTENT,
+            [
+                open,
+                ("access-control-allow-methods", "POST"),
+                ("access-control-allow-headers", "content-type"),
+            ],
+        )
+            .into_response(),
+        "GET" => (
+            [open, ("content-type", "image/svg+xml")],
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>"#,
+        )
+            .into_response(),
+        _ => ([open, ("content-type", "application/json")], ATTACKER_COUNT).into_response(),
+    }
+}
+
+/// The secret a page's URL carries, which only the page may see.
+const SECRET: &str = "SECRET123";
+
+/// Where the script posts its hits on the site `blog`.
+const BLOG_HITS: &str = "/api/v1/sites/blog/hits";
+
+/// A page titled `title`: `body` (elements, script tags), then the places
+/// for its counts.
+fn counted_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>{title}</title></head><body>{body}\
+         <p>This page: <span data-tally-count></span>; \
+         the site: <span data-tally-count=\"site\"></span>.</p></body></html>"
+    )
+}
+
+/// The tag that counts on `blog` from the tally at `tally`, with `more`
+/// attributes.
+fn script_tag(tally: &str, more: &str) -> String {
+    format!(r#"<script async src="{tally}/count.js" data-site="blog"{more}></script>"#)
+}
+
+/// tally behind a recorder, and pages on another loopback origin.
+struct Recorded {
+    app: TestApp,
+    _dir: tempfile::TempDir,
+    /// In front of tally: the pages' tally.
+    tally: Recorder,
+    page_addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// tally with the site `site`, behind a recorder, and `html` (path, HTML)
+/// served from another loopback origin under a strict CSP that also
+/// names `more` sources for images and requests.
+async fn recorded_pages(
+    site: serde_json::Value,
+    html: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+    more: &str,
+) -> Recorded {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&site).await;
+    let recorder = Recorder::start(Answer::Forward(app.url(""))).await;
+    let tally = format!("http://{}", recorder.addr);
+    let csp = format!(
+        "default-src 'none'; script-src {tally}; connect-src {tally} {more}; img-src {more}"
+    );
+    let (page_addr, server) = serve_pages(html(&tally), csp).await;
+    Recorded {
+        app,
+        _dir: dir,
+        tally: recorder,
+        page_addr,
+        server,
+    }
+}
+
+/// [`recorded_pages`] for the site `blog` and one page at `path`, `body`
+/// of tally's URL, under a CSP that names `more` too.
+async fn one_blog_page(
+    path: &'static str,
+    more: &str,
+    body: impl FnOnce(&str) -> String,
+) -> Recorded {
+    let site = serde_json::json!({"slug": "blog"});
+    let page = |tally: &str| vec![(path, counted_page(path, &body(tally)))];
+    recorded_pages(site, page, more).await
+}
+
+impl Recorded {
+    /// What the sites API lists for `blog`: each page and its count, sorted.
+    async fn counted_pages(&self) -> Vec<(String, i64)> {
+        let (status, body) = self.app.get_json("/api/v1/sites/blog/pages").await;
+        assert_eq!(status, 200, "{body}");
+        let mut pages: Vec<(String, i64)> = body["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let page = p["page"].as_str().unwrap().to_owned();
+                (page, p["count"].as_i64().unwrap())
+            })
+            .collect();
+        pages.sort();
+        pages
+    }
+
+    /// After the one view `run` of the page at `page`: the script posted
+    /// exactly `page`, and nothing tally got held the secret; tally counted
+    /// the page once and `blog` has that one hit; the page shows both
+    /// counts, 1, and logged nothing. Then everything stops.
+    async fn counted_once(self, run: &Run, page: &str) {
+        let body = serde_json::json!({ "page": page }).to_string();
+        let tally = &self.tally;
+        assert_eq!(tally.posted(BLOG_HITS), [body], "{:#?}", tally.seen());
+        assert!(!tally.ever_saw(SECRET), "{:#?}", tally.seen());
+        let shown = |open| element_text(&run.stdout, open);
+        assert_eq!(shown("<span data-tally-count=\"\">"), "1", "{}", run.stdout);
+        assert_eq!(shown("<span data-tally-count=\"site\">"), "1");
+        assert_eq!(self.counted_pages().await, [(page.to_owned(), 1)]);
+        assert_eq!(self.app.count("blog").await, 1);
+        assert_eq!(run.console, Vec::<String>::new(), "console messages");
+        self.stop().await;
+    }
+
+    async fn stop(self) {
+        self.server.abort();
+        self.app.stop().await.unwrap();
+    }
+}
+
+/// The finding: an image named `currentScript` with a `data-site`, before
+/// the script tag, made `document.currentScript` the image; the script
+/// posted the page and its query to the image's host and showed that
+/// host's number. Now the image's own GET is all the attacker's host
+/// gets, tally counts the page by its path, and the secret in the page's
+/// query goes nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_named_current_script_cannot_send_the_hit_elsewhere() {
+    let attacker = Recorder::start(Answer::Attacker).await;
+    let evil = format!("http://evil.test:{}", attacker.addr.port());
+    let img = format!(r#"<img name="currentScript" src="{evil}/a.png" data-site="x" alt="">"#);
+    let recorded = one_blog_page("/welcome", &evil, |tally| {
+        format!("{img}{}", script_tag(tally, ""))
+    })
+    .await;
+    let resolve = format!("--host-resolver-rules=MAP evil.test {}", attacker.addr.ip());
+    let url = format!("http://{}/welcome?reset_token={SECRET}", recorded.page_addr);
+    let run = read_page_with(url, vec![resolve]).await;
+
+    // The image's request reached the stand-in, so a hit sent there would
+    // have too; nothing else did.
+    assert_eq!(
+        attacker.requests(),
+        [("GET".to_owned(), "/a.png".to_owned())],
+        "{:#?}",
+        attacker.seen()
+    );
+    assert!(!attacker.ever_saw(SECRET), "{:#?}", attacker.seen());
+    recorded.counted_once(&run, "/welcome").await;
+}
+
+/// Elements whose ids and names are what the script reads, or would keep
+/// its "counted" mark under (`window.__tally`), or globals it calls: the
+/// page is counted once all the same, and its counts shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elements_named_like_the_script_s_globals_cannot_switch_counting_off() {
+    let recorded = one_blog_page("/clobbered", "", |tally| {
+        format!(
+            "<a id=\"__tally\"></a><form name=\"currentScript\"></form>\
+             <form name=\"querySelectorAll\"></form><img name=\"readyState\" alt=\"\">\
+             <img name=\"location\" alt=\"\"><a id=\"Symbol\"></a><a id=\"fetch\"></a>{}",
+            script_tag(tally, "")
+        )
+    })
+    .await;
+    let run = read_page(format!("http://{}/clobbered", recorded.page_addr)).await;
+    recorded.counted_once(&run, "/clobbered").await;
+}
+
+/// The script twice on a page (two URLs, so both are loaded and run) that
+/// also holds elements named `__tally`: one hit, no more and no less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_included_twice_counts_once_whatever_the_page_names() {
+    let recorded = one_blog_page("/twice", "", |tally| {
+        format!(
+            "<a id=\"__tally\"></a><form name=\"__tally\"></form>{}\
+             <script src=\"{tally}/count.js?v=2\" data-site=\"blog\"></script>",
+            script_tag(tally, "")
+        )
+    })
+    .await;
+    let run = read_page(format!("http://{}/twice?ref=feed", recorded.page_addr)).await;
+    let mut scripts = recorded.tally.requests();
+    scripts.retain(|(method, _)| method == "GET");
+    scripts.sort();
+    let get = |uri: &str| ("GET".to_owned(), uri.to_owned());
+    assert_eq!(scripts, [get("/count.js"), get("/count.js?v=2")]);
+    recorded.counted_once(&run, "/twice").await;
+}
+
+/// The script sends the page's path and, of its query, only what the tag's
+/// `data-params` names, in the URL's order; tally then keeps what the
+/// site keeps. The secret in the query never leaves the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_sends_only_the_query_parameters_its_tag_names() {
+    let recorded = recorded_pages(
+        serde_json::json!({"slug": "blog", "keep_params": ["lang"]}),
+        |tally| {
+            let tag = |params| script_tag(tally, &format!(r#" data-params="{params}""#));
+            vec![
+                ("/doc", counted_page("Doc", &tag("lang"))),
+                ("/guide", counted_page("Guide", &tag("lang, ref"))),
+            ]
+        },
+        "",
+    )
+    .await;
+    let (tally, page_addr) = (&recorded.tally, recorded.page_addr);
+
+    let run = read_page(format!(
+        "http://{page_addr}/doc?lang=en&reset_token={SECRET}"
+    ))
+    .await;
+    assert_eq!(
+        tally.posted(BLOG_HITS),
+        [r#"{"page":"/doc?lang=en"}"#],
+        "{:#?}",
+        tally.seen()
+    );
+    assert_eq!(
+        element_text(&run.stdout, "<span data-tally-count=\"\">"),
+        "1",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.console, Vec::<String>::new(), "console messages");
+
+    // Two names, a comma and a space between them: both sent, in the URL's
+    // order; tally keeps the one the site keeps.
+    let run = read_page(format!(
+        "http://{page_addr}/guide?ref=feed&utm_source=x&reset_token={SECRET}&lang=de"
+    ))
+    .await;
+    assert_eq!(
+        tally.posted(BLOG_HITS),
+        [
+            r#"{"page":"/doc?lang=en"}"#,
+            r#"{"page":"/guide?ref=feed&lang=de"}"#
+        ],
+        "{:#?}",
+        tally.seen()
+    );
+    assert!(!tally.ever_saw(SECRET), "{:#?}", tally.seen());
+    assert_eq!(run.console, Vec::<String>::new(), "console messages");
+    assert_eq!(
+        recorded.counted_pages().await,
+        [
+            ("/doc?lang=en".to_owned(), 1),
+            ("/guide?lang=de".to_owned(), 1)
+        ]
+    );
+    assert_eq!(recorded.app.count("blog").await, 2);
+    recorded.stop().await;
 }
