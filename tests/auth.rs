@@ -128,12 +128,23 @@ async fn wrong_bearer_tokens_get_401_up_to_the_limit_then_429_with_the_real_wait
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
+/// What a browser says of a form sent from a page of the same host.
+const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
+
 async fn sign_in(r: &Router, token: &str) -> Reply {
+    sign_in_from(r, token, &[SAME_ORIGIN]).await
+}
+
+/// The sign-in form sent to host `tally.test` with `from` saying where it
+/// came from.
+async fn sign_in_from(r: &Router, token: &str, from: &[(&str, &str)]) -> Reply {
+    let mut headers = vec![FORM, ("host", "tally.test")];
+    headers.extend_from_slice(from);
     send(
         r,
         Method::POST,
         "/dashboard/login",
-        &[FORM],
+        &headers,
         Some(&format!("token={token}")),
     )
     .await
@@ -195,6 +206,7 @@ async fn failures_are_logged_once_per_client_per_minute() {
         let login = http
             .post(process.url("/dashboard/login"))
             .header("content-type", "application/x-www-form-urlencoded")
+            .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
             .body(format!("token=wrong-admin-token-{i}"))
             .send()
             .await
@@ -424,4 +436,202 @@ async fn after_sign_out_no_replica_on_postgres_accepts_the_old_cookie() {
     let (a, _) = router(&url, &[]).await;
     let (b, _) = router(&url, &[]).await;
     signing_out_ends_the_session_on(&a, &b).await;
+}
+
+/// A foreign page can make a browser send the sign-in form (a `no-cors`
+/// `fetch`, a form that submits itself) though it cannot read the answer.
+/// Such a sign-in is refused before the token is looked at and counts
+/// nothing against the budget of the address it came from: twelve of them,
+/// past the budget of ten, leave the admin's right token working there, on
+/// the form and as a Bearer token.
+#[tokio::test]
+async fn a_cross_site_sign_in_is_refused_uncounted_and_leaves_the_right_token_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let bearer = format!("Bearer {TOKEN}");
+    for from in [
+        &[("origin", "https://evil.example")][..],
+        &[("sec-fetch-site", "cross-site")],
+    ] {
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            let page = sign_in_from(&r, &format!("wrong-admin-token-{i:02}"), from).await;
+            assert!(page.headers.get("set-cookie").is_none(), "{from:?}");
+            statuses.push(page.status.as_u16());
+        }
+        assert_eq!(statuses, [403; 12], "{from:?}");
+        // Not even the right token is taken from a foreign page.
+        let page = sign_in_from(&r, TOKEN, from).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{from:?}");
+        assert!(page.headers.get("set-cookie").is_none(), "{from:?}");
+        assert!(page.body.contains("Not signed in"), "{}", page.body);
+        // The admin, at the same address, signs in and calls the API.
+        let page = sign_in(&r, TOKEN).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{from:?}: {}",
+            page.body
+        );
+        assert!(page.header("set-cookie").starts_with("tally_session="));
+        let list = get(&r, "/api/v1/sites", &[("authorization", &bearer)]).await;
+        assert_eq!(list.status, StatusCode::OK, "{from:?}: {}", list.body);
+        let page = get(&r, "/dashboard", &[("authorization", &bearer)]).await;
+        assert_eq!(page.status, StatusCode::OK, "{from:?}");
+    }
+}
+
+/// The sign-in form is taken from a page of this host only, by the check
+/// sign-out makes: `Sec-Fetch-Site: same-origin`, else the host of
+/// `Origin`, else of `Referer`; a sign-in that says nothing of where it
+/// came from is refused.
+#[tokio::test]
+async fn a_sign_in_is_taken_only_from_a_page_of_this_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    for from in [
+        &[SAME_ORIGIN][..],
+        &[("origin", "http://tally.test:8080")],
+        &[(
+            "referer",
+            "https://tally.test/dashboard/login?next=/dashboard",
+        )],
+    ] {
+        let page = sign_in_from(&r, TOKEN, from).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{from:?}: {}",
+            page.body
+        );
+        assert!(
+            page.header("set-cookie").starts_with("tally_session="),
+            "{from:?}"
+        );
+    }
+    for from in [
+        &[][..],
+        &[("origin", "null")],
+        &[("referer", "https://evil.example/tally.test")],
+        &[("sec-fetch-site", "same-site")],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://tally.test"),
+        ],
+    ] {
+        let page = sign_in_from(&r, TOKEN, from).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{from:?}");
+        assert!(page.headers.get("set-cookie").is_none(), "{from:?}");
+    }
+}
+
+/// One attempt through `base`'s listener, from `client` as a proxy's
+/// `X-Forwarded-For` names it: the sign-in form, or a Bearer call when
+/// `bearer`. Its status.
+async fn attempt(
+    http: &reqwest::Client,
+    base: &str,
+    client: &str,
+    token: &str,
+    bearer: bool,
+) -> u16 {
+    let request = if bearer {
+        http.get(format!("{base}/api/v1/sites")).bearer_auth(token)
+    } else {
+        http.post(format!("{base}/dashboard/login"))
+            .header(FORM.0, FORM.1)
+            .header(SAME_ORIGIN.0, SAME_ORIGIN.1)
+            .body(format!("token={token}"))
+    };
+    let got = request
+        .header("x-forwarded-for", client)
+        .send()
+        .await
+        .unwrap();
+    got.status().as_u16()
+}
+
+/// The sign-in budget is the client's as the trusted-proxy rule names it:
+/// the peer itself when the peer is not trusted, whatever it forwards; the
+/// forwarded address behind a trusted peer. A client behind a trusted peer
+/// that passes on any `X-Forwarded-For` (the defaults trust loopback and
+/// private peers) can name a new address for every guess, so the failures
+/// from behind one peer have a budget too, ten times a client's: past it,
+/// only clients that showed the right token before are heard; and the log
+/// has one line for the peer, not one per named address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_budget_is_the_named_client_s_and_a_rotating_forwarded_address_is_bounded() {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // An untrusted peer: what it forwards is not read, it is the client.
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--trusted-proxies", "192.0.2.1"]).await;
+    let base = app.url("");
+    let mut statuses = Vec::new();
+    for i in 0..=LIMIT {
+        let client = format!("198.18.0.{}", i + 1);
+        statuses.push(attempt(&http, &base, &client, "wrong-admin-token", false).await);
+    }
+    let mut expected = vec![401; LIMIT];
+    expected.push(429);
+    assert_eq!(statuses, expected);
+    app.stop().await.unwrap();
+
+    // The defaults: loopback, the test's own address, is a trusted peer.
+    let dir = tempfile::tempdir().unwrap();
+    let process = TallyProcess::spawn(&[("TALLY_DATABASE_URL", &sqlite_url(dir.path()))]);
+    let base = process.url("");
+    let admin = "198.51.100.1";
+    assert_eq!(attempt(&http, &base, admin, TOKEN, false).await, 303);
+    // One named client spends its own budget, not another's.
+    let attacker = "203.0.113.7";
+    let mut statuses = Vec::new();
+    for _ in 0..LIMIT {
+        statuses.push(attempt(&http, &base, attacker, "wrong-admin-token", false).await);
+    }
+    statuses.push(attempt(&http, &base, attacker, TOKEN, false).await);
+    assert_eq!(statuses, expected);
+    assert_eq!(
+        attempt(&http, &base, "203.0.113.8", TOKEN, false).await,
+        303
+    );
+
+    // A new forwarded address for every guess, by the form and by Bearer:
+    // the peer's budget (10 × 10) holds 90 more failures, then 429s.
+    let mut statuses = Vec::new();
+    for i in 0..120 {
+        let client = format!("198.18.0.{}", i + 1);
+        statuses.push(attempt(&http, &base, &client, "wrong-admin-token", i % 2 == 1).await);
+    }
+    let mut rotated = vec![401; 90];
+    rotated.resize(120, 429);
+    assert_eq!(statuses, rotated);
+    // A right token from an address never seen is not taken past the
+    // budget (that would tell a guess right); the admin's address, which
+    // showed it before, still signs in and calls the API.
+    for bearer in [false, true] {
+        assert_eq!(
+            attempt(&http, &base, "198.18.1.1", TOKEN, bearer).await,
+            429
+        );
+    }
+    assert_eq!(attempt(&http, &base, admin, TOKEN, false).await, 303);
+    assert_eq!(attempt(&http, &base, admin, TOKEN, true).await, 200);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = process.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("authentication failed"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for part in ["WARN", "client=203.0.113.7", "failed=1", "throttled=0"] {
+        assert!(lines[0].contains(part), "{part} in {}", lines[0]);
+    }
+    for part in ["WARN", "proxy=127.0.0.1", "failed=1", "throttled=0"] {
+        assert!(lines[1].contains(part), "{part} in {}", lines[1]);
+    }
 }

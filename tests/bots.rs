@@ -349,3 +349,41 @@ async fn a_bot_s_page_hits_count_on_no_page() {
     );
     assert_eq!(ignored(&r, "blog").await, Some(3));
 }
+
+/// A badge fetched with a `User-Agent` of raw bytes (HTTP allows bytes
+/// past ASCII in a header, and they need not be UTF-8): status and body.
+async fn badge_bytes(r: &Router, user_agent: &[u8]) -> (StatusCode, String) {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get("/badge/blog.svg")
+        .header(
+            "user-agent",
+            axum::http::HeaderValue::from_bytes(user_agent).unwrap(),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = r.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// One byte that is not UTF-8 does not hide a crawler: its user agent is
+/// read with the byte replaced, and a browser's stays a reader's.
+#[tokio::test]
+async fn a_bot_whose_user_agent_is_not_utf8_is_still_a_bot() {
+    let r = app(&[]).await;
+    let (status, svg) = badge_bytes(&r, b"Googlebot/2.1 \xff").await;
+    assert_eq!(status, StatusCode::OK, "{svg}");
+    assert_eq!(drawn(&svg), "41");
+    assert_eq!(r.count("blog").await, 41);
+    assert_eq!(ignored(&r, "blog").await, Some(1));
+
+    let browser = [CHROME.as_bytes(), b" \xff"].concat();
+    let (status, svg) = badge_bytes(&r, &browser).await;
+    assert_eq!(status, StatusCode::OK, "{svg}");
+    assert_eq!(drawn(&svg), "42");
+    assert_eq!(r.count("blog").await, 42);
+    assert_eq!(ignored(&r, "blog").await, Some(1));
+}

@@ -22,6 +22,10 @@ async fn app(extra: &[&str]) -> RouterApp {
 
 const BEARER: (&str, &str) = ("authorization", "Bearer test-admin-token");
 
+/// What a browser says of a form sent from a page of the same host; the
+/// sign-in form is taken from none other.
+const SAME_ORIGIN: (&str, &str) = ("sec-fetch-site", "same-origin");
+
 fn assert_page(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.header("content-type"), "text/html; charset=utf-8");
@@ -70,7 +74,10 @@ async fn private_by_default_signed_out_viewers_are_sent_to_the_login_form() {
 #[tokio::test]
 async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() {
     let r = app(&[]).await;
-    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        SAME_ORIGIN,
+    ];
     let wrong = send(
         &r,
         Method::POST,
@@ -128,6 +135,7 @@ async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() 
     // Behind HTTPS the cookie is Secure.
     let https = [
         ("content-type", "application/x-www-form-urlencoded"),
+        SAME_ORIGIN,
         ("x-forwarded-proto", "https"),
     ];
     let ok = send(&r, Method::POST, "/dashboard/login", &https, Some(&body)).await;
@@ -154,7 +162,10 @@ async fn signing_in_sets_a_signed_httponly_strict_cookie_that_opens_the_pages() 
 async fn a_session_from_another_token_is_refused() {
     let r = app(&[]).await;
     let other = app(&["--no-token", "--admin-token", "another-admin-token"]).await;
-    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        SAME_ORIGIN,
+    ];
     let ok = send(
         &other,
         Method::POST,

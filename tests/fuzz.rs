@@ -2030,6 +2030,7 @@ mod properties {
                 let answer = send(
                     Request::post("/dashboard/login")
                         .header("content-type", "application/x-www-form-urlencoded")
+                        .header("sec-fetch-site", "same-origin")
                         .body(Body::from(form))
                         .unwrap(),
                 );
@@ -2537,6 +2538,7 @@ fn a_revoked_session_stays_revoked_however_it_is_spelled() {
     let signed_in = send(
         Request::post("/dashboard/login")
             .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
             .body(Body::from(format!("token={TOKEN}")))
             .unwrap(),
     );

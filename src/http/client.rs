@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
+use super::guard::Source;
 use crate::config::NetList;
 use crate::counting::{CountError, HitCount, HitFrom};
 use crate::domain::{Slug, Visitor};
@@ -41,6 +42,8 @@ pub struct Client {
     /// The authority (`host[:port]`) of the page the request came from:
     /// its `Origin`, else its `Referer`.
     page_host: Option<String>,
+    /// The trusted proxy whose headers named the client, if any.
+    proxy: Option<IpAddr>,
 }
 
 impl FromRequestParts<Arc<AppState>> for Client {
@@ -84,6 +87,15 @@ impl Client {
             },
             dedup_key,
             page_host: page_host(&parts.headers),
+            proxy: peer.filter(|_| from.via_proxy).map(|ip| ip.to_canonical()),
+        }
+    }
+
+    /// Who this is to the budget of failed authentications.
+    pub fn source(&self) -> Source {
+        Source {
+            client: self.visitor.ip,
+            proxy: self.proxy,
         }
     }
 
@@ -200,12 +212,13 @@ fn page_host(headers: &HeaderMap) -> Option<String> {
 /// crawler, a link previewer, a headless browser) by its `User-Agent`;
 /// always `false` with `TALLY_BOT_FILTER=false`. What a counting route that
 /// pages and READMEs call asks before it counts; a user agent that is
-/// missing, blank or not UTF-8 tells nothing, and is no bot.
+/// missing or blank tells nothing, and is no bot. Bytes that are not UTF-8
+/// are read as U+FFFD, so that one such byte cannot hide a crawler's name.
 pub fn is_bot(state: &AppState, headers: &HeaderMap) -> bool {
     let user_agent = headers
         .get(header::USER_AGENT)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
-    state.bots.is_bot(user_agent)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    state.bots.is_bot(user_agent.as_deref())
 }
 
 /// A layer for the routes that read: each client gets

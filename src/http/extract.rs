@@ -1,7 +1,6 @@
 //! Extractors whose rejections are [`ApiError`]s, so bad input always gets
 //! the same JSON error shape (axum's own rejections are plain text).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,7 +15,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::client::Client;
 use super::error::{ApiError, ErrorCode};
-use super::guard::Verdict;
+use super::guard::{Source, Verdict};
 use crate::domain::Slug;
 
 mod strict;
@@ -218,7 +217,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         let valid = constant_time_eq(given.as_bytes(), token.expose().as_bytes());
         match state
             .auth_guard
-            .judge(client_address(parts, state).await, valid)
+            .judge(auth_source(parts, state).await, valid)
         {
             Verdict::Allowed => Ok(Admin),
             Verdict::Failed => Err(ApiError::new(
@@ -236,10 +235,10 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     }
 }
 
-/// The client's address, as rate limits see it.
-pub(crate) async fn client_address(parts: &mut Parts, state: &Arc<AppState>) -> IpAddr {
+/// Who is asking, as the budget of failed authentications sees it.
+pub(crate) async fn auth_source(parts: &mut Parts, state: &Arc<AppState>) -> Source {
     let Ok(client) = Client::from_request_parts(parts, state).await;
-    client.visitor.ip
+    client.source()
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme is

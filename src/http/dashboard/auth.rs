@@ -9,6 +9,12 @@
 //! tokens, by either way, count against the client's budget in
 //! [`AuthGuard`].
 //!
+//! Signing in and signing out are taken from a page of this host only
+//! ([`same_origin`]). A foreign page can make a browser send the sign-in
+//! form without reading the answer; refused before the token is looked at,
+//! such a sign-in counts nothing against the budget of the address it was
+//! sent from, so it cannot lock the admin out there.
+//!
 //! Signing out (a same-origin `POST /dashboard/logout`) records a SHA-256
 //! of the cookie in the store's `revoked_sessions` until the cookie's own
 //! expiry, and every dashboard request with a cookie checks that table, so
@@ -36,7 +42,7 @@ use super::html::{error_page, page};
 use crate::domain::time::{at, unix};
 use crate::http::AppState;
 use crate::http::client::Client;
-use crate::http::extract::{bearer, client_address, constant_time_eq};
+use crate::http::extract::{auth_source, bearer, constant_time_eq};
 use crate::http::guard::Verdict;
 
 pub const COOKIE: &str = "tally_session";
@@ -78,7 +84,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
         if let Some(valid) = given {
             match state
                 .auth_guard
-                .judge(client_address(parts, state).await, valid)
+                .judge(auth_source(parts, state).await, valid)
             {
                 Verdict::Allowed => return Ok(Viewer { session: false }),
                 Verdict::Throttled { retry_after } => return Err(throttled(retry_after)),
@@ -215,6 +221,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
         .filter(|authority| !authority.contains('@'))
         .is_some_and(|authority| hostname(authority).eq_ignore_ascii_case(host))
+}
+
+/// `None` for a request from a page of this host ([`same_origin`]); else
+/// the 403 page that refuses it, with `title` and `text`.
+fn refuse_cross_site(headers: &HeaderMap, title: &str, text: &str) -> Option<Response> {
+    (!same_origin(headers)).then(|| error_page(StatusCode::FORBIDDEN, title, text))
 }
 
 /// The host of `host[:port]` or `[v6]:port`.
@@ -357,7 +369,9 @@ pub async fn login_form(
     login_page(StatusCode::OK, next, None)
 }
 
-/// `POST /dashboard/login`: checks the token, sets the session cookie.
+/// `POST /dashboard/login`: checks the token, sets the session cookie. Only
+/// a page of this host may send it: another's is refused unread and
+/// uncounted.
 pub async fn login(
     State(state): State<Arc<AppState>>,
     client: Client,
@@ -370,6 +384,13 @@ pub async fn login(
     let Some(token) = &state.admin_token else {
         return disabled();
     };
+    if let Some(refused) = refuse_cross_site(
+        &headers,
+        "Not signed in",
+        "Signing in is done with the form on this host's sign-in page.",
+    ) {
+        return refused;
+    }
     let Ok(Form(form)) = form else {
         return login_page(
             StatusCode::BAD_REQUEST,
@@ -379,7 +400,7 @@ pub async fn login(
     };
     let next = safe_next(form.next.as_deref());
     let valid = constant_time_eq(form.token.as_bytes(), token.expose().as_bytes());
-    match state.auth_guard.judge(client.visitor.ip, valid) {
+    match state.auth_guard.judge(client.source(), valid) {
         Verdict::Allowed => {}
         Verdict::Failed => {
             return login_page(
@@ -402,12 +423,12 @@ pub async fn login(
 /// `POST /dashboard/logout`: ends the session on every replica (see the
 /// module doc) and clears the cookie. Only a page of this host may ask.
 pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !same_origin(&headers) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "Not signed out",
-            "Signing out is done with the button on a dashboard page.",
-        );
+    if let Some(refused) = refuse_cross_site(
+        &headers,
+        "Not signed out",
+        "Signing out is done with the button on a dashboard page.",
+    ) {
+        return refused;
     }
     let session = state.admin_token.as_ref().and_then(|token| {
         let value = cookie(&headers, COOKIE)?;
