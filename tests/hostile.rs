@@ -47,7 +47,7 @@ async fn uniques_today(app: &TestApp) -> Value {
     let (status, body) = get(
         &load::client(),
         &app.url("/api/v1/sites/default/uniques?days=1"),
-        &[],
+        &[("authorization", &format!("Bearer {TOKEN}"))],
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -333,6 +333,7 @@ async fn reads_have_a_per_client_limit_of_their_own() {
     for _ in 0..50 {
         let response = greedy
             .get(app.url("/api/v1/sites/default/series"))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap();

@@ -52,7 +52,12 @@ async fn load_sites(apps: &[TestApp]) {
 }
 
 async fn get_json(app: &TestApp, path: &str) -> Value {
-    let r = reqwest::get(app.url(path)).await.unwrap();
+    let r = load::client()
+        .get(app.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{path}");
     r.json().await.unwrap()
 }
@@ -225,7 +230,7 @@ async fn known_data() -> (Router, Arc<AppState>, tempfile::TempDir) {
         Method::POST,
         "/api/v1/sites",
         Some(TOKEN),
-        Some(r#"{"slug":"blog","count":10}"#),
+        Some(r#"{"slug":"blog","count":10,"public":true}"#),
     )
     .await;
     assert_eq!(got.0, StatusCode::CREATED, "{}", got.2);

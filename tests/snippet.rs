@@ -72,9 +72,11 @@ async fn page_count(app: &RouterApp, slug: &str, page: &str) -> i64 {
     json_of(&reply.body)["count"].as_i64().unwrap()
 }
 
+/// An app with site `blog`, public so that its pages can be read without
+/// the token, as a page's script would.
 async fn with_blog(extra: &[&str]) -> RouterApp {
     let app = RouterApp::sqlite(extra).await;
-    app.create_site(&json!({"slug": "blog"})).await;
+    app.create_site(&json!({"slug": "blog", "public": true})).await;
     app
 }
 

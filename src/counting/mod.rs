@@ -625,3 +625,8 @@ impl Counter {
         write(&self.directory).remove(slug);
     }
 }
+    /// A site's rules, as fresh as [`RULES_FRESH`] keeps them.
+    pub async fn rules(&self, slug: &Slug) -> Result<Arc<SiteRules>, CountError> {
+        Ok(self.resolve(slug).await?.rules)
+    }
+

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::access::Reader;
 use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
@@ -350,9 +351,11 @@ fn default_days() -> i64 {
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody),
+    security((), ("bearer" = [])),
         (status = 503, body = ErrorBody),
     )
 )]
+        (status = 401, body = ErrorBody),
 pub async fn uniques(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
@@ -361,8 +364,10 @@ pub async fn uniques(
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))?;
     if !(1..=UNIQUE_DAYS_KEPT).contains(&query.days) {
         return Err(ApiError::new(
+    reader: Reader,
             ErrorCode::InvalidQuery,
             format!("days is a whole number from 1 to {UNIQUE_DAYS_KEPT}"),
+    reader.may_read(&state, &slug).await?;
         ));
     }
     let today = today();

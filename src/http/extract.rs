@@ -207,31 +207,43 @@ impl FromRequestParts<Arc<AppState>> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
+            .and_then(bearer)
+            .map(str::to_owned);
         let Some(given) = given else {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "this is an admin action: send 'Authorization: Bearer <admin token>'",
             ));
         };
-        let valid = constant_time_eq(given.as_bytes(), token.expose().as_bytes());
-        match state
-            .auth_guard
-            .judge(auth_source(parts, state).await, valid)
-        {
-            Verdict::Allowed => Ok(Admin),
-            Verdict::Failed => Err(ApiError::new(
-                ErrorCode::InvalidToken,
-                "the bearer token is not the admin token",
-            )),
-            Verdict::Throttled { retry_after } => Err(ApiError::new(
-                ErrorCode::AuthRateLimited,
-                format!(
-                    "too many failed authentications from this client; retry in {retry_after} s"
-                ),
-            )
-            .retry_after(retry_after)),
-        }
+        judge_bearer(parts, state, &given, token.expose()).await?;
+        Ok(Admin)
+    }
+}
+
+/// Checks a bearer token `given` against the admin `token`, through the
+/// budget of failed authentications: a wrong token is a 401, and a client
+/// past its budget gets a 429 whatever it sends.
+pub(crate) async fn judge_bearer(
+    parts: &mut Parts,
+    state: &Arc<AppState>,
+    given: &str,
+    token: &str,
+) -> Result<(), ApiError> {
+    let valid = constant_time_eq(given.as_bytes(), token.as_bytes());
+    match state
+        .auth_guard
+        .judge(auth_source(parts, state).await, valid)
+    {
+        Verdict::Allowed => Ok(()),
+        Verdict::Failed => Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the bearer token is not the admin token",
+        )),
+        Verdict::Throttled { retry_after } => Err(ApiError::new(
+            ErrorCode::AuthRateLimited,
+            format!("too many failed authentications from this client; retry in {retry_after} s"),
+        )
+        .retry_after(retry_after)),
     }
 }
 

@@ -22,6 +22,7 @@
 //!   rate-bounded log.
 //! - `csv`: CSV cells written so that a spreadsheet shows them as text.
 
+pub mod access;
 pub mod api;
 pub mod assets;
 pub mod badge;

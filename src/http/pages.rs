@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::access::Reader;
 use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiQuery, PageParam, SiteSlug};
@@ -90,12 +91,14 @@ pub struct PageBody {
     path = "/api/v1/sites/{slug}/pages",
     summary = "A site's pages, ranked by hits in a range of days, then by count.",
     params(super::api::SlugPath, PagesQuery),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The pages", content(
             (PagesBody = "application/json"),
             (String = "text/csv"),
         )),
         (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -104,8 +107,10 @@ pub struct PageBody {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
+    reader: Reader,
     ApiQuery(query): ApiQuery<PagesQuery>,
 ) -> Result<Response, ApiError> {
+    reader.may_read(&state, &slug).await?;
     let format = Format::parse(query.format.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {

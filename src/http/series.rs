@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::access::Reader;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{ApiQuery, PageParam, SiteSlug};
 use super::openapi::ErrorBody;
@@ -110,12 +111,14 @@ pub struct PointBody {
         SeriesQuery,
     ),
     responses(
+    security((), ("bearer" = [])),
         (status = 200, description = "The series", content(
             (SeriesBody = "application/json"),
             (String = "text/csv"),
         )),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
@@ -124,9 +127,11 @@ pub async fn series(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     ApiQuery(query): ApiQuery<SeriesQuery>,
+    reader: Reader,
     PageParam(page): PageParam,
 ) -> Result<Response, ApiError> {
     let step = match query.step.as_deref() {
+    reader.may_read(&state, &slug).await?;
         None if page.is_some() => Step::Day,
         None => Step::Hour,
         Some(s) => Step::parse(s)

@@ -286,9 +286,20 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// `GET path`; returns status and JSON body.
+    /// `GET path` with the admin token (which reads every site's details;
+    /// a public route ignores it); returns status and JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        get_json(&self.url(path)).await
+        let url = self.url(path);
+        let response = super::load::client()
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+        (status, body)
     }
 
     /// The stored count of `slug`.

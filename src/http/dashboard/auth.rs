@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 
 use super::failure;
 use super::html::{error_page, page};
+use crate::counting::CountError;
 use crate::domain::time::{at, unix};
 use crate::http::AppState;
 use crate::http::client::Client;
@@ -68,13 +69,21 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Response> {
-        if state.dashboard_public {
-            return Ok(Viewer { session: false });
-        }
         let Some(token) = &state.admin_token else {
-            return Err(disabled());
+            return if state.dashboard_public {
+                Ok(Viewer { session: false })
+            } else {
+                Err(disabled())
+            };
         };
         let token = token.expose();
+        if state.dashboard_public {
+            // Open to anyone; a session also opens the private sites.
+            return match signed_in(&parts.headers, state, token).await {
+                Ok(session) => Ok(Viewer { session }),
+                Err(e) => Err(failure(e)),
+            };
+        }
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -92,23 +101,79 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
                 Verdict::Failed => {}
             }
         }
-        if let Some(value) = cookie(&parts.headers, COOKIE) {
-            if session_expiry(token, value, now()).is_some() {
-                match state.counter.session_revoked(&session_hash(value)).await {
-                    Ok(false) => return Ok(Viewer { session: true }),
-                    Ok(true) => {}
-                    Err(e) => return Err(failure(e)),
-                }
-            }
+        match signed_in(&parts.headers, state, token).await {
+            Ok(true) => return Ok(Viewer { session: true }),
+            Ok(false) => {}
+            Err(e) => return Err(failure(e)),
         }
         let here = parts
             .uri
             .path_and_query()
             .map_or("/dashboard", |p| p.as_str());
-        Err(see_other(&format!(
-            "/dashboard/login?next={}",
-            encode_component(here)
-        )))
+        Err(to_sign_in(here))
+    }
+}
+
+impl Viewer {
+    /// Whether this viewer may see every site's details: signed in, or
+    /// let in by the token. A viewer let in only because the dashboard is
+    /// public (`TALLY_DASHBOARD_PUBLIC`) sees the public sites'.
+    pub fn sees_private(self, state: &AppState) -> bool {
+        self.session || !state.dashboard_public
+    }
+}
+
+/// The sign-in form, which comes back to `here` (a path of this host).
+pub(crate) fn to_sign_in(here: &str) -> Response {
+    see_other(&format!("/dashboard/login?next={}", encode_component(here)))
+}
+
+/// Whether the request carries a session cookie signed with `token`,
+/// unexpired and not signed out.
+pub(crate) async fn signed_in(
+    headers: &HeaderMap,
+    state: &AppState,
+    token: &str,
+) -> Result<bool, CountError> {
+    let Some(value) = cookie(headers, COOKIE) else {
+        return Ok(false);
+    };
+    if session_expiry(token, value, now()).is_none() {
+        return Ok(false);
+    }
+    Ok(!state.counter.session_revoked(&session_hash(value)).await?)
+}
+
+/// A dashboard form that changes data, taken as sign-out is: only from a
+/// page of this host ([`same_origin`]), and only from an admin signed in
+/// with the session cookie (checked as [`Viewer`] checks it, revocation
+/// included). Anything else is refused before the form is read.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminForm;
+
+impl FromRequestParts<Arc<AppState>> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        if let Some(refused) = refuse_cross_site(
+            &parts.headers,
+            "Nothing changed",
+            "Pages are deleted with the forms on a dashboard page of this host.",
+        ) {
+            return Err(refused);
+        }
+        match Viewer::from_request_parts(parts, state).await? {
+            Viewer { session: true } => Ok(AdminForm),
+            Viewer { session: false } => Err(error_page(
+                StatusCode::FORBIDDEN,
+                "Nothing changed",
+                "Only an admin signed in to the dashboard may delete pages here; scripts use \
+                 the API.",
+            )),
+        }
     }
 }
 
@@ -360,11 +425,12 @@ pub async fn login_form(
 ) -> Response {
     let next = query.ok().and_then(|Query(q)| q.next);
     let next = safe_next(next.as_deref());
-    if state.dashboard_public {
-        return see_other(next);
-    }
     if state.admin_token.is_none() {
-        return disabled();
+        return if state.dashboard_public {
+            see_other(next)
+        } else {
+            disabled()
+        };
     }
     login_page(StatusCode::OK, next, None)
 }
@@ -378,11 +444,12 @@ pub async fn login(
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    if state.dashboard_public {
-        return see_other("/dashboard");
-    }
     let Some(token) = &state.admin_token else {
-        return disabled();
+        return if state.dashboard_public {
+            see_other("/dashboard")
+        } else {
+            disabled()
+        };
     };
     if let Some(refused) = refuse_cross_site(
         &headers,
