@@ -147,7 +147,7 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
                 let mut roll = rng.u32(0..100);
                 PAGES.iter().find_map(|&(page, share)| {
                     if roll < share {
-                        Some(tally::domain::Page::parse(page, &[]).unwrap())
+                        Some(tally::domain::Page::parse(page, &Default::default()).unwrap())
                     } else {
                         roll -= share;
                         None

@@ -267,14 +267,10 @@ async fn kept_parameters_name_pages(app: &TestApp) {
         pages(app, "docs").await,
         counts(&[("/doc", 2), ("/doc?lang=de", 1), ("/doc?lang=en", 2)])
     );
-    // The pixel keeps them too.
+    // The pixel keeps them too, after a bare `?`: its `page` is read as
+    // it stands, so an encoded `%3F` would be part of the path.
     assert_eq!(
-        image(
-            &base,
-            "/count/docs.gif?page=%2Fdoc%3Flang%3Dde%26x%3D1",
-            &[]
-        )
-        .await,
+        image(&base, "/count/docs.gif?page=/doc?lang=de", &[]).await,
         (200, Value::Null)
     );
     // Dropped from the rules, the parameter is dropped from new hits'

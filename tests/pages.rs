@@ -292,7 +292,7 @@ async fn bad_paths_write_nothing(app: &TestApp) {
     // query string: a raw %FF there is not UTF-8 either.
     for query in [
         "page=%2Fbad%FF",
-        "page=/bad%25FF",
+        "page=/bad%ED%A0%80",
         "page=nope",
         "page=%2Fa%01b",
     ] {
@@ -634,3 +634,426 @@ async fn new_pages_take_the_per_client_hit_limit() {
     assert_eq!(stored_pages(&app, "blog").await.len(), 5);
     app.stop().await.unwrap();
 }
+
+// ---------------------------------------------------------------------
+// One normalisation of page names (README, "Count your pages", **Paths**),
+// the same through every route that names a page.
+
+/// The routes that name a page, as one client calls them.
+struct PageRoutes<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+}
+
+impl<'a> PageRoutes<'a> {
+    fn of(app: &'a TestApp) -> Self {
+        PageRoutes {
+            app,
+            client: load::client(),
+        }
+    }
+
+    /// `POST /api/v1/sites/{slug}/hits` with `{"page": page}`.
+    async fn hit(&self, slug: &str, page: &str) -> (u16, Value) {
+        post_hit(
+            &self.client,
+            &self.app.url(""),
+            slug,
+            &json!({ "page": page }),
+        )
+        .await
+    }
+
+    /// The page a hit with `{"page": page}` counted on; the hit must be a 200.
+    async fn hit_on(&self, slug: &str, page: &str) -> String {
+        let (status, body) = self.hit(slug, page).await;
+        assert_eq!(status, 200, "{page:?}: {body}");
+        body["page"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET {route}?page={raw}` (`raw` as it stands in the query string):
+    /// the status and the JSON body, `Null` for a GIF or an SVG.
+    async fn get(&self, route: &str, raw: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.app.url(&format!("{route}?page={raw}")))
+            .bearer_auth(support::app::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The pixel `/count/{slug}.gif?page={raw}`; it must be a 200.
+    async fn pixel(&self, slug: &str, raw: &str) {
+        let (status, body) = self.get(&format!("/count/{slug}.gif"), raw).await;
+        assert_eq!(status, 200, "pixel {raw:?}: {body}");
+    }
+
+    /// `/api/v1/sites/{slug}/pages/count?page={raw}`, a 200: the page read
+    /// and its count.
+    async fn count(&self, slug: &str, raw: &str) -> (String, i64) {
+        let (status, body) = self
+            .get(&format!("/api/v1/sites/{slug}/pages/count"), raw)
+            .await;
+        assert_eq!(status, 200, "count {raw:?}: {body}");
+        (
+            body["page"].as_str().unwrap().to_owned(),
+            body["count"].as_i64().unwrap(),
+        )
+    }
+
+    /// `PATCH /api/v1/sites/{slug}` with `body`, a 200.
+    async fn patch(&self, slug: &str, body: &Value) {
+        let response = self
+            .client
+            .patch(self.app.url(&format!("/api/v1/sites/{slug}")))
+            .bearer_auth(support::app::TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{body}");
+    }
+
+    /// The dashboard's view of one page, `/dashboard/{slug}?page={raw}`:
+    /// the name it shows and its count in all.
+    async fn dashboard(&self, slug: &str, raw: &str) -> (String, i64) {
+        let response = self
+            .client
+            .get(self.app.url(&format!("/dashboard/{slug}?page={raw}")))
+            .bearer_auth(support::app::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "dashboard {raw:?}");
+        let html = response.text().await.unwrap();
+        let name = html
+            .split_once("<h1 class=\"page\">")
+            .and_then(|(_, rest)| rest.split_once("<small>"))
+            .unwrap_or_else(|| panic!("no page heading: {html}"))
+            .0
+            .to_owned();
+        let count = html
+            .split_once("<strong>")
+            .and_then(|(_, rest)| rest.split_once("</strong> hits on this page in all"))
+            .unwrap_or_else(|| panic!("no page count: {html}"))
+            .0
+            .parse()
+            .unwrap();
+        (name, count)
+    }
+}
+
+/// Runs `check` on a new app over SQLite.
+async fn on_sqlite(check: impl AsyncFnOnce(&TestApp)) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    check(&app).await;
+    app.stop().await.unwrap();
+}
+
+/// Runs `check` on a new app over a new PostgreSQL database.
+async fn on_postgres(check: impl AsyncFnOnce(&TestApp)) {
+    let pg = PgServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &[]).await;
+    check(&app).await;
+    app.stop().await.unwrap();
+}
+
+/// Two tests of the check `$check`: `$sqlite` on SQLite, `$postgres` on
+/// PostgreSQL.
+macro_rules! on_both_stores {
+    ($check:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            on_sqlite($check).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            on_postgres($check).await;
+        }
+    };
+}
+
+fn named_counts(pages: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    pages.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+}
+
+/// `trailing_slash`: `keep` (the default) makes `/posts/hello/` and
+/// `/posts/hello` two pages; `merge` one, `/posts/hello`, on every route.
+/// The root is `/` either way.
+async fn a_trailing_slash_is_kept_or_merged_by_the_site(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "kept"})).await;
+    app.create_site(&json!({"slug": "merged"})).await;
+    r.patch("merged", &json!({"trailing_slash": "merge"})).await;
+
+    assert_eq!(r.hit_on("kept", "/posts/hello/").await, "/posts/hello/");
+    assert_eq!(r.hit_on("kept", "/posts/hello").await, "/posts/hello");
+    r.pixel("kept", "/posts/hello/").await;
+    assert_eq!(
+        r.count("kept", "/posts/hello/").await,
+        ("/posts/hello/".to_owned(), 2)
+    );
+    assert_eq!(
+        r.count("kept", "/posts/hello").await,
+        ("/posts/hello".to_owned(), 1)
+    );
+    assert_eq!(r.hit_on("kept", "/").await, "/");
+
+    assert_eq!(r.hit_on("merged", "/posts/hello/").await, "/posts/hello");
+    assert_eq!(r.hit_on("merged", "/posts/hello").await, "/posts/hello");
+    assert_eq!(r.hit_on("merged", "/posts/hello//").await, "/posts/hello");
+    r.pixel("merged", "/posts/hello/").await;
+    assert_eq!(
+        r.count("merged", "/posts/hello/").await,
+        ("/posts/hello".to_owned(), 4)
+    );
+    assert_eq!(
+        r.dashboard("merged", "/posts/hello/").await,
+        ("/posts/hello".to_owned(), 4)
+    );
+    assert_eq!(r.hit_on("merged", "/").await, "/");
+    assert_eq!(r.hit_on("merged", "//").await, "/");
+
+    assert_eq!(
+        stored_pages(app, "kept").await,
+        named_counts(&[("/posts/hello/", 2), ("/posts/hello", 1), ("/", 1)])
+    );
+    assert_eq!(
+        stored_pages(app, "merged").await,
+        named_counts(&[("/posts/hello", 4), ("/", 2)])
+    );
+}
+
+on_both_stores!(
+    a_trailing_slash_is_kept_or_merged_by_the_site,
+    sqlite_a_trailing_slash_is_kept_or_merged_by_the_site,
+    postgres_a_trailing_slash_is_kept_or_merged_by_the_site
+);
+
+/// Dot segments are resolved (RFC 3986's remove_dot_segments, `..` past
+/// the root staying at `/`), encoded dots too, and repeated slashes merged.
+async fn dot_segments_and_repeated_slashes_are_resolved(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "blog"})).await;
+    assert_eq!(r.hit_on("blog", "//a/./b/../c").await, "/a/c");
+    assert_eq!(r.hit_on("blog", "/../../a/%2E%2E/a/c").await, "/a/c");
+    r.pixel("blog", "/a//b/.%2E/./c").await;
+    assert_eq!(r.count("blog", "/x/../a/./c").await, ("/a/c".to_owned(), 3));
+    assert_eq!(r.dashboard("blog", "//a/c").await, ("/a/c".to_owned(), 3));
+    assert_eq!(r.hit_on("blog", "/..").await, "/");
+    assert_eq!(r.hit_on("blog", "/a/b/..").await, "/a/");
+    assert_eq!(r.hit_on("blog", "/a/.").await, "/a/");
+    assert_eq!(r.hit_on("blog", "/a/...").await, "/a/...");
+    assert_eq!(
+        stored_pages(app, "blog").await,
+        named_counts(&[("/a/c", 3), ("/", 1), ("/a/", 2), ("/a/...", 1)])
+    );
+}
+
+on_both_stores!(
+    dot_segments_and_repeated_slashes_are_resolved,
+    sqlite_dot_segments_and_repeated_slashes_are_resolved,
+    postgres_dot_segments_and_repeated_slashes_are_resolved
+);
+
+/// A name is in Unicode NFC: the decomposed `/cafe\u{301}` is `/café`.
+async fn names_are_in_unicode_nfc(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "blog"})).await;
+    assert_eq!(r.hit_on("blog", "/cafe\u{301}").await, "/caf\u{e9}");
+    assert_eq!(r.hit_on("blog", "/caf\u{e9}").await, "/caf\u{e9}");
+    assert_eq!(r.hit_on("blog", "/cafe%CC%81").await, "/caf\u{e9}");
+    r.pixel("blog", "/cafe%CC%81").await;
+    assert_eq!(
+        r.count("blog", "/caf%C3%A9").await,
+        ("/caf\u{e9}".to_owned(), 4)
+    );
+    assert_eq!(
+        r.count("blog", "/cafe%CC%81").await,
+        ("/caf\u{e9}".to_owned(), 4)
+    );
+    assert_eq!(
+        r.dashboard("blog", "/cafe%CC%81").await,
+        ("/caf\u{e9}".to_owned(), 4)
+    );
+    assert_eq!(
+        stored_pages(app, "blog").await,
+        named_counts(&[("/caf\u{e9}", 4)])
+    );
+}
+
+on_both_stores!(
+    names_are_in_unicode_nfc,
+    sqlite_names_are_in_unicode_nfc,
+    postgres_names_are_in_unicode_nfc
+);
+
+/// `%3F`, `%23` and `%25` stay encoded in a name: `/a%3Fb` is its own
+/// page, not `/a` with a query string, and `/a%253Fb` (a literal `%3F`)
+/// another; `%2F` is a `/`.
+async fn encoded_question_marks_hashes_and_percents_stay_encoded(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "blog"})).await;
+    app.create_site(&json!({"slug": "doc", "keep_params": ["lang"]}))
+        .await;
+    assert_eq!(r.hit_on("blog", "/a%3Fb").await, "/a%3Fb");
+    assert_eq!(r.hit_on("blog", "/a?b").await, "/a");
+    assert_eq!(r.hit_on("blog", "/a%23b").await, "/a%23b");
+    assert_eq!(r.hit_on("blog", "/a#b").await, "/a");
+    assert_eq!(r.hit_on("blog", "/a%3fb").await, "/a%3Fb");
+    assert_eq!(r.hit_on("blog", "/a%253Fb").await, "/a%253Fb");
+    assert_eq!(r.hit_on("blog", "/100%25").await, "/100%25");
+    assert_eq!(r.hit_on("blog", "/100%").await, "/100%25");
+    assert_eq!(r.hit_on("blog", "/x%2Fy").await, "/x/y");
+    r.pixel("blog", "/a%3Fb").await;
+    assert_eq!(r.count("blog", "/a%3Fb").await, ("/a%3Fb".to_owned(), 3));
+    assert_eq!(r.count("blog", "/a").await, ("/a".to_owned(), 2));
+    assert_eq!(
+        r.count("blog", "/a%253Fb").await,
+        ("/a%253Fb".to_owned(), 1)
+    );
+    assert_eq!(
+        r.dashboard("blog", "/a%3Fb").await,
+        ("/a%3Fb".to_owned(), 3)
+    );
+    assert_eq!(
+        stored_pages(app, "blog").await,
+        named_counts(&[
+            ("/a%3Fb", 3),
+            ("/a", 2),
+            ("/a%23b", 1),
+            ("/a%253Fb", 1),
+            ("/100%25", 2),
+            ("/x/y", 1),
+        ])
+    );
+    // A kept parameter follows a real `?` only.
+    assert_eq!(r.hit_on("doc", "/doc?lang=en").await, "/doc?lang=en");
+    assert_eq!(r.hit_on("doc", "/doc%3Flang=en").await, "/doc%3Flang=en");
+    r.pixel("doc", "/doc?lang=en").await;
+    assert_eq!(
+        r.count("doc", "/doc?lang=en").await,
+        ("/doc?lang=en".to_owned(), 2)
+    );
+    assert_eq!(
+        stored_pages(app, "doc").await,
+        named_counts(&[("/doc?lang=en", 2), ("/doc%3Flang=en", 1)])
+    );
+}
+
+on_both_stores!(
+    encoded_question_marks_hashes_and_percents_stay_encoded,
+    sqlite_encoded_question_marks_hashes_and_percents_stay_encoded,
+    postgres_encoded_question_marks_hashes_and_percents_stay_encoded
+);
+
+/// Bidirectional controls and invisible characters, raw or encoded, are a
+/// 400 `invalid_page` naming the rule on every route, and count nothing.
+async fn bidi_controls_and_invisible_characters_are_refused(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "blog"})).await;
+    assert_eq!(r.hit_on("blog", "/ok").await, "/ok");
+    let bidi = "bidirectional control";
+    let invisible = "invisible character";
+    for (page, rule) in [
+        ("/admin\u{202E}txt.exe", bidi),
+        ("/a\u{202A}", bidi),
+        ("/a\u{200E}", bidi),
+        ("/a\u{200F}", bidi),
+        ("/a\u{061C}", bidi),
+        ("/a\u{2066}b\u{2069}", bidi),
+        ("/a%E2%80%AE", bidi),
+        ("/posts/hel\u{200B}lo", invisible),
+        ("/a\u{200C}", invisible),
+        ("/a\u{200D}", invisible),
+        ("/a\u{2060}", invisible),
+        ("/\u{FEFF}a", invisible),
+        ("/a\u{AD}", invisible),
+        ("/a\u{E0041}", invisible),
+        ("/a%E2%80%8B", invisible),
+    ] {
+        let (status, body) = r.hit("blog", page).await;
+        assert_eq!(status, 400, "{page:?}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_page", "{page:?}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(rule), "{page:?}: {message}");
+    }
+    for (raw, rule) in [("/a%E2%80%AE", bidi), ("/posts/hel%E2%80%8Blo", invisible)] {
+        for route in [
+            "/count/blog.gif",
+            "/badge/blog.svg",
+            "/api/v1/sites/blog/pages/count",
+            "/api/v1/sites/blog/series",
+        ] {
+            let (status, body) = r.get(route, raw).await;
+            assert_eq!(status, 400, "{route}?page={raw}: {body}");
+            assert_eq!(body["error"]["code"], "invalid_page", "{route}: {body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(rule), "{route}?page={raw}: {message}");
+        }
+    }
+    assert_eq!(app.count("blog").await, 1);
+    assert_eq!(stored_pages(app, "blog").await, named_counts(&[("/ok", 1)]));
+}
+
+on_both_stores!(
+    bidi_controls_and_invisible_characters_are_refused,
+    sqlite_bidi_controls_and_invisible_characters_are_refused,
+    postgres_bidi_controls_and_invisible_characters_are_refused
+);
+
+/// A query route reads its `page` as it stands in the query string and
+/// decodes it once, as the body's is: `%2568ello` is the text `%68ello`
+/// there too, and `+` is a `+`.
+async fn a_page_in_a_query_string_means_what_it_means_in_a_body(app: &TestApp) {
+    let r = PageRoutes::of(app);
+    app.create_site(&json!({"slug": "blog"})).await;
+    assert_eq!(
+        r.hit_on("blog", "/posts/%2568ello").await,
+        "/posts/%2568ello"
+    );
+    assert_eq!(
+        r.count("blog", "/posts/%2568ello").await,
+        ("/posts/%2568ello".to_owned(), 1)
+    );
+    assert_eq!(
+        r.count("blog", "/posts/hello").await,
+        ("/posts/hello".to_owned(), 0)
+    );
+    r.pixel("blog", "/posts/%2568ello").await;
+    assert_eq!(
+        r.count("blog", "/posts/%2568ello").await,
+        ("/posts/%2568ello".to_owned(), 2)
+    );
+    assert_eq!(
+        r.dashboard("blog", "/posts/%2568ello").await,
+        ("/posts/%2568ello".to_owned(), 2)
+    );
+
+    assert_eq!(r.hit_on("blog", "/a+b").await, "/a+b");
+    r.pixel("blog", "/a+b").await;
+    assert_eq!(r.hit_on("blog", "/a%2Bb").await, "/a+b");
+    assert_eq!(r.count("blog", "/a+b").await, ("/a+b".to_owned(), 3));
+    assert_eq!(r.count("blog", "/a%2Bb").await, ("/a+b".to_owned(), 3));
+    assert_eq!(r.count("blog", "/a%20b").await, ("/a b".to_owned(), 0));
+    let (status, body) = r.get("/api/v1/sites/blog/series", "/a+b").await;
+    assert_eq!((status, &body["page"]), (200, &json!("/a+b")), "{body}");
+    let (status, _) = r.get("/badge/blog.svg", "/a+b&readonly=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stored_pages(app, "blog").await,
+        named_counts(&[("/posts/%2568ello", 2), ("/a+b", 3)])
+    );
+}
+
+on_both_stores!(
+    a_page_in_a_query_string_means_what_it_means_in_a_body,
+    sqlite_a_page_in_a_query_string_means_what_it_means_in_a_body,
+    postgres_a_page_in_a_query_string_means_what_it_means_in_a_body
+);

@@ -778,7 +778,7 @@ async fn page_hits(store: &Arc<dyn Store>, hour: u64, sites: &[(i64, &[&str])]) 
             keys: vec![None; pages.len()],
             pages: pages
                 .iter()
-                .map(|p| Some(Page::parse(p, &[]).unwrap()))
+                .map(|p| Some(Page::parse(p, &Default::default()).unwrap()))
                 .collect(),
         })
         .collect();

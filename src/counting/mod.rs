@@ -126,7 +126,7 @@ fn checked_page(entry: &Entry, hit: &HitFrom<'_>) -> Result<Option<Page>, CountE
     }
     Ok(hit
         .page
-        .map(|raw| Page::parse(raw, &entry.rules.keep_params))
+        .map(|raw| Page::parse(raw, &entry.rules))
         .transpose()?)
 }
 
@@ -351,14 +351,12 @@ impl Counter {
         Ok(HitCount { count, page })
     }
 
-    /// Normalises a page named by a reader of `slug` by the site's rules;
-    /// `(other)`, which no hit can name, reads the overflow page.
+    /// Normalises a page named by a reader of `slug` by the site's rules
+    /// ([`Page::named`]: `(other)`, which no hit can name, reads the
+    /// overflow page).
     pub async fn page_of(&self, slug: &Slug, raw: &str) -> Result<Page, CountError> {
         let entry = self.resolve(slug).await?;
-        if raw == crate::domain::page::OVERFLOW_PAGE {
-            return Ok(Page::overflow());
-        }
-        Ok(Page::parse(raw, &entry.rules.keep_params)?)
+        Ok(Page::named(raw, &entry.rules)?)
     }
 
     /// One slice of a site's pages, ranked by their hits in the days

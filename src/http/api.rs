@@ -206,10 +206,15 @@ pub struct SetCount {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HitRequest {
-    /// A path, `/` first; its query string is dropped (but for the
-    /// parameters the site keeps), as is its fragment.
+    /// A path, `/` first (or `%2F`), normalised as the README's "Paths"
+    /// says: percent-decoded once, in Unicode NFC, dot segments resolved,
+    /// repeated slashes merged, a trailing slash as the site's
+    /// `trailing_slash` says, `%`, `?` and `#` kept encoded; its query
+    /// string is dropped (but for the parameters the site keeps), as is
+    /// its fragment. At most 2048 bytes as sent and 512 once normalised;
+    /// bidirectional controls and invisible characters are refused.
     #[serde(default)]
-    #[schema(example = "/posts/hello", max_length = 512)]
+    #[schema(example = "/posts/hello", max_length = 2048)]
     pub page: Option<String>,
 }
 

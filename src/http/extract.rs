@@ -45,9 +45,10 @@ where
 
 /// The `page` parameter of a query string (the first, if it is given
 /// twice; its name decoded as the query's other readers decode it, so
-/// that `%70age` is `page` to all of them), decoded strictly:
-/// percent-encoding that is not UTF-8 is a 400 `invalid_page` rather than
-/// a replacement character.
+/// that `%70age` is `page` to all of them), its value as it stands in the
+/// query string: not decoded here, so that [`crate::domain::Page::parse`]
+/// decodes it once, as it does a hit body's `page` (a `+` stays a `+`,
+/// `%2568` is the text `%68`).
 #[derive(Debug)]
 pub struct PageParam(pub Option<String>);
 
@@ -55,28 +56,20 @@ impl<S: Send + Sync> FromRequestParts<S> for PageParam {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let Some(query) = parts.uri.query() else {
-            return Ok(PageParam(None));
-        };
-        let Some(value) = query.split('&').find_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let key = key.replace('+', " ");
-            let key = percent_encoding::percent_decode_str(&key).decode_utf8_lossy();
-            (key == "page").then_some(value)
-        }) else {
-            return Ok(PageParam(None));
-        };
-        let value = value.replace('+', " ");
-        let decoded = percent_encoding::percent_decode_str(&value)
-            .decode_utf8()
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::InvalidPage,
-                    "the page's percent-encoding must decode to UTF-8",
-                )
-            })?;
-        Ok(PageParam(Some(decoded.into_owned())))
+        let page = parts.uri.query().and_then(raw_page_param);
+        Ok(PageParam(page.map(str::to_owned)))
     }
+}
+
+/// The raw value of the first `page` parameter of `query` (see
+/// [`PageParam`]).
+pub fn raw_page_param(query: &str) -> Option<&str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = key.replace('+', " ");
+        let key = percent_encoding::percent_decode_str(&key).decode_utf8_lossy();
+        (key == "page").then_some(value)
+    })
 }
 
 /// A JSON body that may be left out: no body at all is `None`; a body is

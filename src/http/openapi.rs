@@ -141,5 +141,21 @@ mod tests {
         assert_eq!(days["schema"]["maximum"], UNIQUE_DAYS_KEPT);
         let count = &doc["components"]["schemas"]["SetCount"]["properties"]["count"];
         assert_eq!(count["maximum"], crate::domain::MAX_COUNT);
+        let raw_page = crate::domain::page::MAX_RAW_PAGE_LEN;
+        let hit = &doc["components"]["schemas"]["HitRequest"]["properties"]["page"];
+        assert_eq!(hit["maxLength"], raw_page);
+        for path in [
+            "/api/v1/sites/{slug}/pages/count",
+            "/api/v1/sites/{slug}/series",
+        ] {
+            let page = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "page")
+                .unwrap()
+                .clone();
+            assert_eq!(page["schema"]["maxLength"], raw_page, "{path}");
+        }
     }
 }

@@ -201,9 +201,11 @@ fn csv(list: &PageList) -> String {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// The page: a path, `/` first.
-    #[param(example = "/posts/hello")]
-    #[allow(dead_code, reason = "for the schema; PageParam reads it strictly")]
+    /// The page: a path, `/` first, as it stands in the query string
+    /// (decoded once, with the hit body's `page`, so `+` is a `+`), at most
+    /// 2048 bytes; normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 2048)]
+    #[allow(dead_code, reason = "for the schema; PageParam reads it as it stands")]
     page: Option<String>,
 }
 

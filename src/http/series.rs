@@ -51,11 +51,12 @@ pub struct SeriesQuery {
     #[param(pattern = "^(json|csv)$")]
     format: Option<String>,
     /// One page's series instead of the site's (kept per day: `step` is
-    /// `day`, the default with a page).
-    #[param(example = "/posts/hello")]
+    /// `day`, the default with a page): as it stands in the query string,
+    /// at most 2048 bytes, normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 2048)]
     #[allow(
         dead_code,
-        reason = "for the schema and the unknown-field check; PageParam reads it strictly"
+        reason = "for the schema and the unknown-field check; PageParam reads it as it stands"
     )]
     page: Option<String>,
 }

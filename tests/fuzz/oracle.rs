@@ -57,12 +57,6 @@ pub fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// What a form (`application/x-www-form-urlencoded`) field decodes to: `+`
-/// is a space, then percent-decoding; `None` if that is not UTF-8.
-pub fn form_decode(s: &str) -> Option<String> {
-    String::from_utf8(percent_decode(&s.replace('+', " "))).ok()
-}
-
 /// The pairs of a query string, in order, as forms read them: `&`
 /// separates pairs, the first `=` a name from its value; empty pairs are
 /// skipped. The name is decoded (lossily: a name that is not UTF-8 names
@@ -83,16 +77,118 @@ pub fn query_pairs(query: &str) -> Vec<(String, &str)> {
         .collect()
 }
 
-/// README, "Count your pages", **Paths**: a page starts with `/`; it is
-/// percent-decoded; its fragment and query string are dropped, but for the
-/// query parameters the site keeps (README, "Site settings": "in the
-/// site's order"); it is at most 512 bytes. One without the leading `/`,
-/// too long, with control characters or with percent-encoding that is not
-/// UTF-8 is refused. `page::MAX_RAW_PAGE_LEN`'s documentation: a client
-/// sends at most 2048 bytes. What is dropped is not read, so only the path
-/// and the kept parameters can make a page bad. A parameter given twice is
-/// kept with its first value, as `URLSearchParams.get` reads it.
-pub fn page(raw: &str, keep: &[String]) -> Option<String> {
+/// README, "Count your pages", **Paths**, step 3: the bidirectional
+/// controls, and the invisible characters (format characters and
+/// default-ignorable code points), as the README lists them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(u32::from(c), 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069)
+}
+
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200D
+            | 0x2060..=0x2065
+            | 0x206A..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// README, "Count your pages", **Paths**, steps 2 to 4 (and 8 for a kept
+/// value): decoded bytes must be UTF-8 with no control character,
+/// bidirectional control or invisible character; the text is then put in
+/// NFC (by the `unicode-normalization` crate, the standard's algorithm:
+/// not the rule under test).
+fn checked_text(bytes: Vec<u8>) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let text = String::from_utf8(bytes).ok()?;
+    let refused = |c: char| is_control(c) || is_bidi_control(c) || is_invisible(c);
+    if text.chars().any(refused) {
+        return None;
+    }
+    Some(text.nfc().collect())
+}
+
+/// RFC 3986, section 5.2.4, remove_dot_segments, step by step as the RFC
+/// writes it (rules A to E), for a path that starts with `/`.
+pub fn remove_dot_segments(path: &str) -> String {
+    let mut input = path.to_owned();
+    let mut output = String::new();
+    // Removes the last segment of `output` and its `/`, if any.
+    let pop = |output: &mut String| match output.rfind('/') {
+        Some(i) => output.truncate(i),
+        None => output.clear(),
+    };
+    while !input.is_empty() {
+        if let Some(rest) = input.strip_prefix("../") {
+            input = rest.to_owned();
+        } else if let Some(rest) = input.strip_prefix("./") {
+            input = rest.to_owned();
+        } else if let Some(rest) = input.strip_prefix("/./") {
+            input = format!("/{rest}");
+        } else if input == "/." {
+            input = "/".to_owned();
+        } else if let Some(rest) = input.strip_prefix("/../") {
+            input = format!("/{rest}");
+            pop(&mut output);
+        } else if input == "/.." {
+            input = "/".to_owned();
+            pop(&mut output);
+        } else if input == "." || input == ".." {
+            input.clear();
+        } else {
+            // E: the first segment, with its leading `/` if it has one.
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            output.push_str(&input[..end]);
+            input = input[end..].to_owned();
+        }
+    }
+    output
+}
+
+/// README, "Count your pages", **Paths**: the name a page is counted on
+/// (`None`: refused) on a site that keeps the query parameters `keep` and
+/// merges trailing slashes if `merge`:
+///
+/// 1. at most 2048 bytes as sent; the fragment (from the first `#`)
+///    dropped, the query string (from the first `?` left) set aside;
+/// 2. the path percent-decoded once, UTF-8, starting with `/`;
+/// 3. no control characters, bidirectional controls or invisible
+///    characters;
+/// 4. NFC;
+/// 5. repeated slashes merged, then RFC 3986's remove_dot_segments;
+/// 6. a trailing `/` dropped when the site merges them, `/` staying `/`;
+/// 7. `%`, `?` and `#` encoded as `%25`, `%3F`, `%23`;
+/// 8. the kept parameters, `?name=value&…` in the site's order (README,
+///    "Site settings"), each value decoded with `+` a space, checked as in
+///    3 and in NFC; a parameter given twice is kept with its first value,
+///    as `URLSearchParams.get` reads it;
+/// 9. at most 512 bytes.
+///
+/// What is dropped is not read, so only the path and the kept parameters
+/// can make a page bad.
+pub fn page(raw: &str, keep: &[String], merge: bool) -> Option<String> {
     if raw.len() > 2048 {
         return None;
     }
@@ -101,20 +197,27 @@ pub fn page(raw: &str, keep: &[String]) -> Option<String> {
         Some(i) => (&without_fragment[..i], &without_fragment[i + 1..]),
         None => (without_fragment, ""),
     };
+    let path = checked_text(percent_decode(path))?;
     if !path.starts_with('/') {
         return None;
     }
-    let clean = |bytes: Vec<u8>| {
-        String::from_utf8(bytes)
-            .ok()
-            .filter(|s| !s.chars().any(is_control))
-    };
-    let mut name = clean(percent_decode(path))?;
+    let mut merged = path;
+    while merged.contains("//") {
+        merged = merged.replace("//", "/");
+    }
+    let mut resolved = remove_dot_segments(&merged);
+    if merge && resolved.len() > 1 && resolved.ends_with('/') {
+        resolved.pop();
+    }
+    let mut name = resolved
+        .replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('#', "%23");
     let pairs = query_pairs(query);
     let mut kept = Vec::new();
     for param in keep {
         if let Some((_, value)) = pairs.iter().find(|(k, _)| k == param) {
-            let value = clean(percent_decode(&value.replace('+', " ")))?;
+            let value = checked_text(percent_decode(&value.replace('+', " ")))?;
             kept.push(format!("{param}={value}"));
         }
     }

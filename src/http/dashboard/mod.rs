@@ -4,9 +4,10 @@
 //! above its top pages over the whole days those hours or days touch;
 //! `/dashboard/{slug}?page=/posts/hello` charts one page per day.
 //!
-//! A page is named in the query by the name it is listed under, exactly
-//! (not normalised again as a hit's page is): a listed name holding `?`,
-//! `#` or `%` reaches its own page, and so does the overflow page.
+//! A page is named in the query as on every route that takes one: the
+//! `page` parameter as it stands in the query string, normalised once by
+//! the site's rules ([`Page::named`]); a listed page links to the text
+//! that reads back its name ([`page_href`]), the overflow page's too.
 //!
 //! Pages are plain HTML with inline SVG, drawn on the server from a few
 //! store queries; a small script refreshes them every 30 seconds. Who may
@@ -21,7 +22,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::raw_page_param;
 use crate::counting::CountError;
 use crate::counting::series::{Range, Series, Step};
 use crate::domain::page::OVERFLOW_PAGE;
@@ -56,6 +58,10 @@ const PAGE_IN_QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The same for a name's path, but for `%`: a normalised path holds it
+/// only as the start of `%25`, `%3F` or `%23`, which read back as they are.
+const PATH_IN_QUERY: &AsciiSet = &PAGE_IN_QUERY.remove(b'%');
+
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/dashboard", get(index))
@@ -74,14 +80,27 @@ pub fn site_href(slug: &str) -> String {
     }
 }
 
-/// The page of one of a site's pages: its name percent-encoded, so that
-/// the query string gives back exactly this name.
+/// The page of one of a site's pages: its name written so that the
+/// query string reads back exactly this name, as [`Page::named`] reads a
+/// `page` parameter. The path is percent-encoded but for its `%`; the kept
+/// parameters, if any, follow a bare `?` as one parameter (the first, its
+/// `=` bare) whose value is the rest of the name, encoded whole: decoded
+/// once, it is that text again. A name stored under an earlier rule that
+/// the rule no longer gives reads back as the name the rule gives.
 pub fn page_href(slug: &str, page: &str) -> String {
-    format!(
-        "{}?page={}",
-        site_href(slug),
-        utf8_percent_encode(page, PAGE_IN_QUERY)
-    )
+    let text = match page.split_once('?') {
+        None => utf8_percent_encode(page, PATH_IN_QUERY).to_string(),
+        Some((path, kept)) => {
+            let (name, value) = kept.split_once('=').unwrap_or((kept, ""));
+            format!(
+                "{}?{}={}",
+                utf8_percent_encode(path, PATH_IN_QUERY),
+                utf8_percent_encode(name, PAGE_IN_QUERY),
+                utf8_percent_encode(value, PAGE_IN_QUERY)
+            )
+        }
+    };
+    format!("{}?page={text}", site_href(slug))
 }
 
 /// What a failed store call shows on a page.
@@ -235,6 +254,7 @@ pub async fn site(
     State(state): State<Arc<AppState>>,
     slug: Result<Path<String>, PathRejection>,
     query: Result<Query<ViewQuery>, QueryRejection>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let Ok(Path(slug)) = slug else {
@@ -269,8 +289,9 @@ pub async fn site(
             );
         }
     };
-    if let Some(name) = query.page {
-        return page_view(viewer, &state, &slug, &name).await;
+    if query.page.is_some() {
+        let raw = raw_query.as_deref().and_then(raw_page_param);
+        return page_view(viewer, &state, &slug, raw.unwrap_or_default()).await;
     }
     let range = Range::last(view.step(), view.points(), unix(SystemTime::now()));
     let days = whole_days(range);
@@ -345,17 +366,19 @@ fn whole_days(range: Range) -> Range {
 }
 
 /// `GET /dashboard/{slug}?page=…`: one page's hits per day over the last
-/// 30 days, and its count.
-async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, name: &str) -> Response {
-    let page_name = match Page::stored(name) {
+/// 30 days, and its count; `raw` is the `page` parameter as it stands in
+/// the query string.
+async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> Response {
+    let page_name = match state.counter.page_of(slug, raw).await {
         Ok(page) => page,
-        Err(e) => {
+        Err(CountError::InvalidPage(why)) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
-                &format!("No page can have this name: {e}."),
+                &format!("No page can have this name: {why}."),
             );
         }
+        Err(e) => return failure(e),
     };
     let range = Range::last(Step::Day, View::Daily.points(), unix(SystemTime::now()));
     let (sites, series) = tokio::join!(
@@ -628,25 +651,34 @@ mod tests {
 
     #[test]
     fn page_links_encode_the_name_so_the_query_gives_it_back() {
+        let rules = crate::domain::SiteRules {
+            keep_params: vec!["lang".into(), "id".into()],
+            ..Default::default()
+        };
         for (name, href) in [
             ("/posts/hello", "/dashboard/blog?page=/posts/hello"),
-            ("/a&b=c?x#y", "/dashboard/blog?page=/a%26b%3Dc%3Fx%23y"),
+            ("/a&b=c%3Fx%23y", "/dashboard/blog?page=/a%26b%3Dc%3Fx%23y"),
             (
                 r#"/"><script>alert(1)</script>"#,
                 "/dashboard/blog?page=/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E",
             ),
-            ("/a b+c%20", "/dashboard/blog?page=/a%20b%2Bc%2520"),
-            ("/café", "/dashboard/blog?page=/caf%C3%A9"),
+            ("/a b+c%2520", "/dashboard/blog?page=/a%20b%2Bc%2520"),
+            ("/café/", "/dashboard/blog?page=/caf%C3%A9/"),
             ("(other)", "/dashboard/blog?page=%28other%29"),
+            (
+                "/doc?lang=en GB&id=7",
+                "/dashboard/blog?page=/doc?lang=en%20GB%26id%3D7",
+            ),
+            (
+                "/doc%3F?id=a&b+c%#",
+                "/dashboard/blog?page=/doc%3F?id=a%26b%2Bc%25%23",
+            ),
         ] {
             let got = page_href("blog", name);
             assert_eq!(got, href);
             let query = got.split_once('?').unwrap().1;
-            let Query(back) = Query::<ViewQuery>::try_from_uri(
-                &format!("/dashboard/blog?{query}").parse().unwrap(),
-            )
-            .unwrap();
-            assert_eq!(back.page.as_deref(), Some(name));
+            let raw = raw_page_param(query).unwrap();
+            assert_eq!(Page::named(raw, &rules).unwrap().as_str(), name);
         }
         assert_eq!(page_href("login", "/x"), "/dashboard/sites/login?page=/x");
     }
