@@ -351,28 +351,28 @@ fn default_days() -> i64 {
     path = "/api/v1/sites/{slug}/uniques",
     summary = "Estimated unique visitors per UTC day, today first.",
     params(SlugPath, UniquesQuery),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, body = UniquesBody),
         (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody),
-    security((), ("bearer" = [])),
         (status = 503, body = ErrorBody),
     )
 )]
-        (status = 401, body = ErrorBody),
 pub async fn uniques(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
+    reader: Reader,
     query: Result<Query<UniquesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    reader.may_read(&state, &slug).await?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.body_text()))?;
     if !(1..=UNIQUE_DAYS_KEPT).contains(&query.days) {
         return Err(ApiError::new(
-    reader: Reader,
             ErrorCode::InvalidQuery,
             format!("days is a whole number from 1 to {UNIQUE_DAYS_KEPT}"),
-    reader.may_read(&state, &slug).await?;
         ));
     }
     let today = today();

@@ -111,15 +111,15 @@ pub struct PointBody {
         super::api::SlugPath,
         SeriesQuery,
     ),
-    responses(
     security((), ("bearer" = [])),
+    responses(
         (status = 200, description = "The series", content(
             (SeriesBody = "application/json"),
             (String = "text/csv"),
         )),
         (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody),
     ),
@@ -127,12 +127,12 @@ pub struct PointBody {
 pub async fn series(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
-    ApiQuery(query): ApiQuery<SeriesQuery>,
     reader: Reader,
+    ApiQuery(query): ApiQuery<SeriesQuery>,
     PageParam(page): PageParam,
 ) -> Result<Response, ApiError> {
-    let step = match query.step.as_deref() {
     reader.may_read(&state, &slug).await?;
+    let step = match query.step.as_deref() {
         None if page.is_some() => Step::Day,
         None => Step::Hour,
         Some(s) => Step::parse(s)
