@@ -7,6 +7,7 @@
 //! resolved to ids through a small in-process directory, since sites are
 //! created and deleted rarely and hits are counted constantly.
 
+pub mod ranking;
 pub mod retention;
 pub mod series;
 pub mod writer;
@@ -174,6 +175,8 @@ pub struct Counter {
     stop: watch::Sender<bool>,
     writer: Mutex<Option<JoinHandle<()>>>,
     directory: RwLock<HashMap<Slug, Entry>>,
+    /// Sites' pages ranked over ranges of days, kept a few seconds.
+    rankings: ranking::Rankings,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -225,6 +228,7 @@ impl Counter {
             stop,
             writer: Mutex::new(Some(writer)),
             directory: RwLock::new(HashMap::new()),
+            rankings: ranking::Rankings::default(),
             ready: AtomicBool::new(false),
             metrics,
         }
@@ -360,7 +364,9 @@ impl Counter {
     }
 
     /// One slice of a site's pages, ranked by their hits in the days
-    /// `[from, to)`.
+    /// `[from, to)`: cut from the whole ranking, kept a few seconds (see
+    /// [`ranking`]), so that every slice costs about the same whatever the
+    /// site's number of pages.
     pub async fn pages(
         &self,
         slug: &Slug,
@@ -370,6 +376,25 @@ impl Counter {
         offset: i64,
     ) -> Result<PageList, CountError> {
         self.check_ready()?;
+        let site = self.store.site(slug).await?.ok_or(CountError::NotFound)?;
+        if let Some(kept) = self.rankings.find(&site, from, to) {
+            return Ok(kept.slice(limit, offset));
+        }
+        if site.pages < ranking::MAX_ROWS {
+            let since = std::time::Instant::now();
+            let whole = self
+                .store
+                .pages(slug, from, to, ranking::MAX_ROWS, 0)
+                .await?
+                .ok_or(CountError::NotFound)?;
+            if !whole.more {
+                let kept = self
+                    .rankings
+                    .keep(from, to, ranking::Ranking::new(whole, since));
+                return Ok(kept.slice(limit, offset));
+            }
+        }
+        // Too many pages to keep whole: the store ranks them for this slice.
         self.store
             .pages(slug, from, to, limit, offset)
             .await?
@@ -530,6 +555,7 @@ impl Counter {
         self.forget(slug);
         let deleted = self.store.delete_site(site.id).await?;
         self.cache.forget(site.id);
+        self.rankings.forget(site.id);
         if deleted {
             Ok(())
         } else {
