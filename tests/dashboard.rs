@@ -807,6 +807,223 @@ async fn bad_page_queries_are_html_errors_never_500s() {
     assert!(reply.body.contains("at most 512 bytes"));
 }
 
+/// The session cookie of an admin signed in with the form.
+async fn sign_in(r: &RouterApp) -> String {
+    let form = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        SAME_ORIGIN,
+    ];
+    let body = format!("token={TOKEN}&next=%2Fdashboard");
+    let ok = send(r, Method::POST, "/dashboard/login", &form, Some(&body)).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    ok.header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// What deleting `blog`'s pages changes and what it must leave alone:
+/// its pages as the API lists them in CSV; its count; its hourly series.
+async fn blog_pages(r: &RouterApp) -> (String, i64, String) {
+    let mut read = Vec::new();
+    for path in [
+        "/api/v1/sites/blog/pages?format=csv",
+        "/api/v1/sites/blog/series",
+    ] {
+        let (status, _, body) = call(r, Method::GET, path, Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        read.push(body);
+    }
+    let series = read.pop().unwrap();
+    (read.pop().unwrap(), r.count("blog").await, series)
+}
+
+/// The pages list in CSV of pages hit today only (as many hits today as
+/// in all).
+fn csv(pages: &[(&str, i64)]) -> String {
+    let rows: String = pages
+        .iter()
+        .map(|(p, n)| format!("{p},{n},{n}\n"))
+        .collect();
+    format!("page,count,hits\n{rows}")
+}
+
+/// The value of the form field `name` on a page.
+fn field<'a>(html: &'a str, name: &str) -> &'a str {
+    let at = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&at)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + at.len();
+    &html[start..start + html[start..].find('"').unwrap()]
+}
+
+#[tokio::test]
+async fn a_signed_in_admin_deletes_pages_from_the_site_page_and_no_one_else_can() {
+    let r = app(&[]).await;
+    for (page, n) in [
+        ("/keep", 3),
+        ("/junk/1", 1),
+        ("/junk/2", 1),
+        ("/once", 1),
+        ("/x", 2),
+    ] {
+        page_hits(&r, page, n).await;
+    }
+    let cookie = sign_in(&r).await;
+    let session = ("cookie", cookie.as_str());
+    let action = "action=\"/dashboard/sites/blog/pages/delete\"";
+
+    // A button per page and the two small forms, for a signed-in admin only.
+    let page = get(&r, "/dashboard/blog", &[session]).await;
+    assert_page(&page);
+    assert_eq!(page.body.matches(action).count(), 5 + 2, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<input type=\"hidden\" name=\"page\" value=\"/junk/1\">")
+    );
+    assert!(
+        page.body
+            .contains("<button type=\"submit\" aria-label=\"Delete /junk/1\">Delete</button>")
+    );
+    assert!(page.body.contains("<input name=\"prefix\" required"));
+    assert!(
+        page.body
+            .contains("<input name=\"fewer_than\" type=\"number\" min=\"1\" required>")
+    );
+    let (from, to) = (
+        field(&page.body, "from").to_owned(),
+        field(&page.body, "to").to_owned(),
+    );
+    assert!(
+        !get(&r, "/dashboard/blog", &[BEARER])
+            .await
+            .body
+            .contains(action)
+    );
+    let public = app(&["--dashboard-public"]).await;
+    page_hits(&public, "/a", 1).await;
+    assert!(
+        !get(&public, "/dashboard/blog", &[])
+            .await
+            .body
+            .contains(action)
+    );
+
+    let before = blog_pages(&r).await;
+    let all = csv(&[
+        ("/keep", 3),
+        ("/x", 2),
+        ("/junk/1", 1),
+        ("/junk/2", 1),
+        ("/once", 1),
+    ]);
+    assert_eq!(before.0, all);
+    let path = "/dashboard/sites/blog/pages/delete";
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    // Refused, as sign-out is: from another site's page, even with the
+    // session; with the bearer token but no session; signed out.
+    for (headers, status) in [
+        (
+            vec![
+                form,
+                session,
+                ("host", "tally.test"),
+                ("origin", "https://evil.example"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![form, session, ("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![form, session, ("host", "tally.test")],
+            StatusCode::FORBIDDEN,
+        ),
+        (vec![form, SAME_ORIGIN, BEARER], StatusCode::FORBIDDEN),
+        (vec![form, SAME_ORIGIN], StatusCode::SEE_OTHER),
+    ] {
+        let reply = send(&r, Method::POST, path, &headers, Some("page=%2Fx")).await;
+        assert_eq!(reply.status, status, "{headers:?}: {}", reply.body);
+        if status == StatusCode::SEE_OTHER {
+            assert!(reply.header("location").starts_with("/dashboard/login"));
+        }
+    }
+    let public_reply = send(
+        &public,
+        Method::POST,
+        path,
+        &[form, SAME_ORIGIN],
+        Some("page=%2Fa"),
+    )
+    .await;
+    assert_eq!(public_reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(blog_pages(&r).await, before);
+
+    // One page, then back to the site's page, which says how many went.
+    let signed = [form, SAME_ORIGIN, session];
+    let reply = send(&r, Method::POST, path, &signed, Some("page=%2Fx")).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.header("location"), "/dashboard/blog?deleted=1#pages");
+    let shown = get(&r, "/dashboard/blog?deleted=1", &[session]).await;
+    assert!(
+        shown
+            .body
+            .contains("<p class=\"notice\" role=\"status\">Deleted 1 page.</p>")
+    );
+    assert_eq!(
+        blog_pages(&r).await,
+        (
+            csv(&[("/keep", 3), ("/junk/1", 1), ("/junk/2", 1), ("/once", 1)]),
+            before.1,
+            before.2.clone()
+        )
+    );
+    // Every page under a prefix.
+    let reply = send(&r, Method::POST, path, &signed, Some("prefix=%2Fjunk%2F")).await;
+    assert_eq!(reply.header("location"), "/dashboard/blog?deleted=2#pages");
+    // Fewer than 2 hits on the table's days, as the form sends them.
+    let body = format!("fewer_than=2&from={from}&to={to}");
+    let reply = send(&r, Method::POST, path, &signed, Some(&body)).await;
+    assert_eq!(reply.header("location"), "/dashboard/blog?deleted=1#pages");
+    assert_eq!(
+        blog_pages(&r).await,
+        (csv(&[("/keep", 3)]), before.1, before.2.clone())
+    );
+    // A bad form is a page that says what is wrong; nothing goes.
+    for (body, says) in [
+        ("prefix=junk", "'prefix'"),
+        ("fewer_than=0", "fewer_than"),
+        ("", "fewer_than"),
+        ("page=%2Fkeep&prefix=%2F", "both given"),
+    ] {
+        let reply = send(&r, Method::POST, path, &signed, Some(body)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        assert!(reply.body.contains("Nothing deleted"), "{}", reply.body);
+        assert!(reply.body.contains(says), "{body}: {}", reply.body);
+    }
+    let reply = send(
+        &r,
+        Method::POST,
+        "/dashboard/sites/nope/pages/delete",
+        &signed,
+        Some("page=%2Fx"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        blog_pages(&r).await,
+        (csv(&[("/keep", 3)]), before.1, before.2)
+    );
+}
+
 #[tokio::test]
 async fn the_site_list_shows_each_site_s_pages() {
     let r = app_with_pages().await;

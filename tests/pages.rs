@@ -238,15 +238,22 @@ async fn sqlite_a_site_has_at_most_its_page_limit_of_pages() {
     app.stop().await.unwrap();
 }
 
+/// Three instances on the database at `url`, each with `extra`, and
+/// their base URLs.
+async fn three_instances(url: &str, extra: &[&str]) -> (Vec<TestApp>, Vec<String>) {
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(TestApp::spawn(url, extra).await);
+    }
+    let bases = apps.iter().map(|a| a.url("")).collect();
+    (apps, bases)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_site_has_at_most_its_page_limit_of_pages_across_instances() {
     let pg = PgServer::start();
     let url = pg.create_database();
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(TestApp::spawn(&url, &["--page-limit", "100"]).await);
-    }
-    let bases: Vec<String> = apps.iter().map(|a| a.url("")).collect();
+    let (apps, bases) = three_instances(&url, &["--page-limit", "100"]).await;
     page_limit_holds(&bases, &apps[0]).await;
     let db = url.rsplit('/').next().unwrap();
     assert_eq!(pg.psql(db, "SELECT count(*) FROM pages"), "101");
@@ -609,6 +616,333 @@ async fn sqlite_retries_get_their_first_page_count() {
 async fn postgres_retries_get_their_first_page_count() {
     let pg = PgServer::start();
     retries_get_their_first_page_count(&pg.create_database()).await;
+}
+
+/// `DELETE /api/v1/sites/{slug}/pages?{query}`, with the admin token if
+/// `token`: status and body.
+async fn delete_pages(app: &TestApp, slug: &str, query: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request =
+        load::client().delete(app.url(&format!("/api/v1/sites/{slug}/pages?{query}")));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// What deleting pages must leave alone: the site's count, its hourly
+/// series, and (from the site) its number of pages.
+async fn site_state(app: &TestApp, slug: &str) -> (i64, Value, i64) {
+    let (status, series) = app.get_json(&format!("/api/v1/sites/{slug}/series")).await;
+    assert_eq!(status, 200, "{series}");
+    let (status, site) = app.get_json(&format!("/api/v1/sites/{slug}")).await;
+    assert_eq!(status, 200, "{site}");
+    (
+        app.count(slug).await,
+        series["points"].clone(),
+        site["pages"].as_i64().unwrap(),
+    )
+}
+
+fn pages_of(list: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    list.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect()
+}
+
+/// Deleting one page, the pages under a prefix, and the pages with fewer
+/// than N hits in a range: each deletes exactly its pages, answers how
+/// many, leaves the site's count and series as they were, and gives the
+/// site back room under its page limit (5 here); `(other)` goes only when
+/// named. A retried hit whose page is gone gets what it was first given.
+/// Without the token, or with a bad selector, nothing is deleted.
+async fn deleting_pages(database_url: &str) {
+    let app = TestApp::spawn(
+        database_url,
+        &["--trusted-proxies", "127.0.0.1/32", "--page-limit", "5"],
+    )
+    .await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    let first_x = keyed_hit(&client, &base, Some("/x"), "x-1").await;
+    for page in [
+        "/keep/a", "/keep/a", "/keep/a", "/keep/b", "/junk/1", "/junk/2", "/junk/2",
+    ] {
+        assert_eq!(
+            post_hit(&client, &base, "blog", &json!({"page": page}))
+                .await
+                .0,
+            200
+        );
+    }
+    // Past the limit of 5 pages: on the overflow page.
+    let (_, body) = post_hit(&client, &base, "blog", &json!({"page": "/y"})).await;
+    assert_eq!(body["page"], "(other)");
+    let all = pages_of(&[
+        ("/keep/a", 3),
+        ("/keep/b", 1),
+        ("/junk/1", 1),
+        ("/junk/2", 2),
+        ("/x", 1),
+        ("(other)", 1),
+    ]);
+    assert_eq!(stored_pages(&app, "blog").await, all);
+    let (count, series, page_total) = site_state(&app, "blog").await;
+    assert_eq!((count, page_total), (9, 5));
+
+    // Refused: no token, a wrong one, bad selectors; nothing goes.
+    let token = Some(support::app::TOKEN);
+    let (status, body) = delete_pages(&app, "blog", "page=/x", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("unauthorized"))
+    );
+    let (status, _) = delete_pages(&app, "blog", "page=/x", Some("wrong")).await;
+    assert_eq!(status, 401);
+    for (query, names) in [
+        ("", "'fewer_than'"),
+        ("page=/x&prefix=/junk/", "'page' and 'prefix'"),
+        ("prefix=/junk/&fewer_than=2", "'prefix' and 'fewer_than'"),
+        ("page=x", "'page'"),
+        ("page=", "'page'"),
+        ("prefix=junk", "'prefix'"),
+        ("prefix=(other)", "'prefix'"),
+        ("prefix=", "'prefix'"),
+        ("fewer_than=0", "'fewer_than'"),
+        ("fewer_than=-3", "'fewer_than'"),
+        ("fewer_than=two", "'fewer_than'"),
+        ("page=/x&from=2020-01-01", "'from'"),
+        ("prefix=/junk/&to=2020-01-01", "'to'"),
+        ("fewer_than=2&from=yesterday", "'from'"),
+        ("fewer_than=2&from=2020-02-01&to=2020-01-01", "'from'"),
+        ("pages=/x", "pages"),
+        ("page=/x&page=/y", "page"),
+    ] {
+        let (status, body) = delete_pages(&app, "blog", query, token).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("invalid_query")),
+            "{query}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{query}: {message}");
+    }
+    let (status, body) = delete_pages(&app, "nope", "page=/x", token).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("site_not_found"))
+    );
+    assert_eq!(stored_pages(&app, "blog").await, all);
+    assert_eq!(site_state(&app, "blog").await, (count, series.clone(), 5));
+
+    // One page, by its listed name; a page that is not there is no error.
+    let (status, body) = delete_pages(&app, "blog", "page=/x", token).await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 1})));
+    let (status, body) = delete_pages(&app, "blog", "page=/x", token).await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 0})));
+    // A retry of the hit on it is answered what was recorded, and counts
+    // nothing.
+    assert_eq!(keyed_hit(&client, &base, Some("/x"), "x-1").await, first_x);
+    let mut left = all.clone();
+    left.remove("/x");
+    assert_eq!(stored_pages(&app, "blog").await, left);
+    assert_eq!(site_state(&app, "blog").await, (count, series.clone(), 4));
+
+    // Every page under a prefix.
+    let (status, body) = delete_pages(&app, "blog", "prefix=/junk/", token).await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 2})));
+    left.remove("/junk/1");
+    left.remove("/junk/2");
+    assert_eq!(stored_pages(&app, "blog").await, left);
+    assert_eq!(site_state(&app, "blog").await, (count, series.clone(), 2));
+
+    // Fewer than 2 hits in the last 30 days: /keep/b, not (other).
+    let (status, body) = delete_pages(&app, "blog", "fewer_than=2", token).await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 1})));
+    assert_eq!(
+        stored_pages(&app, "blog").await,
+        pages_of(&[("/keep/a", 3), ("(other)", 1)])
+    );
+    assert_eq!(site_state(&app, "blog").await, (count, series.clone(), 1));
+
+    // The room came back: new pages get their own names again, up to 5.
+    for i in 0..5 {
+        let (_, body) = post_hit(
+            &client,
+            &base,
+            "blog",
+            &json!({"page": format!("/new/{i}")}),
+        )
+        .await;
+        let expected = if i < 4 {
+            format!("/new/{i}")
+        } else {
+            "(other)".into()
+        };
+        assert_eq!(body["page"], json!(expected), "{body}");
+    }
+    let (count, series, page_total) = site_state(&app, "blog").await;
+    assert_eq!((count, page_total), (14, 5));
+
+    // The overflow page goes when named, and frees no room.
+    let (status, body) = delete_pages(&app, "blog", "page=(other)", token).await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 1})));
+    assert_eq!(site_state(&app, "blog").await, (count, series.clone(), 5));
+    // Fewer than 1 hit in a month long past: every page but the overflow.
+    let (_, body) = post_hit(&client, &base, "blog", &json!({"page": "/z"})).await;
+    assert_eq!(body["page"], "(other)");
+    let (status, body) = delete_pages(
+        &app,
+        "blog",
+        "fewer_than=1&from=2020-01-01&to=2020-02-01",
+        token,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"site": "blog", "deleted": 5})));
+    assert_eq!(
+        stored_pages(&app, "blog").await,
+        pages_of(&[("(other)", 1)])
+    );
+    let (after, _, page_total) = site_state(&app, "blog").await;
+    assert_eq!((after, page_total), (count + 1, 0));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    deleting_pages(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count() {
+    let pg = PgServer::start();
+    deleting_pages(&pg.create_database()).await;
+}
+
+/// Deletions while hits name new pages: the site's page total stays the
+/// number of pages it holds (the overflow page aside), every hit is
+/// counted, and no page is over the limit.
+async fn deletions_under_hits(bases: &[String], app: &TestApp) {
+    app.create_site(&json!({"slug": "busy"})).await;
+    let client = load::client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, bases, next) = (client.clone(), bases.to_vec(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= 2000 {
+                    return;
+                }
+                let page = json!({"page": format!("/{}/{}", ["a", "b"][i % 2], i % 70)});
+                let (status, body) =
+                    post_hit(&client, &bases[i % bases.len()], "busy", &page).await;
+                assert_eq!(status, 200, "{body}");
+            }
+        }));
+    }
+    let mut deleted = 0;
+    while next.load(Ordering::Relaxed) < 2000 {
+        let (status, body) =
+            delete_pages(app, "busy", "prefix=/a/", Some(support::app::TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        deleted += body["deleted"].as_i64().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(deleted > 0);
+    assert_eq!(app.count("busy").await, 2000);
+    let pages = stored_pages(app, "busy").await;
+    let named = pages.keys().filter(|p| *p != "(other)").count() as i64;
+    let (_, site) = app.get_json("/api/v1/sites/busy").await;
+    assert_eq!(site["pages"], json!(named), "{pages:?}");
+    assert!(named <= 100, "{named}");
+    assert!(pages.values().sum::<i64>() <= 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_deleting_pages_under_hits_keeps_the_page_total_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &["--page-limit", "100"]).await;
+    deletions_under_hits(&[app.url("")], &app).await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_deleting_pages_under_hits_through_three_instances_keeps_the_page_total_exact() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let (apps, bases) = three_instances(&url, &["--page-limit", "100"]).await;
+    deletions_under_hits(&bases, &apps[0]).await;
+    let db = url.rsplit('/').next().unwrap();
+    assert_eq!(
+        pg.psql(db, "SELECT page_total FROM visitors WHERE slug = 'busy'"),
+        pg.psql(
+            db,
+            "SELECT count(*) FROM pages p JOIN visitors v USING (site_id) \
+             WHERE v.slug = 'busy' AND p.path <> '(other)'"
+        )
+    );
+    for app in apps {
+        app.stop().await.unwrap();
+    }
+}
+
+/// Reading the list is cut from a ranking kept a few seconds: a hit, a
+/// deletion and a set count each show in the next read at once.
+#[tokio::test]
+async fn the_pages_list_shows_every_change_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&json!({"slug": "blog"})).await;
+    let client = load::client();
+    let base = app.url("");
+    let hit = |page: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move { post_hit(&client, &base, "blog", &json!({"page": page})).await }
+    };
+    // The top two, in CSV: `page,count,hits` (every hit is today's).
+    let ranked = || async {
+        let response = client
+            .get(app.url("/api/v1/sites/blog/pages?limit=2&format=csv"))
+            .bearer_auth(support::app::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    };
+    let owned = |list: &[(&str, i64)]| {
+        let rows: String = list.iter().map(|(p, n)| format!("{p},{n},{n}\n")).collect();
+        format!("page,count,hits\n{rows}")
+    };
+    hit("/a").await;
+    hit("/b").await;
+    assert_eq!(ranked().await, owned(&[("/a", 1), ("/b", 1)]));
+    assert_eq!(ranked().await, owned(&[("/a", 1), ("/b", 1)]));
+    hit("/b").await;
+    assert_eq!(ranked().await, owned(&[("/b", 2), ("/a", 1)]));
+    hit("/c").await;
+    hit("/c").await;
+    hit("/c").await;
+    assert_eq!(ranked().await, owned(&[("/c", 3), ("/b", 2)]));
+    let (status, _) = delete_pages(&app, "blog", "page=/c", Some(support::app::TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(ranked().await, owned(&[("/b", 2), ("/a", 1)]));
+    let set = client
+        .put(app.url("/api/v1/sites/blog/count"))
+        .bearer_auth(support::app::TOKEN)
+        .json(&json!({"count": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    assert_eq!(ranked().await, owned(&[]));
+    app.stop().await.unwrap();
 }
 
 /// A client may not create pages faster than it may count: page hits take

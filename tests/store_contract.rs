@@ -8,7 +8,7 @@
 //! operations are hits (with or without a page, with or without a request
 //! id, from one of three clients), requests sent again with their id (a
 //! retry, or another client's request with the same id), set-count,
-//! reset, import (with or without pages) and retention.
+//! reset, import (with or without pages), page deletions and retention.
 //!
 //! The order the store sees is the schedule's: a group's hits are put on
 //! each replica's write queue in the group's order (each request is driven
@@ -21,7 +21,8 @@
 //!
 //! A model (a reference implementation of the contract: count = base +
 //! hours, pages under the page limit, request ids per client and site,
-//! set-count, reset, import and retention as the README defines them)
+//! set-count, reset, import, page deletions and retention as the README
+//! defines them)
 //! says what every answer must be. A step's answers must be exactly those
 //! of one order of its changes that keeps each replica's hits in the
 //! schedule's order (for one operation, or a group of one replica's hits,
@@ -166,12 +167,52 @@ enum Op {
         count: i64,
         pages: Option<Vec<ImportPage>>,
     },
+    /// `DELETE /api/v1/sites/{slug}/pages` with one selector.
+    DeletePages {
+        via: u8,
+        site: u8,
+        which: Which,
+    },
     /// Folds every hour into the base counts, and drops the pages' days
     /// before today (before tomorrow if `today_too`).
     Retention {
         via: u8,
         today_too: bool,
     },
+}
+
+/// Which pages a deletion takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Which {
+    /// `IMPORT_PAGES[i]`, by name (`(other)` too).
+    Page(usize),
+    /// Every page whose name starts with this.
+    Prefix(&'static str),
+    /// Every page but `(other)` with fewer than this many hits in the last
+    /// 30 days (the default range).
+    FewerThan(i64),
+}
+
+impl Which {
+    fn query(self) -> String {
+        match self {
+            Which::Page(i) => format!("page={}", IMPORT_PAGES[i]),
+            Which::Prefix(prefix) => format!("prefix={prefix}"),
+            Which::FewerThan(n) => format!("fewer_than={n}"),
+        }
+    }
+
+    /// Whether it takes `name`, a page with `page`'s count and days.
+    fn takes(self, name: &str, page: &PageModel, today: i64) -> bool {
+        match self {
+            Which::Page(i) => name == IMPORT_PAGES[i],
+            Which::Prefix(prefix) => name.starts_with(prefix),
+            Which::FewerThan(n) => {
+                let hits: i64 = page.days.range(today - 29..=today).map(|(_, h)| h).sum();
+                name != OVERFLOW && hits < n
+            }
+        }
+    }
 }
 
 /// A page in an import: its count and its hits on days before today.
@@ -266,7 +307,7 @@ fn op(backend: Backend) -> BoxedStrategy<Op> {
         1 => (via.clone(), site.clone(), count())
             .prop_map(|(via, site, count)| Op::SetCount { via, site, count }),
         1 => (via.clone(), site.clone()).prop_map(|(via, site)| Op::Reset { via, site }),
-        1 => (via.clone(), site, count(), prop::option::of(raw_pages)).prop_map(
+        1 => (via.clone(), site.clone(), count(), prop::option::of(raw_pages)).prop_map(
             |(via, site, count, raw)| Op::Import {
                 via,
                 site,
@@ -274,6 +315,16 @@ fn op(backend: Backend) -> BoxedStrategy<Op> {
                 pages: raw.map(|raw| import_pages(count, raw)),
             }
         ),
+        1 => (
+            via.clone(),
+            site,
+            prop_oneof![
+                (0..IMPORT_PAGES.len()).prop_map(Which::Page),
+                prop::sample::select(&["/", "/a", "/b", "/z"][..]).prop_map(Which::Prefix),
+                (1i64..4).prop_map(Which::FewerThan),
+            ],
+        )
+            .prop_map(|(via, site, which)| Op::DeletePages { via, site, which }),
         1 => (via, any::<bool>()).prop_map(|(via, today_too)| Op::Retention { via, today_too }),
     ]
     .boxed()
@@ -432,6 +483,7 @@ enum Change {
     Hit(HitReq),
     SetCount(usize, i64),
     Import(usize, i64, Option<Vec<ImportPage>>),
+    DeletePages(usize, Which),
     Fold(usize),
     /// Drops the pages' days before this day.
     DropDays(i64),
@@ -442,19 +494,21 @@ impl Change {
     fn site(&self) -> Option<usize> {
         match self {
             Change::Hit(hit) => Some(hit.site),
-            Change::SetCount(site, _) | Change::Import(site, ..) | Change::Fold(site) => {
-                Some(*site)
-            }
+            Change::SetCount(site, _)
+            | Change::Import(site, ..)
+            | Change::DeletePages(site, _)
+            | Change::Fold(site) => Some(*site),
             Change::DropDays(_) => None,
         }
     }
 
-    /// Whether it writes pages' days, which dropping days does not commute
-    /// with.
+    /// Whether it writes pages' days (or, a deletion, reads them), which
+    /// dropping days does not commute with.
     fn writes_days(&self) -> bool {
         match self {
             Change::Hit(hit) => hit.page.is_some(),
             Change::Import(_, _, pages) => pages.is_some(),
+            Change::DeletePages(..) => true,
             Change::SetCount(..) | Change::Fold(_) | Change::DropDays(_) => false,
         }
     }
@@ -592,6 +646,16 @@ impl Model {
                 let reply = json!({"imported": [
                     {"slug": SLUGS[*i], "count": count, "created": created}
                 ]});
+                vec![(next, Some(Expect::Ok(reply)))]
+            }
+            Change::DeletePages(i, which) => {
+                let Some(site) = &mut next.sites[*i] else {
+                    return vec![(next, missing)];
+                };
+                let before = site.pages.len();
+                site.pages
+                    .retain(|name, page| !which.takes(name, page, cx.today));
+                let reply = json!({"site": SLUGS[*i], "deleted": before - site.pages.len()});
                 vec![(next, Some(Expect::Ok(reply)))]
             }
             Change::Fold(i) => {
@@ -1435,6 +1499,12 @@ impl Case {
                 );
                 (call, vec![Change::Import(site, *count, pages.clone())])
             }
+            Op::DeletePages { via, site, which } => {
+                let site = usize::from(*site);
+                let path = format!("/api/v1/sites/{}/pages?{}", SLUGS[site], which.query());
+                let call = http(*via, Method::DELETE, path, Vec::new(), None);
+                (call, vec![Change::DeletePages(site, *which)])
+            }
             Op::Retention { via, today_too } => {
                 let before = if *today_too {
                     UNIX_EPOCH + Duration::from_secs((unix_now() / 86_400 + 1) * 86_400)
@@ -1564,7 +1634,9 @@ impl Case {
             let (call, changes) = self.resolve(n, i, op, today);
             let missing = match &changes[0] {
                 Change::Hit(hit) => self.models[0].sites[hit.site].is_none(),
-                Change::SetCount(site, _) => self.models[0].sites[*site].is_none(),
+                Change::SetCount(site, _) | Change::DeletePages(site, _) => {
+                    self.models[0].sites[*site].is_none()
+                }
                 Change::Import(..) | Change::Fold(_) | Change::DropDays(_) => false,
             };
             expected.push(match (&call, self.backend) {

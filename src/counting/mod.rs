@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 use crate::cache::{Cache, CacheStatus};
 use crate::domain::time::{Day, today};
 use crate::domain::{
-    DEFAULT_SITE_ID, Invalid, InvalidPage, InvalidSlug, NewSite, Page, PageList, RulesPatch, Site,
-    SiteId, SiteRules, Slug, Versioned, Visitor, validate_count, validate_name,
+    DEFAULT_SITE_ID, Invalid, InvalidPage, InvalidSlug, NewSite, Page, PageList, PageSelector,
+    RulesPatch, Site, SiteId, SiteRules, Slug, Versioned, Visitor, validate_count, validate_name,
 };
 use crate::limiter::Admission;
 use crate::metrics::Metrics;
@@ -399,6 +399,17 @@ impl Counter {
             .pages(slug, from, to, limit, offset)
             .await?
             .ok_or(CountError::NotFound)
+    }
+
+    /// Deletes the pages of `slug` that `which` selects, with their daily
+    /// hits; the site's count and series stay as they are, and its page
+    /// total drops by the named pages deleted. Returns how many went. This
+    /// replica's rankings of the site are forgotten whatever the outcome.
+    pub async fn delete_pages(&self, slug: &Slug, which: &PageSelector) -> Result<u64, CountError> {
+        let site = self.site(slug).await?;
+        let deleted = self.store.delete_pages(site.id, which).await;
+        self.rankings.forget(site.id);
+        deleted?.ok_or(CountError::NotFound)
     }
 
     /// A page's count without counting: 0 for a page never hit.

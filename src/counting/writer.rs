@@ -496,6 +496,13 @@ mod tests {
         ) -> Result<Option<crate::domain::PageList>, StoreError> {
             unreachable!()
         }
+        async fn delete_pages(
+            &self,
+            _: SiteId,
+            _: &crate::domain::PageSelector,
+        ) -> Result<Option<u64>, StoreError> {
+            unreachable!()
+        }
         async fn page_series(
             &self,
             _: &Slug,

@@ -171,6 +171,45 @@ pub struct PageList {
     pub more: bool,
 }
 
+/// Which of a site's pages a deletion takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageSelector {
+    /// One page, by the name it is listed under: the overflow page too.
+    Named(Page),
+    /// Every page whose name starts with this text, which starts with `/`
+    /// (so never the overflow page).
+    Prefix(Box<str>),
+    /// Every page with fewer than `hits` hits in the days `[from, to)`,
+    /// the overflow page aside.
+    FewerThan {
+        hits: i64,
+        from: time::Day,
+        to: time::Day,
+    },
+}
+
+impl PageSelector {
+    /// Every page whose name starts with `text`: a text checked as a page
+    /// name is ([`Page::stored`]) that starts with `/`.
+    pub fn prefix(text: &str) -> Result<PageSelector, InvalidPage> {
+        let page = Page::stored(text)?;
+        if page.is_overflow() {
+            return Err(InvalidPage::NoLeadingSlash);
+        }
+        Ok(PageSelector::Prefix(page.as_str().into()))
+    }
+
+    /// Whether it takes `page`, which had `hits` hits in its range (for
+    /// [`PageSelector::FewerThan`]; the others ignore them).
+    pub fn selects(&self, page: &Page, hits: i64) -> bool {
+        match self {
+            PageSelector::Named(name) => name == page,
+            PageSelector::Prefix(prefix) => page.as_str().starts_with(&**prefix),
+            PageSelector::FewerThan { hits: below, .. } => !page.is_overflow() && hits < *below,
+        }
+    }
+}
+
 /// One page's daily hits over `[from, to)` and its count before them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageSeries {

@@ -98,7 +98,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}/uniques", get(api::uniques))
         .route("/{slug}/reset", post(api::reset))
         .route("/{slug}/series", get(series::series))
-        .route("/{slug}/pages", get(pages::list))
+        .route("/{slug}/pages", get(pages::list).delete(pages::delete))
         .route("/{slug}/pages/count", get(pages::count))
         // Hits are POSTs, which the read limit lets through.
         .route_layer(reads());

@@ -51,6 +51,7 @@ pub struct ErrorDetail {
         api::reset,
         series::series,
         pages::list,
+        pages::delete,
         pages::count,
         transfer::export,
         transfer::import,
@@ -125,7 +126,7 @@ mod tests {
                 assert_eq!(admin, responses.contains_key("401"), "{method} {path}");
             }
         }
-        assert_eq!(operations, 15);
+        assert_eq!(operations, 16);
     }
 
     #[test]

@@ -23,12 +23,12 @@ use super::AppState;
 use super::access::Reader;
 use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
-use super::extract::{ApiQuery, PageParam, SiteSlug};
+use super::extract::{Admin, ApiQuery, PageParam, SiteSlug};
 use super::openapi::ErrorBody;
 use super::series::{Format, instant};
 use crate::counting::series::{Range, Step};
 use crate::domain::time::unix;
-use crate::domain::{Page, PageList, Slug};
+use crate::domain::{Page, PageList, PageSelector, Slug};
 
 /// Pages listed when `limit` is not given, and at most.
 const DEFAULT_LIMIT: i64 = 100;
@@ -196,6 +196,139 @@ fn csv(list: &PageList) -> String {
         );
     }
     out
+}
+
+/// Which pages to delete: exactly one of `page`, `prefix` and
+/// `fewer_than`. The dashboard's forms send the same fields.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// One page, by the name the list shows (not normalised again);
+    /// `(other)` is the overflow page.
+    #[param(example = "/posts/hello")]
+    pub page: Option<String>,
+    /// Every page whose name starts with this, `/` first (never `(other)`).
+    #[param(example = "/junk/")]
+    pub prefix: Option<String>,
+    /// Every page with fewer than this many hits (1 or more) in the days
+    /// `from` to `to`; never `(other)`. `fewer_than=1`: the pages not hit
+    /// in those days.
+    #[param(value_type = Option<i64>, minimum = 1, example = 2)]
+    pub fewer_than: Option<String>,
+    /// With `fewer_than`: start of the range, as the list takes it
+    /// (default: 30 days before `to`).
+    #[param(example = "2026-11-01")]
+    pub from: Option<String>,
+    /// With `fewer_than`: end of the range, as the list takes it (default:
+    /// now).
+    pub to: Option<String>,
+}
+
+impl DeleteQuery {
+    /// The selector these parameters name; a bad or missing one is a 400
+    /// `invalid_query` that names it, before anything is written.
+    pub fn selector(&self) -> Result<PageSelector, ApiError> {
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidQuery, message);
+        let given: Vec<&str> = [
+            ("page", self.page.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("fewer_than", self.fewer_than.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        if let [first, second, ..] = given[..] {
+            return Err(invalid(format!(
+                "'{first}' and '{second}' were both given: name the pages to delete with one \
+                 of 'page', 'prefix' and 'fewer_than'"
+            )));
+        }
+        if self.fewer_than.is_none() {
+            for (name, value) in [("from", &self.from), ("to", &self.to)] {
+                if value.is_some() {
+                    return Err(invalid(format!("'{name}' goes with 'fewer_than' only")));
+                }
+            }
+        }
+        if let Some(page) = &self.page {
+            return Page::stored(page)
+                .map(PageSelector::Named)
+                .map_err(|e| invalid(format!("'page': {e}")));
+        }
+        if let Some(prefix) = &self.prefix {
+            return PageSelector::prefix(prefix).map_err(|e| invalid(format!("'prefix': {e}")));
+        }
+        let Some(below) = &self.fewer_than else {
+            return Err(invalid(
+                "name the pages to delete with one of 'page', 'prefix' and 'fewer_than'".into(),
+            ));
+        };
+        let hits = below
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| invalid("'fewer_than' is a whole number from 1".into()))?;
+        let range = days(self.from.as_deref(), self.to.as_deref())?;
+        let day = Step::Day.seconds();
+        Ok(PageSelector::FewerThan {
+            hits,
+            from: range.from / day,
+            to: range.to / day,
+        })
+    }
+}
+
+/// The whole UTC days from `from` to `to`, as the list reads them.
+fn days(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiError> {
+    let from = instant("from", from)?;
+    let to = instant("to", to)?;
+    Range::new(Step::Day, from, to, unix(SystemTime::now()), DEFAULT_DAYS)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
+}
+
+/// How many pages a deletion took.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedBody {
+    #[schema(value_type = String, example = "blog")]
+    site: Slug,
+    #[schema(example = 3)]
+    deleted: u64,
+}
+
+/// `DELETE /api/v1/sites/{slug}/pages?page=…` (or `prefix=…`, or
+/// `fewer_than=…&from=…&to=…`)
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sites/{slug}/pages",
+    summary = "Deletes pages: one, those under a prefix, or those with fewer than N hits in a \
+               range of days; the site's count and series stay as they are.",
+    description = "The pages' rows and daily hits go, and the site's page total (its room \
+                   under the page limit) drops by the pages deleted, `(other)` aside.",
+    params(super::api::SlugPath, DeleteQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = DeletedBody),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ),
+)]
+pub async fn delete(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    SiteSlug(slug): SiteSlug,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> Result<Json<DeletedBody>, ApiError> {
+    let which = query.selector()?;
+    let deleted = state.counter.delete_pages(&slug, &which).await?;
+    Ok(Json(DeletedBody {
+        site: slug,
+        deleted,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use crate::config::{Secret, StoreSettings, redact_url};
 use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageList, PageSeries, RulesPatch, SeriesData, Site,
-    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
+    ImportEntry, Imported, NewSite, Page, PageList, PageSelector, PageSeries, RulesPatch,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
 };
 
 pub use migrate::Migration;
@@ -550,6 +550,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         limit: i64,
         offset: i64,
     ) -> Result<Option<PageList>, StoreError>;
+
+    /// Deletes the pages of site `id` that `which` selects, with their
+    /// daily hits, in one transaction that holds the site's lock (as a
+    /// commit of hits on it does), and takes the named pages among them
+    /// off its page total (the overflow page is not in it); returns how
+    /// many pages went, or `None` if there is no such site. The site's
+    /// count, base count and hours do not change, nor do the counts
+    /// recorded for request ids: a retry of a hit on a deleted page gets
+    /// the counts it was first given.
+    async fn delete_pages(
+        &self,
+        id: SiteId,
+        which: &PageSelector,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// One page's daily hits in `[from, to)` and its count before them
     /// (nothing for a page never hit); `None` if there is no such site.

@@ -34,10 +34,12 @@ use super::{
     AsGiven, Backend, Grow, Outcome, PageCount, PagePlan, Plan, SITE_COLUMNS, SITE_COLUMNS_LEN,
     SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug, stored_trailing_slash,
 };
+use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSeries, PageStat, RulesPatch,
-    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
+    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSelector, PageSeries, PageStat,
+    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
+    keeps_pages, set_count_split,
 };
 
 /// Deletes the `hit_batches` rows older than twice the id window (so
@@ -84,6 +86,26 @@ WHERE p.site_id = $1
 GROUP BY p.page_id
 ORDER BY range_hits DESC, p.page_count DESC, p.path COLLATE \"C\"
 LIMIT $4 OFFSET $5";
+
+/// Deletes page `$2` of site `$1`.
+const DELETE_PAGE: &str = "DELETE FROM pages WHERE site_id = $1 AND path = $2 RETURNING path";
+
+/// Deletes the pages of site `$1` whose names start with `$2`.
+const DELETE_PREFIX: &str =
+    "DELETE FROM pages WHERE site_id = $1 AND starts_with(path, $2) RETURNING path";
+
+/// Deletes the pages of site `$1` but `$5` (the overflow page) with fewer
+/// than `$4` hits in the days `[$2, $3)`.
+const DELETE_FEWER: &str = "\
+DELETE FROM pages WHERE page_id IN (
+    SELECT p.page_id FROM pages p
+    LEFT JOIN page_hits_daily d ON d.page_id = p.page_id AND d.day >= $2::bigint
+        AND d.day < $3::bigint
+    WHERE p.site_id = $1::bigint AND p.path <> $5::text
+    GROUP BY p.page_id
+    HAVING coalesce(sum(d.hits), 0) < $4::bigint
+)
+RETURNING path";
 
 /// One page's count, its hits since day `$3`, and its days in `[$3, $4)`.
 const PAGE_SERIES: &str = "\
@@ -855,6 +877,43 @@ impl Store for PgStore {
         .await
     }
 
+    async fn delete_pages(
+        &self,
+        id: SiteId,
+        which: &PageSelector,
+    ) -> Result<Option<u64>, StoreError> {
+        self.run(async |client| {
+            let tx = client.transaction().await?;
+            // The site's row first, as a commit of hits on it takes it: the
+            // pages chosen and the page total are those no hit is changing.
+            if !lock_site(&tx, id).await? {
+                return Ok(None);
+            }
+            let rows = match which {
+                PageSelector::Named(page) => tx.query(DELETE_PAGE, &[&id, &page.as_str()]).await?,
+                PageSelector::Prefix(prefix) => tx.query(DELETE_PREFIX, &[&id, &&**prefix]).await?,
+                PageSelector::FewerThan { hits, from, to } => {
+                    tx.query(DELETE_FEWER, &[&id, from, to, hits, &OVERFLOW_PAGE])
+                        .await?
+                }
+            };
+            let named = rows
+                .iter()
+                .filter(|r| r.get::<_, &str>(0) != OVERFLOW_PAGE)
+                .count() as i64;
+            if named > 0 {
+                tx.execute(
+                    "UPDATE visitors SET page_total = page_total - $2 WHERE site_id = $1",
+                    &[&id, &named],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(rows.len() as u64))
+        })
+        .await
+    }
+
     async fn page_series(
         &self,
         slug: &Slug,
@@ -1020,13 +1079,7 @@ async fn set_count_in(
     id: SiteId,
     count: i64,
 ) -> Result<Option<Versioned>, tokio_postgres::Error> {
-    let locked = tx
-        .query_opt(
-            "SELECT 1 FROM visitors WHERE site_id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await?;
-    if locked.is_none() {
+    if !lock_site(tx, id).await? {
         return Ok(None);
     }
     let sums = tx
@@ -1066,6 +1119,21 @@ async fn set_count_in(
         )
         .await?;
     Ok(Some(versioned(&row)))
+}
+
+/// Takes the row lock of site `id` in `tx`; `false` if there is no such
+/// site.
+async fn lock_site(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: SiteId,
+) -> Result<bool, tokio_postgres::Error> {
+    let locked = tx
+        .query_opt(
+            "SELECT 1 FROM visitors WHERE site_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    Ok(locked.is_some())
 }
 
 fn buckets_from(hours: Vec<SystemTime>, hits: Vec<i64>) -> Vec<(SystemTime, i64)> {

@@ -22,11 +22,12 @@ use super::{
     Backend, Counted, Outcome, PageCount, PagePlan, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN,
     SiteHits, Store, StoreError, stored_page, stored_rules, stored_slug, stored_trailing_slash,
 };
+use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
-    ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSeries, PageStat,
-    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages,
-    set_count_split,
+    ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSelector, PageSeries,
+    PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash,
+    Versioned, keeps_pages, set_count_split,
 };
 use crate::sync::lock;
 
@@ -620,6 +621,61 @@ impl Store for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Some(PageList::from_rows(site, pages, limit)))
+        })
+        .await
+    }
+
+    async fn delete_pages(
+        &self,
+        id: SiteId,
+        which: &PageSelector,
+    ) -> Result<Option<u64>, StoreError> {
+        let which = which.clone();
+        self.write(move |conn| {
+            // The write lock, taken at BEGIN, is the site's lock here: no
+            // hit commits between the choice of pages and the page total.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !tx
+                .prepare_cached("SELECT 1 FROM visitors WHERE site_id = ?1")?
+                .exists([id])?
+            {
+                return Ok(None);
+            }
+            let deleted: Vec<Page> = match &which {
+                PageSelector::Named(page) => tx
+                    .prepare_cached(
+                        "DELETE FROM pages WHERE site_id = ?1 AND path = ?2 RETURNING path",
+                    )?
+                    .query_map(params![id, page], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+                PageSelector::Prefix(prefix) => tx
+                    .prepare_cached(
+                        "DELETE FROM pages \
+                         WHERE site_id = ?1 AND substr(path, 1, length(?2)) = ?2 RETURNING path",
+                    )?
+                    .query_map(params![id, &**prefix], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+                PageSelector::FewerThan { hits, from, to } => tx
+                    .prepare_cached(
+                        "DELETE FROM pages WHERE page_id IN ( \
+                             SELECT p.page_id FROM pages p LEFT JOIN page_hits_daily d \
+                                 ON d.page_id = p.page_id AND d.day >= ?2 AND d.day < ?3 \
+                             WHERE p.site_id = ?1 AND p.path <> ?5 GROUP BY p.page_id \
+                             HAVING coalesce(sum(d.hits), 0) < ?4) \
+                         RETURNING path",
+                    )?
+                    .query_map(params![id, from, to, hits, OVERFLOW_PAGE], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+            };
+            let named = deleted.iter().filter(|p| !p.is_overflow()).count() as i64;
+            if named > 0 {
+                tx.prepare_cached(
+                    "UPDATE visitors SET page_total = page_total - ?2 WHERE site_id = ?1",
+                )?
+                .execute(params![id, named])?;
+            }
+            tx.commit()?;
+            Ok(Some(deleted.len() as u64))
         })
         .await
     }

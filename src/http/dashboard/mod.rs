@@ -12,6 +12,12 @@
 //! Pages are plain HTML with inline SVG, drawn on the server from a few
 //! store queries; a small script refreshes them every 30 seconds. Who may
 //! see them is [`auth`]'s business.
+//!
+//! A signed-in admin also gets, under the top pages, a button per page and
+//! two small forms (pages under a prefix, pages with fewer than N hits on
+//! the table's days) that delete pages: `POST`s taken as sign-out is
+//! ([`auth::AdminForm`]), which go back to the site's page saying how many
+//! pages went.
 
 pub mod auth;
 pub mod chart;
@@ -20,12 +26,12 @@ pub mod html;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::Router;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use axum::{Form, Router};
 use maud::{Markup, html};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -33,12 +39,13 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::raw_page_param;
+use super::pages::DeleteQuery;
 use crate::counting::CountError;
 use crate::counting::series::{Range, Series, Step};
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{format_date, format_timestamp, unix};
 use crate::domain::{Page, PageList, Site, Slug};
-use auth::Viewer;
+use auth::{AdminForm, Viewer};
 use chart::Datum;
 use html::{Nav, error_page, grouped, page, percent};
 
@@ -68,6 +75,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/dashboard/login", get(auth::login_form).post(auth::login))
         .route("/dashboard/logout", post(auth::logout))
         .route("/dashboard/sites/{slug}", get(site))
+        .route("/dashboard/sites/{slug}/pages/delete", post(delete_pages))
         .route("/dashboard/{slug}", get(site))
 }
 
@@ -101,6 +109,14 @@ pub fn page_href(slug: &str, page: &str) -> String {
         }
     };
     format!("{}?page={text}", site_href(slug))
+}
+
+/// The slug in the path, or why it names no site.
+fn path_slug(slug: Result<Path<String>, PathRejection>) -> Result<Slug, CountError> {
+    let Ok(Path(slug)) = slug else {
+        return Err(CountError::NotFound);
+    };
+    Ok(Slug::parse(&slug)?)
 }
 
 /// What a failed store call shows on a page.
@@ -216,6 +232,8 @@ pub struct ViewQuery {
     view: Option<String>,
     /// One of the site's pages, by its listed name.
     page: Option<String>,
+    /// Pages just deleted, said above the table.
+    deleted: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,12 +275,9 @@ pub async fn site(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(Path(slug)) = slug else {
-        return failure(CountError::NotFound);
-    };
-    let slug = match Slug::parse(&slug) {
+    let slug = match path_slug(slug) {
         Ok(slug) => slug,
-        Err(e) => return failure(e.into()),
+        Err(e) => return failure(e),
     };
     let Ok(Query(query)) = query else {
         return error_page(
@@ -344,6 +359,8 @@ pub async fn site(
         days,
         site_hits,
         list,
+        manage: viewer.session,
+        deleted: query.deleted.and_then(|n| n.parse().ok()),
     };
     let sites = shown(&state, viewer, sites.unwrap_or_default());
     let main = site_main(&series, view, &top, &badge_base(&headers));
@@ -420,6 +437,46 @@ struct TopPages {
     /// The sum of the site's series points over `days`.
     site_hits: i64,
     list: PageList,
+    /// Whether to offer the forms that delete pages (to a signed-in admin).
+    manage: bool,
+    /// How many pages the form just sent deleted.
+    deleted: Option<u64>,
+}
+
+/// Where the forms that delete a site's pages are sent: under
+/// `/dashboard/sites/`, which no slug can shadow.
+fn delete_href(slug: &str) -> String {
+    format!("/dashboard/sites/{slug}/pages/delete")
+}
+
+/// `POST /dashboard/sites/{slug}/pages/delete`: deletes the pages that one
+/// of the site's forms names (the fields of the API's [`DeleteQuery`]),
+/// then back to the site's page, which says how many went.
+pub async fn delete_pages(
+    _: AdminForm,
+    State(state): State<Arc<AppState>>,
+    slug: Result<Path<String>, PathRejection>,
+    form: Result<Form<DeleteQuery>, FormRejection>,
+) -> Response {
+    let slug = match path_slug(slug) {
+        Ok(slug) => slug,
+        Err(e) => return failure(e),
+    };
+    let which = match form.map(|Form(form)| form.selector()) {
+        Ok(Ok(which)) => which,
+        Ok(Err(e)) => return error_page(StatusCode::BAD_REQUEST, "Nothing deleted", e.message()),
+        Err(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Nothing deleted",
+                "Send one of the forms of the site's page.",
+            );
+        }
+    };
+    match state.counter.delete_pages(&slug, &which).await {
+        Ok(n) => Redirect::to(&format!("{}?deleted={n}#pages", site_href(&slug))).into_response(),
+        Err(e) => failure(e),
+    }
 }
 
 /// The bars (hits per step) and the running total of a series.
@@ -539,9 +596,15 @@ fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
     let most = top.list.pages.first().map_or(0, |p| p.hits);
     let series_api = format!("/api/v1/sites/{slug}/series?step=day&from={from}&to={to}");
     let pages_api = format!("/api/v1/sites/{slug}/pages?from={from}&to={to}");
+    let action = delete_href(slug);
     html! {
         section id="pages" class="pages" {
             h2 { "Top pages" }
+            @if let Some(n) = top.deleted {
+                p class="notice" role="status" {
+                    "Deleted " (n) " page" @if n != 1 { "s" } "."
+                }
+            }
             @if top.list.pages.is_empty() {
                 p class="empty" {
                     strong { "No pages yet." }
@@ -564,6 +627,9 @@ fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
                             th class="num" { "Share" }
                             th class="num" { "All time" }
                             th { span class="sr-only" { "Hits against the top page" } }
+                            @if top.manage {
+                                th { span class="sr-only" { "Delete" } }
+                            }
                         }
                     }
                     tbody {
@@ -574,6 +640,16 @@ fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
                                 td class="num" { (percent(p.hits, top.site_hits)) }
                                 td class="num" { (grouped(p.count)) }
                                 td class="bar" { (chart::share_bar(p.hits, most)) }
+                                @if top.manage {
+                                    td class="delete" {
+                                        form method="post" action=(action) {
+                                            input type="hidden" name="page" value=(p.page.as_str());
+                                            button type="submit" aria-label={ "Delete " (p.page.as_str()) } {
+                                                "Delete"
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -585,6 +661,27 @@ fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
                     }
                     "All pages on these days as " a href=(pages_api) { "JSON" } " or "
                     a href={ (pages_api) "&format=csv" } { "CSV" } "."
+                }
+                @if top.manage {
+                    div class="manage" {
+                        form method="post" action=(action) {
+                            label {
+                                "Delete the pages whose name starts with "
+                                input name="prefix" required placeholder="/junk/";
+                            }
+                            " " button type="submit" { "Delete" }
+                        }
+                        form method="post" action=(action) {
+                            label {
+                                "Delete the pages with fewer than "
+                                input name="fewer_than" type="number" min="1" required;
+                                " hits on these days"
+                            }
+                            input type="hidden" name="from" value=(from);
+                            input type="hidden" name="to" value=(to);
+                            " " button type="submit" { "Delete" }
+                        }
+                    }
                 }
             }
         }
@@ -742,6 +839,8 @@ mod tests {
                 pages: Vec::new(),
                 more: false,
             },
+            manage: false,
+            deleted: None,
         };
         let nav = nav(
             std::slice::from_ref(&series.site),
