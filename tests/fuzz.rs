@@ -1005,6 +1005,21 @@ fn import_site() -> impl Strategy<Value = Json> {
         )
 }
 
+/// The time of an import, 2026-11-23T02:30:00Z: hours and days after it
+/// are refused.
+const IMPORT_NOW: i64 = 1_795_401_000;
+
+/// When an import runs: at [`IMPORT_NOW`], at any time up to the end of
+/// 9999, or at its last second (when every hour before the last one a
+/// series can show is in the past).
+fn import_now() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        2 => Just(IMPORT_NOW),
+        2 => 0i64..253_402_300_800,
+        1 => Just(253_402_300_799i64),
+    ]
+}
+
 /// Import documents: lists and exports built from the documented shape
 /// with near misses at every level, cut short, or not JSON at all.
 fn import_body() -> impl Strategy<Value = Vec<u8>> {
@@ -1012,7 +1027,13 @@ fn import_body() -> impl Strategy<Value = Vec<u8>> {
     let doc = (
         sites,
         0u8..8,
-        prop::option::weighted(0.5, json_text("[ -~]{0,20}")),
+        prop::option::weighted(
+            0.5,
+            json_text(prop_oneof![
+                3 => written_instant().boxed(),
+                1 => "[ -~]{0,20}".boxed(),
+            ]),
+        ),
         shape(),
     )
         .prop_map(|(sites, form, exported_at, (s, at))| match form {
@@ -1388,9 +1409,9 @@ mod properties {
     fn import_documents_follow_the_documented_shape() {
         check(
             "import_documents_follow_the_documented_shape",
-            (import_body(), any::<bool>()),
-            |(body, replay)| {
-                let read = parse_import(&body[..], replay).ok().map(|entries| {
+            (import_body(), any::<bool>(), import_now()),
+            |(body, replay, now)| {
+                let read = parse_import(&body[..], replay, now).ok().map(|entries| {
                     entries
                         .into_iter()
                         .map(|e| oracle::ImportSite {
@@ -1414,10 +1435,11 @@ mod properties {
                 });
                 prop_assert_eq!(
                     read,
-                    oracle::import(&body, replay),
-                    "{} (replay: {})",
+                    oracle::import(&body, replay, now),
+                    "{} (replay: {}, now: {})",
                     String::from_utf8_lossy(&body),
-                    replay
+                    replay,
+                    now
                 );
                 Ok(())
             },
@@ -2466,13 +2488,13 @@ fn corpus_forwarded(input: &[u8]) -> Result<(), String> {
 
 fn corpus_import(input: &[u8]) -> Result<(), String> {
     for replay in [false, true] {
-        let parsed = parse_import(input, replay).ok().map(|entries| {
+        let parsed = parse_import(input, replay, IMPORT_NOW).ok().map(|entries| {
             entries
                 .into_iter()
                 .map(|e| (e.slug.as_str().to_owned(), e.name, e.count, e.hours))
                 .collect::<Vec<_>>()
         });
-        let expected = oracle::import(input, replay).map(|sites| {
+        let expected = oracle::import(input, replay, IMPORT_NOW).map(|sites| {
             sites
                 .into_iter()
                 .map(|s| (s.slug, s.name, s.count, s.hours))

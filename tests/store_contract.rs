@@ -642,6 +642,26 @@ impl Model {
                             (p.name.to_owned(), page)
                         })
                         .collect();
+                    // Past the page limit, the pages with the most hits
+                    // stay (by name among equal counts); the others are
+                    // counted on `(other)`, their counts and days with them.
+                    let mut named: Vec<(i64, String)> = site
+                        .pages
+                        .iter()
+                        .filter(|(name, _)| *name != OVERFLOW)
+                        .map(|(name, page)| (-page.count, name.clone()))
+                        .collect();
+                    named.sort();
+                    for (_, name) in named.into_iter().skip(PAGE_LIMIT) {
+                        let Some(folded) = site.pages.remove(&name) else {
+                            continue;
+                        };
+                        let other = site.pages.entry(OVERFLOW.to_owned()).or_default();
+                        other.count += folded.count;
+                        for (day, hits) in folded.days {
+                            *other.days.entry(day).or_default() += hits;
+                        }
+                    }
                 }
                 let reply = json!({"imported": [
                     {"slug": SLUGS[*i], "count": count, "created": created}

@@ -402,7 +402,8 @@ async fn four_hundred_days_of_hours_are_replayed(database_url: &str) {
             timestamp(from),
             timestamp(to)
         ));
-        let series: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        let series = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+        let series: Value = series.json().await.unwrap();
         assert_eq!(series["before"], i as u64, "site {i}");
         let points = series["points"].as_array().unwrap();
         let mut want = vec![0u64; points.len()];
@@ -834,34 +835,36 @@ async fn site_json(r: &Router, slug: &str) -> Value {
     json_of(&body)
 }
 
-/// A site's pages list over the last three days, as JSON.
+/// A site's pages list over the last three days, as JSON (read with the
+/// admin token: a site's details are private unless it is public).
 async fn pages_json(r: &Router, slug: &str) -> Value {
     let path = format!(
         "/api/v1/sites/{slug}/pages?limit=1000&from={}&to={}",
         date_before(2),
         tally::domain::time::format_date(this_hour() as i64 + 86_400)
     );
-    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     json_of(&body)
 }
 
-/// A page's daily hits over the last three days, as JSON.
+/// A page's daily hits over the last three days, as JSON (with the admin
+/// token).
 async fn page_days(r: &Router, slug: &str, page: &str) -> Value {
     let path = format!(
         "/api/v1/sites/{slug}/series?page={page}&step=day&from={}&to={}",
         date_before(2),
         tally::domain::time::format_date(this_hour() as i64 + 86_400)
     );
-    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     json_of(&body)
 }
 
-/// A site's pages as `{page: count}`.
+/// A site's pages as `{page: count}` (with the admin token).
 async fn page_counts(r: &Router, slug: &str) -> Vec<(String, i64)> {
     let path = format!("/api/v1/sites/{slug}/pages?limit=1000");
-    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut pages: Vec<(String, i64)> = json_of(&body)["pages"]
         .as_array()
@@ -880,6 +883,25 @@ async fn page_counts(r: &Router, slug: &str) -> Vec<(String, i64)> {
 
 fn owned(pages: &[(&str, i64)]) -> Vec<(String, i64)> {
     pages.iter().map(|(p, n)| (p.to_string(), *n)).collect()
+}
+
+/// A hit on a page that site `blog` does not have, which has as many pages
+/// as the limit: it counts on `(other)`, the site then at `count` and
+/// `(other)` at `page_count`.
+async fn a_new_page_counts_on_other(r: &Router, count: i64, page_count: i64) {
+    let (status, _, body) = call(
+        r,
+        Method::POST,
+        "/api/v1/sites/blog/hits",
+        None,
+        Some(r#"{"page":"/new"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        json_of(&body),
+        json!({"site": "blog", "count": count, "page": "(other)", "page_count": page_count})
+    );
 }
 
 /// An export with pages, the overflow page among them, imported into an
@@ -963,19 +985,7 @@ async fn pages_survive_an_export_and_an_import(urls: [String; 3]) {
         assert_eq!((hits, &days["before"]), (want, &json!(0)), "{page}");
     }
     // The imported page total holds the limit: a new page overflows.
-    let (status, _, body) = call(
-        &f,
-        Method::POST,
-        "/api/v1/sites/blog/hits",
-        None,
-        Some(r#"{"page":"/new"}"#),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        json_of(&body),
-        json!({"site": "blog", "count": 12, "page": "(other)", "page_count": 4})
-    );
+    a_new_page_counts_on_other(&f, 12, 4).await;
 
     // Without a replay, the hours land in the base count; the pages are
     // the same.
@@ -1057,8 +1067,8 @@ async fn bad_pages_write_nothing(database_url: &str) {
         ),
         (
             doc(r#"{"page":"/a","count":-1}"#),
-            "invalid_request",
-            "site \"blog\", page \"/a\": count is a whole number from 0 to 9007199254740991",
+            "invalid_body",
+            "sites[1].pages[0].count: -1 is not a whole number from 0 to 9007199254740991 at line 1 column 86",
         ),
         (
             doc(r#"{"page":"/a","count":1,"colour":"red"}"#),
@@ -1165,3 +1175,253 @@ async fn pages_left_out_are_kept(database_url: &str) {
 on_both_stores!(pages_left_out_are_kept:
     an_import_without_pages_keeps_them_while_the_count_holds_them,
     an_import_without_pages_keeps_them_while_the_count_holds_them_on_postgres);
+
+/// The date `days` days after the current hour's, as the API writes it.
+fn date_after(days: u64) -> String {
+    tally::domain::time::format_date((this_hour() + days * 86_400) as i64)
+}
+
+/// A case for [`refused_writing_nothing`]: `body`, refused naming `field`
+/// with `why`, the error placed `past` columns after the end of the first
+/// `value` in `body` (1 for a number, whose next character serde_json has
+/// read; 0 at a string's closing quote; 2 just past a string read whole).
+fn refusal(body: String, field: &str, why: &str, value: &str, past: usize) -> (String, String) {
+    let column = body.find(value).unwrap() + value.len() + past;
+    let message = format!("{field}: {why} at line 1 column {column}");
+    (body, message)
+}
+
+/// Sites `blog` and `docs` with pages (as [`with_pages`] makes them, at a
+/// page limit of 2); each case, `(body, message)`, replayed or not, is a
+/// `400 invalid_body` with exactly that message, and nothing is written:
+/// every count, base count, hour, page and page day is as before.
+async fn refused_writing_nothing(database_url: &str, cases: &[(String, String)]) {
+    let app = built(database_url, &["--page-limit", "2"]).await;
+    let r = with_pages(&app).await;
+    let before = export_sites(&r).await;
+    let blog = site_json(&r, "blog").await;
+    for (body, message) in cases {
+        for query in ["?hours=replay", ""] {
+            let (status, reply) = import(&r, query, body).await;
+            assert_eq!(
+                (status, reply),
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"code": "invalid_body", "message": message}})
+                ),
+                "{query} {body}"
+            );
+        }
+    }
+    assert_eq!(export_sites(&r).await, before);
+    assert_eq!(site_json(&r, "blog").await, blog);
+}
+
+/// An hour after the current one, or a page's day after the current one,
+/// replayed or not: a 400 naming it.
+async fn future_hours_are_refused(database_url: &str) {
+    let (now, next) = (timestamp(this_hour()), timestamp(this_hour() + 3600));
+    let hourly = format!(r#"[{{"t":"{now}","hits":1}},{{"t":"{next}","hits":1}}]"#);
+    let hours = format!(
+        r#"[{{"slug":"new1","count":5}},{{"slug":"blog","count":13,"base_count":11,"hourly":{hourly}}}]"#
+    );
+    let (today, tomorrow) = (date_before(0), date_after(1));
+    let daily = format!(r#"[{{"d":"{today}","hits":1}},{{"d":"{tomorrow}","hits":1}}]"#);
+    let days = format!(
+        r#"[{{"slug":"new1","count":5}},{{"slug":"blog","count":13,"pages":[{{"page":"/a","count":2,"daily":{daily}}}]}}]"#
+    );
+    let cases = [
+        refusal(
+            hours,
+            "sites[1].hourly[1].t",
+            &format!("{next} is after the current hour"),
+            &next,
+            2,
+        ),
+        refusal(
+            days,
+            "sites[1].pages[0].daily[1].d",
+            &format!("{tomorrow} is after the current day"),
+            &tomorrow,
+            2,
+        ),
+    ];
+    refused_writing_nothing(database_url, &cases).await;
+}
+
+on_both_stores!(future_hours_are_refused:
+    an_import_refuses_hours_and_days_in_the_future,
+    an_import_refuses_hours_and_days_in_the_future_on_postgres);
+
+/// The hour that starts at 9999-12-31T23:00:00Z, which no series can show
+/// (a range ends by that time at the latest): a 400 naming it.
+async fn hours_past_the_series_range_are_refused(database_url: &str) {
+    let last = "9999-12-31T23:00:00Z";
+    let body = format!(
+        r#"[{{"slug":"new1","count":5}},{{"slug":"blog","count":12,"base_count":11,"hourly":[{{"t":"{last}","hits":1}}]}}]"#
+    );
+    let why = format!("{last} is past the last hour a series can show, 9999-12-31T22:00:00Z");
+    let case = refusal(body, "sites[1].hourly[0].t", &why, last, 2);
+    refused_writing_nothing(database_url, &[case]).await;
+}
+
+on_both_stores!(hours_past_the_series_range_are_refused:
+    an_import_refuses_an_hour_past_the_series_range,
+    an_import_refuses_an_hour_past_the_series_range_on_postgres);
+
+/// A negative count anywhere (a site's count or base count, a page's
+/// count, an hour's or a day's hits), replayed or not: a 400 naming it.
+async fn negative_counts_are_refused(database_url: &str) {
+    let (hour, day) = (timestamp(this_hour()), date_before(0));
+    let site = |rest: &str| format!(r#"[{{"slug":"new1","count":5}},{{"slug":"blog",{rest}}}]"#);
+    let cases = [
+        (site(r#""count":-1"#), "sites[1].count", r#""count":-1"#),
+        (
+            format!(r#"{{"sites":{}}}"#, site(r#""count":12,"base_count":-1"#)),
+            "sites[1].base_count",
+            r#""base_count":-1"#,
+        ),
+        (
+            site(r#""count":12,"pages":[{"page":"/a","count":-1}]"#),
+            "sites[1].pages[0].count",
+            r#""count":-1"#,
+        ),
+        (
+            site(&format!(r#""count":12,"hourly":[{{"t":"{hour}","hits":-1}}]"#)),
+            "sites[1].hourly[0].hits",
+            r#""hits":-1"#,
+        ),
+        (
+            site(&format!(
+                r#""count":12,"pages":[{{"page":"/a","count":2,"daily":[{{"d":"{day}","hits":-1}}]}}]"#
+            )),
+            "sites[1].pages[0].daily[0].hits",
+            r#""hits":-1"#,
+        ),
+    ]
+    .map(|(body, field, value)| {
+        let why = "-1 is not a whole number from 0 to 9007199254740991";
+        refusal(body, field, why, value, 1)
+    });
+    refused_writing_nothing(database_url, &cases).await;
+}
+
+on_both_stores!(negative_counts_are_refused:
+    an_import_refuses_negative_counts_naming_them,
+    an_import_refuses_negative_counts_naming_them_on_postgres);
+
+/// A timestamp that is not one (the export's `exported_at`, a site's
+/// `created_at`, an hour's `t`, a page day's `d`), or an hour not on the
+/// hour, replayed or not: a 400 naming it.
+async fn malformed_timestamps_are_refused(database_url: &str) {
+    let sites = r#"[{"slug":"new1","count":5},{"slug":"blog","count":12}]"#;
+    let blog = |rest: &str| {
+        format!(r#"[{{"slug":"new1","count":5}},{{"slug":"blog","count":12,{rest}}}]"#)
+    };
+    let instant = "an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\"";
+    let half = "2026-01-10T05:30:00Z";
+    let mut cases = [
+        (
+            format!(r#"{{"exported_at":"junk","sites":{sites}}}"#),
+            "exported_at",
+            r#""junk""#,
+            instant,
+        ),
+        (
+            blog(r#""created_at":"last week""#),
+            "sites[1].created_at",
+            r#""last week""#,
+            instant,
+        ),
+        (
+            blog(r#""hourly":[{"t":"yesterday","hits":1}]"#),
+            "sites[1].hourly[0].t",
+            r#""yesterday""#,
+            instant,
+        ),
+        (
+            blog(r#""pages":[{"page":"/a","count":1,"daily":[{"d":"2026-11-23T00:00:00Z","hits":1}]}]"#),
+            "sites[1].pages[0].daily[0].d",
+            r#""2026-11-23T00:00:00Z""#,
+            "a date such as \"2026-11-23\"",
+        ),
+    ]
+    .map(|(body, field, value, want)| refusal(body, field, &format!("{value} is not {want}"), value, 0))
+    .to_vec();
+    cases.push(refusal(
+        blog(&format!(r#""hourly":[{{"t":"{half}","hits":1}}]"#)),
+        "sites[1].hourly[0].t",
+        &format!("{half} is not the start of an hour"),
+        half,
+        2,
+    ));
+    refused_writing_nothing(database_url, &cases).await;
+}
+
+on_both_stores!(malformed_timestamps_are_refused:
+    an_import_refuses_malformed_timestamps_naming_them,
+    an_import_refuses_malformed_timestamps_naming_them_on_postgres);
+
+/// 20 pages (and an overflow page) imported at a page limit of 5: the 5
+/// with the most hits are kept, the 15 others land on `(other)` with their
+/// counts and daily hits, as counting puts a page past the limit; the
+/// site's count and its pages' total are the document's, and a new page
+/// counts on `(other)`.
+async fn pages_past_the_limit_fold_into_other(database_url: &str) {
+    let app = built(database_url, &["--page-limit", "5"]).await;
+    let r = app.router();
+    let (d1, d0) = (date_before(1), date_before(0));
+    let mut pages = vec![json!({"page": "(other)", "count": 4, "daily": [{"d": d0, "hits": 4}]})];
+    for i in 0..20 {
+        let count = i + 1;
+        let mut daily = vec![json!({"d": d1, "hits": 1})];
+        if count > 1 {
+            daily.push(json!({"d": d0, "hits": count - 1}));
+        }
+        pages.push(json!({"page": format!("/p{i:02}"), "count": count, "daily": daily}));
+    }
+    let doc = json!({"exported_at": timestamp(this_hour()), "sites": [
+        {"slug": "blog", "name": "Blog", "count": 224, "base_count": 224, "hourly": [],
+         "pages": pages},
+    ]})
+    .to_string();
+    let (status, reply) = import(&r, "?hours=replay", &doc).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let site = site_json(&r, "blog").await;
+    assert_eq!((&site["count"], &site["pages"]), (&json!(224), &json!(5)));
+    let exported = export_sites(&r).await;
+    let blog = exported.iter().find(|s| s["slug"] == "blog").unwrap();
+    let counts: Vec<(&str, i64)> = blog["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["page"].as_str().unwrap(), p["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("(other)", 124),
+            ("/p15", 16),
+            ("/p16", 17),
+            ("/p17", 18),
+            ("/p18", 19),
+            ("/p19", 20)
+        ]
+    );
+    assert_eq!(
+        blog["pages"][0],
+        json!({"page": "(other)", "count": 124, "daily": [
+            {"d": d1, "hits": 15}, {"d": d0, "hits": 109}]})
+    );
+    assert_eq!(
+        blog["pages"][5],
+        json!({"page": "/p19", "count": 20, "daily": [
+            {"d": d1, "hits": 1}, {"d": d0, "hits": 19}]})
+    );
+    // The page limit holds: a new page counts on (other).
+    a_new_page_counts_on_other(&r, 225, 125).await;
+}
+
+on_both_stores!(pages_past_the_limit_fold_into_other:
+    an_import_past_the_page_limit_folds_the_rest_into_other,
+    an_import_past_the_page_limit_folds_the_rest_into_other_on_postgres);

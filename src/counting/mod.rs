@@ -179,6 +179,9 @@ pub struct Counter {
     rankings: ranking::Rankings,
     ready: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Distinct pages a site may have (as [`WriterSettings::page_limit`]),
+    /// which an import holds to as counting does.
+    page_limit: i64,
 }
 
 /// Runs the group-commit writer on a thread of its own, where its SQLite
@@ -231,6 +234,7 @@ impl Counter {
             rankings: ranking::Rankings::default(),
             ready: AtomicBool::new(false),
             metrics,
+            page_limit: settings.page_limit,
         }
     }
 

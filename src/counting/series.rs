@@ -61,6 +61,44 @@ impl Step {
             Step::Day => format_date(unix),
         }
     }
+
+    /// The latest end a range of this step may have: the start of the last
+    /// step that begins in 9999, since the end is written too and rounding
+    /// up could otherwise make it year 10000. No range holds the step that
+    /// starts there.
+    pub fn last_end(self) -> i64 {
+        floor(END_OF_TIME - 1, self.seconds())
+    }
+
+    /// Whether an hour or day that starts at `t` may be stored, `now`
+    /// being the current time: it starts a step, no earlier than 1970,
+    /// within what a range can hold (before [`Step::last_end`]) and no
+    /// later than the step that holds `now`. Else, why not.
+    pub fn check_start(self, t: i64, now: i64) -> Result<(), String> {
+        let (s, name) = (self.seconds(), self.name());
+        let one = match self {
+            Step::Hour => "an hour",
+            Step::Day => "a day",
+        };
+        if t < 0 {
+            return Err(format!("{one} starts in 1970 at the earliest"));
+        }
+        if t % s != 0 {
+            return Err(format!("{} is not the start of {one}", self.format(t)));
+        }
+        let last = self.last_end();
+        if t >= last {
+            return Err(format!(
+                "{} is past the last {name} a series can show, {}",
+                self.format(t),
+                self.format(last - s)
+            ));
+        }
+        if t > floor(now, s) {
+            return Err(format!("{} is after the current {name}", self.format(t)));
+        }
+        Ok(())
+    }
 }
 
 /// A half-open range `[from, to)` of whole steps.
@@ -89,9 +127,7 @@ impl Range {
             (Some(from), None) => ceil(now + 1, s).max(ceil(from + 1, s)),
             (None, None) => ceil(now + 1, s),
         };
-        // The end is written too, so it must be a step that starts in 9999
-        // at the latest: rounding up could otherwise make it year 10000.
-        let last = floor(END_OF_TIME - 1, s);
+        let last = step.last_end();
         if to > last {
             return Err(CountError::InvalidInput(format!(
                 "the range must end by {} (a later end cannot be written as an RFC 3339 \
@@ -260,25 +296,28 @@ impl Counter {
 
     /// Sets each site's count (or replays its hours), creating missing
     /// sites. Every entry is checked first, so bad input writes nothing;
-    /// then batches are committed in order. If the store fails part way,
-    /// the batches before are kept and the error says so: an import sets
-    /// counts rather than adding to them, so running it again is safe.
-    pub async fn import(&self, entries: Vec<ImportEntry>) -> Result<Vec<Imported>, CountError> {
+    /// then an entry's pages past the page limit are folded into its
+    /// overflow page ([`fold_past_limit`]), and batches are committed in
+    /// order. If the store fails part way, the batches before are kept and
+    /// the error says so: an import sets counts rather than adding to them,
+    /// so running it again is safe.
+    pub async fn import(&self, mut entries: Vec<ImportEntry>) -> Result<Vec<Imported>, CountError> {
         if entries.is_empty() {
             return Err(CountError::InvalidInput(
                 "an import holds at least one site".into(),
             ));
         }
+        let now = unix(SystemTime::now());
         let mut seen = std::collections::HashSet::new();
         for (i, e) in entries.iter().enumerate() {
             let at = |e: CountError| CountError::InvalidInput(format!("site {}: {e}", i + 1));
             validate_name(&e.name).map_err(|e| at(e.into()))?;
             validate_count(e.count).map_err(|e| at(e.into()))?;
             if let Some(hours) = &e.hours {
-                validate_hours(hours, e.count).map_err(at)?;
+                validate_hours(hours, e.count, now).map_err(at)?;
             }
             if let Some(pages) = &e.pages {
-                validate_pages(&e.slug, pages, e.count)?;
+                validate_pages(&e.slug, pages, e.count, now)?;
             }
             if !seen.insert(e.slug.as_str()) {
                 return Err(CountError::InvalidInput(format!(
@@ -287,6 +326,9 @@ impl Counter {
                     e.slug
                 )));
             }
+        }
+        for pages in entries.iter_mut().filter_map(|e| e.pages.as_mut()) {
+            fold_past_limit(pages, self.page_limit);
         }
         self.check_ready()?;
         let mut ordered = Vec::with_capacity(entries.len());
@@ -324,15 +366,16 @@ impl Counter {
     }
 }
 
-/// Hours to replay: on the hour, strictly ascending, each with hits, adding
-/// up to at most the count (the rest is the base count).
-fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
+/// Hours to replay: each one that may be stored at `now`
+/// ([`Step::check_start`]), strictly ascending, each with hits, adding up
+/// to at most the count (the rest is the base count).
+fn validate_hours(hours: &[(i64, i64)], count: i64, now: i64) -> Result<(), CountError> {
     let bad = |why: &str| Err(CountError::InvalidInput(format!("hourly: {why}")));
     let mut sum: i64 = 0;
     let mut last = None;
     for &(t, hits) in hours {
-        if t % 3600 != 0 || !(0..END_OF_TIME).contains(&t) {
-            return bad("each t is the start of an hour, in years 1970 to 9999");
+        if let Err(why) = Step::Hour.check_start(t, now) {
+            return bad(&why);
         }
         if last.is_some_and(|l| l >= t) {
             return bad("hours are ascending, each at most once");
@@ -350,11 +393,12 @@ fn validate_hours(hours: &[(i64, i64)], count: i64) -> Result<(), CountError> {
 }
 
 /// A site's pages to import: each named once, each count from 0 to
-/// [`MAX_COUNT`], each page's days ascending, each at most once and with
-/// hits, adding up to at most the page's count; and the pages' counts
-/// adding up to at most the site's `count` (every hit on a page is a hit
-/// on its site). The message names the site and the page.
-fn validate_pages(slug: &Slug, pages: &[PageDump], count: i64) -> Result<(), CountError> {
+/// [`MAX_COUNT`], each page's days ones that may be stored at `now`
+/// ([`Step::check_start`]), ascending, each at most once and with hits,
+/// adding up to at most the page's count; and the pages' counts adding up
+/// to at most the site's `count` (every hit on a page is a hit on its
+/// site). The message names the site and the page.
+fn validate_pages(slug: &Slug, pages: &[PageDump], count: i64, now: i64) -> Result<(), CountError> {
     let mut names = std::collections::HashSet::with_capacity(pages.len());
     let mut total: i64 = 0;
     for p in pages {
@@ -372,8 +416,9 @@ fn validate_pages(slug: &Slug, pages: &[PageDump], count: i64) -> Result<(), Cou
         }
         let (mut sum, mut last): (i64, Option<i64>) = (0, None);
         for &(day, hits) in &p.days {
-            if !(0..END_OF_TIME / 86_400).contains(&day) {
-                return bad("each d is a date in years 1970 to 9999".into());
+            let start = day.saturating_mul(Step::Day.seconds());
+            if let Err(why) = Step::Day.check_start(start, now) {
+                return bad(format!("d: {why}"));
             }
             if last.is_some_and(|l| l >= day) {
                 return bad("days are ascending, each at most once".into());
@@ -398,6 +443,50 @@ fn validate_pages(slug: &Slug, pages: &[PageDump], count: i64) -> Result<(), Cou
         )));
     }
     Ok(())
+}
+
+/// Keeps at most `limit` of a site's pages besides its overflow page: those
+/// with the most hits, by name among equal counts. The others are counted
+/// on the overflow page `(other)`, their counts and their hits day by day,
+/// as counting counts the hits on a page that finds the site full; a
+/// document holds no order in which its pages came, so the largest stay.
+/// The pages' total count and each day's hits are unchanged.
+fn fold_past_limit(pages: &mut Vec<PageDump>, limit: i64) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut named: Vec<usize> = (0..pages.len())
+        .filter(|&i| !pages[i].page.is_overflow())
+        .collect();
+    if named.len() <= limit {
+        return;
+    }
+    named.sort_by(|&a, &b| {
+        let (a, b) = (&pages[a], &pages[b]);
+        b.count.cmp(&a.count).then_with(|| a.page.cmp(&b.page))
+    });
+    let mut folded = vec![false; pages.len()];
+    for &i in &named[limit..] {
+        folded[i] = true;
+    }
+    let mut other = PageDump {
+        page: Page::overflow(),
+        count: 0,
+        days: Vec::new(),
+    };
+    let mut days = std::collections::BTreeMap::new();
+    let mut kept = Vec::with_capacity(limit + 1);
+    for (page, fold) in std::mem::take(pages).into_iter().zip(folded) {
+        if fold || page.page.is_overflow() {
+            other.count += page.count;
+            for (day, hits) in page.days {
+                *days.entry(day).or_insert(0) += hits;
+            }
+        } else {
+            kept.push(page);
+        }
+    }
+    other.days = days.into_iter().collect();
+    kept.push(other);
+    *pages = kept;
 }
 
 /// The rows an entry writes beside its site's: hours, pages, page days.
@@ -446,6 +535,8 @@ mod tests {
 
     const H: i64 = 3600;
     const D: i64 = 86_400;
+    /// 2026-11-23T02:30:00Z
+    const NOW: i64 = 1_795_401_000;
 
     fn entry(i: usize, hours: usize) -> ImportEntry {
         ImportEntry {
@@ -522,7 +613,7 @@ mod tests {
             days: days.to_vec(),
         };
         let check = |pages: &[PageDump], count: i64| {
-            validate_pages(&slug, pages, count).map_err(|e| e.to_string())
+            validate_pages(&slug, pages, count, NOW).map_err(|e| e.to_string())
         };
         assert_eq!(check(&[], 0), Ok(()));
         let good = [
@@ -562,7 +653,7 @@ mod tests {
         );
         assert_eq!(
             check(&[page("/a", 9, &[(-1, 1)])], 9),
-            want("/a", "each d is a date in years 1970 to 9999")
+            want("/a", "d: a day starts in 1970 at the earliest")
         );
         // Sums that would overflow are still refused.
         assert!(
@@ -583,16 +674,124 @@ mod tests {
 
     #[test]
     fn replayed_hours_are_whole_ascending_and_within_the_count() {
-        assert!(validate_hours(&[], 0).is_ok());
-        assert!(validate_hours(&[(0, 2), (H, 3)], 5).is_ok());
-        assert!(validate_hours(&[(0, 2), (H, 3)], 4).is_err());
-        assert!(validate_hours(&[(H, 2), (0, 3)], 9).is_err());
-        assert!(validate_hours(&[(H, 2), (H, 3)], 9).is_err());
-        assert!(validate_hours(&[(H + 60, 2)], 9).is_err());
-        assert!(validate_hours(&[(H, 0)], 9).is_err());
-        assert!(validate_hours(&[(-H, 1)], 9).is_err());
-        assert!(validate_hours(&[(END_OF_TIME, 1)], 9).is_err());
-        assert!(validate_hours(&[(0, MAX_COUNT), (H, 1)], MAX_COUNT).is_err());
+        assert!(validate_hours(&[], 0, NOW).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 5, NOW).is_ok());
+        assert!(validate_hours(&[(0, 2), (H, 3)], 4, NOW).is_err());
+        assert!(validate_hours(&[(H, 2), (0, 3)], 9, NOW).is_err());
+        assert!(validate_hours(&[(H, 2), (H, 3)], 9, NOW).is_err());
+        assert!(validate_hours(&[(H + 60, 2)], 9, NOW).is_err());
+        assert!(validate_hours(&[(H, 0)], 9, NOW).is_err());
+        assert!(validate_hours(&[(-H, 1)], 9, NOW).is_err());
+        assert!(validate_hours(&[(END_OF_TIME, 1)], 9, NOW).is_err());
+        assert!(validate_hours(&[(0, MAX_COUNT), (H, 1)], MAX_COUNT, NOW).is_err());
+        // Up to the current hour, not after it.
+        let this_hour = NOW - NOW % H;
+        assert!(validate_hours(&[(this_hour, 1)], 9, NOW).is_ok());
+        assert!(validate_hours(&[(this_hour + H, 1)], 9, NOW).is_err());
+    }
+
+    #[test]
+    fn a_stored_hour_or_day_is_one_that_a_range_can_hold_up_to_now() {
+        let check = |step: Step, t: i64, now: i64| step.check_start(t, now);
+        let this_hour = NOW - NOW % H;
+        assert_eq!(check(Step::Hour, 0, NOW), Ok(()));
+        assert_eq!(check(Step::Hour, this_hour, NOW), Ok(()));
+        assert_eq!(
+            check(Step::Hour, this_hour + H, NOW),
+            Err("2026-11-23T03:00:00Z is after the current hour".into())
+        );
+        assert_eq!(
+            check(Step::Hour, this_hour + 30 * 60, NOW),
+            Err("2026-11-23T02:30:00Z is not the start of an hour".into())
+        );
+        assert_eq!(
+            check(Step::Hour, -H, NOW),
+            Err("an hour starts in 1970 at the earliest".into())
+        );
+        // The last hour a range holds ends where a range may end at the
+        // latest; the hour after it is in no range, whatever the time.
+        let last = Step::Hour.last_end();
+        assert_eq!(Step::Hour.format(last), "9999-12-31T23:00:00Z");
+        assert!(Range::new(Step::Hour, Some(last - H), Some(last), NOW, 48).is_ok());
+        assert_eq!(check(Step::Hour, last - H, END_OF_TIME), Ok(()));
+        assert_eq!(
+            check(Step::Hour, last, END_OF_TIME),
+            Err(
+                "9999-12-31T23:00:00Z is past the last hour a series can show, \
+                 9999-12-31T22:00:00Z"
+                    .into()
+            )
+        );
+        let today = NOW - NOW % D;
+        assert_eq!(check(Step::Day, today, NOW), Ok(()));
+        assert_eq!(
+            check(Step::Day, today + D, NOW),
+            Err("2026-11-24 is after the current day".into())
+        );
+        assert_eq!(
+            check(Step::Day, Step::Day.last_end(), END_OF_TIME),
+            Err("9999-12-31 is past the last day a series can show, 9999-12-30".into())
+        );
+    }
+
+    #[test]
+    fn pages_past_the_limit_are_counted_on_the_overflow_page_with_their_days() {
+        let page = |name: &str, count: i64, days: &[(i64, i64)]| PageDump {
+            page: Page::stored(name).unwrap(),
+            count,
+            days: days.to_vec(),
+        };
+        let pages = vec![
+            page("/a", 1, &[(3, 1)]),
+            page("(other)", 2, &[(1, 1), (3, 1)]),
+            page("/b", 5, &[(1, 2), (2, 3)]),
+            page("/c", 3, &[(2, 1)]),
+            page("/d", 3, &[]),
+            page("/e", 4, &[(1, 1), (4, 2)]),
+        ];
+        let folded = |limit: i64| {
+            let mut pages = pages.clone();
+            fold_past_limit(&mut pages, limit);
+            pages
+        };
+        // Within the limit, as they are.
+        assert_eq!(folded(5), pages);
+        // The most hits stay, by name among equals (/c before /d).
+        assert_eq!(
+            folded(3),
+            vec![
+                page("/b", 5, &[(1, 2), (2, 3)]),
+                page("/c", 3, &[(2, 1)]),
+                page("/e", 4, &[(1, 1), (4, 2)]),
+                page("(other)", 6, &[(1, 1), (3, 2)]),
+            ]
+        );
+        // Without an overflow page, one is made.
+        let mut two = vec![page("/x", 1, &[(7, 1)]), page("/y", 2, &[(7, 2)])];
+        fold_past_limit(&mut two, 1);
+        assert_eq!(
+            two,
+            vec![page("/y", 2, &[(7, 2)]), page("(other)", 1, &[(7, 1)])]
+        );
+        // The total and each day's hits are kept.
+        let total = |pages: &[PageDump]| pages.iter().map(|p| p.count).sum::<i64>();
+        let day = |pages: &[PageDump], d: i64| {
+            pages
+                .iter()
+                .flat_map(|p| &p.days)
+                .filter(|(at, _)| *at == d)
+                .map(|(_, hits)| hits)
+                .sum::<i64>()
+        };
+        for limit in 0..6 {
+            let got = folded(limit);
+            assert_eq!(total(&got), total(&pages), "{limit}");
+            for d in 1..5 {
+                assert_eq!(day(&got, d), day(&pages, d), "{limit} {d}");
+            }
+            let named = got.iter().filter(|p| !p.page.is_overflow()).count();
+            assert_eq!(named, 5.min(limit as usize), "{limit}");
+        }
     }
 
     #[test]

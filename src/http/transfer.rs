@@ -28,8 +28,9 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::{Admin, ApiQuery};
 use super::openapi::ErrorBody;
 use super::series::Format;
+use crate::counting::series::Step;
 use crate::domain::time::{Day, format_date, format_timestamp, parse_instant, unix};
-use crate::domain::{ImportEntry, Page, PageDump, SiteDump, Slug};
+use crate::domain::{ImportEntry, MAX_COUNT, Page, PageDump, SiteDump, Slug};
 
 /// Pages one import document may hold, over all its sites: the parsed
 /// pages are held until the import is written, at several times the bytes
@@ -50,6 +51,7 @@ pub struct ExportQuery {
 /// takes.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExportBody {
+    #[schema(format = DateTime)]
     exported_at: String,
     sites: Vec<SiteExport>,
 }
@@ -58,18 +60,25 @@ pub struct ExportBody {
 pub struct SiteExport {
     slug: String,
     name: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     count: i64,
     /// Hits in no hour below: `count = base_count + sum(hourly hits)`.
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     base_count: i64,
+    #[schema(format = DateTime)]
     created_at: String,
     hourly: Vec<HourExport>,
     /// Every page by name, the overflow page `(other)` too.
     pages: Vec<PageExport>,
 }
 
+/// An hour: an import takes none later than the current hour, nor the
+/// last hour of 9999, which no series can show.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HourExport {
+    #[schema(format = DateTime, example = "2026-11-23T01:00:00Z")]
     t: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     hits: i64,
 }
 
@@ -79,15 +88,17 @@ pub struct HourExport {
 pub struct PageExport {
     #[schema(value_type = String, example = "/posts/hello")]
     page: Page,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     count: i64,
     daily: Vec<DayExport>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DayExport {
-    /// A UTC date.
-    #[schema(example = "2026-11-23")]
+    /// A UTC date: an import takes none later than the current day.
+    #[schema(format = Date, example = "2026-11-23")]
     d: String,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
     hits: i64,
 }
 
@@ -202,8 +213,10 @@ pub struct ImportQuery {
 
 /// One site to import, in the plain form. An export's document (an object
 /// with `sites`, each also with `base_count`, `created_at`, `hourly` and
-/// `pages`) is taken too. The parser in this module is the authority; this type
-/// only describes it.
+/// `pages`: `ExportBody`) is taken too, with its counts, base counts and
+/// hits from 0 to 2^53 − 1, its timestamps RFC 3339, and no hour or page
+/// day later than the current one. The parser in this module is the
+/// authority; this type only describes it.
 #[derive(Debug, ToSchema)]
 pub struct ImportSite {
     #[schema(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
@@ -331,8 +344,13 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
         Ok(chunk)
     });
     let reader = SyncIoBridge::new(StreamReader::new(chunks));
+    let now = unix(SystemTime::now());
     let parsed = tokio::task::spawn_blocking(move || {
-        parse_import(std::io::BufReader::with_capacity(64 << 10, reader), replay)
+        parse_import(
+            std::io::BufReader::with_capacity(64 << 10, reader),
+            replay,
+            now,
+        )
     })
     .await
     .map_err(|e| {
@@ -357,25 +375,33 @@ async fn read_import(body: Body, limit: usize, replay: bool) -> Result<Vec<Impor
 
 /// Reads an import document: a list of sites or an export, with each
 /// site's hours when `replay` (else they are checked and dropped) and its
-/// pages when it has them. Only the shape is checked here, and page names
-/// (as slugs are); the counting domain checks the values.
+/// pages when it has them. Checked here, as each value is read, so that
+/// the error names it (`sites[1].hourly[0].t`, counting sites from 0 in
+/// either form): the shape, slugs and page names, timestamps, counts and
+/// hits (whole numbers from 0 to [`MAX_COUNT`]), and each hour and page
+/// day, which must be one that a series can hold and no later than the
+/// step that holds `now` (unix seconds). The counting domain checks the
+/// rest: names, order, sums.
 pub fn parse_import<R: std::io::Read>(
     reader: R,
     replay: bool,
+    now: i64,
 ) -> Result<Vec<ImportEntry>, serde_json::Error> {
-    parse_bounded(reader, replay, MAX_IMPORT_PAGES)
+    parse_bounded(reader, replay, now, MAX_IMPORT_PAGES)
 }
 
 /// [`parse_import`] with at most `max_pages` pages.
 fn parse_bounded<R: std::io::Read>(
     reader: R,
     replay: bool,
+    now: i64,
     max_pages: usize,
 ) -> Result<Vec<ImportEntry>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_reader(reader);
     let pages = Cell::new(0);
     let entries = Document {
         replay,
+        now,
         pages: &pages,
         max_pages,
     }
@@ -392,54 +418,83 @@ fn parse_bounded<R: std::io::Read>(
 // lists, an array) and refuses a key that it has already seen.
 
 /// The whole body: a list of sites, or an export's `{"sites": [...]}`
-/// (whose `exported_at` is accepted and ignored). `pages` counts the pages
-/// read so far, in all sites, against `max_pages`.
+/// (whose `exported_at` must be a timestamp, and is otherwise ignored).
+/// `now` is the time of the import, unix seconds; `pages` counts the
+/// pages read so far, in all sites, against `max_pages`.
 #[derive(Clone, Copy)]
 struct Document<'a> {
     replay: bool,
+    now: i64,
     pages: &'a Cell<usize>,
     max_pages: usize,
 }
 
-/// One site: `slug` and `count`, and `name` and `created_at` for a site
-/// that is created. An export's `hourly` is replayed when asked, else only
-/// checked, and its `base_count` must then add up; its `pages`, when
-/// given, replace the site's.
-struct SiteEntry<'a>(Document<'a>);
+/// One site, `sites[index]`: `slug` and `count`, and `name` and
+/// `created_at` for a site that is created. An export's `hourly` is
+/// replayed when asked, else only checked, and its `base_count` must then
+/// add up; its `pages`, when given, replace the site's.
+struct SiteEntry<'a> {
+    doc: Document<'a>,
+    index: usize,
+}
 
 struct Sites<'a>(Document<'a>);
 
-/// A site's `hourly`: kept only when replayed.
+/// The `hourly` of `sites[site]`: kept only when replayed.
 struct Hours {
     keep: bool,
+    site: usize,
+    now: i64,
 }
 
-/// `{"t": "<hour start>", "hits": n}` as unix seconds and hits.
-struct Hour;
+/// `sites[site].hourly[index]`, `{"t": "<hour start>", "hits": n}`, as
+/// unix seconds and hits.
+struct Hour {
+    site: usize,
+    index: usize,
+    now: i64,
+}
 
-/// A site's `pages`; `site` is its slug when it came first (as export
-/// writes it), to name it in a bad page's error.
+/// The `pages` of `sites[index]`; `site` is its slug when it came first
+/// (as export writes it), to name it in a bad page name's error.
 struct Pages<'a> {
     doc: Document<'a>,
     site: Option<&'a str>,
+    index: usize,
 }
 
-/// `{"page": "/posts/hello", "count": n, "daily": [...]}`.
+/// `sites[site].pages[index]`, `{"page": "/posts/hello", "count": n,
+/// "daily": [...]}`; `slug` as in [`Pages`].
 struct PageEntry<'a> {
-    site: Option<&'a str>,
+    slug: Option<&'a str>,
+    site: usize,
+    index: usize,
+    now: i64,
 }
 
-/// A page's `daily`.
-struct Days;
+/// The `daily` of `sites[site].pages[page]`.
+struct Days {
+    site: usize,
+    page: usize,
+    now: i64,
+}
 
-/// `{"d": "<date>", "hits": n}` as a day and hits.
-struct DayEntry;
+/// `sites[site].pages[page].daily[index]`, `{"d": "<date>", "hits": n}`,
+/// as a day and hits.
+struct DayEntry {
+    site: usize,
+    page: usize,
+    index: usize,
+    now: i64,
+}
 
-/// An RFC 3339 instant, parsed without copying the string.
-struct Instant(i64);
-
-/// A date, `2026-11-23`, as days since 1970-01-01.
-struct Date(Day);
+/// An RFC 3339 instant, or with `date` a date such as `2026-11-23` (its
+/// midnight UTC), as unix seconds, read without copying the string;
+/// `field` names it in an error.
+struct Time<'a> {
+    field: &'a dyn Fn() -> String,
+    date: bool,
+}
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
@@ -482,6 +537,36 @@ enum DayField {
     Hits,
 }
 
+/// A count or hits as read: a whole number from 0 to [`MAX_COUNT`]; `field`
+/// names it in an error.
+fn whole<E: de::Error>(n: i64, field: impl FnOnce() -> String) -> Result<i64, E> {
+    if (0..=MAX_COUNT).contains(&n) {
+        return Ok(n);
+    }
+    Err(E::custom(format!(
+        "{}: {n} is not a whole number from 0 to {MAX_COUNT}",
+        field()
+    )))
+}
+
+/// The next value of `map`, the start of an hour (a timestamp) or of a
+/// day (a date) as unix seconds: one that may be stored at `now`
+/// ([`Step::check_start`]); `field` names it in an error.
+fn read_start<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    step: Step,
+    now: i64,
+    field: &dyn Fn() -> String,
+) -> Result<i64, A::Error> {
+    let t = map.next_value_seed(Time {
+        field,
+        date: step == Step::Day,
+    })?;
+    step.check_start(t, now)
+        .map(|()| t)
+        .map_err(|why| de::Error::custom(format!("{}: {why}", field())))
+}
+
 /// Fills a field once; a second value for it is an error.
 fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
     if slot.is_some() {
@@ -519,7 +604,11 @@ impl<'de> Visitor<'de> for Document<'_> {
                     once(&mut sites, list, "sites")?;
                 }
                 DocumentField::ExportedAt => {
-                    once(&mut exported_at, map.next_value::<String>()?, "exported_at")?;
+                    let at = map.next_value_seed(Time {
+                        field: &|| "exported_at".into(),
+                        date: false,
+                    })?;
+                    once(&mut exported_at, at, "exported_at")?;
                 }
             }
         }
@@ -544,7 +633,10 @@ impl<'de> Visitor<'de> for Sites<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut sites = Vec::new();
-        while let Some(site) = seq.next_element_seed(SiteEntry(self.0))? {
+        while let Some(site) = seq.next_element_seed(SiteEntry {
+            doc: self.0,
+            index: sites.len(),
+        })? {
             sites.push(site);
         }
         Ok(sites)
@@ -567,30 +659,42 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let replay = self.0.replay;
+        let (doc, i) = (self.doc, self.index);
+        let replay = doc.replay;
         let (mut slug, mut name, mut count) = (None::<String>, None, None);
         let (mut base, mut created_at, mut hourly, mut pages) = (None, None, None, None);
         while let Some(field) = map.next_key()? {
             match field {
                 SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
                 SiteField::Name => once(&mut name, map.next_value::<String>()?, "name")?,
-                SiteField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
-                SiteField::BaseCount => once(&mut base, map.next_value::<i64>()?, "base_count")?,
+                SiteField::Count => {
+                    let n = whole(map.next_value()?, || format!("sites[{i}].count"))?;
+                    once(&mut count, n, "count")?;
+                }
+                SiteField::BaseCount => {
+                    let n = whole(map.next_value()?, || format!("sites[{i}].base_count"))?;
+                    once(&mut base, n, "base_count")?;
+                }
                 SiteField::CreatedAt => {
-                    once(
-                        &mut created_at,
-                        map.next_value::<Instant>()?.0,
-                        "created_at",
-                    )?;
+                    let at = map.next_value_seed(Time {
+                        field: &|| format!("sites[{i}].created_at"),
+                        date: false,
+                    })?;
+                    once(&mut created_at, at, "created_at")?;
                 }
                 SiteField::Hourly => {
-                    let hours = map.next_value_seed(Hours { keep: replay })?;
+                    let hours = map.next_value_seed(Hours {
+                        keep: replay,
+                        site: i,
+                        now: doc.now,
+                    })?;
                     once(&mut hourly, hours, "hourly")?;
                 }
                 SiteField::Pages => {
                     let list = map.next_value_seed(Pages {
-                        doc: self.0,
+                        doc,
                         site: slug.as_deref(),
+                        index: i,
                     })?;
                     once(&mut pages, list, "pages")?;
                 }
@@ -640,7 +744,12 @@ impl<'de> Visitor<'de> for Pages<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut pages = Vec::new();
-        while let Some(page) = seq.next_element_seed(PageEntry { site: self.site })? {
+        while let Some(page) = seq.next_element_seed(PageEntry {
+            slug: self.site,
+            site: self.index,
+            index: pages.len(),
+            now: self.doc.now,
+        })? {
             let read = self.doc.pages.get() + 1;
             if read > self.doc.max_pages {
                 return Err(de::Error::custom(format!(
@@ -672,13 +781,14 @@ impl<'de> Visitor<'de> for PageEntry<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, i) = (self.site, self.index);
         let (mut page, mut count, mut daily) = (None, None, None);
         while let Some(field) = map.next_key()? {
             match field {
                 PageField::Page => {
                     let name = map.next_value::<String>()?;
                     let parsed = Page::stored(&name).map_err(|e| {
-                        let site = match self.site {
+                        let site = match self.slug {
                             Some(slug) => format!("site {slug:?}, "),
                             None => String::new(),
                         };
@@ -686,8 +796,20 @@ impl<'de> Visitor<'de> for PageEntry<'_> {
                     })?;
                     once(&mut page, parsed, "page")?;
                 }
-                PageField::Count => once(&mut count, map.next_value::<i64>()?, "count")?,
-                PageField::Daily => once(&mut daily, map.next_value_seed(Days)?, "daily")?,
+                PageField::Count => {
+                    let n = whole(map.next_value()?, || {
+                        format!("sites[{site}].pages[{i}].count")
+                    })?;
+                    once(&mut count, n, "count")?;
+                }
+                PageField::Daily => {
+                    let days = map.next_value_seed(Days {
+                        site,
+                        page: i,
+                        now: self.now,
+                    })?;
+                    once(&mut daily, days, "daily")?;
+                }
             }
         }
         Ok(PageDump {
@@ -715,7 +837,12 @@ impl<'de> Visitor<'de> for Days {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut days = Vec::new();
-        while let Some(day) = seq.next_element_seed(DayEntry)? {
+        while let Some(day) = seq.next_element_seed(DayEntry {
+            site: self.site,
+            page: self.page,
+            index: days.len(),
+            now: self.now,
+        })? {
             days.push(day);
         }
         days.shrink_to_fit();
@@ -739,11 +866,19 @@ impl<'de> Visitor<'de> for DayEntry {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, page, i) = (self.site, self.page, self.index);
+        let field = |name: &str| format!("sites[{site}].pages[{page}].daily[{i}].{name}");
         let (mut d, mut hits) = (None, None);
-        while let Some(field) = map.next_key()? {
-            match field {
-                DayField::D => once(&mut d, map.next_value::<Date>()?.0, "d")?,
-                DayField::Hits => once(&mut hits, map.next_value::<i64>()?, "hits")?,
+        while let Some(key) = map.next_key()? {
+            match key {
+                DayField::D => {
+                    let t = read_start(&mut map, Step::Day, self.now, &|| field("d"))?;
+                    once(&mut d, t / Step::Day.seconds(), "d")?;
+                }
+                DayField::Hits => {
+                    let n = whole(map.next_value()?, || field("hits"))?;
+                    once(&mut hits, n, "hits")?;
+                }
             }
         }
         let d = d.ok_or_else(|| de::Error::missing_field("d"))?;
@@ -769,7 +904,13 @@ impl<'de> Visitor<'de> for Hours {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut hours = Vec::new();
-        while let Some(hour) = seq.next_element_seed(Hour)? {
+        let mut index = 0;
+        while let Some(hour) = seq.next_element_seed(Hour {
+            site: self.site,
+            index,
+            now: self.now,
+        })? {
+            index += 1;
             if self.keep {
                 hours.push(hour);
             }
@@ -796,11 +937,19 @@ impl<'de> Visitor<'de> for Hour {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, i) = (self.site, self.index);
+        let field = |name: &str| format!("sites[{site}].hourly[{i}].{name}");
         let (mut t, mut hits) = (None, None);
-        while let Some(field) = map.next_key()? {
-            match field {
-                HourField::T => once(&mut t, map.next_value::<Instant>()?.0, "t")?,
-                HourField::Hits => once(&mut hits, map.next_value::<i64>()?, "hits")?,
+        while let Some(key) = map.next_key()? {
+            match key {
+                HourField::T => {
+                    let at = read_start(&mut map, Step::Hour, self.now, &|| field("t"))?;
+                    once(&mut t, at, "t")?;
+                }
+                HourField::Hits => {
+                    let n = whole(map.next_value()?, || field("hits"))?;
+                    once(&mut hits, n, "hits")?;
+                }
             }
         }
         let t = t.ok_or_else(|| de::Error::missing_field("t"))?;
@@ -809,47 +958,39 @@ impl<'de> Visitor<'de> for Hour {
     }
 }
 
-impl<'de> Deserialize<'de> for Instant {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(InstantVisitor)
+impl<'de> DeserializeSeed<'de> for Time<'_> {
+    type Value = i64;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        d.deserialize_str(self)
     }
 }
 
-struct InstantVisitor;
+impl Time<'_> {
+    fn what(&self) -> &'static str {
+        if self.date {
+            "a date such as \"2026-11-23\""
+        } else {
+            "an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\""
+        }
+    }
+}
 
-impl Visitor<'_> for InstantVisitor {
-    type Value = Instant;
+impl Visitor<'_> for Time<'_> {
+    type Value = i64;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\"")
+        f.write_str(self.what())
     }
 
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Instant, E> {
-        parse_instant(s)
-            .map(Instant)
-            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(s), &self))
-    }
-}
-
-impl<'de> Deserialize<'de> for Date {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(DateVisitor)
-    }
-}
-
-struct DateVisitor;
-
-impl Visitor<'_> for DateVisitor {
-    type Value = Date;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a date such as \"2026-11-23\"")
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Date, E> {
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
         match parse_instant(s) {
-            Some(t) if s.len() == 10 => Ok(Date(t / 86_400)),
-            _ => Err(E::invalid_value(de::Unexpected::Str(s), &self)),
+            Some(t) if !self.date || s.len() == 10 => Ok(t),
+            _ => Err(E::custom(format!(
+                "{}: {s:?} is not {}",
+                (self.field)(),
+                self.what()
+            ))),
         }
     }
 }
@@ -858,8 +999,11 @@ impl Visitor<'_> for DateVisitor {
 mod tests {
     use super::*;
 
+    /// 2026-11-23T02:30:00Z
+    const NOW: i64 = 1_795_401_000;
+
     fn parse(doc: &str, replay: bool) -> Result<Vec<ImportEntry>, String> {
-        parse_import(doc.as_bytes(), replay).map_err(|e| e.to_string())
+        parse_import(doc.as_bytes(), replay, NOW).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -950,11 +1094,11 @@ mod tests {
             ),
             (
                 r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[{"d":"2026-11-23T00:00:00Z","hits":1}]}]}]"#,
-                "invalid value: string \"2026-11-23T00:00:00Z\", expected a date such as \"2026-11-23\" at line 1 column 91",
+                "sites[0].pages[0].daily[0].d: \"2026-11-23T00:00:00Z\" is not a date such as \"2026-11-23\" at line 1 column 91",
             ),
             (
                 r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[{"d":"2026-02-30","hits":1}]}]}]"#,
-                "invalid value: string \"2026-02-30\", expected a date such as \"2026-11-23\" at line 1 column 81",
+                "sites[0].pages[0].daily[0].d: \"2026-02-30\" is not a date such as \"2026-11-23\" at line 1 column 81",
             ),
             (
                 r#"[{"slug":"b","count":1,"pages":[{"page":"/a","count":1,"daily":[["2026-11-23",1]]}]}]"#,
@@ -966,6 +1110,106 @@ mod tests {
             ),
         ] {
             assert_eq!(parse(doc, true), Err(error.to_owned()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_their_field_replayed_or_not() {
+        let hour = |t: &str| {
+            format!(
+                r#"[{{"slug":"a","count":1}},{{"slug":"b","count":1,"hourly":[{{"t":"2026-11-23T01:00:00Z","hits":1}},{{"t":"{t}","hits":1}}]}}]"#
+            )
+        };
+        let day = |d: &str| {
+            format!(
+                r#"[{{"slug":"b","count":1,"pages":[{{"page":"/a","count":1}},{{"page":"/b","count":1,"daily":[{{"d":"{d}","hits":1}}]}}]}}]"#
+            )
+        };
+        for (doc, error) in [
+            (
+                r#"[{"slug":"a","count":-1}]"#.to_owned(),
+                "sites[0].count: -1 is not a whole number from 0 to 9007199254740991 at line 1 column 24",
+            ),
+            (
+                r#"[{"slug":"a","count":9007199254740992}]"#.to_owned(),
+                "sites[0].count: 9007199254740992 is not a whole number from 0 to 9007199254740991 at line 1 column 38",
+            ),
+            (
+                r#"{"sites":[{"slug":"a","count":1,"base_count":-2}]}"#.to_owned(),
+                "sites[0].base_count: -2 is not a whole number from 0 to 9007199254740991 at line 1 column 48",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"hourly":[{"hits":-1,"t":"2026-11-23T01:00:00Z"}]}]"#
+                    .to_owned(),
+                "sites[0].hourly[0].hits: -1 is not a whole number from 0 to 9007199254740991 at line 1 column 44",
+            ),
+            (
+                day("2026-11-23").replace(r#""hits":1}]"#, r#""hits":-1}]"#),
+                "sites[0].pages[1].daily[0].hits: -1 is not a whole number from 0 to 9007199254740991 at line 1 column 116",
+            ),
+            (
+                r#"[{"slug":"a","count":1,"pages":[{"page":"/a","count":-1}]}]"#.to_owned(),
+                "sites[0].pages[0].count: -1 is not a whole number from 0 to 9007199254740991 at line 1 column 56",
+            ),
+            (
+                r#"{"sites":[],"exported_at":"now"}"#.to_owned(),
+                "exported_at: \"now\" is not an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\" at line 1 column 31",
+            ),
+            (
+                hour("2026-11-23T03:00:00Z"),
+                "sites[1].hourly[1].t: 2026-11-23T03:00:00Z is after the current hour at line 1 column 122",
+            ),
+            (
+                hour("2026-11-23T02:00:00+00:30"),
+                "sites[1].hourly[1].t: 2026-11-23T01:30:00Z is not the start of an hour at line 1 column 127",
+            ),
+            (
+                hour("9999-12-31T23:00:00Z"),
+                "sites[1].hourly[1].t: 9999-12-31T23:00:00Z is past the last hour a series can show, 9999-12-31T22:00:00Z at line 1 column 122",
+            ),
+            (
+                day("2026-11-24"),
+                "sites[0].pages[1].daily[0].d: 2026-11-24 is after the current day at line 1 column 106",
+            ),
+        ] {
+            for replay in [false, true] {
+                assert_eq!(parse(&doc, replay), Err(error.to_owned()), "{doc}");
+            }
+        }
+        // The current hour and day, and an export's own timestamp, are taken.
+        assert!(parse(&hour("2026-11-23T02:00:00Z"), true).is_ok());
+        assert!(parse(&day("2026-11-23"), true).is_ok());
+        assert!(parse(r#"{"exported_at":"2026-11-23T02:00:00Z","sites":[]}"#, true).is_ok());
+    }
+
+    #[test]
+    fn the_openapi_document_bounds_what_an_import_takes() {
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::http::openapi::document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("ImportSite", "count"),
+            ("SiteExport", "count"),
+            ("SiteExport", "base_count"),
+            ("HourExport", "hits"),
+            ("PageExport", "count"),
+            ("DayExport", "hits"),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert_eq!(
+                (&property["minimum"], &property["maximum"]),
+                (&serde_json::json!(0), &serde_json::json!(MAX_COUNT)),
+                "{schema}.{field}"
+            );
+        }
+        for (schema, field, format) in [
+            ("ExportBody", "exported_at", "date-time"),
+            ("SiteExport", "created_at", "date-time"),
+            ("HourExport", "t", "date-time"),
+            ("DayExport", "d", "date"),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert_eq!(property["format"], format, "{schema}.{field}");
         }
     }
 
@@ -983,7 +1227,7 @@ mod tests {
             };
             format!("[{},{}]", site("a", pages[0]), site("b", pages[1]))
         };
-        let read = |d: &str| parse_bounded(d.as_bytes(), false, 3).map_err(|e| e.to_string());
+        let read = |d: &str| parse_bounded(d.as_bytes(), false, NOW, 3).map_err(|e| e.to_string());
         assert!(read(&doc([2, 1])).is_ok());
         let error = read(&doc([2, 2])).unwrap_err();
         assert!(

@@ -1002,29 +1002,53 @@ fn optional<'a, T>(
     }
 }
 
-/// A `{"t": instant, "hits": n}` or `{"d": date, "hits": n}` entry.
-fn dated(value: &Json, key: &str, read: fn(&str) -> Option<i64>) -> Option<(i64, i64)> {
-    let f = fields(value, &[key, "hits"])?;
-    let t = read(text(field(&f, key)?)?)?;
-    let hits = whole(field(&f, "hits")?)?;
+/// README, "Export and import": a count or hits in an import is a whole
+/// number from 0 to 2^53 − 1.
+fn import_count(value: &Json) -> Option<i64> {
+    whole(value).filter(|n| (0..=9_007_199_254_740_991).contains(n))
+}
+
+/// README, "Export and import": an hour or a page's day (`step` seconds
+/// long, starting at `t`) is on the hour (on the day), no later than the
+/// one holding `now`, and one a series can show: a range ends by
+/// 9999-12-31T23:00:00Z (days: 9999-12-31) at the latest, so the last
+/// step it can hold starts one step before.
+fn storable(t: i64, step: i64, now: i64) -> bool {
+    let last_end = days_since_epoch(9999, 12, 31) * 86_400 + 86_400 - step;
+    t >= 0 && t % step == 0 && t < last_end && t <= now - now.rem_euclid(step)
+}
+
+/// A `{"t": instant, "hits": n}` entry, an hour that can be stored at `now`.
+fn import_hour(value: &Json, now: i64) -> Option<(i64, i64)> {
+    let f = fields(value, &["t", "hits"])?;
+    let t = instant(text(field(&f, "t")?)?).filter(|&t| storable(t, 3600, now))?;
+    let hits = import_count(field(&f, "hits")?)?;
     Some((t, hits))
 }
 
-fn import_page(value: &Json) -> Option<ImportPage> {
+/// A `{"d": date, "hits": n}` entry, a day that can be stored at `now`.
+fn import_day(value: &Json, now: i64) -> Option<(i64, i64)> {
+    let f = fields(value, &["d", "hits"])?;
+    let d = date(text(field(&f, "d")?)?).filter(|&d| storable(d * 86_400, 86_400, now))?;
+    let hits = import_count(field(&f, "hits")?)?;
+    Some((d, hits))
+}
+
+fn import_page(value: &Json, now: i64) -> Option<ImportPage> {
     let f = fields(value, &["page", "count", "daily"])?;
     let page = stored_page(text(field(&f, "page")?)?)?;
-    let count = whole(field(&f, "count")?)?;
+    let count = import_count(field(&f, "count")?)?;
     let days = optional(&f, "daily", |v| {
         list(v)?
             .iter()
-            .map(|d| dated(d, "d", date))
+            .map(|d| import_day(d, now))
             .collect::<Option<Vec<_>>>()
     })?
     .unwrap_or_default();
     Some(ImportPage { page, count, days })
 }
 
-fn import_site(value: &Json, replay: bool) -> Option<ImportSite> {
+fn import_site(value: &Json, replay: bool, now: i64) -> Option<ImportSite> {
     let f = fields(
         value,
         &[
@@ -1039,18 +1063,21 @@ fn import_site(value: &Json, replay: bool) -> Option<ImportSite> {
     )?;
     let slug_text = text(field(&f, "slug")?)?;
     let slug = slug(slug_text)?;
-    let count = whole(field(&f, "count")?)?;
+    let count = import_count(field(&f, "count")?)?;
     let name = optional(&f, "name", |v| text(v).map(str::to_owned))?;
-    let base = optional(&f, "base_count", whole)?;
+    let base = optional(&f, "base_count", import_count)?;
     let created_at = optional(&f, "created_at", |v| instant(text(v)?))?;
     let hourly = optional(&f, "hourly", |v| {
         list(v)?
             .iter()
-            .map(|h| dated(h, "t", instant))
+            .map(|h| import_hour(h, now))
             .collect::<Option<Vec<_>>>()
     })?;
     let pages = optional(&f, "pages", |v| {
-        list(v)?.iter().map(import_page).collect::<Option<Vec<_>>>()
+        list(v)?
+            .iter()
+            .map(|p| import_page(p, now))
+            .collect::<Option<Vec<_>>>()
     })?;
     let hours = replay.then(|| hourly.unwrap_or_default());
     if let (Some(base), Some(hours)) = (base, &hours) {
@@ -1070,26 +1097,28 @@ fn import_site(value: &Json, replay: bool) -> Option<ImportSite> {
 }
 
 /// README, "Export and import": an import is a list of sites or an
-/// export's `{"sites": [...]}` (with its `exported_at`, a string, which is
-/// ignored). A site: `slug` (a slug) and `count`, and optionally `name`
-/// (default: the slug), `base_count`, `created_at` (an instant),
-/// `hourly` (`{"t": instant, "hits": n}`; kept only when replayed, and
-/// then `base_count`, when given, must be `count` minus their hits) and
-/// `pages` (`{"page": name, "count": n, "daily": [{"d": date, "hits":
-/// n}]}`). Counts and hits are whole numbers (their ranges are the
-/// counting domain's to check). Refused: JSON that is not, a key given
+/// export's `{"sites": [...]}` (with its `exported_at`, an instant, which
+/// is otherwise ignored). A site: `slug` (a slug) and `count`, and
+/// optionally `name` (default: the slug), `base_count`, `created_at` (an
+/// instant), `hourly` (`{"t": instant, "hits": n}`; kept only when
+/// replayed, and then `base_count`, when given, must be `count` minus
+/// their hits) and `pages` (`{"page": name, "count": n, "daily": [{"d":
+/// date, "hits": n}]}`). Counts, base counts and hits are whole numbers
+/// from 0 to 2^53 − 1; each hour and day one that can be stored at `now`
+/// (unix seconds), replayed or not. Refused: JSON that is not, a key given
 /// twice, an unknown key, an array in place of an object, a missing or
-/// mistyped field, a bad slug or page name.
-pub fn import(bytes: &[u8], replay: bool) -> Option<Vec<ImportSite>> {
+/// mistyped field, a bad slug or page name, a count, hour or day outside
+/// those bounds.
+pub fn import(bytes: &[u8], replay: bool, now: i64) -> Option<Vec<ImportSite>> {
     let doc = Json::read(bytes)?;
     let sites = match &doc {
         Json::Arr(sites) => sites,
         Json::Obj(_) => {
             let f = fields(&doc, &["sites", "exported_at"])?;
-            optional(&f, "exported_at", text)?;
+            optional(&f, "exported_at", |v| instant(text(v)?))?;
             list(field(&f, "sites")?)?
         }
         _ => return None,
     };
-    sites.iter().map(|s| import_site(s, replay)).collect()
+    sites.iter().map(|s| import_site(s, replay, now)).collect()
 }
