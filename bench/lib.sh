@@ -249,7 +249,7 @@ start_alone() {
     env -i PATH="$PATH" HOME="${HOME:-/root}" \
         TALLY_LISTEN="127.0.0.1:$port" \
         TALLY_DATABASE_URL="sqlite://$WORK/alone/tally.db" \
-        TALLY_RATE_LIMIT=0 TALLY_READ_RATE_LIMIT=0 TALLY_LOG=warn \
+        TALLY_RATE_LIMIT=0 TALLY_NEW_PAGES_PER_CLIENT=0 TALLY_NEW_PAGES_PER_SITE=0 TALLY_READ_RATE_LIMIT=0 TALLY_LOG=warn \
         "$BIN" serve >"$WORK/alone.log" 2>&1 </dev/null &
     ALONE_PID=$!
     ALONE_URL="http://127.0.0.1:$port"
@@ -273,7 +273,7 @@ start_stack() {
     say "starting the stack (scripts/stack up, state in $WORK/stack)"
     STACK_STARTED=1
     env "$@" TALLY_STACK_DIR="$WORK/stack" TALLY_BIN="$BIN" TALLY_STACK_NGINX_PORT="$nginx_port" \
-        TALLY_RATE_LIMIT=0 TALLY_READ_RATE_LIMIT=0 TALLY_STACK_NGINX_ACCESS_LOG=off TALLY_LOG=warn \
+        TALLY_RATE_LIMIT=0 TALLY_NEW_PAGES_PER_CLIENT=0 TALLY_NEW_PAGES_PER_SITE=0 TALLY_READ_RATE_LIMIT=0 TALLY_STACK_NGINX_ACCESS_LOG=off TALLY_LOG=warn \
         "$REPO/scripts/stack" up >"$WORK/stack-up.log" 2>&1 ||
         die "scripts/stack up failed: $(tail -n 20 "$WORK/stack-up.log")"
     NGINX_URL="$(stack_var NGINX_URL)"

@@ -473,7 +473,8 @@ def bench_report(facts, rows_text, phases_text, machine):
     )
     say(
         "| Settings | wrk %s threads, %s s per run, connections %s, %s s warm-up per sweep; "
-        "TALLY_RATE_LIMIT=0, TALLY_READ_RATE_LIMIT=0, TALLY_LOG=warn, NGINX access log off |"
+        "TALLY_RATE_LIMIT=0, TALLY_READ_RATE_LIMIT=0, TALLY_NEW_PAGES_PER_CLIENT=0, "
+        "TALLY_NEW_PAGES_PER_SITE=0, TALLY_LOG=warn, NGINX access log off |"
         % (facts["THREADS"], facts["DURATION"], " ".join(conns), facts["WARMUP"])
     )
     say("")

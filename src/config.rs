@@ -107,6 +107,21 @@ pub struct ServeSettings {
     #[arg(long, env = "TALLY_PAGE_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub page_limit: u32,
 
+    /// New pages one client may create per TALLY_NEW_PAGE_WINDOW, on each
+    /// replica (0: no limit). Past it, its hits on a page the site does not
+    /// have yet count on `(other)`; pages the site has count by name.
+    #[arg(long, env = "TALLY_NEW_PAGES_PER_CLIENT", default_value_t = 60)]
+    pub new_pages_per_client: u32,
+
+    /// New pages one site may get per TALLY_NEW_PAGE_WINDOW from all its
+    /// clients, on each replica (0: no limit); past it, as past a client's.
+    #[arg(long, env = "TALLY_NEW_PAGES_PER_SITE", default_value_t = 1000)]
+    pub new_pages_per_site: u32,
+
+    /// The window of the new-page budgets.
+    #[arg(long, env = "TALLY_NEW_PAGE_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub new_page_window: Duration,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,

@@ -18,6 +18,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use crate::bots::Bots;
 use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings, redact_url};
+use crate::counting::new_pages::NewPageBudget;
 use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
@@ -73,6 +74,11 @@ impl Application {
                 max_batch: settings.max_batch as usize,
                 store_timeout: settings.store.store_timeout,
                 page_limit: i64::from(settings.page_limit),
+                new_pages: NewPageBudget {
+                    per_client: u64::from(settings.new_pages_per_client),
+                    per_site: u64::from(settings.new_pages_per_site),
+                    window: settings.new_page_window,
+                },
             },
             metrics.clone(),
         ));

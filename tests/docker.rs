@@ -988,6 +988,8 @@ impl Swarm {
             ("TALLY_HTTP_PORT", port.to_string()),
             ("TALLY_SUBNET", "172.29.7.0/24".to_owned()),
             ("TALLY_RATE_LIMIT", "0".to_owned()),
+            ("TALLY_NEW_PAGES_PER_CLIENT", "0".to_owned()),
+            ("TALLY_NEW_PAGES_PER_SITE", "0".to_owned()),
             ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
             ("TALLY_COMPOSE", setting("TALLY_COMPOSE")),
         ]

@@ -7,6 +7,7 @@
 //! resolved to ids through a small in-process directory, since sites are
 //! created and deleted rarely and hits are counted constantly.
 
+pub mod new_pages;
 pub mod ranking;
 pub mod retention;
 pub mod series;
@@ -115,6 +116,9 @@ pub struct HitFrom<'a> {
     /// The host of the page the hit came from (its `Origin` or `Referer`),
     /// checked against the site's allowed origins.
     pub origin: Option<&'a str>,
+    /// The client as its limits know it (an IPv6 client by its /64), for
+    /// its budget of new pages.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The page a hit names, normalised by its site's rules, once the rules
@@ -151,6 +155,8 @@ pub struct WriterSettings {
     /// Distinct pages a site may have; hits naming more count on its
     /// overflow page.
     pub page_limit: i64,
+    /// How many new pages clients and sites may create per window.
+    pub new_pages: new_pages::NewPageBudget,
 }
 
 /// How long a replica trusts the rules it read for a site before reading
@@ -182,6 +188,8 @@ pub struct Counter {
     /// Distinct pages a site may have (as [`WriterSettings::page_limit`]),
     /// which an import holds to as counting does.
     page_limit: i64,
+    /// What clients and sites may still create of new pages.
+    new_pages: new_pages::NewPages,
 }
 
 /// Runs the group-commit writer on a thread of its own, where its SQLite
@@ -235,6 +243,7 @@ impl Counter {
             ready: AtomicBool::new(false),
             metrics,
             page_limit: settings.page_limit,
+            new_pages: new_pages::NewPages::new(settings.new_pages),
         }
     }
 
@@ -301,13 +310,13 @@ impl Counter {
     /// Counts one hit on `slug` (and on its page, if it names one).
     pub async fn hit(&self, slug: &Slug, hit: &HitFrom<'_>) -> Result<HitCount, CountError> {
         let mut entry = self.resolve(slug).await?;
-        let mut counted = self.hit_entry(&entry, hit).await?;
+        let mut counted = self.hit_entry(slug, &entry, hit).await?;
         if counted.is_none() {
             // The id we had is gone: the site was deleted, perhaps by another
             // replica, and perhaps created again under the same slug.
             self.forget(slug);
             entry = self.resolve(slug).await?;
-            counted = self.hit_entry(&entry, hit).await?;
+            counted = self.hit_entry(slug, &entry, hit).await?;
         }
         let counted = counted.ok_or(CountError::NotFound)?;
         if let Some(visitor) = hit.visitor {
@@ -318,14 +327,26 @@ impl Counter {
 
     async fn hit_entry(
         &self,
+        slug: &Slug,
         entry: &Entry,
         hit: &HitFrom<'_>,
     ) -> Result<Option<HitCount>, CountError> {
-        let page = checked_page(entry, hit)?;
+        let mut page = checked_page(entry, hit)?;
+        let may_create = self.new_pages.room(hit.client, entry.id);
+        if let Some(named) = page.as_ref().filter(|_| !may_create) {
+            // Past the budget for new pages: a page the site has counts by
+            // name (only a page with hits is kept), a new one on `(other)`.
+            if self.page_count(slug, named).await? == 0 {
+                page = Some(Page::overflow());
+            }
+        }
         let Some((count, page_count)) = self.hit_id(entry.id, hit.request_id, page.clone()).await?
         else {
             return Ok(None);
         };
+        if page_count.is_some_and(|c| c.count == 1 && !c.overflow) && may_create {
+            self.new_pages.charge(hit.client, entry.id);
+        }
         let page = page.zip(page_count).map(|(page, counted)| {
             let page = if counted.overflow {
                 Page::overflow()
@@ -627,6 +648,11 @@ impl Counter {
     /// The site's id and rules: from the directory while they are fresh,
     /// else from the store (and if the store cannot answer, what the
     /// directory had, however old).
+    /// A site's rules, as fresh as [`RULES_FRESH`] keeps them.
+    pub async fn rules(&self, slug: &Slug) -> Result<Arc<SiteRules>, CountError> {
+        Ok(self.resolve(slug).await?.rules)
+    }
+
     async fn resolve(&self, slug: &Slug) -> Result<Entry, CountError> {
         let known = self.lookup(slug);
         if let Some(entry) = known.as_ref().filter(|e| e.read.elapsed() < RULES_FRESH) {
@@ -664,8 +690,3 @@ impl Counter {
         write(&self.directory).remove(slug);
     }
 }
-    /// A site's rules, as fresh as [`RULES_FRESH`] keeps them.
-    pub async fn rules(&self, slug: &Slug) -> Result<Arc<SiteRules>, CountError> {
-        Ok(self.resolve(slug).await?.rules)
-    }
-

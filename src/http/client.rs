@@ -143,6 +143,7 @@ impl Admitted {
             visitor: Some(&self.0.visitor),
             page: None,
             origin: self.0.page_host.as_deref(),
+            client: Some(limit_key(self.0.visitor.ip)),
         }
     }
 

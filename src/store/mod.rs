@@ -320,7 +320,10 @@ impl<'a> PagePlan<'a> {
                 continue;
             };
             let mut name = page.as_str();
-            if !index.contains_key(name) && !known(name) {
+            // A hit may name the overflow page itself (a client past its
+            // budget of new pages): it takes no room under the limit.
+            let overflow = name == crate::domain::page::OVERFLOW_PAGE;
+            if !overflow && !index.contains_key(name) && !known(name) {
                 if out.created < room {
                     out.created += 1;
                 } else {

@@ -45,6 +45,12 @@ pub fn settings(database_url: &str, extra: &[&str]) -> ServeSettings {
     if !extra.contains(&"--read-rate-limit") {
         args.extend(["--read-rate-limit", "0"]);
     }
+    if !extra.contains(&"--new-pages-per-client") {
+        args.extend(["--new-pages-per-client", "0"]);
+    }
+    if !extra.contains(&"--new-pages-per-site") {
+        args.extend(["--new-pages-per-site", "0"]);
+    }
     args.extend(extra.iter().filter(|a| **a != "--no-token"));
     match Cli::try_parse_from(args)
         .expect("test settings parse")
@@ -391,6 +397,8 @@ impl TallyProcess {
             .env("TALLY_LISTEN", addr.to_string())
             .env("TALLY_ADMIN_TOKEN", TOKEN)
             .env("TALLY_RATE_LIMIT", "0")
+            .env("TALLY_NEW_PAGES_PER_CLIENT", "0")
+            .env("TALLY_NEW_PAGES_PER_SITE", "0")
             .env("TALLY_READ_RATE_LIMIT", "0")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log file"))

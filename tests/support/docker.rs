@@ -155,6 +155,8 @@ impl Project {
                 ("TALLY_SUBNET", format!("172.29.{index}.0/24")),
                 // All the load comes from one host address.
                 ("TALLY_RATE_LIMIT", "0".to_owned()),
+                ("TALLY_NEW_PAGES_PER_CLIENT", "0".to_owned()),
+                ("TALLY_NEW_PAGES_PER_SITE", "0".to_owned()),
                 ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),

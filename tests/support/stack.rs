@@ -62,6 +62,8 @@ impl Stack {
             ),
             // All the load comes from 127.0.0.1.
             ("TALLY_RATE_LIMIT", "0".to_owned()),
+            ("TALLY_NEW_PAGES_PER_CLIENT", "0".to_owned()),
+            ("TALLY_NEW_PAGES_PER_SITE", "0".to_owned()),
             ("TALLY_READ_RATE_LIMIT", "0".to_owned()),
         ];
         env.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
