@@ -339,7 +339,8 @@ fn build_app() -> App {
     let (router, _) = runtime.block_on(router(&sqlite_url(dir.path()), &[]));
     let listed: Vec<String> = LISTED.iter().map(|s| s.to_string()).collect();
     let sites = [
-        serde_json::json!({"slug": "blog"}),
+        // Public, so that its details read as a page's script reads them.
+        serde_json::json!({"slug": "blog", "public": true}),
         serde_json::json!({"slug": "docs.example.org"}),
         serde_json::json!({"slug": "listed", "origins": listed}),
         serde_json::json!({"slug": "kept", "keep_params": ["lang", "id"]}),
@@ -1994,6 +1995,9 @@ mod properties {
                     Some(serde_json::json!({
                         "slug": slug, "name": name, "count": count, "pages": 0,
                         "origins": origins, "keep_params": keep,
+                        // The settings a body leaves out: the instance's
+                        // default (private) and off.
+                        "public": false, "require_origin": false, "trailing_slash": "keep",
                     }))
                 })();
                 match expected {

@@ -445,5 +445,5 @@ async fn the_openapi_document_names_only_routes_that_exist() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 15);
+    assert_eq!(seen, 16);
 }

@@ -22,7 +22,7 @@ const MAX: i64 = 9_007_199_254_740_991;
 /// The series of `slug` adds up to its count: no refused hit reached a bucket.
 async fn assert_series_adds_up(r: &Router, slug: &str) {
     let path = format!("/api/v1/sites/{slug}/series?step=day");
-    let (status, _, body) = call(r, Method::GET, &path, None, None).await;
+    let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let series = json_of(&body);
     let hits: i64 = series["points"]
@@ -195,7 +195,7 @@ async fn a_series_never_ends_past_year_9999() {
     let series = |query: &str| {
         let path = format!("/api/v1/sites/default/series?{query}");
         let r = r.clone();
-        async move { call(&r, Method::GET, &path, None, None).await }
+        async move { call(&r, Method::GET, &path, Some(TOKEN), None).await }
     };
     for query in [
         "from=9999-12-31T20:00:00Z&to=9999-12-31T23:30:00Z",

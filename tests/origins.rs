@@ -590,3 +590,72 @@ async fn a_change_through_one_instance_reaches_another_within_five_seconds() {
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// With `require_origin`, a counting hit that names no page it comes from
+/// (neither `Origin` nor `Referer`: curl, a server, an e-mail client, a page
+/// with `Referrer-Policy: no-referrer`) is refused on every counting route
+/// and counts nothing; a page's hit still counts, and reading never needs
+/// one. Off, the default, such hits count.
+async fn hits_from_nowhere_are_refused_when_required(app: &TestApp) {
+    let base = app.url("");
+    let (status, body) = create(app, &json!({"slug": "blog"})).await;
+    assert_eq!((status, &body["require_origin"]), (201, &json!(false)));
+    assert_eq!(hit(&base, "blog", "/x", &[]).await.0, 200);
+
+    let (status, body) = patch(app, "blog", &json!({"require_origin": true})).await;
+    assert_eq!((status, &body["require_origin"]), (200, &json!(true)));
+    let (status, body) = hit(&base, "blog", "/x", &[]).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({"error": {"code": "origin_not_allowed",
+                "message": "this site counts only hits that name the page they come from \
+                    (an Origin or Referer header)"}})
+        )
+    );
+    let refused = (403, json!("origin_not_allowed"));
+    assert_eq!(image(&base, "/count/blog.gif?page=/x", &[]).await, refused);
+    assert_eq!(image(&base, "/badge/blog.svg", &[]).await, refused);
+    assert_eq!(image(&base, "/badge/blog.svg?page=/x", &[]).await, refused);
+    assert_eq!(app.count("blog").await, 1);
+    // A page's hit names its host and counts; reading needs nothing.
+    let (status, body) = hit(&base, "blog", "/x", &[EVIL_ORIGIN]).await;
+    assert_eq!((status, &body["count"]), (200, &json!(2)));
+    assert_eq!(
+        image(&base, "/count/blog.gif?page=/x", &[EVIL_REFERER]).await,
+        (200, Value::Null)
+    );
+    assert_eq!(
+        image(&base, "/badge/blog.svg?readonly=1", &[]).await,
+        (200, Value::Null)
+    );
+    assert_eq!(app.count("blog").await, 3);
+    assert_eq!(pages(app, "blog").await, counts(&[("/x", 3)]));
+    // With an allow-list too, a hit must name an allowed host.
+    patch(app, "blog", &json!({"origins": ["allowed.test"]})).await;
+    assert_eq!(hit(&base, "blog", "/x", &[EVIL_ORIGIN]).await.0, 403);
+    assert_eq!(hit(&base, "blog", "/x", &[]).await.0, 403);
+    let allowed = ("origin", "https://allowed.test");
+    assert_eq!(hit(&base, "blog", "/x", &[allowed]).await.0, 200);
+    // Off again: hits from nowhere count.
+    patch(app, "blog", &json!({"require_origin": false})).await;
+    assert_eq!(hit(&base, "blog", "/x", &[]).await.0, 200);
+    assert_eq!(app.count("blog").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hits_from_nowhere_are_refused_when_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    hits_from_nowhere_are_refused_when_required(&app).await;
+    app.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hits_from_nowhere_are_refused_when_required() {
+    let pg = PgServer::start();
+    let app = TestApp::spawn(&pg.create_database(), &[]).await;
+    hits_from_nowhere_are_refused_when_required(&app).await;
+    app.stop().await.unwrap();
+}

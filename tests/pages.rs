@@ -452,7 +452,7 @@ async fn paths_are_normalised_and_read_back_every_way() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].clone()),
-        (400, json!("invalid_request"))
+        (400, json!("invalid_query"))
     );
     app.stop().await.unwrap();
 }
@@ -504,6 +504,7 @@ async fn the_pages_list_ranks_by_hits_in_range_then_count_and_pages_through() {
     // CSV, with the next link in a header.
     let response = client
         .get(format!("{base}/api/v1/sites/blog/pages?format=csv&limit=3"))
+        .bearer_auth(support::app::TOKEN)
         .send()
         .await
         .unwrap();

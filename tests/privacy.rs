@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::app::{TOKEN, json_of, router, sqlite_url};
 use support::pg::PgServer;
-use support::web::{Reply, get, send};
+use support::web::{Reply, get, hit_page, send};
 
 /// The three routes of a site's details.
 const DETAILS: [&str; 3] = [
@@ -95,19 +95,14 @@ async fn session(r: &Router) -> String {
 async fn details_are_private_until_the_site_is_public(r: &Router) {
     let site = admin(r, Method::POST, "/api/v1/sites", &json!({"slug": "blog"})).await;
     assert_eq!(site["public"], json!(false));
-    let hit = send(
-        r,
-        Method::POST,
-        "/api/v1/sites/blog/hits",
-        &[("content-type", "application/json")],
-        Some(r#"{"page":"/a"}"#),
-    )
-    .await;
-    assert_eq!(hit.status, StatusCode::OK, "{}", hit.body);
+    hit_page(r, "blog", "/a").await;
 
     // Anyone: the counts, not the details.
     assert_eq!(statuses(r, &PUBLIC, &[]).await, all(3, 200, ""));
-    assert_eq!(statuses(r, &DETAILS, &[]).await, all(3, 401, "unauthorized"));
+    assert_eq!(
+        statuses(r, &DETAILS, &[]).await,
+        all(3, 401, "unauthorized")
+    );
     let refused = get(r, DETAILS[0], &[]).await;
     assert_eq!(
         json_of(&refused.body)["error"]["message"],
@@ -136,7 +131,12 @@ async fn details_are_private_until_the_site_is_public(r: &Router) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["page"].as_str().unwrap().to_owned(), p["count"].as_i64().unwrap()))
+        .map(|p| {
+            (
+                p["page"].as_str().unwrap().to_owned(),
+                p["count"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(listed, vec![("/a".to_owned(), 1)]);
 
@@ -157,7 +157,10 @@ async fn details_are_private_until_the_site_is_public(r: &Router) {
         &json!({"public": false}),
     )
     .await;
-    assert_eq!(statuses(r, &DETAILS, &[]).await, all(3, 401, "unauthorized"));
+    assert_eq!(
+        statuses(r, &DETAILS, &[]).await,
+        all(3, 401, "unauthorized")
+    );
     assert_eq!(statuses(r, &PUBLIC, &[]).await, all(3, 200, ""));
     // A site that does not exist is a 404 for anyone.
     let missing = get(r, "/api/v1/sites/nope/pages", &[]).await;
@@ -201,12 +204,19 @@ async fn the_instance_default_applies_to_sites_without_a_setting() {
     // a sign-in, after which it is there.
     let index = get(&r, "/dashboard", &[]).await;
     assert_eq!(index.status, StatusCode::OK);
-    assert!(index.body.contains("href=\"/dashboard/blog\""), "{}", index.body);
+    assert!(
+        index.body.contains("href=\"/dashboard/blog\""),
+        "{}",
+        index.body
+    );
     assert!(!index.body.contains("hidden"), "{}", index.body);
     let hidden = get(&r, "/dashboard/hidden", &[]).await;
     assert_eq!(
         (hidden.status, hidden.header("location")),
-        (StatusCode::SEE_OTHER, "/dashboard/login?next=/dashboard/hidden")
+        (
+            StatusCode::SEE_OTHER,
+            "/dashboard/login?next=/dashboard/hidden"
+        )
     );
     let form = get(&r, "/dashboard/login?next=/dashboard/hidden", &[]).await;
     assert_eq!(form.status, StatusCode::OK);
@@ -214,7 +224,11 @@ async fn the_instance_default_applies_to_sites_without_a_setting() {
     let hidden = get(&r, "/dashboard/hidden", &[("cookie", &cookie)]).await;
     assert_eq!(hidden.status, StatusCode::OK);
     let index = get(&r, "/dashboard", &[("cookie", &cookie)]).await;
-    assert!(index.body.contains("href=\"/dashboard/hidden\""), "{}", index.body);
+    assert!(
+        index.body.contains("href=\"/dashboard/hidden\""),
+        "{}",
+        index.body
+    );
 
     // Without an admin token, the instance's default is all there is.
     let dir = tempfile::tempdir().unwrap();

@@ -76,7 +76,8 @@ async fn page_count(app: &RouterApp, slug: &str, page: &str) -> i64 {
 /// the token, as a page's script would.
 async fn with_blog(extra: &[&str]) -> RouterApp {
     let app = RouterApp::sqlite(extra).await;
-    app.create_site(&json!({"slug": "blog", "public": true})).await;
+    app.create_site(&json!({"slug": "blog", "public": true}))
+        .await;
     app
 }
 

@@ -20,7 +20,7 @@ use super::AppState;
 use super::access::Reader;
 use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorCode};
-use super::extract::{Admin, ApiJson, OptionalJson, SiteSlug};
+use super::extract::{Admin, ApiJson, OptionalJson, PageParam, SiteSlug};
 use super::openapi::ErrorBody;
 use crate::counting::{CountError, HitCount};
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
@@ -277,9 +277,17 @@ pub async fn hit(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     headers: HeaderMap,
+    PageParam(in_query): PageParam,
     client: Admitted,
     OptionalJson(body): OptionalJson<HitRequest>,
 ) -> Result<Json<HitBody>, ApiError> {
+    if in_query.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "a hit names its page in its JSON body ({\"page\": \"/posts/hello\"}), not in \
+             the query string",
+        ));
+    }
     let page = body.and_then(|b| b.page);
     let from_page = headers.contains_key(header::ORIGIN);
     let bot = from_page && client::is_bot(&state, &headers);

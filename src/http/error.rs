@@ -186,6 +186,11 @@ impl From<CountError> for ApiError {
         match e {
             CountError::InvalidInput(message) => Self::new(ErrorCode::InvalidRequest, message),
             CountError::InvalidPage(message) => Self::new(ErrorCode::InvalidPage, message),
+            CountError::OriginRefused(host) if host.is_empty() => Self::new(
+                ErrorCode::OriginNotAllowed,
+                "this site counts only hits that name the page they come from (an Origin or \
+                 Referer header)",
+            ),
             CountError::OriginRefused(host) => Self::new(
                 ErrorCode::OriginNotAllowed,
                 format!("this site does not count hits from pages on {host}"),

@@ -331,6 +331,19 @@ pub async fn delete(
     }))
 }
 
+/// `/pages/count`'s query: `page`, once, and nothing else.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageCountQuery {
+    /// The page: a path, `/` first, as it stands in the query string
+    /// (decoded once, with the hit body's `page`, so `+` is a `+`), at most
+    /// 2048 bytes; normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 2048)]
+    #[allow(dead_code, reason = "for the schema; PageParam reads it as it stands")]
+    page: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
@@ -358,7 +371,7 @@ pub struct PageCountBody {
     get,
     path = "/api/v1/sites/{slug}/pages/count",
     summary = "Reads one page's count without counting (0 for a page never hit).",
-    params(super::api::SlugPath, PageQuery),
+    params(super::api::SlugPath, PageCountQuery),
     responses(
         (status = 200, body = PageCountBody),
         (status = 400, body = ErrorBody),
@@ -371,6 +384,7 @@ pub async fn count(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
     PageParam(page): PageParam,
+    ApiQuery(_): ApiQuery<PageCountQuery>,
 ) -> Result<Json<PageCountBody>, ApiError> {
     let raw = page.ok_or_else(|| {
         ApiError::new(ErrorCode::InvalidQuery, "name the page: ?page=/posts/hello")

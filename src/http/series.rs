@@ -144,6 +144,12 @@ pub async fn series(
     let now = unix(SystemTime::now());
     let range = Range::new(step, from, to, now, default_points(step))
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    if page.is_some() && step != Step::Day {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "a page's hits are kept per day: ask for step=day",
+        ));
+    }
     let (page, series) = match page {
         None => (None, state.counter.series(&slug, range).await?),
         Some(raw) => {

@@ -55,3 +55,19 @@ pub async fn send(
 pub async fn get(router: &Router, path: &str, headers: &[(&str, &str)]) -> Reply {
     send(router, Method::GET, path, headers, None).await
 }
+
+/// `POST /api/v1/sites/{slug}/hits` with `{"page": page}`; it must count.
+#[allow(dead_code, reason = "not every test crate counts pages")]
+pub async fn hit_page(router: &Router, slug: &str, page: &str) -> Reply {
+    let body = serde_json::json!({ "page": page }).to_string();
+    let reply = send(
+        router,
+        Method::POST,
+        &format!("/api/v1/sites/{slug}/hits"),
+        &[("content-type", "application/json")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply
+}

@@ -150,6 +150,14 @@ fn failure(e: CountError) -> Response {
     response
 }
 
+/// The sites `viewer` may see the details of.
+fn shown(state: &AppState, viewer: Viewer, mut sites: Vec<Site>) -> Vec<Site> {
+    if !viewer.sees_private(state) {
+        sites.retain(|s| s.rules.public.unwrap_or(state.dashboard_public));
+    }
+    sites
+}
+
 fn nav<'a>(sites: &'a [Site], current: Option<&'a str>, viewer: Viewer) -> Nav<'a> {
     let mut linked: Vec<(&str, String)> = sites
         .iter()
@@ -177,14 +185,6 @@ pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Respon
     let total: i64 = sites.iter().map(|s| s.count).sum();
     let main = html! {
         h1 { "Sites" }
-/// The sites `viewer` may see the details of.
-fn shown(state: &AppState, viewer: Viewer, mut sites: Vec<Site>) -> Vec<Site> {
-    if !viewer.sees_private(state) {
-        sites.retain(|s| s.rules.public.unwrap_or(state.dashboard_public));
-    }
-    sites
-}
-
         p class="summary" {
             strong { (grouped(total)) }
             " hits on " (sites.len()) " site" @if sites.len() != 1 { "s" }
@@ -279,6 +279,22 @@ pub async fn site(
         Ok(slug) => slug,
         Err(e) => return failure(e),
     };
+    if !viewer.sees_private(&state) {
+        match state.counter.rules(&slug).await {
+            Ok(rules) if rules.public.unwrap_or(state.dashboard_public) => {}
+            // No token: no one can sign in to see it.
+            Ok(_) if state.admin_token.is_none() => {
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    "This site is private",
+                    "Its details are shown to a signed-in admin only, and no admin token is \
+                     configured. Set TALLY_ADMIN_TOKEN to sign in, or make the site public.",
+                );
+            }
+            Ok(_) => return auth::to_sign_in(&format!("/dashboard/{slug}")),
+            Err(e) => return failure(e),
+        }
+    }
     let Ok(Query(query)) = query else {
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -310,22 +326,6 @@ pub async fn site(
     }
     let range = Range::last(view.step(), view.points(), unix(SystemTime::now()));
     let days = whole_days(range);
-    if !viewer.sees_private(&state) {
-        match state.counter.rules(&slug).await {
-            Ok(rules) if rules.public.unwrap_or(state.dashboard_public) => {}
-            // No token: no one can sign in to see it.
-            Ok(_) if state.admin_token.is_none() => {
-                return error_page(
-                    StatusCode::FORBIDDEN,
-                    "This site is private",
-                    "Its details are shown to a signed-in admin only, and no admin token is \
-                     configured. Set TALLY_ADMIN_TOKEN to sign in, or make the site public.",
-                );
-            }
-            Ok(_) => return auth::to_sign_in(&format!("/dashboard/{slug}")),
-            Err(e) => return failure(e),
-        }
-    }
     let day = Step::Day.seconds();
     let (sites, series, pages, day_series) = tokio::join!(
         state.counter.sites(),
@@ -406,7 +406,7 @@ async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> 
         Ok(series) => series,
         Err(e) => return failure(e),
     };
-    let sites = shown(&state, viewer, sites.unwrap_or_default());
+    let sites = shown(state, viewer, sites.unwrap_or_default());
     let title = format!("{} · {}", page_name.as_str(), display_name(&series.site));
     page(
         StatusCode::OK,
