@@ -84,6 +84,6 @@ async fn the_page_routes_refuse_what_the_document_does_not_name() {
         .unwrap();
     assert_eq!(
         (&page["in"], &page["required"], &page["schema"]["maxLength"]),
-        (&json!("query"), &json!(true), &json!(2048))
+        (&json!("query"), &json!(true), &json!(1024))
     );
 }

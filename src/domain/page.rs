@@ -23,9 +23,11 @@ use super::SiteRules;
 /// Longest page name kept, in bytes, after normalising.
 pub const MAX_PAGE_LEN: usize = 512;
 
-/// Longest page a client may send, in bytes, before normalising (a query
-/// string that will be dropped may make it longer than the name kept).
-pub const MAX_RAW_PAGE_LEN: usize = 2048;
+/// Longest page a client may send, in characters (Unicode scalar values,
+/// as JSON Schema's `maxLength` counts them), before normalising (a query
+/// string that will be dropped may make it longer than the name kept). Any
+/// page within it fits in a body or a request head whatever its encoding.
+pub const MAX_RAW_PAGE_LEN: usize = 1024;
 
 /// Query parameters a site may keep in its page names, at most.
 pub const MAX_KEPT_PARAMS: usize = 8;
@@ -137,7 +139,7 @@ impl Page {
     /// in [`SiteRules::keep_params`] (in that order, each at most once,
     /// its value percent-decoded with `+` a space).
     pub fn parse(raw: &str, rules: &SiteRules) -> Result<Page, InvalidPage> {
-        if raw.len() > MAX_RAW_PAGE_LEN {
+        if raw.len() > 4 * MAX_RAW_PAGE_LEN || raw.chars().count() > MAX_RAW_PAGE_LEN {
             return Err(InvalidPage::TooLong);
         }
         let raw = raw.split('#').next().unwrap_or_default();

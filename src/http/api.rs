@@ -211,10 +211,10 @@ pub struct HitRequest {
     /// repeated slashes merged, a trailing slash as the site's
     /// `trailing_slash` says, `%`, `?` and `#` kept encoded; its query
     /// string is dropped (but for the parameters the site keeps), as is
-    /// its fragment. At most 2048 bytes as sent and 512 once normalised;
+    /// its fragment. At most 1024 characters as sent and 512 bytes once normalised;
     /// bidirectional controls and invisible characters are refused.
     #[serde(default)]
-    #[schema(example = "/posts/hello", max_length = 2048)]
+    #[schema(example = "/posts/hello", max_length = 1024)]
     pub page: Option<String>,
 }
 

@@ -338,8 +338,8 @@ pub async fn delete(
 pub struct PageCountQuery {
     /// The page: a path, `/` first, as it stands in the query string
     /// (decoded once, with the hit body's `page`, so `+` is a `+`), at most
-    /// 2048 bytes; normalised as a hit's page is.
-    #[param(example = "/posts/hello", max_length = 2048)]
+    /// 1024 characters; normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 1024)]
     #[allow(dead_code, reason = "for the schema; PageParam reads it as it stands")]
     page: String,
 }
@@ -349,8 +349,8 @@ pub struct PageCountQuery {
 pub struct PageQuery {
     /// The page: a path, `/` first, as it stands in the query string
     /// (decoded once, with the hit body's `page`, so `+` is a `+`), at most
-    /// 2048 bytes; normalised as a hit's page is.
-    #[param(example = "/posts/hello", max_length = 2048)]
+    /// 1024 characters; normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 1024)]
     #[allow(dead_code, reason = "for the schema; PageParam reads it as it stands")]
     page: Option<String>,
 }

@@ -52,8 +52,8 @@ pub struct SeriesQuery {
     format: Option<String>,
     /// One page's series instead of the site's (kept per day: `step` is
     /// `day`, the default with a page): as it stands in the query string,
-    /// at most 2048 bytes, normalised as a hit's page is.
-    #[param(example = "/posts/hello", max_length = 2048)]
+    /// at most 1024 characters, normalised as a hit's page is.
+    #[param(example = "/posts/hello", max_length = 1024)]
     #[allow(
         dead_code,
         reason = "for the schema and the unknown-field check; PageParam reads it as it stands"

@@ -171,7 +171,7 @@ pub fn remove_dot_segments(path: &str) -> String {
 /// (`None`: refused) on a site that keeps the query parameters `keep` and
 /// merges trailing slashes if `merge`:
 ///
-/// 1. at most 2048 bytes as sent; the fragment (from the first `#`)
+/// 1. at most 1024 characters as sent; the fragment (from the first `#`)
 ///    dropped, the query string (from the first `?` left) set aside;
 /// 2. the path percent-decoded once, UTF-8, starting with `/`;
 /// 3. no control characters, bidirectional controls or invisible
@@ -189,7 +189,7 @@ pub fn remove_dot_segments(path: &str) -> String {
 /// What is dropped is not read, so only the path and the kept parameters
 /// can make a page bad.
 pub fn page(raw: &str, keep: &[String], merge: bool) -> Option<String> {
-    if raw.len() > 2048 {
+    if raw.chars().count() > 1024 {
         return None;
     }
     let without_fragment = raw.find('#').map_or(raw, |i| &raw[..i]);
