@@ -287,10 +287,17 @@ impl Stack {
         spread
     }
 
-    /// A site's pages and their stored counts (`GET …/pages` through NGINX).
+    /// A site's pages and their stored counts (`GET …/pages` through NGINX,
+    /// with the admin token: a site's pages are private).
     pub async fn pages(&self, slug: &str) -> BTreeMap<String, i64> {
-        let (status, body) =
-            get_json(&self.url(&format!("/api/v1/sites/{slug}/pages?limit=1000"))).await;
+        let response = load::client()
+            .get(self.url(&format!("/api/v1/sites/{slug}/pages?limit=1000")))
+            .bearer_auth(self.var("ADMIN_TOKEN"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body["next"],
