@@ -8,13 +8,12 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 
 use super::AppState;
 use super::dashboard::auth::signed_in;
 use super::error::{ApiError, ErrorCode};
-use super::extract::{bearer, judge_bearer};
+use super::extract::{bearer_token, judge_bearer};
 use crate::domain::Slug;
 
 /// Who reads: someone who may read every site's details, or anyone.
@@ -38,13 +37,7 @@ impl FromRequestParts<Arc<AppState>> for Reader {
         let Some(token) = &state.admin_token else {
             return Ok(Reader::Anyone);
         };
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .map(str::to_owned);
-        if let Some(given) = given {
+        if let Some(given) = bearer_token(parts) {
             judge_bearer(parts, state, &given, token.expose()).await?;
             return Ok(Reader::Admin);
         }

@@ -196,13 +196,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
                  'Authorization: Bearer <token>'",
             ));
         };
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .map(str::to_owned);
-        let Some(given) = given else {
+        let Some(given) = bearer_token(parts) else {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
                 "this is an admin action: send 'Authorization: Bearer <admin token>'",
@@ -211,6 +205,16 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         judge_bearer(parts, state, &given, token.expose()).await?;
         Ok(Admin)
     }
+}
+
+/// The token of the request's `Authorization: Bearer` header, if any.
+pub(crate) fn bearer_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .map(str::to_owned)
 }
 
 /// Checks a bearer token `given` against the admin `token`, through the
