@@ -14,7 +14,7 @@
 //! This is a cache of the table, never the truth: a hash found here whose
 //! batch is gone (a reset, or the window passed) is a fresh hit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -59,8 +59,10 @@ struct SiteLog {
     /// The highest batch id read for the site: every batch up to it that
     /// is still in the window is in `ids`.
     through: i64,
-    /// Hash → the batch that recorded it.
+    /// Hash → the newest batch that recorded it.
     ids: HashMap<i64, i64>,
+    /// The batches whose hashes are in `ids`.
+    held: HashSet<i64>,
     /// Batches in the order they expire, with when and their hashes.
     expiry: VecDeque<(Instant, i64, Vec<i64>)>,
     /// When `ids` was last pruned.
@@ -124,22 +126,34 @@ impl Recent {
         self.take(site, &[row], false);
     }
 
+    /// Takes in `rows` in batch order, whatever order they came in: a
+    /// read returns them in the order they lie in the table, and another
+    /// commit of this replica may have told of a later batch first. A
+    /// batch below `through` that is not held yet is taken in all the
+    /// same, or its hashes would pass for fresh.
     fn take(&self, site: SiteId, rows: &[BatchRow], read: bool) {
         let now = Instant::now();
+        let mut rows: Vec<&BatchRow> = rows.iter().collect();
+        rows.sort_unstable_by_key(|r| r.batch_id);
         self.with(site, |log| {
             for row in rows {
-                if row.batch_id <= log.through {
+                if row.batch_id > log.through {
+                    log.through = row.batch_id;
+                    if read {
+                        log.others = Some(now);
+                    }
+                } else if log.held.contains(&row.batch_id) {
                     continue; // a candidate, read again: known already
-                }
-                log.through = row.batch_id;
-                if read {
-                    log.others = Some(now);
                 }
                 let Some(left) = WINDOW.checked_sub(row.age) else {
                     continue;
                 };
+                log.held.insert(row.batch_id);
                 for &k in &row.keys {
-                    log.ids.insert(k, row.batch_id);
+                    // A hash recorded again is held by its newest batch,
+                    // which leaves the window last.
+                    let held = log.ids.entry(k).or_insert(row.batch_id);
+                    *held = (*held).max(row.batch_id);
                 }
                 log.expiry
                     .push_back((now + left, row.batch_id, row.keys.clone()));
@@ -168,6 +182,7 @@ impl Recent {
         let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = sites.get_mut(&site) {
             log.ids.clear();
+            log.held.clear();
             log.expiry.clear();
             log.others = None;
         }
@@ -188,11 +203,12 @@ impl SiteLog {
         self.pruned = Some(now);
         // Expiry times are not quite in batch order (ages come from the
         // database's clock): take every batch that is due.
-        let ids = &mut self.ids;
+        let (ids, held) = (&mut self.ids, &mut self.held);
         self.expiry.retain(|(at, batch, keys)| {
             if *at > now {
                 return true;
             }
+            held.remove(batch);
             for k in keys {
                 if ids.get(k) == Some(batch) {
                     ids.remove(k);
@@ -202,6 +218,9 @@ impl SiteLog {
         });
         if self.ids.capacity() > 4 * self.ids.len().max(1024) {
             self.ids.shrink_to_fit();
+        }
+        if self.held.capacity() > 4 * self.held.len().max(1024) {
+            self.held.shrink_to_fit();
         }
     }
 }
@@ -258,6 +277,55 @@ mod tests {
         recent.learn(1, &[]);
         assert_eq!(recent.len(), 0);
         assert_eq!(recent.to_read(1, [2]).through, 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_read_out_of_order_are_all_held() {
+        // A bitmap heap scan returns a site's batches in the order their
+        // rows lie in the table, which concurrent writers fill out of
+        // batch order.
+        let recent = Recent::default();
+        recent.learn(7, &[row(12, 0, &[3]), row(10, 0, &[1]), row(11, 0, &[2])]);
+        assert_eq!(
+            recent.to_read(7, [1, 2, 3]),
+            ToRead {
+                through: 12,
+                candidates: vec![10, 11, 12]
+            }
+        );
+        assert_eq!(recent.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_this_replica_wrote_is_held_though_a_later_one_was_read_first() {
+        // Two commits of one site on two connections: the second's read
+        // under the lock (batch 11) is taken in before the first tells of
+        // its own batch (10).
+        let recent = Recent::default();
+        recent.learn(7, &[row(11, 0, &[2])]);
+        recent.wrote(7, 10, vec![1]);
+        assert_eq!(
+            recent.to_read(7, [1, 2]),
+            ToRead {
+                through: 11,
+                candidates: vec![10, 11]
+            }
+        );
+        // Taken in again, a batch is held once.
+        recent.learn(7, &[row(10, 0, &[1]), row(11, 0, &[2])]);
+        assert_eq!(recent.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_older_batch_taken_in_late_does_not_shadow_a_newer_record_of_its_hash() {
+        let recent = Recent::default();
+        recent.learn(1, &[row(6, 0, &[1])]);
+        recent.learn(1, &[row(5, 50, &[1])]);
+        assert_eq!(recent.to_read(1, [1]).candidates, vec![6]);
+        // Batch 5 leaves the window; hash 1 stays, held by batch 6.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.to_read(1, [1]).candidates, vec![6]);
     }
 
     #[tokio::test(start_paused = true)]
