@@ -155,14 +155,16 @@ impl Balancer {
     /// Sends new requests to `replicas` only: a new configuration, then
     /// SIGHUP, then a wait until every worker of the old one has exited
     /// (each finishes the requests it holds first), as a Kubernetes
-    /// Service drops an endpoint.
+    /// Service drops an endpoint. An old worker also waits out a
+    /// connection the client's pool opened and has sent nothing on, up to
+    /// `client_header_timeout` (10 s).
     async fn route_to(&self, replicas: &[&TallyProcess]) -> std::ops::Range<Instant> {
         let began = Instant::now();
         render_nginx(self.dir.path(), self.port, replicas);
         let master = self.master.id();
         let before = spawner::descendants(master);
         spawner::signal(master, libc::SIGHUP);
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let now = spawner::descendants(master);
             let old_gone = before.iter().all(|pid| !now.contains(pid));
@@ -360,8 +362,9 @@ async fn a_rolling_upgrade_through_nginx_counts_every_hit_once() {
     for o in &unanswered {
         assert!(
             reloads.iter().any(|r| r.contains(&o.sent)),
-            "a request sent {:?} into the load, outside NGINX's reloads, got no answer",
-            o.sent - started
+            "a request sent {:?} into the load, outside NGINX's reloads, got no answer: {}",
+            o.sent - started,
+            o.body
         );
     }
     // Every request NGINX read was answered 200, once.

@@ -14,6 +14,7 @@ pub struct Outcome {
     pub url: String,
     /// `None` when no HTTP answer came (refused, reset, timed out).
     pub status: Option<u16>,
+    /// The answer's body; without an answer, the client's error.
     pub body: String,
     pub sent: Instant,
     pub latency: Duration,
@@ -171,10 +172,10 @@ async fn answered(
             let status = response.status().as_u16();
             match response.text().await {
                 Ok(body) => (Some(status), body),
-                Err(_) => (None, String::new()),
+                Err(e) => (None, format!("{e:?}")),
             }
         }
-        Err(_) => (None, String::new()),
+        Err(e) => (None, format!("{e:?}")),
     };
     Outcome {
         url,
