@@ -459,3 +459,55 @@ async fn a_retry_after_an_import_is_a_new_hit_on_sqlite() {
     let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     a_retry_after_an_import_is_a_new_hit(&app, &app).await;
 }
+
+/// A commit that fails before it sends its `COMMIT` (here its lock waits
+/// past the database's `lock_timeout`, while another session holds the
+/// site's row) rolls its transaction back, so the connection goes back to
+/// the pool out of any transaction: no session of the replica is left idle
+/// in an aborted transaction, and the next hits count on the first try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_before_committing_leaves_no_transaction_open() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = db_name(&url);
+    pg.psql(
+        &db,
+        &format!("ALTER DATABASE {db} SET lock_timeout = '200ms'"),
+    );
+    let a = TestApp::spawn(&url, &["--store-timeout", "1s"]).await;
+    let client = load::client();
+    let pixel = |id: &str| {
+        client
+            .get(a.url("/count/default.gif?page=/a"))
+            .header("x-request-id", id)
+            .send()
+    };
+    // Hits on a page take the locking path: the lock is its own statement.
+    assert_eq!(pixel("first").await.unwrap().status(), 200);
+    assert_eq!(a.count("default").await, 1);
+
+    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM visitors WHERE slug = 'default' FOR UPDATE")
+        .await
+        .unwrap();
+    let refused = pixel("while-locked").await.unwrap().status();
+    assert_eq!(refused, 503, "a hit whose lock timed out");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    let aborted = pg.psql(
+        &db,
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' \
+             AND state = 'idle in transaction (aborted)'"
+        ),
+    );
+    assert_eq!(aborted, "0", "sessions left in an aborted transaction");
+    for (i, id) in ["after-1", "after-2", "after-3"].into_iter().enumerate() {
+        assert_eq!(pixel(id).await.unwrap().status(), 200, "{id}");
+        assert_eq!(a.count("default").await, i as i64 + 2);
+    }
+}

@@ -137,6 +137,12 @@ impl Failure {
             Some(code) => match &code.code()[..2] {
                 "08" | "40" | "53" | "57" | "58" => Meaning::NothingWritten(self.message.clone()),
                 "23" if code == &SqlState::UNIQUE_VIOLATION => Meaning::Conflict,
+                // A lock waited past the session's `lock_timeout` (an
+                // operator's setting, or another session holding a row):
+                // the statement, and its transaction, wrote nothing.
+                "55" if code == &SqlState::LOCK_NOT_AVAILABLE => {
+                    Meaning::NothingWritten(self.message.clone())
+                }
                 _ => Meaning::Bug,
             },
             None if self.lost => Meaning::NothingWritten(self.message.clone()),
@@ -285,6 +291,21 @@ mod tests {
         assert_eq!(taken.meaning(true), Meaning::Conflict);
         let bug = answered(SqlState::DIVISION_BY_ZERO, Severity::Error);
         assert_eq!(bug.meaning(true), Meaning::Bug);
+    }
+
+    #[test]
+    fn a_lock_that_timed_out_wrote_nothing_on_a_connection_kept() {
+        let timed_out = answered(SqlState::LOCK_NOT_AVAILABLE, Severity::Error);
+        assert!(!timed_out.drops_connection());
+        for in_flight in [false, true] {
+            assert_eq!(
+                timed_out.meaning(in_flight),
+                Meaning::NothingWritten("the server said no".into())
+            );
+        }
+        // The rest of class 55 stays a bug.
+        let in_use = answered(SqlState::OBJECT_IN_USE, Severity::Error);
+        assert_eq!(in_use.meaning(false), Meaning::Bug);
     }
 
     #[test]
