@@ -192,7 +192,9 @@ async fn the_sign_in_form_shares_the_budget_and_answers_429_past_it() {
 }
 
 /// Each guess used to write an INFO line; now a client gets one WARN line
-/// a minute, however many it sends.
+/// a minute, however many it sends: the first failure at once, the rest in
+/// the line the background sweep writes a minute later (a test of a
+/// minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_logged_once_per_client_per_minute() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,6 +236,25 @@ async fn failures_are_logged_once_per_client_per_minute() {
         assert!(lines[0].contains(part), "{part} in {}", lines[0]);
     }
     assert!(!log.contains("wrong-admin-token"), "{log}");
+
+    // A minute after the first line, the background sweep (every 5 s)
+    // writes the rest: the other failures and the refused attempts.
+    let rest = format!("failed={}", LIMIT - 1);
+    let throttled = format!("throttled={}", 40 - LIMIT);
+    let second = support::wait_for(Duration::from_secs(80), Duration::from_millis(500), || {
+        let log = process.log();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("authentication failed"))
+            .map(str::to_owned)
+            .collect();
+        (lines.len() > 1).then_some(lines)
+    })
+    .unwrap_or_else(|| panic!("no second line: {}", process.log()));
+    assert_eq!(second.len(), 2, "{second:?}");
+    for part in ["WARN", "client=127.0.0.1", &rest, &throttled] {
+        assert!(second[1].contains(part), "{part} in {}", second[1]);
+    }
 }
 
 /// `tally serve` with `env`, expected to refuse to start: its exit code,
