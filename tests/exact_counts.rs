@@ -511,3 +511,41 @@ async fn a_commit_that_fails_before_committing_leaves_no_transaction_open() {
         assert_eq!(a.count("default").await, i as i64 + 2);
     }
 }
+
+/// A retry that joins a batch while the batch waits for its site's lock
+/// (another session holds the row) is found in the older batch that
+/// counted it, which only the retry's own hash leads to: counted once and
+/// answered with its first count, beside the batch's fresh hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_joins_a_batch_waiting_for_its_lock_is_counted_once() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let a = TestApp::spawn(&url, &[]).await;
+    let client = load::client();
+    assert_eq!(hit_at(&a, "first").await, 1);
+
+    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM visitors WHERE slug = 'default' FOR UPDATE")
+        .await
+        .unwrap();
+    // A hit on a page takes the locking path and waits for the lock...
+    let on_page = tokio::spawn(
+        client
+            .get(a.url("/count/default.gif?page=/a"))
+            .header("x-request-id", "fresh")
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ...and the retry queued meanwhile joins its batch once it has it.
+    let retry = tokio::spawn(hit_with_id(client.clone(), a.url("/"), "first".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    assert_eq!(on_page.await.unwrap().unwrap().status(), 200);
+    assert_eq!(retry.await.unwrap(), 1, "the retry gets its first count");
+    assert_eq!(a.count("default").await, 2);
+}
