@@ -216,13 +216,21 @@ impl SiteLog {
             }
             false
         });
-        if self.ids.capacity() > 4 * self.ids.len().max(1024) {
+        if oversized(self.ids.capacity(), self.ids.len()) {
             self.ids.shrink_to_fit();
         }
-        if self.held.capacity() > 4 * self.held.len().max(1024) {
+        if oversized(self.held.capacity(), self.held.len()) {
             self.held.shrink_to_fit();
         }
     }
+}
+
+/// Whether a map that holds `len` entries in room for `capacity` should
+/// give memory back: when it has room for more than four times its entries
+/// (and for more than 4 096), as after a burst of keyed hits has left the
+/// window.
+fn oversized(capacity: usize, len: usize) -> bool {
+    capacity > 4 * len.max(1024)
 }
 
 #[cfg(test)]
@@ -326,6 +334,68 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         recent.learn(1, &[]);
         assert_eq!(recent.to_read(1, [1]).candidates, vec![6]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_batches_are_dropped_at_most_once_a_second() {
+        let recent = Recent::default();
+        // Read at t0 (a prune then), batch 5 is due at t0 + 500 ms.
+        recent.learn(1, &[row(5, 0, &[1]), row(6, 0, &[2])]);
+        recent.learn(
+            1,
+            &[BatchRow {
+                batch_id: 7,
+                age: WINDOW - Duration::from_millis(500),
+                keys: vec![3],
+            }],
+        );
+        tokio::time::advance(Duration::from_millis(700)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.len(), 3, "due, but pruned less than a second ago");
+        tokio::time::advance(Duration::from_millis(300)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.len(), 2, "a second after the last prune");
+        assert_eq!(recent.to_read(1, [3]).candidates, Vec::<i64>::new());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_due_exactly_at_a_prune_is_dropped_by_it() {
+        let recent = Recent::default();
+        recent.learn(
+            1,
+            &[BatchRow {
+                batch_id: 5,
+                age: WINDOW - Duration::from_secs(1),
+                keys: vec![1],
+            }],
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        recent.learn(1, &[]);
+        assert_eq!(recent.len(), 0);
+    }
+
+    #[test]
+    fn a_map_gives_memory_back_past_four_times_its_entries_and_4096() {
+        assert!(!oversized(4096, 0));
+        assert!(oversized(4097, 0));
+        assert!(!oversized(4096, 1024));
+        assert!(oversized(4097, 1024));
+        assert!(!oversized(8000, 2000));
+        assert!(oversized(8001, 2000));
+        assert!(!oversized(100, 50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_that_left_the_window_gives_its_memory_back() {
+        let recent = Recent::default();
+        let keys: Vec<i64> = (0..20_000).collect();
+        recent.learn(1, &[row(5, 0, &keys)]);
+        tokio::time::advance(WINDOW).await;
+        recent.learn(1, &[row(6, 0, &[1])]);
+        let sites = recent.sites.lock().unwrap();
+        let log = &sites[&1];
+        assert_eq!((log.ids.len(), log.held.len()), (1, 1));
+        assert!(log.ids.capacity() < 4096, "{}", log.ids.capacity());
     }
 
     #[tokio::test(start_paused = true)]
