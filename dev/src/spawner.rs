@@ -256,6 +256,15 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> bool {
 #[derive(Debug, Default)]
 pub struct ServerChild(Mutex<Option<Child>>);
 
+/// A server whose handle is dropped is killed with everything it started
+/// (NGINX's workers outlived a master killed by its parent-death signal,
+/// holding their port), unless it was detached or taken out first.
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl ServerChild {
     pub fn set(&mut self, child: Child) {
         *self.0.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(child);
