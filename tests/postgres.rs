@@ -356,3 +356,60 @@ async fn old_request_ids_are_deleted_by_batch_and_young_ones_kept() {
     );
     app.stop().await.unwrap();
 }
+
+/// A commit whose answer is lost after PostgreSQL committed it (the proxy
+/// between them closes the connection once the server has said `COMMIT`).
+/// A hit without a request id may have been counted, so it is not tried
+/// again: its client gets a 503 that says so, and it is stored once. A hit
+/// with a request id is tried again on a new connection and answered with
+/// the count it got, stored once; a later retry of it gets that count too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_never_counted_twice() {
+    use support::proxy::ChaosProxy;
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let proxy = ChaosProxy::start(([127, 0, 0, 1], pg.port()).into());
+    let via = url.replace(&format!(":{}/", pg.port()), &format!(":{}/", proxy.port()));
+    let app = TestApp::spawn(&via, &[]).await;
+    let http = reqwest::Client::new();
+    let greet = |id: Option<&'static str>| {
+        let mut request = http.get(app.url("/"));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let stored = || {
+        pg.psql(
+            &db,
+            "SELECT visitor_count FROM visitors WHERE slug = 'default'",
+        )
+    };
+    let count_of = |text: &str| support::app::parse_greeting(text).unwrap();
+
+    let first = greet(None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(count_of(&first.text().await.unwrap()), 1);
+
+    proxy.cut_at_next_commit();
+    let lost = greet(None).await.unwrap();
+    assert!(!proxy.cut_pending(), "the commit was cut");
+    assert_eq!(lost.status(), 503);
+    let body = lost.text().await.unwrap();
+    assert!(body.contains("may or may not have been counted"), "{body}");
+    assert_eq!(stored(), "2", "the hit whose answer was lost, once");
+
+    let next = greet(None).await.unwrap();
+    assert_eq!(count_of(&next.text().await.unwrap()), 3);
+
+    proxy.cut_at_next_commit();
+    let keyed = greet(Some("cut-keyed")).await.unwrap();
+    assert!(!proxy.cut_pending(), "the commit was cut");
+    assert_eq!(keyed.status(), 200);
+    assert_eq!(count_of(&keyed.text().await.unwrap()), 4);
+    assert_eq!(stored(), "4");
+    let again = greet(Some("cut-keyed")).await.unwrap();
+    assert_eq!(count_of(&again.text().await.unwrap()), 4);
+    assert_eq!(stored(), "4");
+}

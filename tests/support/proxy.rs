@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -43,6 +43,7 @@ pub struct ChaosProxy {
     addr: SocketAddr,
     fault: watch::Sender<Fault>,
     connections: Arc<AtomicUsize>,
+    cut: Arc<AtomicBool>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -64,12 +65,14 @@ impl ChaosProxy {
         let (shutdown, stop) = oneshot::channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
+        let cut = Arc::new(AtomicBool::new(false));
+        let armed = Arc::clone(&cut);
         let thread = std::thread::Builder::new()
             .name(format!("chaos-proxy-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = TcpListener::from_std(listener).expect("register listener");
-                    accept_loop(listener, upstream, faults, counter, stop).await;
+                    accept_loop(listener, upstream, faults, counter, armed, stop).await;
                 });
                 // Dropping the runtime here drops every connection task,
                 // which closes their sockets.
@@ -79,6 +82,7 @@ impl ChaosProxy {
             addr,
             fault,
             connections,
+            cut,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -100,6 +104,20 @@ impl ChaosProxy {
     /// The fault currently in force.
     pub fn fault(&self) -> Fault {
         *self.fault.borrow()
+    }
+
+    /// Arms a cut of the next connection whose client commits: the
+    /// client's simple-query `COMMIT` reaches PostgreSQL, and when the
+    /// server's answer to it (`CommandComplete` "COMMIT") comes back, the
+    /// proxy closes the connection instead of passing it on. The
+    /// transaction has committed; the client cannot know.
+    pub fn cut_at_next_commit(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the armed cut is still to happen.
+    pub fn cut_pending(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
     }
 
     /// Client connections currently open through the proxy.
@@ -140,6 +158,7 @@ async fn accept_loop(
     upstream: SocketAddr,
     faults: watch::Receiver<Fault>,
     counter: Arc<AtomicUsize>,
+    cut: Arc<AtomicBool>,
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -161,7 +180,13 @@ async fn accept_loop(
         }
         let _ = client.set_nodelay(true);
         let open = Open::new(&counter);
-        tokio::spawn(handle(client, upstream, faults.clone(), open));
+        tokio::spawn(handle(
+            client,
+            upstream,
+            faults.clone(),
+            Arc::clone(&cut),
+            open,
+        ));
     }
 }
 
@@ -169,9 +194,10 @@ async fn handle(
     client: TcpStream,
     upstream: SocketAddr,
     faults: watch::Receiver<Fault>,
+    cut: Arc<AtomicBool>,
     _open: Open,
 ) {
-    let session = session(client, upstream, faults.clone());
+    let session = session(client, upstream, faults.clone(), cut);
     // Dropping the session drops both sockets, i.e. closes them.
     tokio::select! {
         _ = session => {}
@@ -179,7 +205,12 @@ async fn handle(
     }
 }
 
-async fn session(mut client: TcpStream, upstream: SocketAddr, mut faults: watch::Receiver<Fault>) {
+async fn session(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mut faults: watch::Receiver<Fault>,
+    cut: Arc<AtomicBool>,
+) {
     let Some(server) = connect_when_open(&mut client, upstream, &mut faults).await else {
         return;
     };
@@ -187,9 +218,15 @@ async fn session(mut client: TcpStream, upstream: SocketAddr, mut faults: watch:
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     // An error either way ends both directions; a clean EOF only its own.
+    let committing = Arc::new(AtomicBool::new(false));
     let _ = tokio::try_join!(
-        pump(client_read, server_write, faults.clone()),
-        pump(server_read, client_write, faults),
+        pump(
+            client_read,
+            server_write,
+            faults.clone(),
+            Watch::Commit(cut, Arc::clone(&committing))
+        ),
+        pump(server_read, client_write, faults, Watch::Answer(committing)),
     );
 }
 
@@ -236,12 +273,28 @@ async fn connect_when_open(
     }
 }
 
+/// What a direction watches for, for [`ChaosProxy::cut_at_next_commit`].
+enum Watch {
+    /// Client to server: a `COMMIT` while a cut is armed (taking it) marks
+    /// the session as committing.
+    Commit(Arc<AtomicBool>, Arc<AtomicBool>),
+    /// Server to client: the answer to that `COMMIT` ends the session
+    /// unsent.
+    Answer(Arc<AtomicBool>),
+}
+
+/// A simple query's `COMMIT`, and the tag of its `CommandComplete`.
+fn names_commit(chunk: &[u8]) -> bool {
+    chunk.windows(7).any(|w| w == b"COMMIT\0")
+}
+
 /// Forward one direction through a delay line: the reader stamps each chunk
 /// with when it may leave, so latency doesn't also throttle throughput.
 async fn pump(
     mut src: OwnedReadHalf,
     mut dst: OwnedWriteHalf,
     faults: watch::Receiver<Fault>,
+    watch: Watch,
 ) -> io::Result<()> {
     // Bounded, so a slow or stalled destination pushes back on the source.
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(64);
@@ -274,6 +327,18 @@ async fn pump(
             tokio::time::sleep_until(due).await;
             if *writer_faults.borrow() == Fault::Blackhole {
                 continue;
+            }
+            match &watch {
+                Watch::Commit(armed, committing) => {
+                    if names_commit(&chunk) && armed.swap(false, Ordering::SeqCst) {
+                        committing.store(true, Ordering::SeqCst);
+                    }
+                }
+                Watch::Answer(committing) => {
+                    if committing.load(Ordering::SeqCst) && names_commit(&chunk) {
+                        return Err(io::Error::other("cut after the commit"));
+                    }
+                }
             }
             dst.write_all(&chunk).await?;
         }
