@@ -320,4 +320,20 @@ mod tests {
         assert_eq!(decode.meaning(true), Meaning::Bug);
         assert_eq!(decode.meaning(false), Meaning::Bug);
     }
+
+    #[test]
+    fn only_a_unique_violation_of_class_23_is_a_conflict() {
+        let taken = answered(SqlState::UNIQUE_VIOLATION, Severity::Error);
+        assert_eq!(taken.meaning(false), Meaning::Conflict);
+        for other in [
+            SqlState::FOREIGN_KEY_VIOLATION,
+            SqlState::NOT_NULL_VIOLATION,
+            SqlState::CHECK_VIOLATION,
+        ] {
+            assert_eq!(
+                answered(other, Severity::Error).meaning(false),
+                Meaning::Bug
+            );
+        }
+    }
 }
