@@ -548,10 +548,12 @@ mod tests {
             g.judge_at(via(101), true, s(week)).0,
             Verdict::Throttled { retry_after: 58 }
         );
-        // A sweep forgets it too.
+        // A sweep forgets it too, and keeps the client seen a second ago.
         assert_eq!(g.lock().known.len(), 2);
         g.sweep_at(s(week));
-        assert_eq!(g.lock().known.len(), 1);
+        let state = g.lock();
+        let known: Vec<IpAddr> = state.known.iter().map(|(ip, _)| *ip).collect();
+        assert_eq!(known, vec![via(100).client]);
     }
 
     #[test]
