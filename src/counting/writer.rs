@@ -265,9 +265,7 @@ async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics:
                 .flatten()
                 .filter(|p| p.overflow)
                 .count();
-            if overflowed > 0 {
-                metrics.pages_overflowed(overflowed as u64);
-            }
+            metrics.pages_overflowed(overflowed as u64);
         }
         for i in 0..group.len() {
             let Some(p) = waiters.next() else { return };
