@@ -486,14 +486,7 @@ async fn a_commit_that_fails_before_committing_leaves_no_transaction_open() {
     assert_eq!(pixel("first").await.unwrap().status(), 200);
     assert_eq!(a.count("default").await, 1);
 
-    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    holder
-        .batch_execute("BEGIN; SELECT 1 FROM visitors WHERE slug = 'default' FOR UPDATE")
-        .await
-        .unwrap();
+    let holder = hold_default_site(&url).await;
     let refused = pixel("while-locked").await.unwrap().status();
     assert_eq!(refused, 503, "a hit whose lock timed out");
     holder.batch_execute("ROLLBACK").await.unwrap();
@@ -524,14 +517,7 @@ async fn a_retry_that_joins_a_batch_waiting_for_its_lock_is_counted_once() {
     let client = load::client();
     assert_eq!(hit_at(&a, "first").await, 1);
 
-    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    holder
-        .batch_execute("BEGIN; SELECT 1 FROM visitors WHERE slug = 'default' FOR UPDATE")
-        .await
-        .unwrap();
+    let holder = hold_default_site(&url).await;
     // A hit on a page takes the locking path and waits for the lock...
     let on_page = tokio::spawn(
         client
@@ -548,4 +534,18 @@ async fn a_retry_that_joins_a_batch_waiting_for_its_lock_is_counted_once() {
     assert_eq!(on_page.await.unwrap().unwrap().status(), 200);
     assert_eq!(retry.await.unwrap(), 1, "the retry gets its first count");
     assert_eq!(a.count("default").await, 2);
+}
+
+/// A session of its own that holds the default site's row lock until it
+/// rolls back.
+async fn hold_default_site(url: &str) -> tokio_postgres::Client {
+    let (holder, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT 1 FROM visitors WHERE slug = 'default' FOR UPDATE")
+        .await
+        .unwrap();
+    holder
 }
