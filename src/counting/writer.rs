@@ -642,6 +642,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_waiting_commit_carries_at_most_its_carry_limit_of_other_sites_hits() {
+        let (sender, mut queue) = mpsc::channel(16);
+        let mut waiting = Vec::new();
+        for site in [5, 6, 7, 2] {
+            let (reply, answer) = oneshot::channel();
+            waiting.push(answer);
+            sender
+                .try_send(Pending {
+                    site,
+                    key: None,
+                    page: None,
+                    queued: Instant::now(),
+                    reply,
+                })
+                .unwrap();
+        }
+        let mut groups = vec![SiteHits::anonymous(2, 1)];
+        let mut carried = Vec::new();
+        let mut drain = Drain {
+            queue: &mut queue,
+            joined: Vec::new(),
+            carried: &mut carried,
+            room: 4,
+            carry_limit: 2,
+        };
+        drain.grow(&mut groups);
+        // Two carried fill the carry: site 7 and site 2 stay queued, and
+        // the room is untouched.
+        assert!(drain.joined.is_empty());
+        assert_eq!(drain.room, 4);
+        assert_eq!(
+            carried.iter().map(|p| p.site).collect::<Vec<_>>(),
+            vec![5, 6]
+        );
+        assert_eq!(queue.try_recv().map(|p| p.site).ok(), Some(7));
+        assert_eq!(queue.try_recv().map(|p| p.site).ok(), Some(2));
+    }
+
+    #[tokio::test]
     async fn a_store_answer_of_the_wrong_length_fails_the_whole_batch() {
         let store = Recorder {
             short_answer: true,
