@@ -22,7 +22,10 @@
 //!   correctness;
 //! - [`limiter`]: the sliding-window rate limiter of hits and reads;
 //! - [`bots`]: which user agents are crawlers, whose hits are not counted;
-//! - [`config`]: settings from flags and `TALLY_*` variables; secrets;
+//! - [`config`]: settings from flags and `TALLY_*` variables, and their
+//!   reference (`tally config --markdown`);
+//! - [`secret`]: secrets, and connection strings with their passwords
+//!   hidden for logs; [`net`]: IP networks (trusted proxies);
 //! - [`metrics`]: the Prometheus registry behind `/metrics`;
 //! - [`domain`]: sites, slugs, counts, visitors and time: the types every
 //!   module above speaks, depending on none of them;
@@ -42,6 +45,8 @@ pub mod http;
 pub mod limiter;
 pub mod listener;
 pub mod metrics;
+pub mod net;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod sync;

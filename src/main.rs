@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tally::config::{Cli, Command, ServeSettings};
+use tally::config::{Cli, Command, ServeSettings, reference};
 use tally::{Application, healthcheck, server, telemetry};
 use tokio::net::TcpListener;
 
@@ -18,6 +18,15 @@ fn main() -> ExitCode {
             })
         }),
         Command::Healthcheck(settings) => healthcheck::check(settings.listen, settings.timeout),
+        Command::Config(settings) => {
+            let text = if settings.markdown {
+                reference::markdown()
+            } else {
+                reference::env_file()
+            };
+            print!("{text}");
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::bots::Bots;
 use crate::cache::{self, Cache};
-use crate::config::{self, ServeSettings, redact_url};
+use crate::config::{self, ServeSettings};
 use crate::counting::new_pages::NewPageBudget;
 use crate::counting::{Counter, WriterSettings, retention};
 use crate::http::guard::AuthGuard;
@@ -25,6 +25,7 @@ use crate::http::{self, AppState};
 use crate::limiter::Limiter;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
+use crate::secret::redact_url;
 use crate::store::migrate::Contracts;
 use crate::store::{self, Backend, Store, StoreError};
 

@@ -52,7 +52,6 @@ use proptest::test_runner::{
 };
 use sha2::{Digest, Sha256};
 use support::app::{TOKEN, router, sqlite_url};
-use tally::config::NetList;
 use tally::domain::origin::{parse_origin, parse_origins};
 use tally::domain::page::{MAX_PAGE_LEN, Page, parse_kept_params};
 use tally::domain::time::{format_date, format_timestamp, parse_instant};
@@ -64,6 +63,7 @@ use tally::http::dashboard::auth::{SESSION_SECS, session_expiry, session_value};
 use tally::http::dashboard::page_href;
 use tally::http::extract::{PageParam, raw_page_param};
 use tally::http::transfer::parse_import;
+use tally::net::NetList;
 use tower::ServiceExt;
 
 use oracle::Json;
@@ -448,7 +448,7 @@ fn keep_names() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(name, 0..4).prop_map(unique_strings)
 }
 
-/// What the normalisation of a name acts on (README, **Paths**): dot
+/// What the normalisation of a name acts on (docs/pages.md, Paths): dot
 /// segments plain and encoded, slashes, decomposed and composed letters,
 /// encoded `?`, `#` and `%`, bidirectional controls and invisible
 /// characters raw and encoded, and their visible neighbours.
@@ -1130,7 +1130,7 @@ mod properties {
         });
     }
 
-    /// A page is refused, or normalised to the name the README says,
+    /// A page is refused, or normalised to the name docs/pages.md says,
     /// exactly, whether the site keeps or merges trailing slashes; a
     /// parsed page is a name the store takes back as it is, a name without
     /// kept parameters is its own normalisation, and the dashboard's link
@@ -1178,7 +1178,7 @@ mod properties {
     }
 
     /// The `page` parameter of a query string: the first whose name is
-    /// `page` once decoded, its value as it stands (README, **Paths**: not
+    /// `page` once decoded, its value as it stands (docs/pages.md, Paths: not
     /// form-decoded; the page's own rule decodes it once).
     #[test]
     fn page_parameters_are_read_as_they_stand() {
@@ -1216,7 +1216,7 @@ mod properties {
         });
     }
 
-    /// Instants are read as RFC 3339's grammar and the README say, to the
+    /// Instants are read as RFC 3339's grammar and docs/api.md say, to the
     /// exact second; every instant tally writes reads back as itself.
     #[test]
     fn instants_follow_rfc_3339() {
@@ -1236,7 +1236,7 @@ mod properties {
         );
     }
 
-    /// The client address is exactly what the README's walk gives: the
+    /// The client address is exactly what the walk in docs/configuration.md gives: the
     /// peer unless it is a trusted proxy; then its `X-Real-IP` if it may
     /// send one, else `X-Forwarded-For` from the right past trusted hops.
     #[test]
@@ -1293,7 +1293,7 @@ mod properties {
         );
     }
 
-    /// Badge options are read as the README's table says, exactly; those
+    /// Badge options are read as the table in docs/badges.md says, exactly; those
     /// read draw well-formed SVG whose label is the text given.
     #[test]
     fn badge_options_follow_the_documented_table() {
@@ -1347,7 +1347,7 @@ mod properties {
     }
 
     /// Allowed origins, one entry and a list: refused, or normalised to
-    /// what the README says, exactly.
+    /// what docs/api.md says, exactly.
     #[test]
     fn allowed_origins_follow_the_documented_rule() {
         let list = prop_oneof![
@@ -1376,7 +1376,7 @@ mod properties {
     }
 
     /// Kept query parameters: refused, or kept once each in the order
-    /// given, as the README says.
+    /// given, as docs/api.md says.
     #[test]
     fn kept_parameters_follow_the_documented_rule() {
         let name = prop_oneof![
@@ -1404,7 +1404,7 @@ mod properties {
         );
     }
 
-    /// Import documents: refused, or read as the README's shape says,
+    /// Import documents: refused, or read as the shape in docs/api.md says,
     /// every site, hour, page and day exactly, in order.
     #[test]
     fn import_documents_follow_the_documented_shape() {
@@ -1786,7 +1786,7 @@ mod properties {
         );
     }
 
-    /// A series' parameters: refused with 400, or the range the README
+    /// A series' parameters: refused with 400, or the range docs/api.md
     /// describes, exactly, with one point per step.
     #[test]
     fn series_ranges_follow_the_documented_rule() {

@@ -1,6 +1,6 @@
 //! The shape of the code, checked: which modules may reach the store and
-//! the cache, that the modules form no cycle, and that the README's error
-//! table is the API's list of error codes.
+//! the cache, that the modules form no cycle, and that the API's error
+//! table (docs/api.md) is the API's list of error codes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -128,13 +128,13 @@ fn the_modules_form_no_cycle() {
 }
 
 #[test]
-fn the_readme_error_table_is_the_list_of_error_codes() {
+fn the_api_docs_error_table_is_the_list_of_error_codes() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md")).unwrap();
     let table = readme
         .split("| Status | Codes | When |")
         .nth(1)
-        .expect("the README has an error table");
+        .expect("docs/api.md has an error table");
     let mut documented = BTreeSet::new();
     for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();

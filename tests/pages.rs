@@ -971,7 +971,7 @@ async fn new_pages_take_the_per_client_hit_limit() {
 }
 
 // ---------------------------------------------------------------------
-// One normalisation of page names (README, "Count your pages", **Paths**),
+// One normalisation of page names (docs/pages.md, "Paths"),
 // the same through every route that names a page.
 
 /// The routes that name a page, as one client calls them.

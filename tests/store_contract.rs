@@ -21,8 +21,8 @@
 //!
 //! A model (a reference implementation of the contract: count = base +
 //! hours, pages under the page limit, request ids per client and site,
-//! set-count, reset, import, page deletions and retention as the README
-//! defines them)
+//! set-count, reset, import, page deletions and retention as the docs
+//! define them)
 //! says what every answer must be. A step's answers must be exactly those
 //! of one order of its changes that keeps each replica's hits in the
 //! schedule's order (for one operation, or a group of one replica's hits,

@@ -41,11 +41,11 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
 use super::{Cache, CacheStatus, random_salt, visitor_hash};
-use crate::config::redact_url;
 use crate::domain::time::Day;
 use crate::domain::{SiteId, Versioned};
 use crate::domain::{UNIQUE_DAYS_KEPT, Visitor};
 use crate::limiter::{Admission, Delta, Limiter};
+use crate::secret::redact_url;
 use crate::sync::lock;
 
 const PROBE_EVERY: Duration = Duration::from_millis(200);

@@ -3,7 +3,7 @@
 //! A [`Page`] is made only by [`Page::parse`], which normalises what a
 //! client sent (a browser's `location.pathname + location.search`, a path
 //! typed into a pixel's URL, the `page` of a query string as it stands
-//! there) into the one name the store keeps, by the rule the README states
+//! there) into the one name the store keeps, by the rule docs/pages.md states
 //! under "Paths": the path percent-decoded once, in Unicode NFC, its dot
 //! segments resolved and its repeated slashes merged, its trailing slash
 //! kept or dropped as the site says, and `%`, `?` and `#` encoded again;

@@ -206,7 +206,7 @@ pub struct SetCount {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HitRequest {
-    /// A path, `/` first (or `%2F`), normalised as the README's "Paths"
+    /// A path, `/` first (or `%2F`), normalised as docs/pages.md's "Paths"
     /// says: percent-decoded once, in Unicode NFC, dot segments resolved,
     /// repeated slashes merged, a trailing slash as the site's
     /// `trailing_slash` says, `%`, `?` and `#` kept encoded; its query

@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::guard::Source;
-use crate::config::NetList;
 use crate::counting::{CountError, HitCount, HitFrom};
 use crate::domain::{Slug, Visitor};
 use crate::limiter::Admission;
+use crate::net::NetList;
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP surface, and the codes it answers with.
 //!
 //! Every error answers `{"error":{"code":...,"message":...}}`, where the
-//! code is an [`ErrorCode`]: the codes are a contract (the README lists
+//! code is an [`ErrorCode`]: the codes are a contract (docs/api.md lists
 //! them, a test holds the two together) and each has one status. Client
 //! errors say what was wrong; store outages are 503 with `Retry-After`;
 //! anything else is a bug, logged with its cause chain and shown as a

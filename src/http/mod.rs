@@ -57,10 +57,10 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::bots::Bots;
-use crate::config::Secret;
 use crate::counting::Counter;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 pub use error::{ApiError, ErrorCode};
 
 /// What every handler can reach.

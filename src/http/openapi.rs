@@ -24,7 +24,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code a client can match on (see the README's error table).
+    /// A stable code a client can match on (see the error table in docs/api.md).
     pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,

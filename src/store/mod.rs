@@ -23,12 +23,13 @@ use std::time::SystemTime;
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 
-use crate::config::{Secret, StoreSettings, redact_url};
+use crate::config::StoreSettings;
 use crate::domain::time::Day;
 use crate::domain::{
     ImportEntry, Imported, NewSite, Page, PageList, PageSelector, PageSeries, RulesPatch,
     SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
 };
+use crate::secret::{Secret, redact_url};
 
 pub use migrate::Migration;
 pub use owner::Owner;
