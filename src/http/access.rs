@@ -11,9 +11,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::AppState;
-use super::dashboard::auth::signed_in;
 use super::error::{ApiError, ErrorCode};
 use super::extract::{bearer_token, judge_bearer};
+use super::session::signed_in;
 use crate::domain::Slug;
 
 /// Who reads: someone who may read every site's details, or anyone.

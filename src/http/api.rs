@@ -19,24 +19,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::Reader;
 use super::client::{self, Admitted};
-use super::error::{ApiError, ErrorCode};
-use super::extract::{Admin, ApiJson, OptionalJson, PageParam, SiteSlug};
-use super::openapi::ErrorBody;
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::extract::{Admin, ApiJson, OptionalJson, PageParam, SiteSlug, SlugPath};
 use crate::counting::{CountError, HitCount};
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
 use crate::domain::{
     NewSite, Page, RulesPatch, Site, SiteRules, Slug, TrailingSlash, UNIQUE_DAYS_KEPT,
 };
-
-/// The `{slug}` of a site's routes, as the OpenAPI document describes it
-/// (the `SiteSlug` extractor is what checks it).
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct SlugPath {
-    /// 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit.
-    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
-    pub slug: String,
-}
 
 /// A site, its count and its rules.
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,11 +14,20 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
-use super::guard::Source;
 use crate::counting::{CountError, HitCount, HitFrom};
 use crate::domain::{Slug, Visitor};
 use crate::limiter::Admission;
 use crate::net::NetList;
+
+/// Who made an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    /// The client, as this module derives it.
+    pub client: IpAddr,
+    /// The trusted proxy whose headers named the client; `None` for a
+    /// client that reached tally directly.
+    pub proxy: Option<IpAddr>,
+}
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;

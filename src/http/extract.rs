@@ -11,14 +11,25 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
+use utoipa::IntoParams;
 
 use super::AppState;
-use super::client::Client;
+use super::client::{Client, Source};
 use super::error::{ApiError, ErrorCode};
-use super::guard::{Source, Verdict};
+use super::guard::Verdict;
 use crate::domain::Slug;
 
 mod strict;
+
+/// The `{slug}` of a site's routes, as the OpenAPI document describes it
+/// (the `SiteSlug` extractor is what checks it).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SlugPath {
+    /// 1 to 64 of a-z 0-9 . _ -, starting with a letter or digit.
+    #[param(pattern = "^[a-z0-9][a-z0-9._-]{0,63}$", example = "blog")]
+    pub slug: String,
+}
 
 /// A JSON body; `Content-Type: application/json` required. Read with
 /// [`strict_json`]: a key given twice, or an array where an object belongs,

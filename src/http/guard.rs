@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::client::limit_key;
+use super::client::{Source, limit_key};
 
 /// The span over which failures are counted, and between two log lines of
 /// one client.
@@ -74,16 +74,6 @@ pub enum Verdict {
     /// Over budget: refused without looking at the credential, for this
     /// many seconds more.
     Throttled { retry_after: u64 },
-}
-
-/// Who made an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    /// The client, as [`super::client`] derives it.
-    pub client: IpAddr,
-    /// The trusted proxy whose headers named the client; `None` for a
-    /// client that reached tally directly.
-    pub proxy: Option<IpAddr>,
 }
 
 #[derive(Debug)]

@@ -32,12 +32,14 @@ pub(crate) mod csv;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod format;
 pub mod guard;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
 pub mod seed;
 pub mod series;
+pub mod session;
 pub mod transfer;
 
 use std::sync::Arc;

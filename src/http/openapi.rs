@@ -9,26 +9,10 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::error::ErrorCode;
 use super::{api, pages, series, transfer};
-
-/// The body of every error answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable code a client can match on (see the error table in docs/api.md).
-    pub code: ErrorCode,
-    /// What went wrong, for a person.
-    pub message: String,
-}
 
 #[derive(Debug, OpenApi)]
 #[openapi(

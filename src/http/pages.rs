@@ -22,10 +22,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::access::Reader;
 use super::client::{self, Admitted};
-use super::error::{ApiError, ErrorCode};
-use super::extract::{Admin, ApiQuery, PageParam, SiteSlug};
-use super::openapi::ErrorBody;
-use super::series::{Format, instant};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::extract::{Admin, ApiQuery, PageParam, SiteSlug, SlugPath};
+use super::format::{Format, instant};
 use crate::counting::series::{Range, Step};
 use crate::domain::time::unix;
 use crate::domain::{Page, PageList, PageSelector, Slug};
@@ -90,7 +89,7 @@ pub struct PageBody {
     get,
     path = "/api/v1/sites/{slug}/pages",
     summary = "A site's pages, ranked by hits in a range of days, then by count.",
-    params(super::api::SlugPath, PagesQuery),
+    params(SlugPath, PagesQuery),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The pages", content(
@@ -305,7 +304,7 @@ pub struct DeletedBody {
                range of days; the site's count and series stay as they are.",
     description = "The pages' rows and daily hits go, and the site's page total (its room \
                    under the page limit) drops by the pages deleted, `(other)` aside.",
-    params(super::api::SlugPath, DeleteQuery),
+    params(SlugPath, DeleteQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, body = DeletedBody),
@@ -371,7 +370,7 @@ pub struct PageCountBody {
     get,
     path = "/api/v1/sites/{slug}/pages/count",
     summary = "Reads one page's count without counting (0 for a page never hit).",
-    params(super::api::SlugPath, PageCountQuery),
+    params(SlugPath, PageCountQuery),
     responses(
         (status = 200, body = PageCountBody),
         (status = 400, body = ErrorBody),

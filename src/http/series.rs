@@ -19,12 +19,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::access::Reader;
-use super::error::{ApiError, ErrorCode};
-use super::extract::{ApiQuery, PageParam, SiteSlug};
-use super::openapi::ErrorBody;
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::extract::{ApiQuery, PageParam, SiteSlug, SlugPath};
+use super::format::{Format, instant};
 use crate::counting::series::{Range, Series, Step};
 use crate::domain::Page;
-use crate::domain::time::{parse_instant, unix};
+use crate::domain::time::unix;
 
 /// Points a series has when the range is not given: the dashboard's views.
 pub fn default_points(step: Step) -> i64 {
@@ -61,25 +61,6 @@ pub struct SeriesQuery {
     page: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Csv,
-}
-
-impl Format {
-    pub fn parse(value: Option<&str>) -> Result<Format, ApiError> {
-        match value {
-            None | Some("json") => Ok(Format::Json),
-            Some("csv") => Ok(Format::Csv),
-            Some(_) => Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                "'format' is json or csv",
-            )),
-        }
-    }
-}
-
 /// Hits per step over a range.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeriesBody {
@@ -108,7 +89,7 @@ pub struct PointBody {
     path = "/api/v1/sites/{slug}/series",
     summary = "A site's hits per hour or per day over a range.",
     params(
-        super::api::SlugPath,
+        SlugPath,
         SeriesQuery,
     ),
     security((), ("bearer" = [])),
@@ -166,22 +147,6 @@ pub async fn series(
         )
             .into_response(),
     })
-}
-
-pub(super) fn instant(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
-    value
-        .map(|v| {
-            parse_instant(v).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidQuery,
-                    format!(
-                        "'{name}' is an RFC 3339 time (2026-11-23T01:00:00Z) or a date \
-                         (2026-11-23), in years 1970 to 9999"
-                    ),
-                )
-            })
-        })
-        .transpose()
 }
 
 fn body(series: &Series, page: Option<Page>) -> SeriesBody {

@@ -24,10 +24,9 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{Admin, ApiQuery};
-use super::openapi::ErrorBody;
-use super::series::Format;
+use super::format::Format;
 use crate::counting::series::Step;
 use crate::domain::time::{Day, format_date, format_timestamp, parse_instant, unix};
 use crate::domain::{ImportEntry, MAX_COUNT, Page, PageDump, SiteDump, Slug};
