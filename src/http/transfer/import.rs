@@ -1,0 +1,643 @@
+//! The import document's reader: a list of sites or an export, read as
+//! it streams in and checked value by value.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::counting::series::Step;
+use crate::domain::time::{Day, parse_instant};
+use crate::domain::{ImportEntry, MAX_COUNT, Page, PageDump, Slug};
+
+/// Pages one import document may hold, over all its sites: the parsed
+/// pages are held until the import is written, at several times the bytes
+/// of their JSON, so their number is bounded well below what the largest
+/// document could hold.
+pub const MAX_IMPORT_PAGES: usize = 1_000_000;
+
+/// Reads an import document: a list of sites or an export, with each
+/// site's hours when `replay` (else they are checked and dropped) and its
+/// pages when it has them. Checked here, as each value is read, so that
+/// the error names it (`sites[1].hourly[0].t`, counting sites from 0 in
+/// either form): the shape, slugs and page names, timestamps, counts and
+/// hits (whole numbers from 0 to [`MAX_COUNT`]), and each hour and page
+/// day, which must be one that a series can hold and no later than the
+/// step that holds `now` (unix seconds). The counting domain checks the
+/// rest: names, order, sums.
+pub fn parse_import<R: std::io::Read>(
+    reader: R,
+    replay: bool,
+    now: i64,
+) -> Result<Vec<ImportEntry>, serde_json::Error> {
+    parse_bounded(reader, replay, now, MAX_IMPORT_PAGES)
+}
+
+/// [`parse_import`] with at most `max_pages` pages.
+fn parse_bounded<R: std::io::Read>(
+    reader: R,
+    replay: bool,
+    now: i64,
+    max_pages: usize,
+) -> Result<Vec<ImportEntry>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let pages = Cell::new(0);
+    let entries = Document {
+        replay,
+        now,
+        pages: &pages,
+        max_pages,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok(entries)
+}
+
+// The import document is read by hand-written visitors rather than derived
+// ones: a derived struct also accepts an array of its fields in place of an
+// object, which must be a 400 here, and reading into a `Value` first (to
+// tell a list from an export) would let a repeated key win silently and
+// hold the whole document. Each visitor accepts only an object (or, for the
+// lists, an array) and refuses a key that it has already seen.
+
+/// The whole body: a list of sites, or an export's `{"sites": [...]}`
+/// (whose `exported_at` must be a timestamp, and is otherwise ignored).
+/// `now` is the time of the import, unix seconds; `pages` counts the
+/// pages read so far, in all sites, against `max_pages`.
+#[derive(Clone, Copy)]
+struct Document<'a> {
+    replay: bool,
+    now: i64,
+    pages: &'a Cell<usize>,
+    max_pages: usize,
+}
+
+/// One site, `sites[index]`: `slug` and `count`, and `name` and
+/// `created_at` for a site that is created. An export's `hourly` is
+/// replayed when asked, else only checked, and its `base_count` must then
+/// add up; its `pages`, when given, replace the site's.
+struct SiteEntry<'a> {
+    doc: Document<'a>,
+    index: usize,
+}
+
+struct Sites<'a>(Document<'a>);
+
+/// The `hourly` of `sites[site]`: kept only when replayed.
+struct Hours {
+    keep: bool,
+    site: usize,
+    now: i64,
+}
+
+/// `sites[site].hourly[index]`, `{"t": "<hour start>", "hits": n}`, as
+/// unix seconds and hits.
+struct Hour {
+    site: usize,
+    index: usize,
+    now: i64,
+}
+
+/// The `pages` of `sites[index]`; `site` is its slug when it came first
+/// (as export writes it), to name it in a bad page name's error.
+struct Pages<'a> {
+    doc: Document<'a>,
+    site: Option<&'a str>,
+    index: usize,
+}
+
+/// `sites[site].pages[index]`, `{"page": "/posts/hello", "count": n,
+/// "daily": [...]}`; `slug` as in [`Pages`].
+struct PageEntry<'a> {
+    slug: Option<&'a str>,
+    site: usize,
+    index: usize,
+    now: i64,
+}
+
+/// The `daily` of `sites[site].pages[page]`.
+struct Days {
+    site: usize,
+    page: usize,
+    now: i64,
+}
+
+/// `sites[site].pages[page].daily[index]`, `{"d": "<date>", "hits": n}`,
+/// as a day and hits.
+struct DayEntry {
+    site: usize,
+    page: usize,
+    index: usize,
+    now: i64,
+}
+
+/// An RFC 3339 instant, or with `date` a date such as `2026-11-23` (its
+/// midnight UTC), as unix seconds, read without copying the string;
+/// `field` names it in an error.
+struct Time<'a> {
+    field: &'a dyn Fn() -> String,
+    date: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DocumentField {
+    Sites,
+    ExportedAt,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum SiteField {
+    Slug,
+    Name,
+    Count,
+    BaseCount,
+    CreatedAt,
+    Hourly,
+    Pages,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum HourField {
+    T,
+    Hits,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum PageField {
+    Page,
+    Count,
+    Daily,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum DayField {
+    D,
+    Hits,
+}
+
+/// A count or hits as read: a whole number from 0 to [`MAX_COUNT`]; `field`
+/// names it in an error.
+fn whole<E: de::Error>(n: i64, field: impl FnOnce() -> String) -> Result<i64, E> {
+    if (0..=MAX_COUNT).contains(&n) {
+        return Ok(n);
+    }
+    Err(E::custom(format!(
+        "{}: {n} is not a whole number from 0 to {MAX_COUNT}",
+        field()
+    )))
+}
+
+/// The next value of `map`, the start of an hour (a timestamp) or of a
+/// day (a date) as unix seconds: one that may be stored at `now`
+/// ([`Step::check_start`]); `field` names it in an error.
+fn read_start<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    step: Step,
+    now: i64,
+    field: &dyn Fn() -> String,
+) -> Result<i64, A::Error> {
+    let t = map.next_value_seed(Time {
+        field,
+        date: step == Step::Day,
+    })?;
+    step.check_start(t, now)
+        .map(|()| t)
+        .map_err(|why| de::Error::custom(format!("{}: {why}", field())))
+}
+
+/// Fills a field once; a second value for it is an error.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for Document<'_> {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Document<'_> {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of {\"slug\", \"count\"} or an export's {\"sites\": [...]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Sites(self).visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut sites, mut exported_at) = (None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                DocumentField::Sites => {
+                    let list = map.next_value_seed(Sites(self))?;
+                    once(&mut sites, list, "sites")?;
+                }
+                DocumentField::ExportedAt => {
+                    let at = map.next_value_seed(Time {
+                        field: &|| "exported_at".into(),
+                        date: false,
+                    })?;
+                    once(&mut exported_at, at, "exported_at")?;
+                }
+            }
+        }
+        sites.ok_or_else(|| de::Error::missing_field("sites"))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Sites<'_> {
+    type Value = Vec<ImportEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Sites<'_> {
+    type Value = Vec<ImportEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of sites")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut sites = Vec::new();
+        while let Some(site) = seq.next_element_seed(SiteEntry {
+            doc: self.0,
+            index: sites.len(),
+        })? {
+            sites.push(site);
+        }
+        Ok(sites)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for SiteEntry<'_> {
+    type Value = ImportEntry;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SiteEntry<'_> {
+    type Value = ImportEntry;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a site, {\"slug\": …, \"count\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (doc, i) = (self.doc, self.index);
+        let replay = doc.replay;
+        let (mut slug, mut name, mut count) = (None::<String>, None, None);
+        let (mut base, mut created_at, mut hourly, mut pages) = (None, None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
+                SiteField::Name => once(&mut name, map.next_value::<String>()?, "name")?,
+                SiteField::Count => {
+                    let n = whole(map.next_value()?, || format!("sites[{i}].count"))?;
+                    once(&mut count, n, "count")?;
+                }
+                SiteField::BaseCount => {
+                    let n = whole(map.next_value()?, || format!("sites[{i}].base_count"))?;
+                    once(&mut base, n, "base_count")?;
+                }
+                SiteField::CreatedAt => {
+                    let at = map.next_value_seed(Time {
+                        field: &|| format!("sites[{i}].created_at"),
+                        date: false,
+                    })?;
+                    once(&mut created_at, at, "created_at")?;
+                }
+                SiteField::Hourly => {
+                    let hours = map.next_value_seed(Hours {
+                        keep: replay,
+                        site: i,
+                        now: doc.now,
+                    })?;
+                    once(&mut hourly, hours, "hourly")?;
+                }
+                SiteField::Pages => {
+                    let list = map.next_value_seed(Pages {
+                        doc,
+                        site: slug.as_deref(),
+                        index: i,
+                    })?;
+                    once(&mut pages, list, "pages")?;
+                }
+            }
+        }
+        let text = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
+        // Parsed here, as the document is read: nothing of an import with
+        // a bad slug in it is written.
+        let slug =
+            Slug::parse(&text).map_err(|e| de::Error::custom(format!("site {text:?}: {e}")))?;
+        let count = count.ok_or_else(|| de::Error::missing_field("count"))?;
+        let hours = replay.then(|| hourly.unwrap_or_default());
+        if let (Some(base), Some(hours)) = (base, &hours) {
+            // Exact: no sum of i64 hits that memory can hold overflows i128.
+            let sum: i128 = hours.iter().map(|(_, n)| i128::from(*n)).sum();
+            if i128::from(base) + sum != i128::from(count) {
+                return Err(de::Error::custom(format!(
+                    "site {slug:?}: base_count {base} and {sum} hits in its hours are not its count {count}"
+                )));
+            }
+        }
+        Ok(ImportEntry {
+            name: name.unwrap_or(text),
+            slug,
+            count,
+            hours,
+            created_at,
+            pages,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Pages<'_> {
+    type Value = Vec<PageDump>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Pages<'_> {
+    type Value = Vec<PageDump>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of pages, {\"page\": …, \"count\": …, \"daily\": […]}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut pages = Vec::new();
+        while let Some(page) = seq.next_element_seed(PageEntry {
+            slug: self.site,
+            site: self.index,
+            index: pages.len(),
+            now: self.doc.now,
+        })? {
+            let read = self.doc.pages.get() + 1;
+            if read > self.doc.max_pages {
+                return Err(de::Error::custom(format!(
+                    "an import holds at most {} pages",
+                    self.doc.max_pages
+                )));
+            }
+            self.doc.pages.set(read);
+            pages.push(page);
+        }
+        pages.shrink_to_fit();
+        Ok(pages)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PageEntry<'_> {
+    type Value = PageDump;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageEntry<'_> {
+    type Value = PageDump;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a page, {\"page\": …, \"count\": …, \"daily\": […]}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, i) = (self.site, self.index);
+        let (mut page, mut count, mut daily) = (None, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                PageField::Page => {
+                    let name = map.next_value::<String>()?;
+                    let parsed = Page::stored(&name).map_err(|e| {
+                        let site = match self.slug {
+                            Some(slug) => format!("site {slug:?}, "),
+                            None => String::new(),
+                        };
+                        de::Error::custom(format!("{site}page {name:?}: {e}"))
+                    })?;
+                    once(&mut page, parsed, "page")?;
+                }
+                PageField::Count => {
+                    let n = whole(map.next_value()?, || {
+                        format!("sites[{site}].pages[{i}].count")
+                    })?;
+                    once(&mut count, n, "count")?;
+                }
+                PageField::Daily => {
+                    let days = map.next_value_seed(Days {
+                        site,
+                        page: i,
+                        now: self.now,
+                    })?;
+                    once(&mut daily, days, "daily")?;
+                }
+            }
+        }
+        Ok(PageDump {
+            page: page.ok_or_else(|| de::Error::missing_field("page"))?,
+            count: count.ok_or_else(|| de::Error::missing_field("count"))?,
+            days: daily.unwrap_or_default(),
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Days {
+    type Value = Vec<(Day, i64)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Days {
+    type Value = Vec<(Day, i64)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of days, {\"d\": …, \"hits\": …}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut days = Vec::new();
+        while let Some(day) = seq.next_element_seed(DayEntry {
+            site: self.site,
+            page: self.page,
+            index: days.len(),
+            now: self.now,
+        })? {
+            days.push(day);
+        }
+        days.shrink_to_fit();
+        Ok(days)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DayEntry {
+    type Value = (Day, i64);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DayEntry {
+    type Value = (Day, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a day, {\"d\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, page, i) = (self.site, self.page, self.index);
+        let field = |name: &str| format!("sites[{site}].pages[{page}].daily[{i}].{name}");
+        let (mut d, mut hits) = (None, None);
+        while let Some(key) = map.next_key()? {
+            match key {
+                DayField::D => {
+                    let t = read_start(&mut map, Step::Day, self.now, &|| field("d"))?;
+                    once(&mut d, t / Step::Day.seconds(), "d")?;
+                }
+                DayField::Hits => {
+                    let n = whole(map.next_value()?, || field("hits"))?;
+                    once(&mut hits, n, "hits")?;
+                }
+            }
+        }
+        let d = d.ok_or_else(|| de::Error::missing_field("d"))?;
+        let hits = hits.ok_or_else(|| de::Error::missing_field("hits"))?;
+        Ok((d, hits))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hours {
+    type Value = Vec<(i64, i64)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of hours, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut hours = Vec::new();
+        let mut index = 0;
+        while let Some(hour) = seq.next_element_seed(Hour {
+            site: self.site,
+            index,
+            now: self.now,
+        })? {
+            index += 1;
+            if self.keep {
+                hours.push(hour);
+            }
+        }
+        // Held until the import is written: no room to spare per site.
+        hours.shrink_to_fit();
+        Ok(hours)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Hour {
+    type Value = (i64, i64);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an hour, {\"t\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, i) = (self.site, self.index);
+        let field = |name: &str| format!("sites[{site}].hourly[{i}].{name}");
+        let (mut t, mut hits) = (None, None);
+        while let Some(key) = map.next_key()? {
+            match key {
+                HourField::T => {
+                    let at = read_start(&mut map, Step::Hour, self.now, &|| field("t"))?;
+                    once(&mut t, at, "t")?;
+                }
+                HourField::Hits => {
+                    let n = whole(map.next_value()?, || field("hits"))?;
+                    once(&mut hits, n, "hits")?;
+                }
+            }
+        }
+        let t = t.ok_or_else(|| de::Error::missing_field("t"))?;
+        let hits = hits.ok_or_else(|| de::Error::missing_field("hits"))?;
+        Ok((t, hits))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Time<'_> {
+    type Value = i64;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Time<'_> {
+    fn what(&self) -> &'static str {
+        if self.date {
+            "a date such as \"2026-11-23\""
+        } else {
+            "an RFC 3339 timestamp such as \"2026-11-23T01:00:00Z\""
+        }
+    }
+}
+
+impl Visitor<'_> for Time<'_> {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.what())
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
+        match parse_instant(s) {
+            Some(t) if !self.date || s.len() == 10 => Ok(t),
+            _ => Err(E::custom(format!(
+                "{}: {s:?} is not {}",
+                (self.field)(),
+                self.what()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
