@@ -326,7 +326,7 @@ async fn a_site_deleted_and_created_again_on_another_replica_is_counted() {
 /// at the cutoff given; younger ones stay.
 #[tokio::test]
 async fn old_request_ids_are_deleted_by_batch_and_young_ones_kept() {
-    use tally::store::{PgStore, Store};
+    use tally::store::{HitStore, PgStore};
     let pg = PgServer::start();
     let url = pg.create_database();
     let app = TestApp::spawn(&url, &[]).await;

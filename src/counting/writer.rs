@@ -27,7 +27,7 @@ use crate::cache::Cache;
 use crate::domain::time::hour_start;
 use crate::domain::{Page, SiteId};
 use crate::metrics::Metrics;
-use crate::store::{Grow, Outcome, PageCount, SiteHits, Store, StoreError};
+use crate::store::{Grow, HitStore, Outcome, PageCount, SiteHits, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -63,7 +63,7 @@ pub struct Pending {
 pub async fn run(
     mut queue: mpsc::Receiver<Pending>,
     mut stop: watch::Receiver<bool>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn HitStore>,
     cache: Arc<dyn Cache>,
     settings: super::WriterSettings,
     metrics: Arc<Metrics>,
@@ -159,7 +159,7 @@ struct Batch<'a> {
     more: Drain<'a>,
 }
 
-async fn commit(store: &dyn Store, cache: &dyn Cache, batch: Batch<'_>, metrics: &Metrics) {
+async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metrics: &Metrics) {
     let Batch {
         pending: batch,
         groups,
@@ -360,11 +360,9 @@ fn fail(batch: &mut Vec<Pending>, error: CommitError) {
 mod tests {
     use super::*;
     use crate::cache::LocalCache;
-    use crate::domain::{
-        ImportEntry, Imported, NewSite, SeriesData, Site, SiteDump, Slug, Versioned,
-    };
+    use crate::domain::Versioned;
     use crate::limiter::Limiter;
-    use crate::store::{Backend, Counted};
+    use crate::store::Counted;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -396,20 +394,7 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Store for Recorder {
-        fn backend(&self) -> Backend {
-            Backend::Sqlite
-        }
-        async fn migrate(
-            &self,
-            _list: &[crate::store::Migration],
-            _contracts: crate::store::migrate::Contracts,
-        ) -> Result<crate::store::migrate::Migrated, StoreError> {
-            unreachable!()
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            unreachable!()
-        }
+    impl HitStore for Recorder {
         async fn add_hits(
             &self,
             _hour: SystemTime,
@@ -447,80 +432,6 @@ mod tests {
             Ok(out)
         }
         async fn purge_requests(&self, _: SystemTime) -> Result<u64, StoreError> {
-            unreachable!()
-        }
-        async fn site(&self, _: &Slug) -> Result<Option<Site>, StoreError> {
-            unreachable!()
-        }
-        async fn site_by_id(&self, _: SiteId) -> Result<Option<Site>, StoreError> {
-            unreachable!()
-        }
-        async fn sites(&self) -> Result<Vec<Site>, StoreError> {
-            unreachable!()
-        }
-        async fn create_site(&self, _: &NewSite) -> Result<Site, StoreError> {
-            unreachable!()
-        }
-        async fn delete_site(&self, _: SiteId) -> Result<bool, StoreError> {
-            unreachable!()
-        }
-        async fn set_count(&self, _: SiteId, _: i64) -> Result<Option<Versioned>, StoreError> {
-            unreachable!()
-        }
-        async fn series(
-            &self,
-            _: &Slug,
-            _: SystemTime,
-            _: SystemTime,
-        ) -> Result<Option<SeriesData>, StoreError> {
-            unreachable!()
-        }
-        async fn dump(&self) -> Result<Vec<SiteDump>, StoreError> {
-            unreachable!()
-        }
-        async fn import(&self, _: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
-            unreachable!()
-        }
-        async fn prune_series(&self, _: SystemTime) -> Result<u64, StoreError> {
-            unreachable!()
-        }
-        async fn pages(
-            &self,
-            _: &Slug,
-            _: i64,
-            _: i64,
-            _: i64,
-            _: i64,
-        ) -> Result<Option<crate::domain::PageList>, StoreError> {
-            unreachable!()
-        }
-        async fn delete_pages(
-            &self,
-            _: SiteId,
-            _: &crate::domain::PageSelector,
-        ) -> Result<Option<u64>, StoreError> {
-            unreachable!()
-        }
-        async fn page_series(
-            &self,
-            _: &Slug,
-            _: &Page,
-            _: i64,
-            _: i64,
-        ) -> Result<Option<crate::domain::PageSeries>, StoreError> {
-            unreachable!()
-        }
-        async fn set_rules(
-            &self,
-            _: SiteId,
-            _: &crate::domain::RulesPatch,
-        ) -> Result<Option<Site>, StoreError> {
-            unreachable!()
-        }
-        async fn revoke_session(&self, _: &str, _: SystemTime) -> Result<(), StoreError> {
-            unreachable!()
-        }
-        async fn session_revoked(&self, _: &str) -> Result<bool, StoreError> {
             unreachable!()
         }
     }

@@ -1,4 +1,8 @@
-//! The durable store: one small trait, one implementation per backend.
+//! The durable store: one trait per concept ([`HitStore`], [`SiteStore`],
+//! [`PageStore`], [`SeriesStore`], [`TransferStore`], [`SessionStore`]),
+//! [`Store`] their sum for wiring, and one implementation per backend, each
+//! split into the same concept files (`postgres/`, `sqlite/`). A batch of
+//! hits and its plan are in `batch.rs`.
 //!
 //! The store holds the only authoritative copy of every count. Counts are
 //! pre-aggregated rows incremented atomically (`visitor_count + n`), never
@@ -10,6 +14,7 @@
 //! `count = base_count + sum(hourly hits)`, so a series always adds up to
 //! its count.
 
+mod batch;
 pub mod migrate;
 pub mod owner;
 mod pg_tls;
@@ -31,6 +36,8 @@ use crate::domain::{
 };
 use crate::secret::{Secret, redact_url};
 
+pub use batch::{AsGiven, Counted, Grow, Outcome, PageCount, Recorded, SiteHits};
+use batch::{PagePlan, Plan};
 pub use migrate::Migration;
 pub use owner::Owner;
 pub use postgres::PgStore;
@@ -91,294 +98,6 @@ fn stored_trailing_slash(text: &str) -> anyhow::Result<TrailingSlash> {
     })
 }
 
-/// One site's hits in a batch, in arrival order, each with the request id
-/// it came with (if any) and the page it names (if any): `keys` and `pages`
-/// have one entry per hit.
-#[derive(Debug, Clone, Default)]
-pub struct SiteHits {
-    pub site: SiteId,
-    pub keys: Vec<Option<Box<str>>>,
-    pub pages: Vec<Option<Page>>,
-}
-
-/// Where a commit that holds its sites' locks finds the hits that queued
-/// up while it waited for them.
-pub trait Grow {
-    /// Appends to each group the queued hits of its site, in arrival
-    /// order; hits of other sites wait for the next commit.
-    fn grow(&mut self, groups: &mut [SiteHits]);
-}
-
-/// A commit that takes no more hits.
-#[derive(Debug)]
-pub struct AsGiven;
-
-impl Grow for AsGiven {
-    fn grow(&mut self, _: &mut [SiteHits]) {}
-}
-
-/// A site's new total and, in arrival order, the count each hit got and
-/// the count of its page (for hits that named one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counted {
-    pub total: Versioned,
-    pub counts: Vec<i64>,
-    pub page_counts: Vec<Option<PageCount>>,
-}
-
-/// The count a hit gave its page, and whether that was the overflow page
-/// (its site had reached its page limit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageCount {
-    pub count: i64,
-    pub overflow: bool,
-}
-
-/// What a store recorded for a request id: the count its hit got, and its
-/// page's count if it named a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    pub count: Option<i64>,
-    pub page: Option<PageCount>,
-}
-
-/// What a batch did to one site.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Counted(Counted),
-    /// There is no such site; nothing was written for it.
-    NoSite,
-    /// These hits would take the count past [`MAX_COUNT`](crate::domain::MAX_COUNT): none of them
-    /// was counted, and nothing was written for this site.
-    AtLimit,
-}
-
-impl Outcome {
-    pub fn counted(&self) -> Option<&Counted> {
-        match self {
-            Outcome::Counted(c) => Some(c),
-            Outcome::NoSite | Outcome::AtLimit => None,
-        }
-    }
-}
-
-/// How one site's hits split into fresh hits (counted now) and repeats of
-/// requests already counted.
-#[derive(Debug)]
-pub(crate) struct Plan<'a> {
-    slots: Vec<Slot<'a>>,
-    /// Fresh hits in all; they get the last `fresh` counts of the new total.
-    pub fresh: i64,
-    /// Request ids of fresh hits with their 1-based position among them.
-    pub fresh_keys: Vec<(&'a str, i64)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Slot<'a> {
-    Fresh(i64),
-    /// Counted before, in an earlier transaction.
-    Recorded(&'a str),
-    /// The same request id as the hit at this index of this batch.
-    SameAs(usize),
-}
-
-impl SiteHits {
-    pub fn anonymous(site: SiteId, n: usize) -> Self {
-        SiteHits {
-            site,
-            keys: vec![None; n],
-            pages: vec![None; n],
-        }
-    }
-
-    /// Adds one hit.
-    pub fn push(&mut self, key: Option<Box<str>>, page: Option<Page>) {
-        self.keys.push(key);
-        self.pages.push(page);
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn has_pages(&self) -> bool {
-        self.pages.iter().any(Option::is_some)
-    }
-
-    pub fn has_keys(&self) -> bool {
-        self.keys.iter().any(Option::is_some)
-    }
-
-    /// The distinct request ids, sorted: inserted in this order by every
-    /// writer, they are locked in one order and never deadlock.
-    pub fn distinct_keys(&self) -> Vec<&str> {
-        let mut keys: Vec<&str> = self.keys.iter().flatten().map(|k| &**k).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
-    }
-
-    /// Splits the hits, given which request ids the store already holds.
-    pub(crate) fn plan(&self, recorded: &dyn Fn(&str) -> bool) -> Plan<'_> {
-        let mut first: std::collections::HashMap<&str, usize> = Default::default();
-        let mut plan = Plan {
-            slots: Vec::with_capacity(self.keys.len()),
-            fresh: 0,
-            fresh_keys: Vec::new(),
-        };
-        for (i, key) in self.keys.iter().enumerate() {
-            let slot = match key.as_deref() {
-                Some(k) if recorded(k) => Slot::Recorded(k),
-                Some(k) => match first.get(k) {
-                    Some(j) => Slot::SameAs(*j),
-                    None => {
-                        first.insert(k, i);
-                        plan.fresh += 1;
-                        plan.fresh_keys.push((k, plan.fresh));
-                        Slot::Fresh(plan.fresh)
-                    }
-                },
-                None => {
-                    plan.fresh += 1;
-                    Slot::Fresh(plan.fresh)
-                }
-            };
-            plan.slots.push(slot);
-        }
-        plan
-    }
-}
-
-impl Plan<'_> {
-    /// Each fresh hit that carries a request id: its index among the
-    /// site's hits, and its id.
-    pub fn fresh_keyed<'b>(&'b self, hits: &'b SiteHits) -> impl Iterator<Item = (usize, &'b str)> {
-        self.slots
-            .iter()
-            .zip(&hits.keys)
-            .enumerate()
-            .filter_map(|(i, (slot, key))| match slot {
-                Slot::Fresh(_) => key.as_deref().map(|k| (i, k)),
-                Slot::Recorded(_) | Slot::SameAs(_) => None,
-            })
-    }
-
-    /// Every hit's count, once the new total and the counts recorded for
-    /// repeated request ids are known.
-    pub fn counts(&self, total: i64, recorded: &dyn Fn(&str) -> Option<i64>) -> Vec<i64> {
-        let mut counts: Vec<i64> = Vec::with_capacity(self.slots.len());
-        for slot in &self.slots {
-            let count = match *slot {
-                Slot::Fresh(pos) => total - self.fresh + pos,
-                // A repeat whose first count is unknown gets the total: it
-                // was counted, and no later than now.
-                Slot::Recorded(k) => recorded(k).unwrap_or(total),
-                Slot::SameAs(j) => counts[j],
-            };
-            counts.push(count);
-        }
-        counts
-    }
-}
-
-/// Where one site's fresh hits land among its pages: on the page each
-/// names if the store holds it or there is room for a new one under the
-/// site's page limit, else on the overflow page.
-#[derive(Debug)]
-pub(crate) struct PagePlan<'a> {
-    /// Per hit: the index in `tallies` of the page it counts on and its
-    /// 1-based position among that page's fresh hits; `None` for a hit
-    /// naming no page and for repeats.
-    spots: Vec<Option<(usize, i64)>>,
-    /// Each page counted on, in order of first arrival, with its fresh hits.
-    pub tallies: Vec<(&'a str, i64)>,
-    /// How many of `tallies` are new pages that take room under the limit.
-    pub created: i64,
-}
-
-impl<'a> PagePlan<'a> {
-    /// `known` says which page names the store already holds for this site;
-    /// `room` is how many new pages the site may still have.
-    pub fn new(
-        hits: &'a SiteHits,
-        plan: &Plan<'_>,
-        known: &dyn Fn(&str) -> bool,
-        room: i64,
-    ) -> Self {
-        let mut index: std::collections::HashMap<&str, usize> = Default::default();
-        let mut out = PagePlan {
-            spots: Vec::with_capacity(hits.len()),
-            tallies: Vec::new(),
-            created: 0,
-        };
-        for (slot, page) in plan.slots.iter().zip(&hits.pages) {
-            let (Slot::Fresh(_), Some(page)) = (slot, page) else {
-                out.spots.push(None);
-                continue;
-            };
-            let mut name = page.as_str();
-            // A hit may name the overflow page itself (a client past its
-            // budget of new pages): it takes no room under the limit.
-            let overflow = name == crate::domain::page::OVERFLOW_PAGE;
-            if !overflow && !index.contains_key(name) && !known(name) {
-                if out.created < room {
-                    out.created += 1;
-                } else {
-                    name = crate::domain::page::OVERFLOW_PAGE;
-                }
-            }
-            let t = *index.entry(name).or_insert_with(|| {
-                out.tallies.push((name, 0));
-                out.tallies.len() - 1
-            });
-            out.tallies[t].1 += 1;
-            out.spots.push(Some((t, out.tallies[t].1)));
-        }
-        out
-    }
-
-    /// The page names the store is asked about (the overflow page too,
-    /// since any hit may land there).
-    pub fn names(hits: &SiteHits) -> Vec<&str> {
-        let mut names: Vec<&str> = hits.pages.iter().flatten().map(Page::as_str).collect();
-        names.push(crate::domain::page::OVERFLOW_PAGE);
-        names.sort_unstable();
-        names.dedup();
-        names
-    }
-
-    /// Every hit's page count, given each tallied page's new count (in the
-    /// order of `tallies`) and what was recorded for repeated request ids.
-    pub fn counts(
-        &self,
-        plan: &Plan<'_>,
-        totals: &[i64],
-        recorded: &dyn Fn(&str) -> Option<PageCount>,
-    ) -> Vec<Option<PageCount>> {
-        let mut counts: Vec<Option<PageCount>> = Vec::with_capacity(self.spots.len());
-        for (spot, slot) in self.spots.iter().zip(&plan.slots) {
-            let count = match (*spot, *slot) {
-                (Some((t, pos)), _) => totals.get(t).map(|total| {
-                    let (name, n) = self.tallies[t];
-                    PageCount {
-                        count: total - n + pos,
-                        overflow: name == crate::domain::page::OVERFLOW_PAGE,
-                    }
-                }),
-                (None, Slot::Recorded(k)) => recorded(k),
-                (None, Slot::SameAs(j)) => counts[j],
-                (None, Slot::Fresh(_)) => None,
-            };
-            counts.push(count);
-        }
-        counts
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached, is overloaded or does not take writes
@@ -409,29 +128,6 @@ pub enum StoreError {
 mod tests {
     use super::*;
 
-    fn hits(keys: &[Option<&str>]) -> SiteHits {
-        SiteHits {
-            site: 1,
-            keys: keys.iter().map(|k| k.map(Into::into)).collect(),
-            pages: vec![None; keys.len()],
-        }
-    }
-
-    #[test]
-    fn an_outcome_is_counted_only_when_it_counted() {
-        let counted = Counted {
-            total: Versioned {
-                generation: 2,
-                count: 7,
-            },
-            counts: vec![6, 7],
-            page_counts: vec![None, None],
-        };
-        assert_eq!(Outcome::Counted(counted.clone()).counted(), Some(&counted));
-        assert_eq!(Outcome::NoSite.counted(), None);
-        assert_eq!(Outcome::AtLimit.counted(), None);
-    }
-
     #[test]
     fn key_value_connection_strings_are_told_from_urls() {
         assert!(is_key_value("host=a,b port=1,2 dbname=db"));
@@ -439,33 +135,6 @@ mod tests {
         assert!(!is_key_value("mysql://u@h/db"));
         assert!(!is_key_value("redis://h?x=1"));
         assert!(!is_key_value("data/tally.db"));
-    }
-
-    #[test]
-    fn only_hits_with_a_request_id_have_keys() {
-        assert!(!SiteHits::anonymous(1, 3).has_keys());
-        assert!(!hits(&[None]).has_keys());
-        assert!(hits(&[None, Some("a")]).has_keys());
-    }
-
-    #[test]
-    fn fresh_hits_take_the_last_counts_in_arrival_order() {
-        let h = hits(&[None, Some("a"), None]);
-        let plan = h.plan(&|_| false);
-        assert_eq!(plan.fresh, 3);
-        assert_eq!(plan.fresh_keys, vec![("a", 2)]);
-        assert_eq!(plan.counts(10, &|_| None), vec![8, 9, 10]);
-    }
-
-    #[test]
-    fn repeats_get_their_first_count_and_count_nothing() {
-        let h = hits(&[Some("old"), Some("b"), None, Some("b")]);
-        let plan = h.plan(&|k| k == "old");
-        assert_eq!(plan.fresh, 2);
-        assert_eq!(plan.fresh_keys, vec![("b", 1)]);
-        let counts = plan.counts(20, &|k| (k == "old").then_some(7));
-        assert_eq!(counts, vec![7, 19, 20, 19]);
-        assert_eq!(h.distinct_keys(), vec!["b", "old"]);
     }
 }
 
@@ -484,24 +153,9 @@ impl Backend {
     }
 }
 
+/// Counting hits: the one-flight commit of a batch, and the request ids it records.
 #[async_trait]
-pub trait Store: Send + Sync + fmt::Debug + 'static {
-    fn backend(&self) -> Backend;
-
-    /// Applies the migrations of `list` not applied yet; safe when several
-    /// processes call it at once. A contract migration is left pending
-    /// while a session of an older release uses the database, unless
-    /// `contracts` forces it (see [`migrate`]). `list` is the backend's own
-    /// ([`migrate::list`]) but for tests of the migrator.
-    async fn migrate(
-        &self,
-        list: &[Migration],
-        contracts: migrate::Contracts,
-    ) -> Result<migrate::Migrated, StoreError>;
-
-    /// Succeeds when the store answers a trivial query.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait HitStore: Send + Sync {
     /// Counts each site's hits in one transaction, and adds them to that
     /// site's bucket for the hour starting at `hour`. `hits` is sorted by
     /// site id with no repeats (a fixed lock order, so concurrent writers
@@ -527,7 +181,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError>;
 
-    /// As [`Store::add_hits`], for a store whose writers contend for a
+    /// As [`HitStore::add_hits`], for a store whose writers contend for a
     /// site's lock: once it holds the locks of `hits`' sites it may ask
     /// `more` for the hits that queued up meanwhile, which join their
     /// groups and this commit. By default the batch is committed as given.
@@ -543,6 +197,43 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         self.add_hits(hour, hits, page_limit, deadline).await
     }
 
+    /// Forgets request ids recorded before `before`; returns how many.
+    async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
+}
+
+/// Sites: their rows, rules and counts.
+#[async_trait]
+pub trait SiteStore: Send + Sync {
+    async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError>;
+
+    async fn site_by_id(&self, id: SiteId) -> Result<Option<Site>, StoreError>;
+
+    async fn sites(&self) -> Result<Vec<Site>, StoreError>;
+
+    /// Creates a site with its rules in one statement;
+    /// [`StoreError::Conflict`] if the slug is taken.
+    async fn create_site(&self, new: &NewSite) -> Result<Site, StoreError>;
+
+    /// Deletes a site and its series; `false` if there was none.
+    async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError>;
+
+    /// Sets a site's count and starts a new generation; `None` if there is
+    /// no such site. The buckets are kept and the base count takes the
+    /// difference, unless the new count is below the bucketed hits: then
+    /// the buckets go and the base is the count (so a reset to 0 empties the
+    /// series), and the site's pages go with them. The pages also go when
+    /// they hold more hits than the new count ([`keeps_pages`](crate::domain::keeps_pages)).
+    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
+
+    /// Replaces the lists of a site's rules that `patch` gives, in one
+    /// statement (two changes to different lists never undo each other);
+    /// `None` if there is no such site.
+    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError>;
+}
+
+/// A site's pages: ranked, one page's days, deleted.
+#[async_trait]
+pub trait PageStore: Send + Sync {
     /// The site `slug` and one slice of its pages, ordered by hits in the
     /// days `[from, to)`, then count, then name; `None` if there is no such
     /// site.
@@ -578,36 +269,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         from: Day,
         to: Day,
     ) -> Result<Option<PageSeries>, StoreError>;
+}
 
-    /// Replaces the lists of a site's rules that `patch` gives, in one
-    /// statement (two changes to different lists never undo each other);
-    /// `None` if there is no such site.
-    async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError>;
-
-    /// Forgets request ids recorded before `before`; returns how many.
-    async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError>;
-
-    async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError>;
-
-    async fn site_by_id(&self, id: SiteId) -> Result<Option<Site>, StoreError>;
-
-    async fn sites(&self) -> Result<Vec<Site>, StoreError>;
-
-    /// Creates a site with its rules in one statement;
-    /// [`StoreError::Conflict`] if the slug is taken.
-    async fn create_site(&self, new: &NewSite) -> Result<Site, StoreError>;
-
-    /// Deletes a site and its series; `false` if there was none.
-    async fn delete_site(&self, id: SiteId) -> Result<bool, StoreError>;
-
-    /// Sets a site's count and starts a new generation; `None` if there is
-    /// no such site. The buckets are kept and the base count takes the
-    /// difference, unless the new count is below the bucketed hits: then
-    /// the buckets go and the base is the count (so a reset to 0 empties the
-    /// series), and the site's pages go with them. The pages also go when
-    /// they hold more hits than the new count ([`keeps_pages`](crate::domain::keeps_pages)).
-    async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
-
+/// Hourly series, and their retention.
+#[async_trait]
+pub trait SeriesStore: Send + Sync {
     /// The site `slug` with its hourly buckets in `[from, to)`; `None` if
     /// there is no such site.
     async fn series(
@@ -617,10 +283,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         to: SystemTime,
     ) -> Result<Option<SeriesData>, StoreError>;
 
+    /// Folds every bucket of an hour before `before` into its site's base
+    /// count, and drops the page days before `before`'s day (a page's count
+    /// is kept whole in its row); counts do not change. Returns the number
+    /// of hour buckets folded.
+    async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError>;
+}
+
+/// Export and import of every site.
+#[async_trait]
+pub trait TransferStore: Send + Sync {
     /// Every site with its base count and buckets, ordered by id.
     async fn dump(&self) -> Result<Vec<SiteDump>, StoreError>;
 
-    /// Sets each entry's count as [`Store::set_count`] does (a new
+    /// Sets each entry's count as [`SiteStore::set_count`] does (a new
     /// generation for each), or replays its hours, creating the sites that
     /// do not exist, all in one transaction under the store timeout: any
     /// failure writes nothing. An entry's pages, when it carries them,
@@ -629,13 +305,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// hours replayed, they are not dropped with the old hours). Slugs are distinct and valid (the caller
     /// checked them); callers split a large import into batches.
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
+}
 
-    /// Folds every bucket of an hour before `before` into its site's base
-    /// count, and drops the page days before `before`'s day (a page's count
-    /// is kept whole in its row); counts do not change. Returns the number
-    /// of hour buckets folded.
-    async fn prune_series(&self, before: SystemTime) -> Result<u64, StoreError>;
-
+/// Signed-out dashboard sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Records a signed-out dashboard session, by a hash of its cookie,
     /// until `expires` (when the cookie stops working anyway), and forgets
     /// the records already past theirs, so the table holds at most the
@@ -644,6 +318,29 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the session with this hash was signed out.
     async fn session_revoked(&self, hash: &str) -> Result<bool, StoreError>;
+}
+
+/// A backend: every concept's store, and what wiring needs of the whole
+/// (which backend, its migrations, whether it answers).
+#[async_trait]
+pub trait Store:
+    HitStore + SiteStore + PageStore + SeriesStore + TransferStore + SessionStore + fmt::Debug + 'static
+{
+    fn backend(&self) -> Backend;
+
+    /// Applies the migrations of `list` not applied yet; safe when several
+    /// processes call it at once. A contract migration is left pending
+    /// while a session of an older release uses the database, unless
+    /// `contracts` forces it (see [`migrate`]). `list` is the backend's own
+    /// ([`migrate::list`]) but for tests of the migrator.
+    async fn migrate(
+        &self,
+        list: &[Migration],
+        contracts: migrate::Contracts,
+    ) -> Result<migrate::Migrated, StoreError>;
+
+    /// Succeeds when the store answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 impl dyn Store {
