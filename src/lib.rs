@@ -12,9 +12,10 @@
 //!   phase and a cap on how many are open;
 //! - [`http`]: the HTTP surface (seed routes, JSON API, badges, dashboard,
 //!   operations), its one error type and its error codes; it reaches the
-//!   store and the cache only through [`counting::Counter`];
-//! - [`counting`]: the counter, the group-commit writer, series and
-//!   retention: the services over the domain; no HTTP and no SQL;
+//!   store and the cache only through [`counting::Services`];
+//! - [`counting`]: the services over the domain, one per concept (hits,
+//!   sites, pages, series, transfer, sessions, health), the group-commit
+//!   writer and retention; no HTTP and no SQL;
 //! - [`store`]: the `Store` trait with its PostgreSQL and SQLite backends
 //!   and their migrations;
 //! - [`cache`]: the cache in front of the store (Redis or in-process):

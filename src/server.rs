@@ -1,6 +1,6 @@
 //! Building the application and serving it until a shutdown future resolves.
 //!
-//! [`Application::build`] wires store, counter and router from settings;
+//! [`Application::build`] wires store, counting services and router from settings;
 //! [`Application::serve`] takes any bound listener and any shutdown future,
 //! so tests bind port 0 and stop the server when they like.
 
@@ -19,7 +19,7 @@ use crate::bots::Bots;
 use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings};
 use crate::counting::new_pages::NewPageBudget;
-use crate::counting::{Counter, WriterSettings, retention};
+use crate::counting::{Services, WriterSettings, retention};
 use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
 use crate::limiter::Limiter;
@@ -67,7 +67,7 @@ impl Application {
         let mut metrics = Metrics::default();
         cache.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
-        let counter = Arc::new(Counter::start(
+        let counting = Arc::new(Services::start(
             store.clone(),
             cache.clone(),
             WriterSettings {
@@ -84,11 +84,15 @@ impl Application {
             metrics.clone(),
         ));
         let (refuse, refused) = watch::channel(None);
-        let migrations = tokio::spawn(migrate_until_ready(counter.clone(), Instant::now(), refuse));
-        let purge = tokio::spawn(purge_request_ids(counter.clone()));
-        let retention = tokio::spawn(retention::run(counter.clone(), settings.series_retention));
+        let migrations = tokio::spawn(migrate_until_ready(
+            counting.clone(),
+            Instant::now(),
+            refuse,
+        ));
+        let purge = tokio::spawn(purge_request_ids(counting.clone()));
+        let retention = tokio::spawn(retention::run(counting.clone(), settings.series_retention));
         let state = Arc::new(AppState {
-            counter,
+            counting,
             greeting: settings.greeting.clone(),
             admin_token,
             proxies: http::client::Proxies {
@@ -161,7 +165,7 @@ impl Application {
     /// fails at once if the store refused the connection settings.
     pub async fn ready(&self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
-        while !self.state.counter.is_ready() {
+        while !self.state.counting.health.is_ready() {
             if let Some(why) = self.refused.borrow().as_ref() {
                 bail!("cannot connect to the store: {why}");
             }
@@ -231,7 +235,9 @@ impl Application {
         purge.abort();
         retention.abort();
         sweep.abort();
-        let committed = timeout_at(deadline, state.counter.close()).await.is_ok();
+        let committed = timeout_at(deadline, state.counting.hits.close())
+            .await
+            .is_ok();
         // Every hit is committed (or the grace is over): a successor may start.
         drop(owner);
         match (drained, committed) {
@@ -252,13 +258,13 @@ impl Application {
 /// retry: that is sent on `refused` and ends the retries, so that tally
 /// stops at start-up instead of waiting for a server that cannot change.
 async fn migrate_until_ready(
-    counter: Arc<Counter>,
+    counting: Arc<Services>,
     started: Instant,
     refused: watch::Sender<Option<String>>,
 ) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match counter.migrate().await {
+        match counting.health.migrate().await {
             Ok(migrated) => {
                 if !migrated.applied.is_empty() {
                     tracing::info!(applied = ?migrated.applied, "applied migrations");
@@ -270,7 +276,7 @@ async fn migrate_until_ready(
                         "{held}\nrun `tally migrate` once no replica of an older release runs"
                     );
                 }
-                counter.set_ready();
+                counting.health.set_ready();
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
                 return;
             }
@@ -295,14 +301,14 @@ async fn migrate_until_ready(
 const REQUEST_IDS_KEPT: Duration = Duration::from_secs(600);
 
 /// Forgets old request ids once a minute (any replica may; all do).
-async fn purge_request_ids(counter: Arc<Counter>) {
+async fn purge_request_ids(counting: Arc<Services>) {
     loop {
         sleep(Duration::from_secs(60)).await;
-        if !counter.is_ready() {
+        if !counting.health.is_ready() {
             continue;
         }
         let before = std::time::SystemTime::now() - REQUEST_IDS_KEPT;
-        match counter.purge_requests(before).await {
+        match counting.hits.purge_requests(before).await {
             Ok(n) if n > 0 => tracing::debug!(forgotten = n, "purged old request ids"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging old request ids failed"),

@@ -53,7 +53,7 @@ async fn a_seed_database_is_adopted_and_keeps_its_count() {
         pg.psql(&db, "SELECT visitor_count FROM visitors where site_id = 1;"),
         "42"
     );
-    state.counter.close().await;
+    state.counting.hits.close().await;
 
     // A second start finds nothing to migrate and keeps counting.
     let (r, _) = router(&url, &[]).await;

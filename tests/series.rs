@@ -157,8 +157,8 @@ async fn load_then_adjust(apps: &[TestApp], invariant: impl Fn() -> Vec<i64>) {
 
     let cutoff =
         tally::counting::retention::cutoff(SystemTime::now(), Duration::from_secs(400 * 86_400));
-    assert_eq!(state.counter.prune_series(cutoff).await.unwrap(), 1);
-    assert_eq!(state.counter.prune_series(cutoff).await.unwrap(), 0);
+    assert_eq!(state.counting.series.prune_series(cutoff).await.unwrap(), 1);
+    assert_eq!(state.counting.series.prune_series(cutoff).await.unwrap(), 0);
     assert_eq!(apps[0].count("alpha").await, 5_007);
     assert_eq!(assert_series_add_up(&apps[0], "alpha").await, (4_340, 667));
     let after_fold = get_json(

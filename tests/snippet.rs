@@ -230,7 +230,12 @@ async fn every_answer_of_the_hits_route_is_readable_by_the_script() {
         origins: Some(vec!["blog.example".to_owned()]),
         ..RulesPatch::default()
     };
-    app.state.counter.set_rules(&slug, rules).await.unwrap();
+    app.state
+        .counting
+        .sites
+        .set_rules(&slug, rules)
+        .await
+        .unwrap();
     let foreign = send(
         &app,
         Method::POST,

@@ -1384,7 +1384,7 @@ impl Case {
             Call::Retention { via, before } => {
                 let state = Arc::clone(&self.replicas[via].state);
                 Box::pin(async move {
-                    Reply::Retention(state.counter.prune_series(before).await.map_err(
+                    Reply::Retention(state.counting.series.prune_series(before).await.map_err(
                         |e| match e {
                             CountError::Unavailable(_) => "unavailable".to_owned(),
                             other => format!("{other:?}"),

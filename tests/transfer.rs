@@ -165,7 +165,7 @@ async fn import_sets_counts_and_creates_missing_sites() {
         ]
     );
     // Blog keeps its hours; the base takes the rest.
-    let dump = state.counter.export().await.unwrap();
+    let dump = state.counting.transfer.export().await.unwrap();
     assert_eq!(dump[1].base_count, 995);
     assert_eq!(dump[1].buckets.len(), 2);
     assert_eq!(dump[2].site.name, "Docs");

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::sleep;
 
-use super::Counter;
+use super::Services;
 use crate::domain::time::hour_start;
 
 /// How often old buckets are folded. An hour is the finest unit of the
@@ -24,13 +24,13 @@ pub fn cutoff(now: SystemTime, retention: Duration) -> SystemTime {
 
 /// Folds old buckets once the store is ready, then every [`EVERY`], until
 /// the task is aborted.
-pub async fn run(counter: Arc<Counter>, retention: Duration) {
-    while !counter.is_ready() {
+pub async fn run(counting: Arc<Services>, retention: Duration) {
+    while !counting.health.is_ready() {
         sleep(Duration::from_millis(100)).await;
     }
     loop {
         let before = cutoff(SystemTime::now(), retention);
-        match counter.prune_series(before).await {
+        match counting.series.prune_series(before).await {
             Ok(0) => {}
             Ok(folded) => tracing::info!(folded, "folded old hourly buckets into base counts"),
             Err(e) => tracing::warn!(error = %e, "series retention failed; will retry"),

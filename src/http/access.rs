@@ -55,7 +55,7 @@ impl Reader {
         if self == Reader::Admin {
             return Ok(());
         }
-        let rules = state.counter.rules(slug).await?;
+        let rules = state.counting.sites.rules(slug).await?;
         if rules.public.unwrap_or(state.dashboard_public) {
             return Ok(());
         }

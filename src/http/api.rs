@@ -304,7 +304,7 @@ pub async fn count(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.count(&slug).await?;
+    let count = state.counting.hits.count(&slug).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 
@@ -374,7 +374,7 @@ pub async fn uniques(
     }
     let today = today();
     let days: Vec<Day> = (0..query.days).map(|i| today - i).collect();
-    let estimates = state.counter.uniques(&slug, &days).await?;
+    let estimates = state.counting.hits.uniques(&slug, &days).await?;
     let points = days
         .iter()
         .enumerate()
@@ -416,7 +416,7 @@ pub async fn set_count(
     SiteSlug(slug): SiteSlug,
     ApiJson(body): ApiJson<SetCount>,
 ) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.set_count(&slug, body.count).await?;
+    let count = state.counting.sites.set_count(&slug, body.count).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 
@@ -442,7 +442,7 @@ pub async fn reset(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<CountBody>, ApiError> {
-    let count = state.counter.set_count(&slug, 0).await?;
+    let count = state.counting.sites.set_count(&slug, 0).await?;
     Ok(Json(CountBody { site: slug, count }))
 }
 
@@ -465,7 +465,8 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let sites: Vec<SiteBody> = state
-        .counter
+        .counting
+        .sites
         .sites()
         .await?
         .into_iter()
@@ -502,7 +503,8 @@ pub async fn create(
     let slug = Slug::parse(&body.slug).map_err(CountError::from)?;
     let name = body.name.unwrap_or(body.slug);
     let site = state
-        .counter
+        .counting
+        .sites
         .create_site(NewSite {
             slug,
             name,
@@ -546,7 +548,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<Json<SiteBody>, ApiError> {
-    let site = state.counter.site(&slug).await?;
+    let site = state.counting.sites.site(&slug).await?;
     Ok(Json(SiteBody::new(site, state.dashboard_public)))
 }
 
@@ -584,7 +586,7 @@ pub async fn update(
         require_origin: body.require_origin,
         trailing_slash: body.trailing_slash.map(Into::into),
     };
-    let site = state.counter.set_rules(&slug, patch).await?;
+    let site = state.counting.sites.set_rules(&slug, patch).await?;
     Ok(Json(SiteBody::new(site, state.dashboard_public)))
 }
 
@@ -611,6 +613,6 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     SiteSlug(slug): SiteSlug,
 ) -> Result<StatusCode, ApiError> {
-    state.counter.delete_site(&slug).await?;
+    state.counting.sites.delete_site(&slug).await?;
     Ok(StatusCode::NO_CONTENT)
 }

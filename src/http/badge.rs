@@ -178,10 +178,10 @@ pub async fn badge(
         options.readonly = true;
     }
     let count = match (options.readonly, page.as_deref()) {
-        (true, None) => state.counter.count(&slug).await?,
+        (true, None) => state.counting.hits.count(&slug).await?,
         (true, Some(raw)) => {
-            let page = state.counter.page_of(&slug, raw).await?;
-            state.counter.page_count(&slug, &page).await?
+            let page = state.counting.pages.page_of(&slug, raw).await?;
+            state.counting.pages.page_count(&slug, &page).await?
         }
         (false, page) => {
             let client = client.admit(&state)?;

@@ -111,7 +111,7 @@ impl Client {
     /// The client, if it is under its rate of counted hits; else a 429.
     /// The one way to an [`Admitted`] client, and so to a hit.
     pub fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
-        match state.counter.admit(limit_key(self.visitor.ip)) {
+        match state.counting.hits.admit(limit_key(self.visitor.ip)) {
             Admission::Allowed => Ok(Admitted(self)),
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();
@@ -177,9 +177,9 @@ impl Admitted {
     ) -> Result<HitCount, CountError> {
         let hit = self.hit_on(page);
         if !bot {
-            return state.counter.hit(slug, &hit).await;
+            return state.counting.hits.hit(slug, &hit).await;
         }
-        let counts = state.counter.as_if_counted(slug, &hit).await?;
+        let counts = state.counting.hits.as_if_counted(slug, &hit).await?;
         // After the read: a slug that is no site is a 404 and no label.
         state.metrics.bot_hit_ignored(slug.as_str());
         Ok(counts)

@@ -59,7 +59,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::bots::Bots;
-use crate::counting::Counter;
+use crate::counting::Services;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
@@ -68,7 +68,7 @@ pub use error::{ApiError, ErrorCode};
 /// What every handler can reach.
 #[derive(Debug)]
 pub struct AppState {
-    pub counter: Arc<Counter>,
+    pub counting: Arc<Services>,
     pub greeting: String,
     pub admin_token: Option<Secret>,
     pub proxies: client::Proxies,

@@ -19,10 +19,10 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when the store is migrated and answers now.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let counter = &state.counter;
-    let store = counter.store_backend();
+    let health = &state.counting.health;
+    let store = health.store_backend();
     let cache = cache_json(&state);
-    if !counter.is_ready() {
+    if !health.is_ready() {
         return not_ready(
             store,
             cache,
@@ -30,7 +30,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "the store's schema is not ready yet",
         );
     }
-    match counter.ping_store().await {
+    match health.ping_store().await {
         Ok(()) => Json(json!({
             "status": "ready",
             "store": { "backend": store, "state": "up" },
@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// The cache's state: reported, never a reason to be unready (tally
 /// answers correctly without it).
 fn cache_json(state: &AppState) -> serde_json::Value {
-    let cache = state.counter.cache_status();
+    let cache = state.counting.health.cache_status();
     json!({ "backend": cache.backend, "state": if cache.up { "up" } else { "down" } })
 }
 
@@ -66,6 +66,6 @@ fn not_ready(store: &str, cache: serde_json::Value, state: &str, message: &str) 
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = state.metrics.render(state.counter.queue_depth());
+    let text = state.metrics.render(state.counting.hits.queue_depth());
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }

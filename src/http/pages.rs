@@ -131,7 +131,8 @@ pub async fn list(
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let day = Step::Day.seconds();
     let list = state
-        .counter
+        .counting
+        .pages
         .pages(&slug, range.from / day, range.to / day, limit, offset)
         .await?;
     let next = list.more.then(|| {
@@ -323,7 +324,7 @@ pub async fn delete(
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedBody>, ApiError> {
     let which = query.selector()?;
-    let deleted = state.counter.delete_pages(&slug, &which).await?;
+    let deleted = state.counting.pages.delete_pages(&slug, &which).await?;
     Ok(Json(DeletedBody {
         site: slug,
         deleted,
@@ -388,8 +389,8 @@ pub async fn count(
     let raw = page.ok_or_else(|| {
         ApiError::new(ErrorCode::InvalidQuery, "name the page: ?page=/posts/hello")
     })?;
-    let page = state.counter.page_of(&slug, &raw).await?;
-    let count = state.counter.page_count(&slug, &page).await?;
+    let page = state.counting.pages.page_of(&slug, &raw).await?;
+    let count = state.counting.pages.page_count(&slug, &page).await?;
     Ok(Json(PageCountBody {
         site: slug,
         page,

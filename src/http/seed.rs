@@ -18,7 +18,7 @@ pub async fn index(
     State(state): State<Arc<AppState>>,
     client: Admitted,
 ) -> Result<impl IntoResponse, ApiError> {
-    let count = state.counter.hit_default(&client.hit()).await?;
+    let count = state.counting.hits.hit_default(&client.hit()).await?;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
 
@@ -30,7 +30,7 @@ pub fn greeting(greeting: &str, count: i64) -> String {
 /// `HEAD /`: what `GET /` would answer now, without counting (link
 /// checkers and monitors probe with HEAD; a probe is no view).
 pub async fn peek(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let count = state.counter.default_site().await?.count;
+    let count = state.counting.sites.default_site().await?.count;
     Ok((TEXT, greeting(&state.greeting, count)))
 }
 
@@ -49,7 +49,7 @@ pub async fn reset(
     _: Admin,
     State(state): State<Arc<AppState>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.counter.reset_default().await?;
+    state.counting.sites.reset_default().await?;
     tracing::debug!("reset visitor count");
     Ok((TEXT, "Successfully deleted redis and postgres counters"))
 }

@@ -132,10 +132,14 @@ pub async fn series(
         ));
     }
     let (page, series) = match page {
-        None => (None, state.counter.series(&slug, range).await?),
+        None => (None, state.counting.series.series(&slug, range).await?),
         Some(raw) => {
-            let page = state.counter.page_of(&slug, &raw).await?;
-            let series = state.counter.page_series(&slug, &page, range).await?;
+            let page = state.counting.pages.page_of(&slug, &raw).await?;
+            let series = state
+                .counting
+                .series
+                .page_series(&slug, &page, range)
+                .await?;
             (Some(page), series)
         }
     };

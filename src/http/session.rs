@@ -36,7 +36,11 @@ pub(crate) async fn signed_in(
     if session_expiry(token, value, now()).is_none() {
         return Ok(false);
     }
-    Ok(!state.counter.session_revoked(&session_hash(value)).await?)
+    Ok(!state
+        .counting
+        .sessions
+        .session_revoked(&session_hash(value))
+        .await?)
 }
 
 pub(crate) fn now() -> u64 {

@@ -155,7 +155,7 @@ impl Backend {
 
 /// Counting hits: the one-flight commit of a batch, and the request ids it records.
 #[async_trait]
-pub trait HitStore: Send + Sync {
+pub trait HitStore: Send + Sync + fmt::Debug {
     /// Counts each site's hits in one transaction, and adds them to that
     /// site's bucket for the hour starting at `hour`. `hits` is sorted by
     /// site id with no repeats (a fixed lock order, so concurrent writers
@@ -203,7 +203,7 @@ pub trait HitStore: Send + Sync {
 
 /// Sites: their rows, rules and counts.
 #[async_trait]
-pub trait SiteStore: Send + Sync {
+pub trait SiteStore: Send + Sync + fmt::Debug {
     async fn site(&self, slug: &Slug) -> Result<Option<Site>, StoreError>;
 
     async fn site_by_id(&self, id: SiteId) -> Result<Option<Site>, StoreError>;
@@ -233,7 +233,7 @@ pub trait SiteStore: Send + Sync {
 
 /// A site's pages: ranked, one page's days, deleted.
 #[async_trait]
-pub trait PageStore: Send + Sync {
+pub trait PageStore: Send + Sync + fmt::Debug {
     /// The site `slug` and one slice of its pages, ordered by hits in the
     /// days `[from, to)`, then count, then name; `None` if there is no such
     /// site.
@@ -273,7 +273,7 @@ pub trait PageStore: Send + Sync {
 
 /// Hourly series, and their retention.
 #[async_trait]
-pub trait SeriesStore: Send + Sync {
+pub trait SeriesStore: Send + Sync + fmt::Debug {
     /// The site `slug` with its hourly buckets in `[from, to)`; `None` if
     /// there is no such site.
     async fn series(
@@ -292,7 +292,7 @@ pub trait SeriesStore: Send + Sync {
 
 /// Export and import of every site.
 #[async_trait]
-pub trait TransferStore: Send + Sync {
+pub trait TransferStore: Send + Sync + fmt::Debug {
     /// Every site with its base count and buckets, ordered by id.
     async fn dump(&self) -> Result<Vec<SiteDump>, StoreError>;
 
@@ -309,7 +309,7 @@ pub trait TransferStore: Send + Sync {
 
 /// Signed-out dashboard sessions.
 #[async_trait]
-pub trait SessionStore: Send + Sync {
+pub trait SessionStore: Send + Sync + fmt::Debug {
     /// Records a signed-out dashboard session, by a hash of its cookie,
     /// until `expires` (when the cookie stops working anyway), and forgets
     /// the records already past theirs, so the table holds at most the

@@ -401,7 +401,8 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     if let Some((value, expires)) = session {
         let expires = at(i64::try_from(expires).unwrap_or(i64::MAX));
         if let Err(e) = state
-            .counter
+            .counting
+            .sessions
             .revoke_session(&session_hash(value), expires)
             .await
         {

@@ -22,6 +22,7 @@
 pub mod auth;
 pub mod chart;
 pub mod html;
+mod top_pages;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -48,6 +49,7 @@ use crate::domain::{Page, PageList, Site, Slug};
 use auth::{AdminForm, Viewer};
 use chart::Datum;
 use html::{Nav, error_page, grouped, page, percent};
+use top_pages::{TopPages, delete_pages, top_pages};
 
 /// Sites linked from the top bar; the rest are on the list page.
 const NAV_SITES: usize = 12;
@@ -178,7 +180,7 @@ fn nav<'a>(sites: &'a [Site], current: Option<&'a str>, viewer: Viewer) -> Nav<'
 
 /// `GET /dashboard`: every site and its total.
 pub async fn index(viewer: Viewer, State(state): State<Arc<AppState>>) -> Response {
-    let sites = match state.counter.sites().await {
+    let sites = match state.counting.sites.sites().await {
         Ok(sites) => shown(&state, viewer, sites),
         Err(e) => return failure(e),
     };
@@ -280,7 +282,7 @@ pub async fn site(
         Err(e) => return failure(e),
     };
     if !viewer.sees_private(&state) {
-        match state.counter.rules(&slug).await {
+        match state.counting.sites.rules(&slug).await {
             Ok(rules) if rules.public.unwrap_or(state.dashboard_public) => {}
             // No token: no one can sign in to see it.
             Ok(_) if state.admin_token.is_none() => {
@@ -328,17 +330,18 @@ pub async fn site(
     let days = whole_days(range);
     let day = Step::Day.seconds();
     let (sites, series, pages, day_series) = tokio::join!(
-        state.counter.sites(),
-        state.counter.series(&slug, range),
+        state.counting.sites.sites(),
+        state.counting.series.series(&slug, range),
         state
-            .counter
+            .counting
+            .pages
             .pages(&slug, days.from / day, days.to / day, TOP_PAGES, 0),
         async {
             // The daily view's range is whole days already.
             if days == range {
                 None
             } else {
-                Some(state.counter.series(&slug, days).await)
+                Some(state.counting.series.series(&slug, days).await)
             }
         },
     );
@@ -386,7 +389,7 @@ fn whole_days(range: Range) -> Range {
 /// 30 days, and its count; `raw` is the `page` parameter as it stands in
 /// the query string.
 async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> Response {
-    let page_name = match state.counter.page_of(slug, raw).await {
+    let page_name = match state.counting.pages.page_of(slug, raw).await {
         Ok(page) => page,
         Err(CountError::InvalidPage(why)) => {
             return error_page(
@@ -399,8 +402,8 @@ async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> 
     };
     let range = Range::last(Step::Day, View::Daily.points(), unix(SystemTime::now()));
     let (sites, series) = tokio::join!(
-        state.counter.sites(),
-        state.counter.page_series(slug, &page_name, range)
+        state.counting.sites.sites(),
+        state.counting.series.page_series(slug, &page_name, range)
     );
     let series = match series {
         Ok(series) => series,
@@ -428,55 +431,6 @@ fn badge_base(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
     format!("{}://{host}", if https { "https" } else { "http" })
-}
-
-/// A site's top pages over whole days, and the site's hits on them.
-#[derive(Debug)]
-struct TopPages {
-    days: Range,
-    /// The sum of the site's series points over `days`.
-    site_hits: i64,
-    list: PageList,
-    /// Whether to offer the forms that delete pages (to a signed-in admin).
-    manage: bool,
-    /// How many pages the form just sent deleted.
-    deleted: Option<u64>,
-}
-
-/// Where the forms that delete a site's pages are sent: under
-/// `/dashboard/sites/`, which no slug can shadow.
-fn delete_href(slug: &str) -> String {
-    format!("/dashboard/sites/{slug}/pages/delete")
-}
-
-/// `POST /dashboard/sites/{slug}/pages/delete`: deletes the pages that one
-/// of the site's forms names (the fields of the API's [`DeleteQuery`]),
-/// then back to the site's page, which says how many went.
-pub async fn delete_pages(
-    _: AdminForm,
-    State(state): State<Arc<AppState>>,
-    slug: Result<Path<String>, PathRejection>,
-    form: Result<Form<DeleteQuery>, FormRejection>,
-) -> Response {
-    let slug = match path_slug(slug) {
-        Ok(slug) => slug,
-        Err(e) => return failure(e),
-    };
-    let which = match form.map(|Form(form)| form.selector()) {
-        Ok(Ok(which)) => which,
-        Ok(Err(e)) => return error_page(StatusCode::BAD_REQUEST, "Nothing deleted", e.message()),
-        Err(_) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Nothing deleted",
-                "Send one of the forms of the site's page.",
-            );
-        }
-    };
-    match state.counter.delete_pages(&slug, &which).await {
-        Ok(n) => Redirect::to(&format!("{}?deleted={n}#pages", site_href(&slug))).into_response(),
-        Err(e) => failure(e),
-    }
 }
 
 /// The bars (hits per step) and the running total of a series.
@@ -585,109 +539,6 @@ fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup 
     }
 }
 
-/// The top pages table, or how to get pages when the site has none.
-fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
-    let day = Step::Day.seconds();
-    let (from, to) = (
-        Step::Day.format(top.days.from),
-        Step::Day.format(top.days.to),
-    );
-    let last = Step::Day.format(top.days.to - day);
-    let most = top.list.pages.first().map_or(0, |p| p.hits);
-    let series_api = format!("/api/v1/sites/{slug}/series?step=day&from={from}&to={to}");
-    let pages_api = format!("/api/v1/sites/{slug}/pages?from={from}&to={to}");
-    let action = delete_href(slug);
-    html! {
-        section id="pages" class="pages" {
-            h2 { "Top pages" }
-            @if let Some(n) = top.deleted {
-                p class="notice" role="status" {
-                    "Deleted " (n) " page" @if n != 1 { "s" } "."
-                }
-            }
-            @if top.list.pages.is_empty() {
-                p class="empty" {
-                    strong { "No pages yet." }
-                    " Hits name their page with " code { "{\"page\":\"/posts/hello\"}" }
-                    " in the body of a hit, or through the pixel "
-                    code { "<img src=\"" (base) "/count/" (slug) ".gif?page=/posts/hello\" alt=\"\">" }
-                    "."
-                }
-            } @else {
-                p class="note" {
-                    "Hits per page on " (from) " to " (last) " (whole UTC days). Share is of the site's "
-                    (grouped(top.site_hits)) " hits on those days: the sum of the points of its "
-                    a href=(series_api) { "daily series" } "."
-                }
-                table {
-                    thead {
-                        tr {
-                            th { "Page" }
-                            th class="num" { "Hits" }
-                            th class="num" { "Share" }
-                            th class="num" { "All time" }
-                            th { span class="sr-only" { "Hits against the top page" } }
-                            @if top.manage {
-                                th { span class="sr-only" { "Delete" } }
-                            }
-                        }
-                    }
-                    tbody {
-                        @for p in &top.list.pages {
-                            tr class="page" {
-                                td class="name" { a href=(page_href(slug, p.page.as_str())) { (p.page.as_str()) } }
-                                td class="num" { (grouped(p.hits)) }
-                                td class="num" { (percent(p.hits, top.site_hits)) }
-                                td class="num" { (grouped(p.count)) }
-                                td class="bar" { (chart::share_bar(p.hits, most)) }
-                                @if top.manage {
-                                    td class="delete" {
-                                        form method="post" action=(action) {
-                                            input type="hidden" name="page" value=(p.page.as_str());
-                                            button type="submit" aria-label={ "Delete " (p.page.as_str()) } {
-                                                "Delete"
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                p class="links" {
-                    @if top.list.more {
-                        "The top " (TOP_PAGES) " rows; the site has " (grouped(top.list.site.pages))
-                        " pages, " (OVERFLOW_PAGE) " aside. "
-                    }
-                    "All pages on these days as " a href=(pages_api) { "JSON" } " or "
-                    a href={ (pages_api) "&format=csv" } { "CSV" } "."
-                }
-                @if top.manage {
-                    div class="manage" {
-                        form method="post" action=(action) {
-                            label {
-                                "Delete the pages whose name starts with "
-                                input name="prefix" required placeholder="/junk/";
-                            }
-                            " " button type="submit" { "Delete" }
-                        }
-                        form method="post" action=(action) {
-                            label {
-                                "Delete the pages with fewer than "
-                                input name="fewer_than" type="number" min="1" required;
-                                " hits on these days"
-                            }
-                            input type="hidden" name="from" value=(from);
-                            input type="hidden" name="to" value=(to);
-                            " " button type="submit" { "Delete" }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// One page: its count and its hits per day.
 fn page_main(series: &Series, name: &Page) -> Markup {
     let site = &series.site;
@@ -736,151 +587,4 @@ fn updated() -> Markup {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sign_in_slugs_get_the_long_path() {
-        assert_eq!(site_href("blog"), "/dashboard/blog");
-        assert_eq!(site_href("login"), "/dashboard/sites/login");
-        assert_eq!(site_href("logout"), "/dashboard/sites/logout");
-    }
-
-    #[test]
-    fn page_links_encode_the_name_so_the_query_gives_it_back() {
-        let rules = crate::domain::SiteRules {
-            keep_params: vec!["lang".into(), "id".into()],
-            ..Default::default()
-        };
-        for (name, href) in [
-            ("/posts/hello", "/dashboard/blog?page=/posts/hello"),
-            ("/a&b=c%3Fx%23y", "/dashboard/blog?page=/a%26b%3Dc%3Fx%23y"),
-            (
-                r#"/"><script>alert(1)</script>"#,
-                "/dashboard/blog?page=/%22%3E%3Cscript%3Ealert%281%29%3C/script%3E",
-            ),
-            ("/a b+c%2520", "/dashboard/blog?page=/a%20b%2Bc%2520"),
-            ("/café/", "/dashboard/blog?page=/caf%C3%A9/"),
-            ("(other)", "/dashboard/blog?page=%28other%29"),
-            (
-                "/doc?lang=en GB&id=7",
-                "/dashboard/blog?page=/doc?lang=en%20GB%26id%3D7",
-            ),
-            (
-                "/doc%3F?id=a&b+c%#",
-                "/dashboard/blog?page=/doc%3F?id=a%26b%2Bc%25%23",
-            ),
-        ] {
-            let got = page_href("blog", name);
-            assert_eq!(got, href);
-            let query = got.split_once('?').unwrap().1;
-            let raw = raw_page_param(query).unwrap();
-            assert_eq!(Page::named(raw, &rules).unwrap().as_str(), name);
-        }
-        assert_eq!(page_href("login", "/x"), "/dashboard/sites/login?page=/x");
-    }
-
-    #[test]
-    fn tables_cover_the_whole_days_of_the_range() {
-        const D: i64 = 86_400;
-        let now = 1000 * D + 5 * 3600 + 17;
-        let hours = Range::last(Step::Hour, 48, now);
-        assert_eq!(
-            whole_days(hours),
-            Range {
-                step: Step::Day,
-                from: 998 * D,
-                to: 1001 * D
-            }
-        );
-        // 48 hours ending at midnight are two whole days.
-        let hours = Range::last(Step::Hour, 48, 1000 * D - 1);
-        assert_eq!(
-            (whole_days(hours).from, whole_days(hours).to),
-            (998 * D, 1000 * D)
-        );
-        let days = Range::last(Step::Day, 30, now);
-        assert_eq!(whole_days(days), days);
-    }
-
-    fn series(name: &str, slug: &str) -> Series {
-        let range = Range::last(Step::Hour, 48, 1_800_000_000);
-        Series {
-            site: Site {
-                id: 7,
-                slug: Slug::parse(slug).unwrap(),
-                name: name.to_owned(),
-                count: 1234,
-                generation: 1,
-                created_at: SystemTime::UNIX_EPOCH,
-                pages: 0,
-                rules: Default::default(),
-            },
-            points: (0..48)
-                .map(|i| crate::counting::series::Point {
-                    t: range.from + i * 3600,
-                    hits: i % 3,
-                })
-                .collect(),
-            range,
-            before: 1000,
-        }
-    }
-
-    #[tokio::test]
-    async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
-        // A slug holds nothing to escape: `Slug` admits only a-z 0-9 . _ -.
-        let series = series(r#"<script>alert("x")</script> & 'Bob'"#, "a.b_c-d");
-        let top = TopPages {
-            days: whole_days(series.range),
-            site_hits: 0,
-            list: PageList {
-                site: series.site.clone(),
-                pages: Vec::new(),
-                more: false,
-            },
-            manage: false,
-            deleted: None,
-        };
-        let nav = nav(
-            std::slice::from_ref(&series.site),
-            Some(&series.site.slug),
-            Viewer { session: true },
-        );
-        let response = page(
-            StatusCode::OK,
-            display_name(&series.site),
-            Some(&nav),
-            site_main(&series, View::Hourly, &top, r#"http://h"x"#),
-        );
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let html = std::str::from_utf8(&body).unwrap();
-        let name = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'Bob'";
-        let slug = "a.b_c-d";
-        for expected in [
-            format!("<title>{name} · tally</title>"),
-            format!("<h1>{name}<small>{slug}</small></h1>"),
-            format!(r#"<a href="/dashboard/{slug}" aria-current="page">{slug}</a>"#),
-            format!(r#"<a href="/dashboard/{slug}?view=hourly" aria-current="page">"#),
-            format!(r#"<a href="/api/v1/sites/{slug}/series?step=hour&amp;format=csv">"#),
-            format!(r#"<img src="/badge/{slug}.svg?readonly=1" alt="{slug} badge" height="20">"#),
-            format!("<code>![views](http://h&quot;x/badge/{slug}.svg)</code>"),
-            format!(
-                "<code>&lt;img src=&quot;http://h&quot;x/count/{slug}.gif?page=/posts/hello&quot; \
-                 alt=&quot;&quot;&gt;</code>"
-            ),
-        ] {
-            assert!(html.contains(&expected), "{expected} in {html}");
-        }
-        assert!(!html.contains("<script>alert"));
-        assert!(!html.contains("h\"x"));
-        // Only the page's own script element.
-        assert_eq!(html.matches("<script").count(), 1);
-        // Both charts are whole, and their hover titles are the page's.
-        assert_eq!(html.matches("<svg class=\"chart ").count(), 2);
-        assert_eq!(html.matches("</svg>").count(), 2);
-        assert_eq!(html.matches("<title>").count(), 1 + 48 + 48);
-    }
-}
+mod tests;

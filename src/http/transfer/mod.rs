@@ -68,7 +68,7 @@ pub async fn export(
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = Format::parse(query.format.as_deref())?;
-    let sites = state.counter.export().await?;
+    let sites = state.counting.transfer.export().await?;
     let disposition = |ext: &str| format!("attachment; filename=\"tally-export.{ext}\"");
     Ok(match format {
         Format::Json => (
@@ -163,7 +163,7 @@ pub async fn import(
         return Err(too_large(limit));
     }
     let entries = read_import(request.into_body(), limit, replay).await?;
-    let done = state.counter.import(entries).await?;
+    let done = state.counting.transfer.import(entries).await?;
     let imported: Vec<ImportedBody> = done
         .into_iter()
         .map(|d| ImportedBody {
