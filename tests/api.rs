@@ -609,9 +609,45 @@ async fn counts_survive_a_restart() {
         for _ in 0..3 {
             call(&r, Method::GET, "/", None, None).await;
         }
-        state.counter.close().await;
+        state.counting.hits.close().await;
     }
     let (r, _) = router(&url, &[]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello Linode!  This page has been viewed 4 time(s).");
+}
+
+#[tokio::test]
+async fn a_hit_s_body_may_be_left_out_but_a_body_sent_is_never_ignored() {
+    let r = RouterApp::sqlite(&[]).await;
+    let path = "/api/v1/sites/default/hits";
+    let send = async |headers: &[(&str, &str)], body: Option<&str>| {
+        let reply = support::web::send(&r.router, Method::POST, path, headers, body).await;
+        (reply.status, reply.headers, reply.body)
+    };
+    // No body, no type: a hit with nothing to say.
+    let none = send(&[], None).await;
+    assert_eq!(none.0, StatusCode::OK, "{}", none.2);
+    assert_eq!(json_of(&none.2)["count"], 1);
+    let zero = send(&[("content-length", "0")], Some("")).await;
+    assert_eq!(zero.0, StatusCode::OK, "{}", zero.2);
+    assert_eq!(json_of(&zero.2)["count"], 2);
+    // A body without its type is refused, not read as no body.
+    let body = r#"{"page":"/x"}"#;
+    let untyped = send(&[("content-length", "13")], Some(body)).await;
+    assert_error(
+        &untyped,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    // A type without a body is a JSON document that is not there.
+    let typed = send(
+        &[
+            ("content-type", "application/json"),
+            ("content-length", "0"),
+        ],
+        Some(""),
+    )
+    .await;
+    assert_error(&typed, StatusCode::BAD_REQUEST, "invalid_json");
+    assert_eq!(r.count("default").await, 2);
 }
