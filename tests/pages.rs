@@ -277,7 +277,7 @@ async fn postgres_a_site_has_at_most_its_page_limit_of_pages_across_instances() 
 }
 
 /// Paths that are not pages: each a 400 `invalid_page`, and nothing counted.
-async fn bad_paths_write_nothing(app: &TestApp) {
+async fn bad_paths_get_400_and_write_nothing(app: &TestApp) {
     app.create_site(&json!({"slug": "blog"})).await;
     let client = load::client();
     let base = app.url("");
@@ -324,25 +324,11 @@ async fn bad_paths_write_nothing(app: &TestApp) {
     );
     assert_eq!(app.count("blog").await, 0);
     assert_eq!(stored_pages(app, "blog").await, BTreeMap::new());
-}
-
-#[tokio::test]
-async fn sqlite_bad_paths_get_400_and_write_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
-    bad_paths_write_nothing(&app).await;
-    app.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn postgres_bad_paths_get_400_and_write_nothing() {
-    let pg = PgServer::start();
-    let app = TestApp::spawn(&pg.create_database(), &[]).await;
-    bad_paths_write_nothing(&app).await;
     let (status, body) = app.get_json("/api/v1/sites/blog/pages").await;
     assert_eq!((status, body["pages"].clone()), (200, json!([])));
-    app.stop().await.unwrap();
 }
+
+on_both_stores!(bad_paths_get_400_and_write_nothing);
 
 #[tokio::test]
 async fn paths_are_normalised_and_read_back_every_way() {
@@ -607,17 +593,7 @@ async fn retries_get_their_first_page_count(database_url: &str) {
     app.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_retries_get_their_first_page_count() {
-    let dir = tempfile::tempdir().unwrap();
-    retries_get_their_first_page_count(&sqlite_url(dir.path())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_retries_get_their_first_page_count() {
-    let pg = PgServer::start();
-    retries_get_their_first_page_count(&pg.create_database()).await;
-}
+with_both_databases!(retries_get_their_first_page_count);
 
 /// `DELETE /api/v1/sites/{slug}/pages?{query}`, with the admin token if
 /// `token`: status and body.
@@ -656,7 +632,7 @@ fn pages_of(list: &[(&str, i64)]) -> BTreeMap<String, i64> {
 /// site back room under its page limit (5 here); `(other)` goes only when
 /// named. A retried hit whose page is gone gets what it was first given.
 /// Without the token, or with a bad selector, nothing is deleted.
-async fn deleting_pages(database_url: &str) {
+async fn deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count(database_url: &str) {
     let app = TestApp::spawn(
         database_url,
         &["--trusted-proxies", "127.0.0.1/32", "--page-limit", "5"],
@@ -809,17 +785,7 @@ async fn deleting_pages(database_url: &str) {
     app.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn sqlite_deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count() {
-    let dir = tempfile::tempdir().unwrap();
-    deleting_pages(&sqlite_url(dir.path())).await;
-}
-
-#[tokio::test]
-async fn postgres_deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count() {
-    let pg = PgServer::start();
-    deleting_pages(&pg.create_database()).await;
-}
+with_both_databases!(deleting_pages_takes_exactly_the_pages_named_and_keeps_the_count);
 
 /// Deletions while hits name new pages: the site's page total stays the
 /// number of pages it holds (the overflow page aside), every hit is
@@ -1082,38 +1048,6 @@ impl<'a> PageRoutes<'a> {
     }
 }
 
-/// Runs `check` on a new app over SQLite.
-async fn on_sqlite(check: impl AsyncFnOnce(&TestApp)) {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
-    check(&app).await;
-    app.stop().await.unwrap();
-}
-
-/// Runs `check` on a new app over a new PostgreSQL database.
-async fn on_postgres(check: impl AsyncFnOnce(&TestApp)) {
-    let pg = PgServer::start();
-    let app = TestApp::spawn(&pg.create_database(), &[]).await;
-    check(&app).await;
-    app.stop().await.unwrap();
-}
-
-/// Two tests of the check `$check`: `$sqlite` on SQLite, `$postgres` on
-/// PostgreSQL.
-macro_rules! on_both_stores {
-    ($check:ident, $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            on_sqlite($check).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            on_postgres($check).await;
-        }
-    };
-}
-
 fn named_counts(pages: &[(&str, i64)]) -> BTreeMap<String, i64> {
     pages.iter().map(|(p, n)| (p.to_string(), *n)).collect()
 }
@@ -1165,11 +1099,7 @@ async fn a_trailing_slash_is_kept_or_merged_by_the_site(app: &TestApp) {
     );
 }
 
-on_both_stores!(
-    a_trailing_slash_is_kept_or_merged_by_the_site,
-    sqlite_a_trailing_slash_is_kept_or_merged_by_the_site,
-    postgres_a_trailing_slash_is_kept_or_merged_by_the_site
-);
+on_both_stores!(a_trailing_slash_is_kept_or_merged_by_the_site);
 
 /// Dot segments are resolved (RFC 3986's remove_dot_segments, `..` past
 /// the root staying at `/`), encoded dots too, and repeated slashes merged.
@@ -1191,11 +1121,7 @@ async fn dot_segments_and_repeated_slashes_are_resolved(app: &TestApp) {
     );
 }
 
-on_both_stores!(
-    dot_segments_and_repeated_slashes_are_resolved,
-    sqlite_dot_segments_and_repeated_slashes_are_resolved,
-    postgres_dot_segments_and_repeated_slashes_are_resolved
-);
+on_both_stores!(dot_segments_and_repeated_slashes_are_resolved);
 
 /// A name is in Unicode NFC: the decomposed `/cafe\u{301}` is `/café`.
 async fn names_are_in_unicode_nfc(app: &TestApp) {
@@ -1223,11 +1149,7 @@ async fn names_are_in_unicode_nfc(app: &TestApp) {
     );
 }
 
-on_both_stores!(
-    names_are_in_unicode_nfc,
-    sqlite_names_are_in_unicode_nfc,
-    postgres_names_are_in_unicode_nfc
-);
+on_both_stores!(names_are_in_unicode_nfc);
 
 /// `%3F`, `%23` and `%25` stay encoded in a name: `/a%3Fb` is its own
 /// page, not `/a` with a query string, and `/a%253Fb` (a literal `%3F`)
@@ -1282,11 +1204,7 @@ async fn encoded_question_marks_hashes_and_percents_stay_encoded(app: &TestApp) 
     );
 }
 
-on_both_stores!(
-    encoded_question_marks_hashes_and_percents_stay_encoded,
-    sqlite_encoded_question_marks_hashes_and_percents_stay_encoded,
-    postgres_encoded_question_marks_hashes_and_percents_stay_encoded
-);
+on_both_stores!(encoded_question_marks_hashes_and_percents_stay_encoded);
 
 /// Bidirectional controls and invisible characters, raw or encoded, are a
 /// 400 `invalid_page` naming the rule on every route, and count nothing.
@@ -1337,11 +1255,7 @@ async fn bidi_controls_and_invisible_characters_are_refused(app: &TestApp) {
     assert_eq!(stored_pages(app, "blog").await, named_counts(&[("/ok", 1)]));
 }
 
-on_both_stores!(
-    bidi_controls_and_invisible_characters_are_refused,
-    sqlite_bidi_controls_and_invisible_characters_are_refused,
-    postgres_bidi_controls_and_invisible_characters_are_refused
-);
+on_both_stores!(bidi_controls_and_invisible_characters_are_refused);
 
 /// A query route reads its `page` as it stands in the query string and
 /// decodes it once, as the body's is: `%2568ello` is the text `%68ello`
@@ -1387,8 +1301,4 @@ async fn a_page_in_a_query_string_means_what_it_means_in_a_body(app: &TestApp) {
     );
 }
 
-on_both_stores!(
-    a_page_in_a_query_string_means_what_it_means_in_a_body,
-    sqlite_a_page_in_a_query_string_means_what_it_means_in_a_body,
-    postgres_a_page_in_a_query_string_means_what_it_means_in_a_body
-);
+on_both_stores!(a_page_in_a_query_string_means_what_it_means_in_a_body);

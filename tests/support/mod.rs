@@ -11,6 +11,7 @@ pub mod load;
 pub mod nginx;
 pub mod proxy;
 pub mod stack;
+pub mod stores;
 pub mod web;
 
 pub use tally_dev::{OwnedDir, free_port, log_tail, pg, redis, spawner, temp_base, wait_for};
