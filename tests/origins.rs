@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::app::{TOKEN, TestApp, sqlite_url};
+use support::app::{TOKEN, TestApp, listed_counts, sqlite_url};
 use support::load;
 use support::pg::PgServer;
 
@@ -83,17 +83,7 @@ async fn pages(app: &TestApp, slug: &str) -> BTreeMap<String, i64> {
         .get_json(&format!("/api/v1/sites/{slug}/pages?limit=1000"))
         .await;
     assert_eq!(status, 200, "{body}");
-    body["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["page"].as_str().unwrap().to_owned(),
-                p["count"].as_i64().unwrap(),
-            )
-        })
-        .collect()
+    listed_counts(&body["pages"], "page").into_iter().collect()
 }
 
 fn counts(list: &[(&str, i64)]) -> BTreeMap<String, i64> {

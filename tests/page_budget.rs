@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use support::app::{TestApp, sqlite_url};
+use support::app::{TestApp, listed_counts, sqlite_url};
 use support::load;
 use support::pg::PgServer;
 
@@ -64,17 +64,7 @@ async fn pages(app: &TestApp) -> Vec<(String, i64)> {
         .get_json("/api/v1/sites/blog/pages?limit=1000&from=2000-01-01")
         .await;
     assert_eq!(status, 200, "{body}");
-    let mut list: Vec<(String, i64)> = body["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["page"].as_str().unwrap().to_owned(),
-                p["count"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let mut list: Vec<(String, i64)> = listed_counts(&body["pages"], "page").into_iter().collect();
     list.sort();
     list
 }

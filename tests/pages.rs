@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
-use support::app::{TestApp, sqlite_url};
+use support::app::{TestApp, listed_counts, sqlite_url};
 use support::load;
 use support::pg::PgServer;
 
@@ -108,17 +108,7 @@ async fn stored_pages(app: &TestApp, slug: &str) -> BTreeMap<String, i64> {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["next"], Value::Null, "{body}");
-    body["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["page"].as_str().unwrap().to_owned(),
-                p["count"].as_i64().unwrap(),
-            )
-        })
-        .collect()
+    listed_counts(&body["pages"], "page").into_iter().collect()
 }
 
 fn every_page(n: i64) -> BTreeMap<String, i64> {

@@ -9,7 +9,7 @@ mod support;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, json_of, router, sqlite_url};
+use support::app::{TOKEN, json_of, listed_counts, router, sqlite_url};
 use support::pg::PgServer;
 use support::web::{Reply, get, hit_page, send};
 
@@ -127,16 +127,8 @@ async fn details_are_private_until_the_site_is_public(r: &Router) {
         all(3, 200, "")
     );
     let pages = get(r, DETAILS[0], &[("cookie", &cookie)]).await;
-    let listed: Vec<(String, i64)> = json_of(&pages.body)["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["page"].as_str().unwrap().to_owned(),
-                p["count"].as_i64().unwrap(),
-            )
-        })
+    let listed: Vec<(String, i64)> = listed_counts(&json_of(&pages.body)["pages"], "page")
+        .into_iter()
         .collect();
     assert_eq!(listed, vec![("/a".to_owned(), 1)]);
 

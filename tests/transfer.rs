@@ -14,7 +14,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use support::app::{
-    RouterApp, TOKEN, TallyProcess, TestApp, built, call, json_of, router, sqlite_url,
+    RouterApp, TOKEN, TallyProcess, TestApp, built, call, json_of, listed_counts, router,
+    sqlite_url,
 };
 use support::pg::PgServer;
 use tally::Application;
@@ -46,16 +47,8 @@ async fn with_blog(r: &RouterApp) {
 
 async fn counts(r: &Router) -> Vec<(String, i64)> {
     let got = call(r, Method::GET, "/api/v1/sites", Some(TOKEN), None).await;
-    json_of(&got.2)["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["slug"].as_str().unwrap().to_owned(),
-                s["count"].as_i64().unwrap(),
-            )
-        })
+    listed_counts(&json_of(&got.2)["sites"], "slug")
+        .into_iter()
         .collect()
 }
 
@@ -866,16 +859,8 @@ async fn page_counts(r: &Router, slug: &str) -> Vec<(String, i64)> {
     let path = format!("/api/v1/sites/{slug}/pages?limit=1000");
     let (status, _, body) = call(r, Method::GET, &path, Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut pages: Vec<(String, i64)> = json_of(&body)["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["page"].as_str().unwrap().to_owned(),
-                p["count"].as_i64().unwrap(),
-            )
-        })
+    let mut pages: Vec<(String, i64)> = listed_counts(&json_of(&body)["pages"], "page")
+        .into_iter()
         .collect();
     pages.sort();
     pages

@@ -577,3 +577,16 @@ pub fn acknowledged_counts(outcomes: &[super::load::Outcome]) -> Vec<i64> {
         })
         .collect()
 }
+
+/// Each object of a JSON list as `(its key, its count)`, in order: a pages
+/// list's `page`s or a sites list's `slug`s, with their counts.
+pub fn listed_counts(list: &Value, key: &str) -> Vec<(String, i64)> {
+    list.as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|e| {
+            let name = e[key].as_str().expect("a name").to_owned();
+            (name, e["count"].as_i64().expect("a count"))
+        })
+        .collect()
+}
