@@ -176,17 +176,6 @@ impl Recent {
         let sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
         sites.values().map(|l| l.ids.len()).sum()
     }
-
-    /// Forgets a site's ids (its count was reset or set here).
-    pub fn forget(&self, site: SiteId) {
-        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(log) = sites.get_mut(&site) {
-            log.ids.clear();
-            log.held.clear();
-            log.expiry.clear();
-            log.others = None;
-        }
-    }
 }
 
 impl SiteLog {
@@ -399,20 +388,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_forgotten_site_keeps_its_place_in_the_batches() {
-        let recent = Recent::default();
-        recent.learn(1, &[row(5, 0, &[1])]);
-        recent.forget(1);
-        assert_eq!(
-            recent.to_read(1, [1]),
-            ToRead {
-                through: 5,
-                candidates: vec![]
-            }
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn a_hash_recorded_again_outlives_its_first_batch() {
         let recent = Recent::default();
         recent.learn(1, &[row(5, 50, &[1, 2]), row(6, 0, &[1])]);
@@ -434,9 +409,6 @@ mod tests {
         assert!(recent.contended(1));
         assert!(!recent.contended(2));
         tokio::time::advance(CONTENDED).await;
-        assert!(!recent.contended(1));
-        recent.learn(1, &[row(5, 0, &[3])]);
-        recent.forget(1);
         assert!(!recent.contended(1));
     }
 }

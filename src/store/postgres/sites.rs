@@ -146,9 +146,11 @@ impl SiteStore for PgStore {
         self.run(async |client| {
             let tx = client.transaction().await?;
             let set = set_count_in(&tx, id, count).await?;
+            // The ids it deleted stay in this replica's memory until their
+            // window passes: a retry of one finds its batch gone and counts
+            // as a fresh hit. Forgetting them here, after the commit, would
+            // also forget a batch that a waiting commit wrote in between.
             tx.commit().await?;
-            // Its ids are gone from the table: no need to read them again.
-            self.recent.forget(id);
             Ok(set)
         })
         .await

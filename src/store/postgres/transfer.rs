@@ -274,10 +274,9 @@ impl PgStore {
             tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
                 .await?;
             import_pages(&tx, entries, &done, &unpaged).await?;
+            // As for a set count, the ids deleted stay in this replica's
+            // memory until their window passes (see `SiteStore::set_count`).
             tx.commit().await?;
-            for id in &set_ids {
-                self.recent.forget(*id);
-            }
             Ok(done)
         })
         .await
