@@ -19,9 +19,10 @@
 //! - [`store`]: the `Store` trait with its PostgreSQL and SQLite backends
 //!   and their migrations;
 //! - [`cache`]: the cache in front of the store (Redis or in-process):
-//!   count reads, rate limits, unique visitors; never needed for
-//!   correctness;
-//! - [`limiter`]: the sliding-window rate limiter of hits and reads;
+//!   count reads, the hit limit shared across replicas, unique visitors;
+//!   never needed for correctness;
+//! - [`limit`]: every per-client limit (hits, reads, failed sign-ins),
+//!   behind one handle;
 //! - [`bots`]: which user agents are crawlers, whose hits are not counted;
 //! - [`config`]: settings from flags and `TALLY_*` variables, and their
 //!   reference (`tally config --markdown`);
@@ -43,7 +44,7 @@ pub mod counting;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
-pub mod limiter;
+pub mod limit;
 pub mod listener;
 pub mod metrics;
 pub mod net;

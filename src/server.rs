@@ -20,9 +20,8 @@ use crate::cache::{self, Cache};
 use crate::config::{self, ServeSettings};
 use crate::counting::new_pages::NewPageBudget;
 use crate::counting::{Services, WriterSettings, retention};
-use crate::http::guard::AuthGuard;
 use crate::http::{self, AppState};
-use crate::limiter::Limiter;
+use crate::limit::ClientLimits;
 use crate::listener::{self, Limits};
 use crate::metrics::Metrics;
 use crate::secret::redact_url;
@@ -62,7 +61,12 @@ impl Application {
         tracing::info!(store = %redact_url(url.expose()), "using {} store", store.backend().name());
 
         let backend = store.backend();
-        let cache = cache::open(&settings.cache, backend == Backend::Sqlite)?;
+        let limits = Arc::new(ClientLimits::new(
+            settings.cache.rate_limit,
+            settings.read_rate_limit,
+            settings.auth_failure_limit,
+        ));
+        let cache = cache::open(&settings.cache, backend == Backend::Sqlite, limits.hits())?;
         tracing::info!("using {} cache", cache.status().backend);
         let mut metrics = Metrics::default();
         cache.register_metrics(metrics.registry_mut());
@@ -99,17 +103,13 @@ impl Application {
                 trusted: settings.trusted_proxies.clone(),
                 real_ip_from: settings.real_ip_from.clone(),
             },
-            read_limiter: Limiter::new(
-                u64::from(settings.read_rate_limit),
-                Duration::from_secs(60),
-            ),
+            limits,
             metrics,
             dashboard_public: settings.dashboard_public,
-            auth_guard: AuthGuard::new(settings.auth_failure_limit),
             max_import_bytes: settings.max_import_bytes,
             bots: Bots::new(settings.bot_filter),
         });
-        let sweep = tokio::spawn(sweep_auth_failures(state.clone()));
+        let sweep = tokio::spawn(sweep_limits(state.clone()));
         let router = http::router(state.clone(), settings.max_body_bytes);
         let store_connections = match backend {
             Backend::Postgres => u64::from(settings.store.db_pool_size),
@@ -316,11 +316,12 @@ async fn purge_request_ids(counting: Arc<Services>) {
     }
 }
 
-/// Writes the owed lines of failed authentications every few seconds.
-async fn sweep_auth_failures(state: Arc<AppState>) {
+/// Every few seconds, forgets the clients no limit needs any more and
+/// writes the owed log lines of failed sign-ins.
+async fn sweep_limits(state: Arc<AppState>) {
     loop {
         sleep(Duration::from_secs(5)).await;
-        state.auth_guard.sweep();
+        state.limits.sweep();
     }
 }
 

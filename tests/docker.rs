@@ -677,7 +677,7 @@ fn newest_tally(project: &str, old: &[String]) -> String {
 /// (`TALLY_RATE_LIMIT`'s default; the seed's file sets none).
 const SEED_RATE_LIMIT: usize = 600;
 /// The limiter's window: fixed windows of this many seconds, aligned to
-/// Unix time (src/limiter.rs, `Limiter::position`).
+/// Unix time (src/limit/window.rs, `Limiter::position`).
 const RATE_WINDOW_SECS: f64 = 60.0;
 /// The visitor's hits after the one answered 42.
 const SEED_BURST: usize = 700;

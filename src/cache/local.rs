@@ -1,7 +1,6 @@
 //! The in-process cache, for a tally without Redis.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -12,14 +11,12 @@ use super::hll::Hll;
 use super::{Cache, CacheStatus, random_salt, visitor_hash};
 use crate::domain::time::{Day, today};
 use crate::domain::{SiteId, UNIQUE_DAYS_KEPT, Versioned, Visitor};
-use crate::limiter::{Admission, Limiter};
 use crate::sync::lock;
 
 #[derive(Debug)]
 pub struct LocalCache {
     /// `None` when counts must not be cached here (several writers).
     counts: Option<Mutex<HashMap<SiteId, Versioned>>>,
-    limiter: Limiter,
     uniques: Mutex<Uniques>,
 }
 
@@ -31,10 +28,9 @@ struct Uniques {
 }
 
 impl LocalCache {
-    pub fn new(cache_counts: bool, limiter: Limiter) -> Self {
+    pub fn new(cache_counts: bool) -> Self {
         LocalCache {
             counts: cache_counts.then(|| Mutex::new(HashMap::new())),
-            limiter,
             uniques: Mutex::new(Uniques::default()),
         }
     }
@@ -68,10 +64,6 @@ impl Cache for LocalCache {
         lock(&self.uniques).days.retain(|(s, _), _| *s != site);
     }
 
-    fn admit(&self, client: IpAddr) -> Admission {
-        self.limiter.admit(client)
-    }
-
     fn visit(&self, site: SiteId, visitor: &Visitor) {
         let day = today();
         let mut uniques = lock(&self.uniques);
@@ -81,7 +73,6 @@ impl Cache for LocalCache {
                 let salt = random_salt();
                 uniques.salt = Some((day, salt));
                 uniques.days.retain(|(_, d), _| *d > day - UNIQUE_DAYS_KEPT);
-                self.limiter.prune();
                 salt
             }
         };
@@ -111,11 +102,12 @@ impl Cache for LocalCache {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
-    use std::time::Duration;
 
     fn cache(counts: bool) -> LocalCache {
-        LocalCache::new(counts, Limiter::new(0, Duration::from_secs(60)))
+        LocalCache::new(counts)
     }
 
     fn v(generation: i64, count: i64) -> Versioned {

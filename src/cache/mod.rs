@@ -10,7 +10,8 @@
 //!
 //! - [`LocalCache`]: in-process, when `TALLY_REDIS_URL` is not set;
 //! - [`RedisCache`]: shared by every replica, with a circuit breaker;
-//! - both limit hits per client with the [`limiter`](crate::limiter);
+//! - [`RedisCache`] also adds up the per-client window of counted hits
+//!   across replicas ([`limit`](crate::limit));
 //! - [`hll`]: the in-process HyperLogLog for unique visitors.
 
 mod hll;
@@ -21,7 +22,7 @@ use std::fmt;
 use std::hash::Hasher;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use prometheus_client::registry::Registry;
@@ -29,7 +30,7 @@ use prometheus_client::registry::Registry;
 use crate::config::CacheSettings;
 use crate::domain::time::Day;
 use crate::domain::{SiteId, Versioned, Visitor};
-use crate::limiter::{self, Admission};
+use crate::limit::Limiter;
 pub use local::LocalCache;
 pub use redis::RedisCache;
 
@@ -53,9 +54,6 @@ pub trait Cache: Send + Sync + fmt::Debug + 'static {
     /// Drops a deleted site's cached count.
     fn forget(&self, site: SiteId);
 
-    /// Whether a client may count another hit now.
-    fn admit(&self, client: IpAddr) -> Admission;
-
     /// Records a visit for the site's unique-visitor estimate (background).
     fn visit(&self, site: SiteId, visitor: &Visitor);
 
@@ -69,17 +67,21 @@ pub trait Cache: Send + Sync + fmt::Debug + 'static {
 
 /// The cache `settings` ask for. Counts are cached in process only when
 /// one process owns the store (SQLite): with PostgreSQL and no Redis,
-/// replicas would each cache only their own commits.
-pub fn open(settings: &CacheSettings, single_writer: bool) -> anyhow::Result<Arc<dyn Cache>> {
-    let limiter = limiter::Limiter::new(u64::from(settings.rate_limit), Duration::from_secs(60));
+/// replicas would each cache only their own commits. A shared cache also
+/// shares `hit_limits`, the window of counted hits, between replicas.
+pub fn open(
+    settings: &CacheSettings,
+    single_writer: bool,
+    hit_limits: Arc<Limiter>,
+) -> anyhow::Result<Arc<dyn Cache>> {
     match settings.redis_url()? {
         Some(url) => Ok(Arc::new(RedisCache::start(
             url.expose(),
             settings.redis_ca_file.as_deref(),
             settings.cache_timeout,
-            limiter,
+            hit_limits,
         )?)),
-        None => Ok(Arc::new(LocalCache::new(single_writer, limiter))),
+        None => Ok(Arc::new(LocalCache::new(single_writer))),
     }
 }
 
@@ -113,24 +115,19 @@ fn random_salt() -> [u8; 16] {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::metrics::{Metrics, types};
 
-    /// `(name, type)` of every `# TYPE` line, in order.
-    fn types(text: &str) -> Vec<(&str, &str)> {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
-            .collect()
-    }
-
-    fn limiter() -> limiter::Limiter {
-        limiter::Limiter::new(0, Duration::from_secs(60))
+    fn limiter() -> Arc<Limiter> {
+        Arc::new(Limiter::new(0, Duration::from_secs(60)))
     }
 
     #[test]
     fn the_in_process_cache_adds_its_up_gauge() {
         let mut m = Metrics::default();
-        LocalCache::new(true, limiter()).register_metrics(m.registry_mut());
+        LocalCache::new(true).register_metrics(m.registry_mut());
         let text = m.render(0);
         let base = types(&Metrics::default().render(0)).len();
         assert_eq!(types(&text).len(), base + 1, "{text}");

@@ -22,7 +22,6 @@
 //!   fix.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,7 +43,7 @@ use super::{Cache, CacheStatus, random_salt, visitor_hash};
 use crate::domain::time::Day;
 use crate::domain::{SiteId, Versioned};
 use crate::domain::{UNIQUE_DAYS_KEPT, Visitor};
-use crate::limiter::{Admission, Delta, Limiter};
+use crate::limit::{Delta, Limiter};
 use crate::secret::redact_url;
 use crate::sync::lock;
 
@@ -102,7 +101,7 @@ struct Shared {
     visits: Mutex<Vec<(SiteId, Day, u64)>>,
     /// Salts learned from Redis (shared by every replica), by day.
     salts: Mutex<HashMap<Day, [u8; 16]>>,
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     errors: Counter,
     dropped_visits: Counter,
     /// Count reads that Redis answered with a count, and without one.
@@ -141,7 +140,7 @@ impl RedisCache {
         url: &str,
         ca_file: Option<&Path>,
         timeout: Duration,
-        limiter: Limiter,
+        limiter: Arc<Limiter>,
     ) -> anyhow::Result<Self> {
         let client = client(url, ca_file)?;
         let tls = matches!(
@@ -622,10 +621,6 @@ impl Cache for RedisCache {
         lock(&self.shared.pending).remove(&site);
         lock(&self.shared.forgotten).push(site);
         self.shared.wake_flush.notify_one();
-    }
-
-    fn admit(&self, client: IpAddr) -> Admission {
-        self.shared.limiter.admit(client)
     }
 
     fn visit(&self, site: SiteId, visitor: &Visitor) {

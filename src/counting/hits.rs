@@ -15,7 +15,6 @@ use super::{CountError, HitCount, HitFrom, Parts, Ready, WriterSettings};
 use crate::cache::Cache;
 use crate::domain::time::Day;
 use crate::domain::{DEFAULT_SITE_ID, Page, SiteId, Slug, Versioned};
-use crate::limiter::Admission;
 use crate::metrics::Metrics;
 use crate::store::{Backend, PageCount, Store, writes_inline};
 
@@ -258,11 +257,6 @@ impl HitService {
             ))),
             Err(_) => Err(CountError::ShuttingDown),
         }
-    }
-
-    /// Whether a client (by its rate-limit key) may count another hit now.
-    pub fn admit(&self, client: std::net::IpAddr) -> Admission {
-        self.cache.admit(client)
     }
 
     /// Forgets the request ids of hits from before `before`.

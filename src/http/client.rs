@@ -3,7 +3,7 @@
 //! retried hit count once; the per-client limits; and whether the client
 //! is a bot, whose hits are answered and not counted.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -16,18 +16,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use crate::counting::{CountError, HitCount, HitFrom};
 use crate::domain::{Slug, Visitor};
-use crate::limiter::Admission;
+use crate::limit::{self, Admission, Source};
 use crate::net::NetList;
-
-/// Who made an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    /// The client, as this module derives it.
-    pub client: IpAddr,
-    /// The trusted proxy whose headers named the client; `None` for a
-    /// client that reached tally directly.
-    pub proxy: Option<IpAddr>,
-}
 
 /// User agents are cut to this many bytes before hashing.
 const MAX_USER_AGENT: usize = 256;
@@ -111,7 +101,7 @@ impl Client {
     /// The client, if it is under its rate of counted hits; else a 429.
     /// The one way to an [`Admitted`] client, and so to a hit.
     pub fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
-        match state.counting.hits.admit(limit_key(self.visitor.ip)) {
+        match state.limits.admit_hit(self.visitor.ip) {
             Admission::Allowed => Ok(Admitted(self)),
             Admission::Limited { retry_after } => {
                 state.metrics.rate_limited();
@@ -152,7 +142,7 @@ impl Admitted {
             visitor: Some(&self.0.visitor),
             page: None,
             origin: self.0.page_host.as_deref(),
-            client: Some(limit_key(self.0.visitor.ip)),
+            client: Some(limit::key(self.0.visitor.ip)),
         }
     }
 
@@ -244,9 +234,7 @@ pub async fn limit_reads(
     }
     let (parts, body) = request.into_parts();
     let client = Client::of(&parts, &state);
-    if let Admission::Limited { retry_after } =
-        state.read_limiter.admit(limit_key(client.visitor.ip))
-    {
+    if let Admission::Limited { retry_after } = state.limits.admit_read(client.visitor.ip) {
         state.metrics.read_limited();
         return ApiError::new(
             ErrorCode::ReadRateLimited,
@@ -256,18 +244,6 @@ pub async fn limit_reads(
         .into_response();
     }
     next.run(Request::from_parts(parts, body)).await
-}
-
-/// The address limits are kept for: IPv4 addresses as they are, IPv6 by
-/// their /64, which one host or home network usually holds whole.
-pub fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let net = u128::from(v6) & (u128::MAX << 64);
-            IpAddr::V6(Ipv6Addr::from(net))
-        }
-        v4 => v4,
-    }
 }
 
 /// Where a request came from.
@@ -434,13 +410,5 @@ mod tests {
                 via_proxy: false
             }
         );
-    }
-
-    #[test]
-    fn ipv6_clients_are_limited_per_64() {
-        assert_eq!(limit_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
-        assert_eq!(limit_key(ip("2001:db8:1:2:ffff::1")), ip("2001:db8:1:2::"));
-        assert_ne!(limit_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
-        assert_eq!(limit_key(ip("203.0.113.7")), ip("203.0.113.7"));
     }
 }

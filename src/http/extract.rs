@@ -14,10 +14,10 @@ use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::client::{Client, Source};
+use super::client::Client;
 use super::error::{ApiError, ErrorCode};
-use super::guard::Verdict;
 use crate::domain::Slug;
+use crate::limit::{Source, Verdict};
 
 mod strict;
 
@@ -239,8 +239,8 @@ pub(crate) async fn judge_bearer(
 ) -> Result<(), ApiError> {
     let valid = constant_time_eq(given.as_bytes(), token.as_bytes());
     match state
-        .auth_guard
-        .judge(auth_source(parts, state).await, valid)
+        .limits
+        .judge_sign_in(auth_source(parts, state).await, valid)
     {
         Verdict::Allowed => Ok(()),
         Verdict::Failed => Err(ApiError::new(

@@ -18,8 +18,6 @@
 //!   slugs parsed into a [`Slug`](crate::domain::Slug), the admin token);
 //! - [`client`]: who is asking, and [`client::Admitted`], the client under
 //!   its hit limit that every counting handler takes; whether it is a bot;
-//! - [`guard`]: the per-client budget of failed authentications and their
-//!   rate-bounded log.
 //! - `csv`: CSV cells written so that a spreadsheet shows them as text.
 
 pub mod access;
@@ -33,7 +31,6 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod format;
-pub mod guard;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
@@ -60,7 +57,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::bots::Bots;
 use crate::counting::Services;
-use crate::limiter::Limiter;
+use crate::limit::ClientLimits;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 pub use error::{ApiError, ErrorCode};
@@ -72,13 +69,11 @@ pub struct AppState {
     pub greeting: String,
     pub admin_token: Option<Secret>,
     pub proxies: client::Proxies,
-    /// Per-client limit on the routes that read (in process, per replica).
-    pub read_limiter: Limiter,
+    /// Per-client limits: counted hits, reads, failed sign-ins.
+    pub limits: Arc<ClientLimits>,
     pub metrics: Arc<Metrics>,
     /// Whether `/dashboard` is open to anyone (else it needs the admin token).
     pub dashboard_public: bool,
-    /// Failed authentications per client.
-    pub auth_guard: guard::AuthGuard,
     /// Largest import body (`TALLY_MAX_IMPORT_BYTES`).
     pub max_import_bytes: usize,
     /// Which hits are bots' (`TALLY_BOT_FILTER`); see [`client::is_bot`].

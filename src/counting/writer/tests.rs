@@ -1,7 +1,6 @@
 use super::*;
 use crate::cache::LocalCache;
 use crate::domain::Versioned;
-use crate::limiter::Limiter;
 use crate::store::Counted;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -89,7 +88,7 @@ async fn batch_keyed(
     keyed: bool,
     within: Duration,
 ) -> Vec<Reply> {
-    let cache = LocalCache::new(false, Limiter::new(0, Duration::from_secs(60)));
+    let cache = LocalCache::new(false);
     let mut waiting = Vec::new();
     let mut batch: Vec<Pending> = sites
         .iter()

@@ -21,7 +21,7 @@
 //! a copy of the cookie stops working on every replica, not just in the
 //! browser that signed out.
 //!
-//! [`AuthGuard`]: crate::http::guard::AuthGuard
+//! [`AuthGuard`]: crate::limit::AuthGuard
 
 use std::sync::Arc;
 
@@ -40,10 +40,10 @@ use crate::domain::time::at;
 use crate::http::AppState;
 use crate::http::client::Client;
 use crate::http::extract::{auth_source, bearer, constant_time_eq};
-use crate::http::guard::Verdict;
 use crate::http::session::{
     COOKIE, SESSION_SECS, cookie, now, session_expiry, session_hash, session_value, signed_in,
 };
+use crate::limit::Verdict;
 
 /// A viewer allowed to see the dashboard.
 #[derive(Debug, Clone, Copy)]
@@ -82,8 +82,8 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             .map(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
         if let Some(valid) = given {
             match state
-                .auth_guard
-                .judge(auth_source(parts, state).await, valid)
+                .limits
+                .judge_sign_in(auth_source(parts, state).await, valid)
             {
                 Verdict::Allowed => return Ok(Viewer { session: false }),
                 Verdict::Throttled { retry_after } => return Err(throttled(retry_after)),
@@ -364,7 +364,7 @@ pub async fn login(
     };
     let next = safe_next(form.next.as_deref());
     let valid = constant_time_eq(form.token.as_bytes(), token.expose().as_bytes());
-    match state.auth_guard.judge(client.source(), valid) {
+    match state.limits.judge_sign_in(client.source(), valid) {
         Verdict::Allowed => {}
         Verdict::Failed => {
             return login_page(

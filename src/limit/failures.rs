@@ -1,7 +1,7 @@
 //! Failed authentication: a budget per client, one per trusted proxy, and
 //! a log that stays small.
 //!
-//! A client (its address as [`super::client`] derives it; an IPv6 client
+//! A client (its address as `http::client` derives it; an IPv6 client
 //! by its /64) may fail authentication `TALLY_AUTH_FAILURE_LIMIT` times in
 //! any 60 seconds. Past that, every attempt that shows a credential, right
 //! or wrong, is refused with 429 until its oldest failure is a minute old,
@@ -44,11 +44,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::client::{Source, limit_key};
-
-/// The span over which failures are counted, and between two log lines of
-/// one client.
-pub const WINDOW: Duration = Duration::from_secs(60);
+use super::{Source, WINDOW, key};
 
 /// Clients and proxies tracked at most: about 10 000 × (limit × 16 bytes +
 /// 100), a few MB at the largest limit.
@@ -136,8 +132,8 @@ impl AuthGuard {
     /// cannot both slip under the limit.
     pub fn judge(&self, from: Source, valid: bool) -> Verdict {
         let from = Source {
-            client: limit_key(from.client),
-            proxy: from.proxy.map(limit_key),
+            client: key(from.client),
+            proxy: from.proxy.map(key),
         };
         let (verdict, line) = self.judge_at(from, valid, Instant::now());
         if let Some(line) = line {
@@ -453,14 +449,14 @@ mod tests {
     #[test]
     fn an_ipv6_client_spends_the_budget_of_its_slash_64() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
         assert_eq!(
-            limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
             ip("2001:db8:1:2::")
         );
-        assert_eq!(limit_key(ip("2001:db8:1:3::1")), ip("2001:db8:1:3::"));
-        assert_eq!(limit_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(limit_key(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(key(ip("2001:db8:1:3::1")), ip("2001:db8:1:3::"));
+        assert_eq!(key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(key(ip("192.0.2.7")), ip("192.0.2.7"));
         let g = AuthGuard::new(1);
         assert_eq!(g.judge(direct(ip("2001:db8::1")), false), Verdict::Failed);
         assert!(matches!(
