@@ -387,16 +387,17 @@ impl EncodeMetric for Histogram {
     }
 }
 
+/// `(name, type)` of every `# TYPE` line of a rendering, in order.
+#[cfg(test)]
+pub(crate) fn types(text: &str) -> Vec<(&str, &str)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `(name, type)` of every `# TYPE` line, in order.
-    fn types(text: &str) -> Vec<(&str, &str)> {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' '))
-            .collect()
-    }
 
     /// Asserts that each of `lines` is a whole line of `text`.
     fn has(text: &str, lines: &[impl AsRef<str>]) {

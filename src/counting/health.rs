@@ -11,27 +11,13 @@ use crate::store::{Store, StoreError};
 
 #[derive(Debug)]
 pub struct Health {
-    store: Arc<dyn Store>,
-    cache: Arc<dyn Cache>,
-    ready: Ready,
-    metrics: Arc<Metrics>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) cache: Arc<dyn Cache>,
+    pub(super) ready: Ready,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Health {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<dyn Cache>,
-        ready: Ready,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Health {
-            store,
-            cache,
-            ready,
-            metrics,
-        }
-    }
-
     /// Applies the store's migrations that are not applied yet, but the
     /// contract ones that a replica of an older release still holds back:
     /// this release's code works with those applied or not. The store's

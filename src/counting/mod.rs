@@ -226,32 +226,44 @@ impl Services {
             ready: ready.clone(),
             metrics: metrics.clone(),
         };
-        let pages = PageService::new(
-            store.clone(),
-            directory.clone(),
-            rankings.clone(),
-            ready.clone(),
-        );
+        let pages = PageService {
+            store: store.clone(),
+            directory: directory.clone(),
+            rankings: rankings.clone(),
+            ready: ready.clone(),
+        };
         Services {
             hits: HitService::start(parts, pages.clone(), settings),
-            sites: SiteService::new(
-                store.clone(),
-                cache.clone(),
-                directory.clone(),
+            sites: SiteService {
+                store: store.clone(),
+                cache: cache.clone(),
+                directory: directory.clone(),
                 rankings,
-                ready.clone(),
-            ),
+                ready: ready.clone(),
+            },
             pages,
-            series: SeriesService::new(store.clone(), store.clone(), ready.clone()),
-            transfer: TransferService::new(
-                store.clone(),
-                cache.clone(),
+            series: SeriesService {
+                store: store.clone(),
+                pages: store.clone(),
+                ready: ready.clone(),
+            },
+            transfer: TransferService {
+                store: store.clone(),
+                cache: cache.clone(),
                 directory,
-                ready.clone(),
-                settings.page_limit,
-            ),
-            sessions: SessionService::new(store.clone(), ready.clone()),
-            health: Health::new(store, cache, ready, metrics),
+                ready: ready.clone(),
+                page_limit: settings.page_limit,
+            },
+            sessions: SessionService {
+                store: store.clone(),
+                ready: ready.clone(),
+            },
+            health: Health {
+                store,
+                cache,
+                ready,
+                metrics,
+            },
         }
     }
 }

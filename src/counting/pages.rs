@@ -6,33 +6,19 @@ use std::sync::Arc;
 use super::directory::Directory;
 use super::ranking::{self, Rankings};
 use super::{CountError, Ready};
-use crate::domain::time::{Day, today};
-use crate::domain::{Page, PageList, PageSelector, Site, Slug};
+use crate::domain::time::today;
+use crate::domain::{Page, PageList, PageSelector, PageSlice, Site, Slug};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct PageService {
-    store: Arc<dyn Store>,
-    directory: Arc<Directory>,
-    rankings: Arc<Rankings>,
-    ready: Ready,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) directory: Arc<Directory>,
+    pub(super) rankings: Arc<Rankings>,
+    pub(super) ready: Ready,
 }
 
 impl PageService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        directory: Arc<Directory>,
-        rankings: Arc<Rankings>,
-        ready: Ready,
-    ) -> Self {
-        PageService {
-            store,
-            directory,
-            rankings,
-            ready,
-        }
-    }
-
     /// Normalises a page named by a reader of `slug` by the site's rules
     /// ([`Page::named`]: `(other)`, which no hit can name, reads the
     /// overflow page).
@@ -41,40 +27,38 @@ impl PageService {
         Ok(Page::named(raw, &entry.rules)?)
     }
 
-    /// One slice of a site's pages, ranked by their hits in the days
-    /// `[from, to)`: cut from the whole ranking, kept a few seconds (see
-    /// [`ranking`]), so that every slice costs about the same whatever the
-    /// site's number of pages.
-    pub async fn pages(
-        &self,
-        slug: &Slug,
-        from: Day,
-        to: Day,
-        limit: i64,
-        offset: i64,
-    ) -> Result<PageList, CountError> {
+    /// One slice of a site's pages: cut from the whole ranking of its
+    /// days, kept a few seconds (see [`ranking`]), so that every slice
+    /// costs about the same whatever the site's number of pages.
+    pub async fn pages(&self, slug: &Slug, slice: PageSlice) -> Result<PageList, CountError> {
         self.ready.check()?;
         let site = self.store.site(slug).await?.ok_or(CountError::NotFound)?;
+        let (from, to) = (slice.from, slice.to);
         if let Some(kept) = self.rankings.find(&site, from, to) {
-            return Ok(kept.slice(limit, offset));
+            return Ok(kept.slice(slice.limit, slice.offset));
         }
         if site.pages < ranking::MAX_ROWS {
             let since = std::time::Instant::now();
+            let all = PageSlice {
+                limit: ranking::MAX_ROWS,
+                offset: 0,
+                ..slice
+            };
             let whole = self
                 .store
-                .pages(slug, from, to, ranking::MAX_ROWS, 0)
+                .pages(slug, all)
                 .await?
                 .ok_or(CountError::NotFound)?;
             if !whole.more {
                 let kept = self
                     .rankings
                     .keep(from, to, ranking::Ranking::new(whole, since));
-                return Ok(kept.slice(limit, offset));
+                return Ok(kept.slice(slice.limit, slice.offset));
             }
         }
         // Too many pages to keep whole: the store ranks them for this slice.
         self.store
-            .pages(slug, from, to, limit, offset)
+            .pages(slug, slice)
             .await?
             .ok_or(CountError::NotFound)
     }
@@ -97,7 +81,7 @@ impl PageService {
         let after = today() + 1;
         let series = self
             .store
-            .page_series(slug, page, after, after)
+            .page_series(slug, page, after..after)
             .await?
             .ok_or(CountError::NotFound)?;
         Ok(series.before)

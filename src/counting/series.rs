@@ -231,20 +231,12 @@ pub fn fill(range: &Range, buckets: &[(i64, i64)]) -> Vec<Point> {
 
 #[derive(Debug)]
 pub struct SeriesService {
-    store: Arc<dyn SeriesStore>,
-    pages: Arc<dyn PageStore>,
-    ready: Ready,
+    pub(super) store: Arc<dyn SeriesStore>,
+    pub(super) pages: Arc<dyn PageStore>,
+    pub(super) ready: Ready,
 }
 
 impl SeriesService {
-    pub fn new(store: Arc<dyn SeriesStore>, pages: Arc<dyn PageStore>, ready: Ready) -> Self {
-        SeriesService {
-            store,
-            pages,
-            ready,
-        }
-    }
-
     /// A site's series over `range`: one store query.
     pub async fn series(&self, slug: &Slug, range: Range) -> Result<Series, CountError> {
         self.ready.check()?;
@@ -282,7 +274,7 @@ impl SeriesService {
         let day = Step::Day.seconds();
         let data = self
             .pages
-            .page_series(slug, page, range.from / day, range.to / day)
+            .page_series(slug, page, range.from / day..range.to / day)
             .await?
             .ok_or(CountError::NotFound)?;
         let buckets: Vec<(i64, i64)> = data.days.iter().map(|&(d, hits)| (d * day, hits)).collect();

@@ -8,15 +8,11 @@ use crate::store::SessionStore;
 
 #[derive(Debug)]
 pub struct SessionService {
-    store: Arc<dyn SessionStore>,
-    ready: Ready,
+    pub(super) store: Arc<dyn SessionStore>,
+    pub(super) ready: Ready,
 }
 
 impl SessionService {
-    pub fn new(store: Arc<dyn SessionStore>, ready: Ready) -> Self {
-        SessionService { store, ready }
-    }
-
     /// Records a signed-out dashboard session (a hash of its cookie) until
     /// it would have expired; kept in the store so every replica sees it.
     pub async fn revoke_session(

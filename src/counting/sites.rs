@@ -15,30 +15,14 @@ use crate::store::Store;
 
 #[derive(Debug)]
 pub struct SiteService {
-    store: Arc<dyn Store>,
-    cache: Arc<dyn Cache>,
-    directory: Arc<Directory>,
-    rankings: Arc<Rankings>,
-    ready: Ready,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) cache: Arc<dyn Cache>,
+    pub(super) directory: Arc<Directory>,
+    pub(super) rankings: Arc<Rankings>,
+    pub(super) ready: Ready,
 }
 
 impl SiteService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<dyn Cache>,
-        directory: Arc<Directory>,
-        rankings: Arc<Rankings>,
-        ready: Ready,
-    ) -> Self {
-        SiteService {
-            store,
-            cache,
-            directory,
-            rankings,
-            ready,
-        }
-    }
-
     /// The site, with its current count, without counting.
     pub async fn site(&self, slug: &Slug) -> Result<Site, CountError> {
         self.ready.check()?;

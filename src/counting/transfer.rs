@@ -24,32 +24,16 @@ const IMPORT_BATCH_ROWS: usize = 20_000;
 
 #[derive(Debug)]
 pub struct TransferService {
-    store: Arc<dyn TransferStore>,
-    cache: Arc<dyn Cache>,
-    directory: Arc<Directory>,
-    ready: Ready,
+    pub(super) store: Arc<dyn TransferStore>,
+    pub(super) cache: Arc<dyn Cache>,
+    pub(super) directory: Arc<Directory>,
+    pub(super) ready: Ready,
     /// Distinct pages a site may have, which an import holds to as
     /// counting does.
-    page_limit: i64,
+    pub(super) page_limit: i64,
 }
 
 impl TransferService {
-    pub fn new(
-        store: Arc<dyn TransferStore>,
-        cache: Arc<dyn Cache>,
-        directory: Arc<Directory>,
-        ready: Ready,
-        page_limit: i64,
-    ) -> Self {
-        TransferService {
-            store,
-            cache,
-            directory,
-            ready,
-            page_limit,
-        }
-    }
-
     /// Every site with its base count and buckets.
     pub async fn export(&self) -> Result<Vec<SiteDump>, CountError> {
         self.ready.check()?;

@@ -171,6 +171,16 @@ pub struct PageList {
     pub more: bool,
 }
 
+/// One slice of a site's pages ranked by their hits in the days
+/// `[from, to)`: `limit` pages from the `offset`th.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSlice {
+    pub from: time::Day,
+    pub to: time::Day,
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// Which of a site's pages a deletion takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageSelector {

@@ -27,7 +27,7 @@ use super::extract::{Admin, ApiQuery, PageParam, SiteSlug, SlugPath};
 use super::format::{Format, instant};
 use crate::counting::series::{Range, Step};
 use crate::domain::time::unix;
-use crate::domain::{Page, PageList, PageSelector, Slug};
+use crate::domain::{Page, PageList, PageSelector, PageSlice, Slug};
 
 /// Pages listed when `limit` is not given, and at most.
 const DEFAULT_LIMIT: i64 = 100;
@@ -133,7 +133,15 @@ pub async fn list(
     let list = state
         .counting
         .pages
-        .pages(&slug, range.from / day, range.to / day, limit, offset)
+        .pages(
+            &slug,
+            PageSlice {
+                from: range.from / day,
+                to: range.to / day,
+                limit,
+                offset,
+            },
+        )
         .await?;
     let next = list.more.then(|| {
         format!(

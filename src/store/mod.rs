@@ -22,6 +22,7 @@ mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -31,8 +32,8 @@ use async_trait::async_trait;
 use crate::config::StoreSettings;
 use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageList, PageSelector, PageSeries, RulesPatch,
-    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
+    ImportEntry, Imported, NewSite, Page, PageList, PageSelector, PageSeries, PageSlice,
+    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
 };
 use crate::secret::{Secret, redact_url};
 
@@ -235,16 +236,9 @@ pub trait SiteStore: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait PageStore: Send + Sync + fmt::Debug {
     /// The site `slug` and one slice of its pages, ordered by hits in the
-    /// days `[from, to)`, then count, then name; `None` if there is no such
+    /// slice's days, then count, then name; `None` if there is no such
     /// site.
-    async fn pages(
-        &self,
-        slug: &Slug,
-        from: Day,
-        to: Day,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Option<PageList>, StoreError>;
+    async fn pages(&self, slug: &Slug, slice: PageSlice) -> Result<Option<PageList>, StoreError>;
 
     /// Deletes the pages of site `id` that `which` selects, with their
     /// daily hits, in one transaction that holds the site's lock (as a
@@ -260,14 +254,13 @@ pub trait PageStore: Send + Sync + fmt::Debug {
         which: &PageSelector,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// One page's daily hits in `[from, to)` and its count before them
+    /// One page's daily hits in `days` and its count before them
     /// (nothing for a page never hit); `None` if there is no such site.
     async fn page_series(
         &self,
         slug: &Slug,
         page: &Page,
-        from: Day,
-        to: Day,
+        days: Range<Day>,
     ) -> Result<Option<PageSeries>, StoreError>;
 }
 

@@ -45,7 +45,7 @@ use crate::counting::CountError;
 use crate::counting::series::{Range, Series, Step};
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{format_date, format_timestamp, unix};
-use crate::domain::{Page, PageList, Site, Slug};
+use crate::domain::{Page, PageList, PageSlice, Site, Slug};
 use auth::{AdminForm, Viewer};
 use chart::Datum;
 use html::{Nav, error_page, grouped, page, percent};
@@ -332,10 +332,15 @@ pub async fn site(
     let (sites, series, pages, day_series) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.series.series(&slug, range),
-        state
-            .counting
-            .pages
-            .pages(&slug, days.from / day, days.to / day, TOP_PAGES, 0),
+        state.counting.pages.pages(
+            &slug,
+            PageSlice {
+                from: days.from / day,
+                to: days.to / day,
+                limit: TOP_PAGES,
+                offset: 0,
+            }
+        ),
         async {
             // The daily view's range is whole days already.
             if days == range {
@@ -520,14 +525,7 @@ fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup 
             }
             a href="#cumulative" { "Running total" }
         }
-        figure id={ "per-" (unit) } {
-            figcaption { (bars_label) }
-            (chart::bars(&bars_label, &bars))
-        }
-        figure id="cumulative" {
-            figcaption { (line_label) }
-            (chart::line(&line_label, &running))
-        }
+        (charts(unit, (&bars_label, &bars), (&line_label, &running)))
         p class="links" {
             "This series as " a href=(api) { "JSON" } " or "
             a href={ (api) "&format=csv" } { "CSV" } ". Badge "
@@ -563,15 +561,23 @@ fn page_main(series: &Series, name: &Page) -> Markup {
                 "The hits on pages past the site's page limit (TALLY_PAGE_LIMIT) are counted here."
             }
         }
+        (charts(unit, (&bars_label, &bars), (&line_label, &running)))
+        (updated())
+    }
+}
+
+/// A series' two charts: hits per step as bars, the running total as a
+/// line, each with its label.
+fn charts(unit: &str, bars: (&str, &[Datum]), line: (&str, &[Datum])) -> Markup {
+    html! {
         figure id={ "per-" (unit) } {
-            figcaption { (bars_label) }
-            (chart::bars(&bars_label, &bars))
+            figcaption { (bars.0) }
+            (chart::bars(bars.0, bars.1))
         }
         figure id="cumulative" {
-            figcaption { (line_label) }
-            (chart::line(&line_label, &running))
+            figcaption { (line.0) }
+            (chart::line(line.0, line.1))
         }
-        (updated())
     }
 }
 

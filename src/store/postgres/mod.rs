@@ -45,9 +45,9 @@ use super::{
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSelector, PageSeries, PageStat,
-    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
-    keeps_pages, set_count_split,
+    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSelector, PageSeries, PageSlice,
+    PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash,
+    Versioned, keeps_pages, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.

@@ -1,5 +1,7 @@
 //! A site's pages ([`PageStore`]): ranked, one page's days, deleted.
 
+use std::ops::Range;
+
 use super::*;
 
 /// Counts `$3[i]` hits on page `$2[i]` of site `$1` (creating the pages
@@ -115,14 +117,13 @@ pub(super) async fn count_pages(
 
 #[async_trait]
 impl PageStore for PgStore {
-    async fn pages(
-        &self,
-        slug: &Slug,
-        from: Day,
-        to: Day,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Option<PageList>, StoreError> {
+    async fn pages(&self, slug: &Slug, slice: PageSlice) -> Result<Option<PageList>, StoreError> {
+        let PageSlice {
+            from,
+            to,
+            limit,
+            offset,
+        } = slice;
         self.run(async |client| {
             let tx = snapshot(client).await?;
             let Some(site) = site_by_slug(&tx, slug).await? else {
@@ -188,9 +189,12 @@ impl PageStore for PgStore {
         &self,
         slug: &Slug,
         page: &Page,
-        from: Day,
-        to: Day,
+        days: Range<Day>,
     ) -> Result<Option<PageSeries>, StoreError> {
+        let Range {
+            start: from,
+            end: to,
+        } = days;
         self.run(async |client| {
             let tx = snapshot(client).await?;
             let Some(site) = site_by_slug(&tx, slug).await? else {

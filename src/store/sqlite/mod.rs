@@ -27,8 +27,8 @@ use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
     ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSelector, PageSeries,
-    PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash,
-    Versioned, keeps_pages, set_count_split,
+    PageSlice, PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug,
+    TrailingSlash, Versioned, keeps_pages, set_count_split,
 };
 use crate::sync::lock;
 

@@ -1,18 +1,19 @@
 //! A site's pages ([`PageStore`]): ranked, one page's days, deleted.
 
+use std::ops::Range;
+
 use super::*;
 
 #[async_trait]
 impl PageStore for SqliteStore {
-    async fn pages(
-        &self,
-        slug: &Slug,
-        from: Day,
-        to: Day,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Option<PageList>, StoreError> {
+    async fn pages(&self, slug: &Slug, slice: PageSlice) -> Result<Option<PageList>, StoreError> {
         let slug = slug.clone();
+        let PageSlice {
+            from,
+            to,
+            limit,
+            offset,
+        } = slice;
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;
             let Some(site) = site_by_slug(&tx, &slug)? else {
@@ -99,9 +100,12 @@ impl PageStore for SqliteStore {
         &self,
         slug: &Slug,
         page: &Page,
-        from: Day,
-        to: Day,
+        days: Range<Day>,
     ) -> Result<Option<PageSeries>, StoreError> {
+        let Range {
+            start: from,
+            end: to,
+        } = days;
         let (slug, page) = (slug.clone(), page.clone());
         self.read(move |conn| {
             let tx = conn.unchecked_transaction()?;

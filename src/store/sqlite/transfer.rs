@@ -51,11 +51,7 @@ impl TransferStore for SqliteStore {
             // Both lists are in site order: walk them side by side.
             let mut i = 0;
             while let Some(row) = rows.next()? {
-                let id: SiteId = row.get(0)?;
-                while sites.get(i).is_some_and(|d| d.site.id < id) {
-                    i += 1;
-                }
-                if let Some(dump) = sites.get_mut(i).filter(|d| d.site.id == id) {
+                if let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) {
                     dump.buckets.push((at(row.get(1)?), row.get(2)?));
                 }
             }
@@ -67,11 +63,7 @@ impl TransferStore for SqliteStore {
             let mut rows = stmt.query([])?;
             let mut i = 0;
             while let Some(row) = rows.next()? {
-                let id: SiteId = row.get(0)?;
-                while sites.get(i).is_some_and(|d| d.site.id < id) {
-                    i += 1;
-                }
-                let Some(dump) = sites.get_mut(i).filter(|d| d.site.id == id) else {
+                let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) else {
                     continue;
                 };
                 let page: Page = row.get(1)?;
@@ -169,4 +161,14 @@ impl TransferStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The dump of site `id` in `sites` (in site order), looked for from the
+/// `i`th on, which is left at it: rows read in site order find their
+/// sites in one walk.
+fn dump_of<'a>(sites: &'a mut [SiteDump], i: &mut usize, id: SiteId) -> Option<&'a mut SiteDump> {
+    while sites.get(*i).is_some_and(|d| d.site.id < id) {
+        *i += 1;
+    }
+    sites.get_mut(*i).filter(|d| d.site.id == id)
 }
