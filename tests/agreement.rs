@@ -6,7 +6,7 @@ mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::app::{RouterApp, json_of};
+use support::app::{TestApp, json_of};
 use support::web::{get, hit_page, send};
 
 fn code(body: &str) -> String {
@@ -18,7 +18,7 @@ fn code(body: &str) -> String {
 
 #[tokio::test]
 async fn the_page_routes_refuse_what_the_document_does_not_name() {
-    let app = RouterApp::sqlite(&[]).await;
+    let app = TestApp::sqlite(&[]).await;
     app.create_site(&json!({"slug": "blog", "public": true}))
         .await;
     hit_page(&app, "blog", "/a").await;

@@ -5,7 +5,7 @@ mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::app::{RouterApp, TOKEN, call, json_of, router, sqlite_url};
+use support::app::{TOKEN, TestApp, call, json_of, sqlite_url};
 
 const GREETING_1: &str = "Hello Linode!  This page has been viewed 1 time(s).";
 const RESET_BODY: &str = "Successfully deleted redis and postgres counters";
@@ -30,7 +30,7 @@ fn assert_error(
 
 #[tokio::test]
 async fn index_counts_each_hit_with_the_seed_text() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let (status, headers, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
@@ -41,14 +41,14 @@ async fn index_counts_each_hit_with_the_seed_text() {
 
 #[tokio::test]
 async fn greeting_is_configurable() {
-    let r = RouterApp::sqlite(&["--greeting", "World"]).await;
+    let r = TestApp::sqlite(&["--greeting", "World"]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello World!  This page has been viewed 1 time(s).");
 }
 
 #[tokio::test]
 async fn resetcounter_with_the_token_resets_to_zero() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     for _ in 0..3 {
         call(&r, Method::GET, "/", None, None).await;
     }
@@ -62,7 +62,7 @@ async fn resetcounter_with_the_token_resets_to_zero() {
 
 #[tokio::test]
 async fn admin_actions_are_refused_when_no_token_is_configured() {
-    let r = RouterApp::sqlite(&["--no-token"]).await;
+    let r = TestApp::sqlite(&["--no-token"]).await;
     call(&r, Method::GET, "/", None, None).await;
     let admin_calls: [(Method, &str, Option<&str>); 7] = [
         (Method::GET, "/resetcounter", None),
@@ -91,47 +91,45 @@ async fn admin_actions_are_refused_when_no_token_is_configured() {
 
 #[tokio::test]
 async fn admin_actions_need_the_right_bearer_token() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     call(&r, Method::GET, "/", None, None).await;
     let missing = call(&r, Method::GET, "/resetcounter", None, None).await;
     assert_error(&missing, StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(missing.1["www-authenticate"], "Bearer");
-    let wrong = call(
-        &r,
-        Method::GET,
-        "/resetcounter",
-        Some("test-admin-tokeN"),
-        None,
-    )
-    .await;
-    assert_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_token");
-    let longer = call(
-        &r,
-        Method::GET,
-        "/resetcounter",
-        Some("test-admin-token2"),
-        None,
-    )
-    .await;
-    assert_error(&longer, StatusCode::UNAUTHORIZED, "invalid_token");
-    let create = call(
-        &r,
-        Method::POST,
-        "/api/v1/sites",
-        Some("nope"),
-        Some(r#"{"slug":"x"}"#),
-    )
-    .await;
-    assert_error(&create, StatusCode::UNAUTHORIZED, "invalid_token");
-    let set = call(
-        &r,
-        Method::PUT,
-        "/api/v1/sites/default/count",
-        None,
-        Some(r#"{"count":9}"#),
-    )
-    .await;
-    assert_error(&set, StatusCode::UNAUTHORIZED, "unauthorized");
+    // A token that differs in case or length, or is not it at all; none.
+    for (method, path, token, body, code) in [
+        (
+            Method::GET,
+            "/resetcounter",
+            Some("test-admin-tokeN"),
+            None,
+            "invalid_token",
+        ),
+        (
+            Method::GET,
+            "/resetcounter",
+            Some("test-admin-token2"),
+            None,
+            "invalid_token",
+        ),
+        (
+            Method::POST,
+            "/api/v1/sites",
+            Some("nope"),
+            Some(r#"{"slug":"x"}"#),
+            "invalid_token",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/sites/default/count",
+            None,
+            Some(r#"{"count":9}"#),
+            "unauthorized",
+        ),
+    ] {
+        let answer = call(&r, method, path, token, body).await;
+        assert_error(&answer, StatusCode::UNAUTHORIZED, code);
+    }
     assert_eq!(r.count("default").await, 1, "nothing was written");
     let list = call(&r, Method::GET, "/api/v1/sites", Some(TOKEN), None).await;
     assert_eq!(json_of(&list.2)["sites"].as_array().unwrap().len(), 1);
@@ -139,7 +137,7 @@ async fn admin_actions_need_the_right_bearer_token() {
 
 #[tokio::test]
 async fn sites_can_be_created_listed_read_and_deleted() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let (status, headers, body) = call(
         &r,
         Method::POST,
@@ -199,7 +197,7 @@ async fn sites_can_be_created_listed_read_and_deleted() {
 
 #[tokio::test]
 async fn a_site_name_defaults_to_its_slug() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let (_, _, body) = call(
         &r,
         Method::POST,
@@ -221,7 +219,7 @@ async fn a_site_name_defaults_to_its_slug() {
 
 #[tokio::test]
 async fn hits_count_and_reads_do_not() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     call(
         &r,
         Method::POST,
@@ -249,7 +247,7 @@ async fn hits_count_and_reads_do_not() {
 
 #[tokio::test]
 async fn a_starting_count_can_be_set_and_reset() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     call(
         &r,
         Method::POST,
@@ -308,7 +306,7 @@ async fn a_starting_count_can_be_set_and_reset() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
-    let r = RouterApp::sqlite(&["--max-body-bytes", "256"]).await;
+    let r = TestApp::sqlite(&["--max-body-bytes", "256"]).await;
     call(
         &r,
         Method::POST,
@@ -544,7 +542,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 
 #[tokio::test]
 async fn operations_endpoints() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let (status, headers, body) = call(&r, Method::GET, "/healthz", None, None).await;
     assert_eq!(
         (status, json_of(&body)),
@@ -585,7 +583,7 @@ async fn operations_endpoints() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let request = axum::http::Request::get("/healthz")
         .header("x-request-id", "abc-123")
         .body(axum::body::Body::empty())
@@ -605,20 +603,21 @@ async fn counts_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     {
-        let (r, state) = router(&url, &[]).await;
+        let r = TestApp::spawn(&url, &[]).await;
+        let state = r.state.clone();
         for _ in 0..3 {
             call(&r, Method::GET, "/", None, None).await;
         }
         state.counting.hits.close().await;
     }
-    let (r, _) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello Linode!  This page has been viewed 4 time(s).");
 }
 
 #[tokio::test]
 async fn a_hit_s_body_may_be_left_out_but_a_body_sent_is_never_ignored() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let path = "/api/v1/sites/default/hits";
     let send = async |headers: &[(&str, &str)], body: Option<&str>| {
         let reply = support::web::send(&r.router, Method::POST, path, headers, body).await;

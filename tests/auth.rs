@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use support::app::{TOKEN, TallyProcess, TestApp, router, sqlite_url};
+use support::app::{TOKEN, TallyProcess, TestApp, sqlite_url};
 use support::pg::PgServer;
 use support::web::{Reply, get, send};
 
@@ -153,7 +153,7 @@ async fn sign_in_from(r: &Router, token: &str, from: &[(&str, &str)]) -> Reply {
 #[tokio::test]
 async fn the_sign_in_form_shares_the_budget_and_answers_429_past_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     // Half the budget through the dashboard's Bearer header, half by the form.
     for _ in 0..LIMIT / 2 {
         let page = get(
@@ -403,7 +403,7 @@ async fn sign_out(r: &Router, cookie: &str, from: &[(&str, &str)]) -> Reply {
 #[tokio::test]
 async fn a_cross_site_sign_out_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let cookie = session(&r).await;
     for from in [
         &[("origin", "https://evil.example")][..],
@@ -446,7 +446,7 @@ async fn signing_out_ends_the_session_on(a: &Router, b: &Router) {
 #[tokio::test]
 async fn after_sign_out_the_old_cookie_no_longer_opens_the_dashboard_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     signing_out_ends_the_session_on(&r, &r).await;
 }
 
@@ -454,8 +454,8 @@ async fn after_sign_out_the_old_cookie_no_longer_opens_the_dashboard_sqlite() {
 async fn after_sign_out_no_replica_on_postgres_accepts_the_old_cookie() {
     let pg = PgServer::start();
     let url = pg.create_database();
-    let (a, _) = router(&url, &[]).await;
-    let (b, _) = router(&url, &[]).await;
+    let a = TestApp::spawn(&url, &[]).await;
+    let b = TestApp::spawn(&url, &[]).await;
     signing_out_ends_the_session_on(&a, &b).await;
 }
 
@@ -468,7 +468,7 @@ async fn after_sign_out_no_replica_on_postgres_accepts_the_old_cookie() {
 #[tokio::test]
 async fn a_cross_site_sign_in_is_refused_uncounted_and_leaves_the_right_token_working() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let bearer = format!("Bearer {TOKEN}");
     for from in [
         &[("origin", "https://evil.example")][..],
@@ -509,7 +509,7 @@ async fn a_cross_site_sign_in_is_refused_uncounted_and_leaves_the_right_token_wo
 #[tokio::test]
 async fn a_sign_in_is_taken_only_from_a_page_of_this_host() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     for from in [
         &[SAME_ORIGIN][..],
         &[("origin", "http://tally.test:8080")],

@@ -5,14 +5,11 @@ mod support;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use support::app::RouterApp;
+use support::app::TestApp;
 use support::web::{Reply, get};
 
-async fn app() -> RouterApp {
-    let app = RouterApp::sqlite(&[]).await;
-    app.create_site(&serde_json::json!({ "slug": "blog", "count": 41 }))
-        .await;
-    app
+async fn app() -> TestApp {
+    TestApp::with_site(&[], &serde_json::json!({ "slug": "blog", "count": 41 })).await
 }
 
 /// The badge's visible texts, after parsing it as XML (shadows skipped).

@@ -8,7 +8,7 @@ mod support;
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{RouterApp, TOKEN, TallyProcess, admin_via, count_via, router, sqlite_url};
+use support::app::{TOKEN, TallyProcess, TestApp, admin_via, count_via, sqlite_url};
 use support::pg::PgServer;
 use support::web::{Reply, get, send};
 
@@ -24,11 +24,8 @@ const ORIGIN: &str = "https://blog.example";
 
 const COUNTING_CACHE: &str = "max-age=0, no-cache, no-store, must-revalidate";
 
-async fn app(extra: &[&str]) -> RouterApp {
-    let app = RouterApp::sqlite(extra).await;
-    app.create_site(&json!({ "slug": "blog", "count": 41 }))
-        .await;
-    app
+async fn app(extra: &[&str]) -> TestApp {
+    TestApp::with_site(extra, &json!({ "slug": "blog", "count": 41 })).await
 }
 
 async fn badge(r: &Router, user_agent: &str) -> Reply {
@@ -274,7 +271,7 @@ async fn the_environment_variable_turns_the_filter_off() {
 async fn on_postgres_too_a_bot_s_badge_counts_nothing_and_camo_s_counts() {
     let pg = PgServer::start();
     let url = pg.create_database();
-    let (r, _) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
     let (status, body) = admin_via(
         &r,
         Method::POST,

@@ -5,14 +5,14 @@
 mod support;
 
 use axum::http::{Method, StatusCode};
-use support::app::{RouterApp, TOKEN, call};
+use support::app::{TOKEN, TestApp, call};
 use support::web::{Reply, get, send};
 
 /// A name that breaks any page that forgets to escape it.
 const EVIL_NAME: &str = "<script>alert(1)</script> & \"Bob's\"";
 
-async fn app(extra: &[&str]) -> RouterApp {
-    let app = RouterApp::sqlite(extra).await;
+async fn app(extra: &[&str]) -> TestApp {
+    let app = TestApp::sqlite(extra).await;
     if !extra.contains(&"--no-token") {
         app.create_site(&serde_json::json!({ "slug": "blog", "name": EVIL_NAME }))
             .await;
@@ -372,7 +372,7 @@ async fn static_files_are_served_with_types_long_caching_and_etags() {
 }
 
 /// `n` hits on `page` of `blog` through the API, now.
-async fn page_hits(r: &RouterApp, page: &str, n: usize) {
+async fn page_hits(r: &TestApp, page: &str, n: usize) {
     let body = serde_json::json!({ "page": page }).to_string();
     for _ in 0..n {
         let (status, _, reply) = call(
@@ -389,7 +389,7 @@ async fn page_hits(r: &RouterApp, page: &str, n: usize) {
 
 /// `n` hits on `page` of `blog` in the hour 40 days ago: outside every
 /// range the dashboard shows, inside the all-time counts.
-async fn old_page_hits(r: &RouterApp, page: &str, n: usize) {
+async fn old_page_hits(r: &TestApp, page: &str, n: usize) {
     let blog = r
         .store
         .site(&tally::domain::Slug::parse("blog").unwrap())
@@ -469,7 +469,7 @@ fn row(
 
 /// Three pages hit now in the proportions 6 : 3 : 1, two hits that name no
 /// page, and old hits on one of them and on a fourth page.
-async fn app_with_pages() -> RouterApp {
+async fn app_with_pages() -> TestApp {
     let r = app(&[]).await;
     page_hits(&r, "/posts/hello", 6).await;
     page_hits(&r, "/about?utm_source=x#team", 3).await;
@@ -808,7 +808,7 @@ async fn bad_page_queries_are_html_errors_never_500s() {
 }
 
 /// The session cookie of an admin signed in with the form.
-async fn sign_in(r: &RouterApp) -> String {
+async fn sign_in(r: &TestApp) -> String {
     let form = [
         ("content-type", "application/x-www-form-urlencoded"),
         SAME_ORIGIN,
@@ -825,7 +825,7 @@ async fn sign_in(r: &RouterApp) -> String {
 
 /// What deleting `blog`'s pages changes and what it must leave alone:
 /// its pages as the API lists them in CSV; its count; its hourly series.
-async fn blog_pages(r: &RouterApp) -> (String, i64, String) {
+async fn blog_pages(r: &TestApp) -> (String, i64, String) {
     let mut read = Vec::new();
     for path in [
         "/api/v1/sites/blog/pages?format=csv",

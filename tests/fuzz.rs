@@ -39,7 +39,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
@@ -51,7 +50,7 @@ use proptest::test_runner::{
     TestCaseResult, TestError, TestRng, TestRunner,
 };
 use sha2::{Digest, Sha256};
-use support::app::{TOKEN, router, sqlite_url};
+use support::app::{TOKEN, TestApp};
 use tally::domain::origin::{parse_origin, parse_origins};
 use tally::domain::page::{MAX_PAGE_LEN, Page, parse_kept_params};
 use tally::domain::time::{format_date, format_timestamp, parse_instant};
@@ -305,10 +304,9 @@ fn unique_strings(items: Vec<String>) -> Vec<String> {
 
 struct App {
     runtime: tokio::runtime::Runtime,
-    router: Router,
+    app: TestApp,
     /// The allowed origins of site `listed`, as given.
     listed: Vec<String>,
-    _dir: tempfile::TempDir,
 }
 
 const LISTED: [&str; 5] = [
@@ -335,8 +333,7 @@ fn scratch_app() -> &'static App {
 
 fn build_app() -> App {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (router, _) = runtime.block_on(router(&sqlite_url(dir.path()), &[]));
+    let app = runtime.block_on(TestApp::sqlite(&[]));
     let listed: Vec<String> = LISTED.iter().map(|s| s.to_string()).collect();
     let sites = [
         // Public, so that its details read as a page's script reads them.
@@ -352,16 +349,15 @@ fn build_app() -> App {
             .body(Body::from(site.to_string()))
             .unwrap();
         let status = runtime
-            .block_on(router.clone().oneshot(create))
+            .block_on(app.router().oneshot(create))
             .unwrap()
             .status();
         assert_eq!(status, 201, "{site}");
     }
     App {
         runtime,
-        router,
+        app,
         listed,
-        _dir: dir,
     }
 }
 
@@ -403,7 +399,7 @@ fn send(request: Request<Body>) -> Answer {
 fn send_to(app: &App, mut request: Request<Body>) -> Answer {
     request.extensions_mut().insert(ConnectInfo(fresh_peer()));
     app.runtime.block_on(async {
-        let response = app.router.clone().oneshot(request).await.unwrap();
+        let response = app.app.router().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let body = axum::body::to_bytes(response.into_body(), 16 << 20)

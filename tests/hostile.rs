@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
-use support::app::{TOKEN, TestApp, call, parse_greeting, router, sqlite_url};
+use support::app::{TOKEN, TestApp, call, parse_greeting, sqlite_url};
 use support::load;
 use support::nginx::Nginx;
 use support::pg::PgServer;
@@ -58,7 +58,7 @@ async fn uniques_today(app: &TestApp) -> Value {
 #[tokio::test]
 async fn head_requests_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let (status, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, GREETING_1));
 
@@ -378,7 +378,7 @@ async fn reads_have_a_per_client_limit_of_their_own() {
 #[tokio::test]
 async fn csv_exports_neutralise_formulas_in_site_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     for (slug, name) in [
         ("f1", "=1+2"),
         ("f2", "@SUM(A1)"),
@@ -416,7 +416,7 @@ async fn csv_exports_neutralise_formulas_in_site_names() {
 #[tokio::test]
 async fn the_openapi_document_names_only_routes_that_exist() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let (status, headers, text) = call(&r, Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/json");

@@ -9,11 +9,8 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::app::{
-    TOKEN, admin_via, built, call, count_via, hit_via, json_of, router, sqlite_url,
-};
+use support::app::{TOKEN, TestApp, admin_via, call, count_via, hit_via, json_of, sqlite_url};
 use support::pg::PgServer;
-use tally::Application;
 use tally::store::{Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
@@ -117,21 +114,21 @@ async fn hits_past_the_maximum_are_refused(r: &Router) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_past_the_maximum_count_are_refused_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     hits_past_the_maximum_are_refused(&r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hits_past_the_maximum_count_are_refused_on_postgres() {
     let pg = PgServer::start();
-    let (r, _) = router(&pg.create_database(), &[]).await;
+    let r = TestApp::spawn(&pg.create_database(), &[]).await;
     hits_past_the_maximum_are_refused(&r).await;
 }
 
 #[tokio::test]
 async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let refused = [
         (
             "/api/v1/sites",
@@ -191,7 +188,7 @@ async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
 #[tokio::test]
 async fn a_series_never_ends_past_year_9999() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     let series = |query: &str| {
         let path = format!("/api/v1/sites/default/series?{query}");
         let r = r.clone();
@@ -231,13 +228,13 @@ async fn a_series_never_ends_past_year_9999() {
 /// At the maximum, a retried request (same id) still gets its first
 /// count: it counts nothing. Checked on the store, whatever the HTTP layer
 /// decides to trust as a request id.
-async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Application) {
+async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &TestApp) {
     for (slug, count) in [("full", MAX - 1), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
         let (status, _) = admin_via(r, Method::POST, "/api/v1/sites", Some(&body)).await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let store = app.store();
+    let store = &app.store;
     let (full, other) = (2, 3);
     let add = |hits: Vec<SiteHits>| async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -282,13 +279,13 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &Applicat
 #[tokio::test]
 async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let app = built(&sqlite_url(dir.path()), &[]).await;
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
 }
 
 #[tokio::test]
 async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_postgres() {
     let pg = PgServer::start();
-    let app = built(&pg.create_database(), &[]).await;
+    let app = TestApp::spawn(&pg.create_database(), &[]).await;
     a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
 }

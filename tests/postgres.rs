@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, TestApp, call, router, settings};
+use support::app::{TOKEN, TestApp, call, settings};
 use support::pg::PgServer;
 use tally::Application;
 
@@ -35,7 +35,8 @@ async fn a_seed_database_is_adopted_and_keeps_its_count() {
         "UPDATE visitors SET visitor_count = 41 WHERE site_id = 1",
     );
 
-    let (r, state) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
+    let state = r.state.clone();
     let (status, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "Hello Linode!  This page has been viewed 42 time(s).");
@@ -56,7 +57,7 @@ async fn a_seed_database_is_adopted_and_keeps_its_count() {
     state.counting.hits.close().await;
 
     // A second start finds nothing to migrate and keeps counting.
-    let (r, _) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
     assert_eq!(body, "Hello Linode!  This page has been viewed 43 time(s).");
     let all: Vec<String> = tally::store::migrate::POSTGRES
@@ -130,7 +131,7 @@ async fn three_replicas_migrating_at_once_apply_each_migration_once() {
 async fn the_api_works_the_same_on_postgres() {
     let pg = PgServer::start();
     let url = pg.create_database();
-    let (r, _) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
     let t = Some(TOKEN);
     let (status, headers, body) = call(
         &r,
@@ -287,8 +288,8 @@ async fn a_store_down_at_start_up_delays_readiness_instead_of_failing() {
 async fn a_site_deleted_and_created_again_on_another_replica_is_counted() {
     let pg = PgServer::start();
     let url = pg.create_database();
-    let (a, _) = router(&url, &[]).await;
-    let (b, _) = router(&url, &[]).await;
+    let a = TestApp::spawn(&url, &[]).await;
+    let b = TestApp::spawn(&url, &[]).await;
     let t = Some(TOKEN);
     call(
         &a,

@@ -9,7 +9,7 @@ mod support;
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{TOKEN, json_of, listed_counts, router, sqlite_url};
+use support::app::{TOKEN, TestApp, json_of, listed_counts, sqlite_url};
 use support::pg::PgServer;
 use support::web::{Reply, get, hit_page, send};
 
@@ -165,14 +165,14 @@ async fn details_are_private_until_the_site_is_public(r: &Router) {
 #[tokio::test]
 async fn details_are_private_until_the_site_is_public_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &[]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
     details_are_private_until_the_site_is_public(&r).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn details_are_private_until_the_site_is_public_on_postgres() {
     let pg = PgServer::start();
-    let (r, _) = router(&pg.create_database(), &[]).await;
+    let r = TestApp::spawn(&pg.create_database(), &[]).await;
     details_are_private_until_the_site_is_public(&r).await;
 }
 
@@ -182,7 +182,7 @@ async fn details_are_private_until_the_site_is_public_on_postgres() {
 #[tokio::test]
 async fn the_instance_default_applies_to_sites_without_a_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &["--dashboard-public"]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &["--dashboard-public"]).await;
     let site = create(&r, "blog", None).await;
     assert_eq!(site["public"], json!(true));
     assert_eq!(statuses(&r, &DETAILS, &[]).await, all(3, 200, ""));
@@ -224,7 +224,7 @@ async fn the_instance_default_applies_to_sites_without_a_setting() {
 
     // Without an admin token, the instance's default is all there is.
     let dir = tempfile::tempdir().unwrap();
-    let (r, _) = router(&sqlite_url(dir.path()), &["--no-token"]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &["--no-token"]).await;
     assert_eq!(
         statuses(&r, &["/api/v1/sites/default/pages"], &[]).await,
         all(1, 401, "unauthorized")

@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 use reqwest::Method as ReqMethod;
 use serde_json::Value;
 use std::sync::Arc;
-use support::app::{TOKEN, TestApp, built, call, json_of, sqlite_url};
+use support::app::{TOKEN, TestApp, call, json_of, sqlite_url};
 use support::load::{self, Until};
 use support::pg::PgServer;
 use tally::domain::Slug;
@@ -223,8 +223,8 @@ async fn postgres_series_add_up_to_counts_under_load_through_two_instances() {
 /// 23:00 on 2026-01-10, 1 at 00:00 on the 11th, and a base count of 10.
 async fn known_data() -> (Router, Arc<AppState>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let app = built(&sqlite_url(dir.path()), &[]).await;
-    let (router, state) = (app.router(), app.state().clone());
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    let (router, state) = (app.router(), app.state.clone());
     let got = call(
         &router,
         Method::POST,
@@ -234,7 +234,7 @@ async fn known_data() -> (Router, Arc<AppState>, tempfile::TempDir) {
     )
     .await;
     assert_eq!(got.0, StatusCode::CREATED, "{}", got.2);
-    let store = app.store();
+    let store = &app.store;
     let id = site_id(store, "blog").await;
     for (hour, n) in [(5, 3), (7, 2), (23, 4), (24, 1)] {
         store

@@ -7,7 +7,7 @@ mod support;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::app::{RouterApp, TOKEN, json_of};
+use support::app::{TOKEN, TestApp, json_of};
 use support::web::{Reply, get, send};
 use tally::domain::{RulesPatch, Slug};
 
@@ -15,7 +15,7 @@ const SCRIPT: &str = include_str!("../static/count.js");
 const PAGE_ORIGIN: &str = "http://blog.example";
 
 /// A preflight for the script's POST from `PAGE_ORIGIN`.
-async fn preflight(app: &RouterApp, path: &str) -> Reply {
+async fn preflight(app: &TestApp, path: &str) -> Reply {
     send(
         app,
         Method::OPTIONS,
@@ -31,7 +31,7 @@ async fn preflight(app: &RouterApp, path: &str) -> Reply {
 }
 
 /// The script's POST from `PAGE_ORIGIN`, with `body` as JSON.
-async fn post_hit(app: &RouterApp, slug: &str, body: &str) -> Reply {
+async fn post_hit(app: &TestApp, slug: &str, body: &str) -> Reply {
     send(
         app,
         Method::POST,
@@ -61,7 +61,7 @@ fn cors_headers(reply: &Reply) -> Vec<String> {
     names
 }
 
-async fn page_count(app: &RouterApp, slug: &str, page: &str) -> i64 {
+async fn page_count(app: &TestApp, slug: &str, page: &str) -> i64 {
     let reply = get(
         app,
         &format!("/api/v1/sites/{slug}/pages/count?page={page}"),
@@ -74,11 +74,8 @@ async fn page_count(app: &RouterApp, slug: &str, page: &str) -> i64 {
 
 /// An app with site `blog`, public so that its pages can be read without
 /// the token, as a page's script would.
-async fn with_blog(extra: &[&str]) -> RouterApp {
-    let app = RouterApp::sqlite(extra).await;
-    app.create_site(&json!({"slug": "blog", "public": true}))
-        .await;
-    app
+async fn with_blog(extra: &[&str]) -> TestApp {
+    TestApp::with_site(extra, &json!({"slug": "blog", "public": true})).await
 }
 
 #[tokio::test]

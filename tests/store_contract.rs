@@ -58,10 +58,9 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestRunner};
 use serde_json::{Value, json};
-use support::app::{TOKEN, built, sqlite_url};
+use support::app::{TOKEN, TestApp, sqlite_url};
 use support::pg::{PgOptions, PgServer};
 use tally::counting::CountError;
-use tally::http::AppState;
 use tower::ServiceExt;
 
 /// The sites: `default` is in every new database, the next two are
@@ -1096,51 +1095,15 @@ impl Store {
 // ---------------------------------------------------------------------------
 // Replicas and requests
 
-/// A tally instance serving (on a port nobody uses) so that it can be
+/// A replica: a tally serving (on a port nobody uses) so that it can be
 /// stopped as a process is; requests reach its router directly.
-struct Replica {
-    router: Router,
-    state: Arc<AppState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    serving: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+async fn start_replica(url: &str) -> TestApp {
+    TestApp::spawn(url, &SETTINGS).await
 }
 
-impl Replica {
-    async fn start(url: &str) -> Replica {
-        let app = built(url, &SETTINGS).await;
-        let (router, state) = (app.router(), app.state().clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(app.serve(listener, async move {
-            let _ = stopped.await;
-        }));
-        Replica {
-            router,
-            state,
-            stop: Some(stop),
-            serving: Some(serving),
-        }
-    }
-
-    /// Graceful stop: it must commit what it holds and exit cleanly.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(serving) = self.serving.take() {
-            serving.await.expect("serve task").expect("a graceful stop");
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Some(serving) = self.serving.take() {
-            serving.abort();
-        }
-    }
+/// Graceful stop: it must commit what it holds and exit cleanly.
+async fn stop_replica(replica: TestApp) {
+    replica.stop().await.expect("a graceful stop");
 }
 
 #[derive(Debug, Clone)]
@@ -1221,7 +1184,7 @@ struct Case {
     backend: Backend,
     store: Store,
     url: String,
-    replicas: Vec<Replica>,
+    replicas: Vec<TestApp>,
     /// Every state the store may be in; all show the same.
     models: Vec<Model>,
     /// The keyed hits sent so far, for resends.
@@ -1295,7 +1258,7 @@ impl Case {
         let url = store.url();
         let mut replicas = Vec::new();
         for _ in 0..backend.replicas() {
-            replicas.push(Replica::start(&url).await);
+            replicas.push(start_replica(&url).await);
         }
         let mut case = Case {
             backend,
@@ -1330,7 +1293,7 @@ impl Case {
 
     async fn finish(self) {
         for replica in self.replicas {
-            replica.stop().await;
+            stop_replica(replica).await;
         }
         self.store.drop_schema().await;
     }
@@ -1555,8 +1518,8 @@ impl Case {
             Step::Outage(ops) => self.outage(n, step, ops, today).await,
             Step::RestartReplica(r) => {
                 let r = usize::from(*r);
-                self.replicas.remove(r).stop().await;
-                let fresh = Replica::start(&self.url).await;
+                stop_replica(self.replicas.remove(r)).await;
+                let fresh = start_replica(&self.url).await;
                 self.replicas.insert(r, fresh);
                 self.known[r] = [None; 4];
                 Record::quiet(n, self.started.elapsed(), step)

@@ -13,12 +13,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
-use support::app::{
-    RouterApp, TOKEN, TallyProcess, TestApp, built, call, json_of, listed_counts, router,
-    sqlite_url,
-};
+use support::app::{TOKEN, TallyProcess, TestApp, call, json_of, listed_counts, sqlite_url};
 use support::pg::PgServer;
-use tally::Application;
 use tally::domain::{Page, Slug};
 use tally::store::{SiteHits, Store};
 use tower::ServiceExt;
@@ -27,7 +23,7 @@ use tower::ServiceExt;
 const HOUR: u64 = 1_768_021_200;
 
 /// Site `blog` ("Blog, \"mine\"") with a base of 10 and 3 + 2 hits in two hours.
-async fn with_blog(r: &RouterApp) {
+async fn with_blog(r: &TestApp) {
     let body = json!({ "slug": "blog", "name": "Blog, \"mine\"", "count": 10 }).to_string();
     let got = call(r, Method::POST, "/api/v1/sites", Some(TOKEN), Some(&body)).await;
     assert_eq!(got.0, StatusCode::CREATED);
@@ -54,7 +50,7 @@ async fn counts(r: &Router) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn export_json_holds_counts_bases_and_hours() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let (status, headers, body) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -82,7 +78,7 @@ async fn export_json_holds_counts_bases_and_hours() {
 
 #[tokio::test]
 async fn export_csv_is_exact_and_each_site_adds_up() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let (status, headers, body) = call(
         &r,
@@ -106,7 +102,7 @@ async fn export_csv_is_exact_and_each_site_adds_up() {
 
 #[tokio::test]
 async fn export_and_import_are_admin_actions() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     for (method, path, body) in [
         (Method::GET, "/api/v1/export", None),
         (
@@ -134,7 +130,7 @@ async fn export_and_import_are_admin_actions() {
 
 #[tokio::test]
 async fn import_sets_counts_and_creates_missing_sites() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let state = r.state.clone();
     with_blog(&r).await;
     let body = r#"[{"slug":"blog","count":1000},{"slug":"docs","count":7,"name":"Docs"},{"slug":"default","count":3}]"#;
@@ -170,10 +166,10 @@ async fn import_sets_counts_and_creates_missing_sites() {
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let fresh = RouterApp::sqlite(&[]).await;
+    let fresh = TestApp::sqlite(&[]).await;
     let (status, _, reply) = call(
         &fresh,
         Method::POST,
@@ -190,7 +186,7 @@ async fn an_export_imports_into_a_fresh_instance() {
 
 #[tokio::test]
 async fn a_bad_entry_anywhere_writes_nothing() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let before = counts(&r).await;
     for body in [
@@ -218,7 +214,7 @@ async fn a_bad_entry_anywhere_writes_nothing() {
 
 #[tokio::test]
 async fn imports_may_be_larger_than_other_bodies() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     let sites: Vec<Value> = (0..2000)
         .map(|i| json!({ "slug": format!("site-{i:04}"), "count": i, "name": "x".repeat(20) }))
         .collect();
@@ -318,7 +314,7 @@ async fn export_sites(r: &Router) -> Vec<Value> {
 /// 10 022 sites with two hours each, replayed into an empty tally: its
 /// export is the document, site for site.
 async fn ten_thousand_sites_import_into_an_empty_tally(database_url: &str) {
-    let (r, _state) = router(database_url, &[]).await;
+    let r = TestApp::spawn(database_url, &[]).await;
     let doc = export_document(10_022, 2);
     let started = Instant::now();
     let (status, reply) = import(&r, "?hours=replay", &doc).await;
@@ -500,15 +496,15 @@ on_both_stores!(hits_are_answered_during_a_large_import:
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let (_, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
-    let fresh = RouterApp::sqlite(&[]).await;
+    let fresh = TestApp::sqlite(&[]).await;
     let (status, reply) = import(&fresh, "?hours=replay", &export).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(export_sites(&fresh).await, sites_of(&export));
     // Without a replay, the hours land in the base count.
-    let plain = RouterApp::sqlite(&[]).await;
+    let plain = TestApp::sqlite(&[]).await;
     assert_eq!(import(&plain, "", &export).await.0, StatusCode::OK);
     let blog = &export_sites(&plain).await[1];
     assert_eq!(
@@ -520,7 +516,7 @@ async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
 #[tokio::test]
 async fn reimporting_10_000_existing_sites_on_postgres_succeeds_within_the_store_timeout() {
     let pg = PgServer::start();
-    let (r, _state) = router(&pg.create_database(), &["--store-timeout", "2s"]).await;
+    let r = TestApp::spawn(&pg.create_database(), &["--store-timeout", "2s"]).await;
     let list = |plus: i64| {
         let sites: Vec<Value> = (0..10_000)
             .map(|i| json!({ "slug": format!("s-{i:05}"), "count": i + plus }))
@@ -554,7 +550,7 @@ async fn an_import_cut_short_by_the_store_says_what_it_kept_and_a_rerun_finishes
     let pg = PgServer::start();
     let url = pg.create_database();
     let db = url.rsplit('/').next().unwrap().to_owned();
-    let (r, _state) = router(&url, &[]).await;
+    let r = TestApp::spawn(&url, &[]).await;
     pg.psql(
         &db,
         "CREATE FUNCTION refuse_700() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
@@ -585,7 +581,7 @@ async fn an_import_cut_short_by_the_store_says_what_it_kept_and_a_rerun_finishes
 #[tokio::test]
 async fn an_import_past_the_limit_is_413_naming_the_setting_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, _state) = router(&sqlite_url(dir.path()), &["--max-import-bytes", "4096"]).await;
+    let r = TestApp::spawn(&sqlite_url(dir.path()), &["--max-import-bytes", "4096"]).await;
     let sites = |n: usize| {
         let list: Vec<Value> = (0..n)
             .map(|i| json!({ "slug": format!("site-{i:04}"), "count": i }))
@@ -629,7 +625,7 @@ async fn an_import_past_the_limit_is_413_naming_the_setting_and_writes_nothing()
 
 #[tokio::test]
 async fn malformed_and_duplicate_key_documents_are_400_and_write_nothing() {
-    let r = RouterApp::sqlite(&[]).await;
+    let r = TestApp::sqlite(&[]).await;
     with_blog(&r).await;
     let before = export_sites(&r).await;
     let h = |t: &str, hits: i64| format!(r#"{{"t":"{t}","hits":{hits}}}"#);
@@ -788,7 +784,7 @@ async fn page_hits(store: &Arc<dyn Store>, hour: u64, sites: &[(i64, &[&str])]) 
 /// Sites `blog` and `docs` with pages hit over three days, on an app with
 /// a page limit of 2: blog's /a and /b are pages, its /c, /d and /e land
 /// on `(other)`, and two of its hits name no page.
-async fn with_pages(app: &Application) -> Router {
+async fn with_pages(app: &TestApp) -> Router {
     let r = app.router();
     for body in [
         r#"{"slug":"blog","name":"Blog, \"mine\""}"#,
@@ -798,12 +794,12 @@ async fn with_pages(app: &Application) -> Router {
         assert_eq!(got.0, StatusCode::CREATED, "{}", got.2);
     }
     let id = |slug: &str| {
-        let store = app.store().clone();
+        let store = app.store.clone();
         let slug = Slug::parse(slug).unwrap();
         async move { store.site(&slug).await.unwrap().unwrap().id }
     };
     let (blog, docs) = (id("blog").await, id("docs").await);
-    let store = app.store();
+    let store = &app.store;
     let now = this_hour();
     page_hits(store, now - 2 * 86_400, &[(blog, &["/a", "/a", "/b"])]).await;
     page_hits(
@@ -893,7 +889,7 @@ async fn a_new_page_counts_on_other(r: &Router, count: i64, page_count: i64) {
 /// empty tally (replayed, and not): the same sites, counts, pages, page
 /// counts, page days and page totals, and the page limit still holds.
 async fn pages_survive_an_export_and_an_import(urls: [String; 3]) {
-    let old = built(&urls[0], &["--page-limit", "2"]).await;
+    let old = TestApp::spawn(&urls[0], &["--page-limit", "2"]).await;
     let r = with_pages(&old).await;
     let (status, _, export) = call(&r, Method::GET, "/api/v1/export", Some(TOKEN), None).await;
     assert_eq!(status, StatusCode::OK);
@@ -924,7 +920,7 @@ async fn pages_survive_an_export_and_an_import(urls: [String; 3]) {
     );
     assert_eq!(sites[0]["pages"], json!([]));
 
-    let fresh = built(&urls[1], &["--page-limit", "2"]).await;
+    let fresh = TestApp::spawn(&urls[1], &["--page-limit", "2"]).await;
     let f = fresh.router();
     let (status, reply) = import(&f, "?hours=replay", &export).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
@@ -974,7 +970,7 @@ async fn pages_survive_an_export_and_an_import(urls: [String; 3]) {
 
     // Without a replay, the hours land in the base count; the pages are
     // the same.
-    let plain = built(&urls[2], &["--page-limit", "2"]).await;
+    let plain = TestApp::spawn(&urls[2], &["--page-limit", "2"]).await;
     let p = plain.router();
     let (status, reply) = import(&p, "", &export).await;
     assert_eq!(status, StatusCode::OK, "{reply}");
@@ -1015,7 +1011,7 @@ async fn pages_survive_an_export_and_an_import_on_postgres() {
 /// Bad pages anywhere in a document: a 400 naming the site and the page,
 /// and nothing written (not even the valid site before them).
 async fn bad_pages_write_nothing(database_url: &str) {
-    let app = built(database_url, &["--page-limit", "2"]).await;
+    let app = TestApp::spawn(database_url, &["--page-limit", "2"]).await;
     let r = with_pages(&app).await;
     let before = export_sites(&r).await;
     let doc = |pages: &str| {
@@ -1084,7 +1080,7 @@ on_both_stores!(bad_pages_write_nothing:
 /// An import without pages leaves a site's pages as they are, unless its
 /// new count cannot hold them; with `pages` they are replaced.
 async fn pages_left_out_are_kept(database_url: &str) {
-    let app = built(database_url, &["--page-limit", "2"]).await;
+    let app = TestApp::spawn(database_url, &["--page-limit", "2"]).await;
     let r = with_pages(&app).await;
     let blog = owned(&[("(other)", 3), ("/a", 4), ("/b", 2)]);
     assert_eq!(page_counts(&r, "blog").await, blog);
@@ -1131,7 +1127,7 @@ async fn pages_left_out_are_kept(database_url: &str) {
     // Once retention has folded the hours, a count set below the pages'
     // hits (but not below the hours, which are gone) drops the pages.
     let later = UNIX_EPOCH + Duration::from_secs(this_hour() + 3 * 86_400);
-    app.store().prune_series(later).await.unwrap();
+    app.store.prune_series(later).await.unwrap();
     let set = |count: i64| {
         let body = format!(r#"{{"count":{count}}}"#);
         let r = r.clone();
@@ -1181,7 +1177,7 @@ fn refusal(body: String, field: &str, why: &str, value: &str, past: usize) -> (S
 /// `400 invalid_body` with exactly that message, and nothing is written:
 /// every count, base count, hour, page and page day is as before.
 async fn refused_writing_nothing(database_url: &str, cases: &[(String, String)]) {
-    let app = built(database_url, &["--page-limit", "2"]).await;
+    let app = TestApp::spawn(database_url, &["--page-limit", "2"]).await;
     let r = with_pages(&app).await;
     let before = export_sites(&r).await;
     let blog = site_json(&r, "blog").await;
@@ -1353,7 +1349,7 @@ on_both_stores!(malformed_timestamps_are_refused:
 /// site's count and its pages' total are the document's, and a new page
 /// counts on `(other)`.
 async fn pages_past_the_limit_fold_into_other(database_url: &str) {
-    let app = built(database_url, &["--page-limit", "5"]).await;
+    let app = TestApp::spawn(database_url, &["--page-limit", "5"]).await;
     let r = app.router();
     let (d1, d0) = (date_before(1), date_before(0));
     let mut pages = vec![json!({"page": "(other)", "count": 4, "daily": [{"d": d0, "hits": 4}]})];

@@ -66,21 +66,6 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("tally.db").display())
 }
 
-/// An application without a socket, for `oneshot` calls.
-pub async fn router(database_url: &str, extra: &[&str]) -> (Router, Arc<AppState>) {
-    let app = built(database_url, extra).await;
-    (app.router(), app.state().clone())
-}
-
-/// An application, ready, not serving: for tests that also reach its store.
-pub async fn built(database_url: &str, extra: &[&str]) -> Application {
-    let app = Application::build(&settings(database_url, extra)).expect("build app");
-    app.ready(Duration::from_secs(20))
-        .await
-        .expect("store ready");
-    app
-}
-
 /// One request through the router; returns status, headers and body text.
 pub async fn call(
     router: &Router,
@@ -124,76 +109,6 @@ fn hit_detail(status: u16, body: &Value) -> Value {
         body["count"].clone()
     } else {
         body["error"]["code"].clone()
-    }
-}
-
-/// An application without a socket, on a fresh SQLite database, answering
-/// `oneshot` calls; it derefs to its router.
-pub struct RouterApp {
-    pub router: Router,
-    pub state: Arc<AppState>,
-    /// The store the app opened, to write past its counter.
-    pub store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for RouterApp {
-    type Target = Router;
-    fn deref(&self) -> &Router {
-        &self.router
-    }
-}
-
-impl RouterApp {
-    pub async fn sqlite(extra: &[&str]) -> RouterApp {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let app = built(&sqlite_url(dir.path()), extra).await;
-        RouterApp {
-            router: app.router(),
-            state: app.state().clone(),
-            store: app.store().clone(),
-            _dir: dir,
-        }
-    }
-
-    /// One request; returns status, headers and body text.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        json: Option<&str>,
-    ) -> (StatusCode, HeaderMap, String) {
-        call(&self.router, method, path, token, json).await
-    }
-
-    /// A request with the admin token; returns status and JSON body.
-    pub async fn admin(
-        &self,
-        method: Method,
-        path: &str,
-        json: Option<&str>,
-    ) -> (StatusCode, Value) {
-        admin_via(&self.router, method, path, json).await
-    }
-
-    /// `POST /api/v1/sites` with the admin token; the site must be created.
-    pub async fn create_site(&self, site: &Value) {
-        let (status, body) = self
-            .admin(Method::POST, "/api/v1/sites", Some(&site.to_string()))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    /// The stored count of `slug`.
-    pub async fn count(&self, slug: &str) -> i64 {
-        count_via(&self.router, slug).await
-    }
-
-    /// `POST /api/v1/sites/{slug}/hits`: the status and, for a 200, the
-    /// count, else the error code.
-    pub async fn hit(&self, slug: &str) -> (StatusCode, Value) {
-        hit_via(&self.router, slug).await
     }
 }
 
@@ -249,8 +164,11 @@ pub async fn greeting_at(base: &str) -> i64 {
     parse_greeting(&body).unwrap_or_else(|| panic!("not the greeting: {body:?}"))
 }
 
-/// A served application on 127.0.0.1:<random port>.
+/// tally in-process, ready, serving on 127.0.0.1:<random port>: requests
+/// go through its socket ([`TestApp::url`]) or, without one, straight to
+/// its router (it derefs to it, for `oneshot` calls).
 pub struct TestApp {
+    pub router: Router,
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     /// The store and cache the app opened, to write past its counter.
@@ -258,9 +176,33 @@ pub struct TestApp {
     pub cache: Arc<dyn Cache>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The SQLite database's directory, when the app made its own.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Router;
+    fn deref(&self) -> &Router {
+        &self.router
+    }
 }
 
 impl TestApp {
+    /// On a fresh SQLite database of its own.
+    pub async fn sqlite(extra: &[&str]) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut app = Self::spawn(&sqlite_url(dir.path()), extra).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// On a fresh SQLite database of its own, with `site` created.
+    pub async fn with_site(extra: &[&str], site: &Value) -> TestApp {
+        let app = Self::sqlite(extra).await;
+        app.create_site(site).await;
+        app
+    }
+
     pub async fn spawn(database_url: &str, extra: &[&str]) -> TestApp {
         Self::spawn_with(settings(database_url, extra)).await
     }
@@ -270,6 +212,7 @@ impl TestApp {
         app.ready(Duration::from_secs(20))
             .await
             .expect("store ready");
+        let router = app.router();
         let state = app.state().clone();
         let (store, cache) = (app.store().clone(), app.cache().clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -279,21 +222,69 @@ impl TestApp {
             let _ = stopped.await;
         }));
         TestApp {
+            router,
             addr,
             state,
             store,
             cache,
             stop: Some(stop),
             task: Some(task),
+            _dir: None,
         }
+    }
+
+    /// A handle on the router, for code that takes one by value.
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// `GET path` with the admin token (which reads every site's details;
-    /// a public route ignores it); returns status and JSON body.
+    /// One request through the router; returns status, headers and body text.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        json: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        call(&self.router, method, path, token, json).await
+    }
+
+    /// A request with the admin token; returns status and JSON body.
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&str>,
+    ) -> (StatusCode, Value) {
+        admin_via(&self.router, method, path, json).await
+    }
+
+    /// `POST /api/v1/sites` with the admin token; the site must be created.
+    pub async fn create_site(&self, site: &Value) {
+        let (status, body) = self
+            .admin(Method::POST, "/api/v1/sites", Some(&site.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// The stored count of `slug`.
+    pub async fn count(&self, slug: &str) -> i64 {
+        count_via(&self.router, slug).await
+    }
+
+    /// `POST /api/v1/sites/{slug}/hits`: the status and, for a 200, the
+    /// count, else the error code.
+    pub async fn hit(&self, slug: &str) -> (StatusCode, Value) {
+        hit_via(&self.router, slug).await
+    }
+
+    /// `GET path` through the socket with the admin token (which reads
+    /// every site's details; a public route ignores it); returns status
+    /// and JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let url = self.url(path);
         let response = super::load::client()
@@ -306,23 +297,6 @@ impl TestApp {
         let text = response.text().await.unwrap();
         let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
         (status, body)
-    }
-
-    /// The stored count of `slug`.
-    pub async fn count(&self, slug: &str) -> i64 {
-        count_at(&self.url(""), slug).await
-    }
-
-    /// `POST /api/v1/sites` with the admin token; the site must be created.
-    pub async fn create_site(&self, site: &Value) {
-        let r = super::load::client()
-            .post(self.url("/api/v1/sites"))
-            .bearer_auth(TOKEN)
-            .json(site)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "create {site}");
     }
 
     /// Graceful stop; returns what `serve` returned.
