@@ -9,7 +9,7 @@
 -- With BENCH_ID_PREFIX set, every request carries a new X-Request-Id:
 -- the prefix (which bench/run makes new for each run), the wrk thread's
 -- number and a counter, so no two requests of a bench/run share an id.
--- Without it, wrk sends one fixed request over and over (no Lua per
+-- Without it or BENCH_PATHS, wrk sends one fixed request over and over (no Lua per
 -- request).
 
 local threads = {}
@@ -20,15 +20,27 @@ function setup(thread)
 end
 
 local id_prefix = os.getenv("BENCH_ID_PREFIX")
-if id_prefix and id_prefix ~= "" then
+-- With BENCH_PATHS set (paths separated by spaces), the requests go to
+-- them in turn, each thread starting at its own place in the list.
+local paths = {}
+for p in string.gmatch(os.getenv("BENCH_PATHS") or "", "%S+") do
+   table.insert(paths, p)
+end
+if (id_prefix and id_prefix ~= "") or #paths > 0 then
    local headers, n, prefix = {}, 0, nil
    function request()
-      if prefix == nil then
-         prefix = id_prefix .. "-" .. tostring(thread_no) .. "-"
-      end
       n = n + 1
-      headers["X-Request-Id"] = prefix .. n
-      return wrk.format(nil, nil, headers)
+      if id_prefix and id_prefix ~= "" then
+         if prefix == nil then
+            prefix = id_prefix .. "-" .. tostring(thread_no) .. "-"
+         end
+         headers["X-Request-Id"] = prefix .. n
+      end
+      local path = nil
+      if #paths > 0 then
+         path = paths[(n + thread_no) % #paths + 1]
+      end
+      return wrk.format(nil, path, headers)
    end
 end
 
