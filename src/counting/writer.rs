@@ -27,7 +27,7 @@ use crate::cache::Cache;
 use crate::domain::time::hour_start;
 use crate::domain::{Page, SiteId};
 use crate::metrics::Metrics;
-use crate::store::{Grow, HitStore, Outcome, PageCount, SiteHits, StoreError};
+use crate::store::{HitStore, Opening, Outcome, PageCount, SiteHits, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -132,7 +132,10 @@ struct Drain<'a> {
     carry_limit: usize,
 }
 
-impl Grow for Drain<'_> {
+impl Drain<'_> {
+    /// Appends to each group the queued hits of its site, in arrival
+    /// order, while there is room; hits of other sites wait for the next
+    /// commit (at most `carry_limit` of them are taken off the queue).
     fn grow(&mut self, groups: &mut [SiteHits]) {
         while self.room > 0 && self.carried.len() < self.carry_limit {
             let Ok(mut p) = self.queue.try_recv() else {
@@ -198,9 +201,17 @@ async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metri
     let mut retry = Retry::new(deadline, groups);
     let result = loop {
         let started = Instant::now();
-        let result = store
-            .add_hits_growing(hour, groups, page_limit, deadline, &mut more)
-            .await;
+        let result = match store.open_hits(hour, groups, page_limit, deadline).await {
+            Ok(Opening::Done(outcomes)) => Ok(outcomes),
+            Ok(Opening::Held(held)) => {
+                // The locks are held: the hits of these sites that queued
+                // while they were awaited join this commit.
+                more.grow(groups);
+                held.finish(groups).await
+            }
+            Ok(Opening::Unlocked) => store.add_hits(hour, groups, page_limit, deadline).await,
+            Err(e) => Err(e),
+        };
         let hits = groups.iter().map(SiteHits::len).sum();
         metrics.commit(hits, started.elapsed(), result.is_ok());
         if let Err(e) = &result {

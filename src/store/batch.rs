@@ -1,7 +1,8 @@
 //! A batch of hits as the store plans its commit: each site's hits with
 //! their request ids and pages ([`SiteHits`]), which of them are fresh and
 //! which repeat a recorded id ([`Plan`]), the pages they name
-//! ([`PagePlan`]), and what each hit is answered ([`Outcome`]).
+//! ([`PagePlan`]), what each hit is answered ([`Outcome`]), and a commit
+//! held open on its sites' locks ([`Opening`], [`HeldCommit`]).
 
 use super::*;
 
@@ -15,20 +16,37 @@ pub struct SiteHits {
     pub pages: Vec<Option<Page>>,
 }
 
-/// Where a commit that holds its sites' locks finds the hits that queued
-/// up while it waited for them.
-pub trait Grow {
-    /// Appends to each group the queued hits of its site, in arrival
-    /// order; hits of other sites wait for the next commit.
-    fn grow(&mut self, groups: &mut [SiteHits]);
+/// What [`HitStore::open_hits`] did with a batch.
+pub enum Opening<'a> {
+    /// It committed the batch at once.
+    Done(Vec<Outcome>),
+    /// It holds the locks of the batch's sites, in a transaction open
+    /// until [`HeldCommit::finish`]: hits of those sites that queued up
+    /// while the locks were awaited may join the batch first.
+    Held(Box<dyn HeldCommit + 'a>),
+    /// It holds nothing (a store with one writer has no lock to wait
+    /// for): the batch is committed with [`HitStore::add_hits`].
+    Unlocked,
 }
 
-/// A commit that takes no more hits.
-#[derive(Debug)]
-pub struct AsGiven;
+impl fmt::Debug for Opening<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Opening::Done(outcomes) => f.debug_tuple("Done").field(outcomes).finish(),
+            Opening::Held(_) => f.write_str("Held"),
+            Opening::Unlocked => f.write_str("Unlocked"),
+        }
+    }
+}
 
-impl Grow for AsGiven {
-    fn grow(&mut self, _: &mut [SiteHits]) {}
+/// A commit that holds its sites' locks and waits for the batch's last
+/// hits. Dropped unfinished, it writes nothing.
+#[async_trait]
+pub trait HeldCommit: Send {
+    /// Commits `hits`: the groups the commit was opened with, in the same
+    /// order, each with the hits that joined it appended in arrival order.
+    /// Answers as [`HitStore::add_hits`] does.
+    async fn finish(self: Box<Self>, hits: &[SiteHits]) -> Result<Vec<Outcome>, StoreError>;
 }
 
 /// A site's new total and, in arrival order, the count each hit got and

@@ -37,7 +37,7 @@ use crate::domain::{
 };
 use crate::secret::{Secret, redact_url};
 
-pub use batch::{AsGiven, Counted, Grow, Outcome, PageCount, Recorded, SiteHits};
+pub use batch::{Counted, HeldCommit, Opening, Outcome, PageCount, Recorded, SiteHits};
 use batch::{PagePlan, Plan};
 pub use migrate::Migration;
 pub use owner::Owner;
@@ -182,20 +182,22 @@ pub trait HitStore: Send + Sync + fmt::Debug {
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError>;
 
-    /// As [`HitStore::add_hits`], for a store whose writers contend for a
-    /// site's lock: once it holds the locks of `hits`' sites it may ask
-    /// `more` for the hits that queued up meanwhile, which join their
-    /// groups and this commit. By default the batch is committed as given.
-    async fn add_hits_growing(
+    /// Begins [`HitStore::add_hits`] for a store whose writers contend
+    /// for a site's lock: it commits `hits` at once if it can
+    /// ([`Opening::Done`]), else it takes their sites' locks and hands the
+    /// open commit back ([`Opening::Held`]), so that the hits of those
+    /// sites that queued up while it waited join this commit instead of
+    /// waiting for the locks again. By default it holds nothing
+    /// ([`Opening::Unlocked`]).
+    async fn open_hits(
         &self,
         hour: SystemTime,
-        hits: &mut [SiteHits],
+        hits: &[SiteHits],
         page_limit: i64,
         deadline: tokio::time::Instant,
-        more: &mut (dyn Grow + Send),
-    ) -> Result<Vec<Outcome>, StoreError> {
-        let _ = more;
-        self.add_hits(hour, hits, page_limit, deadline).await
+    ) -> Result<Opening<'_>, StoreError> {
+        let _ = (hour, hits, page_limit, deadline);
+        Ok(Opening::Unlocked)
     }
 
     /// Forgets request ids recorded before `before`; returns how many.

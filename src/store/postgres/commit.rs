@@ -14,8 +14,9 @@
 //!    trip; it also reads the batches a hit's hash may be in, and for a
 //!    site that another writer committed to lately, every batch this
 //!    replica has not read (see [`Recent`]).
-//! 2. With the locks held, the hits that queued up meanwhile join the
-//!    batch ([`Grow`]): under contention between replicas, the time spent
+//! 2. With the locks held, [`open`] returns, and the writer appends the
+//!    hits of those sites that queued up meanwhile before it calls
+//!    [`finish`]: under contention between replicas, the time spent
 //!    waiting for a lock fills the batch instead of the next one. Batches
 //!    that `last_batch` shows unread, and those the new hits' hashes may
 //!    be in, are read now (a round trip that a site's hits on one replica
@@ -38,7 +39,7 @@ use super::failover::CommitSent;
 use super::recent::{self, BatchRow, Recent};
 use crate::domain::time::day_of;
 use crate::domain::{MAX_COUNT, SiteId, Versioned};
-use crate::store::{Counted, Grow, Outcome, PageCount, Plan, Recorded, SiteHits};
+use crate::store::{Counted, Outcome, PageCount, Plan, Recorded, SiteHits};
 
 /// Opens the transaction. Its statements look rows up by key, whatever
 /// their parameters: a plan made once serves every execution, where
@@ -191,26 +192,64 @@ struct Locked {
     last_batch: i64,
 }
 
-/// Commits `hits` (grouped by site, in site order) as described above.
-/// On an error the transaction is rolled back (or the connection is
-/// dropped by the caller).
-pub(super) async fn commit(
-    client: &Client,
-    sent: &CommitSent,
-    recent: &Recent,
-    hour: SystemTime,
-    hits: &mut [SiteHits],
-    page_limit: i64,
-    more: &mut (dyn Grow + Send),
-) -> Result<Vec<Outcome>, tokio_postgres::Error> {
-    let result = match at_once(client, sent, recent, hour, hits).await {
-        Ok(Some(outcomes)) => Ok(outcomes),
-        Ok(None) => locked(client, sent, recent, hour, hits, page_limit, more).await,
+/// How [`open`] left a batch.
+pub(super) enum Opened {
+    /// Committed in one round trip ([`at_once`]).
+    Done(Vec<Outcome>),
+    /// Its sites locked in an open transaction, which [`finish`] commits.
+    Held(Held),
+}
+
+/// What the locking path learned in its first flight: each site's count
+/// and newest batch, and the request ids read so far.
+pub(super) struct Held {
+    locks: HashMap<SiteId, Locked>,
+    recorded: HashMap<(SiteId, i64), Recorded>,
+}
+
+/// Where and when a batch is committed: the connection, its commit's
+/// flight, this replica's memory of request ids, and the hour the hits
+/// count in.
+pub(super) struct On<'a> {
+    pub client: &'a Client,
+    pub sent: &'a CommitSent,
+    pub recent: &'a Recent,
+    pub hour: SystemTime,
+}
+
+/// Commits `hits` (grouped by site, in site order) in one round trip if
+/// it can, else takes the first flight of the locking path (step 1
+/// above). On an error the transaction is rolled back (or the connection
+/// is dropped by the caller).
+pub(super) async fn open(on: &On<'_>, hits: &[SiteHits]) -> Result<Opened, tokio_postgres::Error> {
+    let result = match at_once(on.client, on.sent, on.recent, on.hour, hits).await {
+        Ok(Some(outcomes)) => Ok(Opened::Done(outcomes)),
+        Ok(None) => lock(on.client, on.recent, hits).await.map(Opened::Held),
         Err(e) => Err(e),
     };
+    rolled_back_on_error(on.client, on.sent, result).await
+}
+
+/// Commits `hits` on the locks [`open`] took (steps 2 and 3 above): the
+/// groups it was given, with the hits that joined them since.
+pub(super) async fn finish(
+    on: &On<'_>,
+    hits: &[SiteHits],
+    page_limit: i64,
+    held: Held,
+) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+    let result = count_locked(on, hits, page_limit, held).await;
+    rolled_back_on_error(on.client, on.sent, result).await
+}
+
+/// `result`, after a rollback if it is an error and nothing was committed:
+/// the connection is left out of any transaction for its next user.
+async fn rolled_back_on_error<T>(
+    client: &Client,
+    sent: &CommitSent,
+    result: Result<T, tokio_postgres::Error>,
+) -> Result<T, tokio_postgres::Error> {
     if result.is_err() && !sent.in_flight() && !client.is_closed() {
-        // Nothing was committed; leave the connection out of any
-        // transaction for its next user.
         let _ = client.batch_execute("ROLLBACK").await;
     }
     result
@@ -314,15 +353,13 @@ async fn at_once(
     })]))
 }
 
-async fn locked(
+/// Flight 1 of the locking path: `BEGIN`, the sites' locks, and the
+/// batches to read that are known before the locks are held.
+async fn lock(
     client: &Client,
-    sent: &CommitSent,
     recent: &Recent,
-    hour: SystemTime,
-    hits: &mut [SiteHits],
-    page_limit: i64,
-    more: &mut (dyn Grow + Send),
-) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+    hits: &[SiteHits],
+) -> Result<Held, tokio_postgres::Error> {
     let lock = client.prepare_cached(LOCK_SITES).await?;
     let read = (
         client.prepare_cached(READ_NEW).await?,
@@ -369,13 +406,33 @@ async fn locked(
     for (site, rows) in batches {
         take_in(recent, site, &rows, &mut recorded);
     }
+    Ok(Held { locks, recorded })
+}
 
-    // The hits that queued while the locks were awaited join the batch.
-    more.grow(hits);
-
-    // Now read, for each keyed site, the batches `last_batch` shows this
+/// Steps 2 and 3 of the locking path, on the locks [`lock`] took.
+async fn count_locked(
+    on: &On<'_>,
+    hits: &[SiteHits],
+    page_limit: i64,
+    held: Held,
+) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+    let On {
+        client,
+        sent,
+        recent,
+        hour,
+    } = *on;
+    let Held {
+        locks,
+        mut recorded,
+    } = held;
+    let read = (
+        client.prepare_cached(READ_NEW).await?,
+        client.prepare_cached(READ_SOME).await?,
+    );
+    // Read, for each keyed site, the batches `last_batch` shows this
     // replica has not read, and the older ones its hits' hashes (those
-    // not answered yet) may be in.
+    // not answered yet, and those of the hits that joined) may be in.
     let late: Vec<(SiteId, recent::ToRead, bool)> = hits
         .iter()
         .filter(|h| h.has_keys())

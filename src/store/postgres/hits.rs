@@ -23,23 +23,42 @@ impl HitStore for PgStore {
         page_limit: i64,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut hits = hits.to_vec();
-        self.add_hits_growing(hour, &mut hits, page_limit, deadline, &mut AsGiven)
-            .await
+        match self.open_hits(hour, hits, page_limit, deadline).await? {
+            Opening::Done(outcomes) => Ok(outcomes),
+            Opening::Held(held) => held.finish(hits).await,
+            Opening::Unlocked => unreachable!("PostgreSQL commits lock their sites"),
+        }
     }
 
-    async fn add_hits_growing(
+    async fn open_hits(
         &self,
         hour: SystemTime,
-        hits: &mut [SiteHits],
+        hits: &[SiteHits],
         page_limit: i64,
         deadline: Instant,
-        more: &mut (dyn Grow + Send),
-    ) -> Result<Vec<Outcome>, StoreError> {
-        self.run_tracked(deadline, async |client, sent| {
-            commit::commit(client, sent, &self.recent, hour, hits, page_limit, more).await
+    ) -> Result<Opening<'_>, StoreError> {
+        let sent = CommitSent::default();
+        let client = self.client_by(deadline).await?;
+        let on = commit::On {
+            client: &client,
+            sent: &sent,
+            recent: &self.recent,
+            hour,
+        };
+        let opened = timeout_at(deadline, commit::open(&on, hits)).await;
+        let (opened, client) = Self::settle(client, &sent, opened)?;
+        Ok(match opened {
+            commit::Opened::Done(outcomes) => Opening::Done(outcomes),
+            commit::Opened::Held(held) => Opening::Held(Box::new(PgHeld {
+                store: self,
+                client: Some(client),
+                sent,
+                hour,
+                page_limit,
+                deadline,
+                held: Some(held),
+            })),
         })
-        .await
     }
 
     async fn purge_requests(&self, before: SystemTime) -> Result<u64, StoreError> {
@@ -48,5 +67,49 @@ impl HitStore for PgStore {
             Ok(row.get::<_, i64>(0).max(0) as u64)
         })
         .await
+    }
+}
+
+/// A commit that holds its sites' locks on `client`, in an open
+/// transaction, until [`HeldCommit::finish`].
+struct PgHeld<'a> {
+    store: &'a PgStore,
+    client: Option<Object>,
+    sent: CommitSent,
+    hour: SystemTime,
+    page_limit: i64,
+    deadline: Instant,
+    held: Option<commit::Held>,
+}
+
+#[async_trait]
+impl HeldCommit for PgHeld<'_> {
+    async fn finish(mut self: Box<Self>, hits: &[SiteHits]) -> Result<Vec<Outcome>, StoreError> {
+        let (Some(client), Some(held)) = (self.client.take(), self.held.take()) else {
+            unreachable!("a held commit is finished once");
+        };
+        let on = commit::On {
+            client: &client,
+            sent: &self.sent,
+            recent: &self.store.recent,
+            hour: self.hour,
+        };
+        let done = timeout_at(
+            self.deadline,
+            commit::finish(&on, hits, self.page_limit, held),
+        )
+        .await;
+        PgStore::settle(client, &self.sent, done).map(|(outcomes, _)| outcomes)
+    }
+}
+
+impl Drop for PgHeld<'_> {
+    /// Unfinished, the connection is still in the transaction holding the
+    /// locks: it must not go back to the pool, and closing it rolls the
+    /// transaction back.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
     }
 }

@@ -38,9 +38,9 @@ use super::migrate::{
 };
 use super::pg_tls::{self, PgTls};
 use super::{
-    AsGiven, Backend, Grow, HitStore, Outcome, PageCount, PagePlan, PageStore, Plan, SITE_COLUMNS,
-    SITE_COLUMNS_LEN, SeriesStore, SessionStore, SiteHits, SiteStore, Store, StoreError,
-    TransferStore, stored_page, stored_rules, stored_slug, stored_trailing_slash,
+    Backend, HeldCommit, HitStore, Opening, Outcome, PageCount, PagePlan, PageStore, Plan,
+    SITE_COLUMNS, SITE_COLUMNS_LEN, SeriesStore, SessionStore, SiteHits, SiteStore, Store,
+    StoreError, TransferStore, stored_page, stored_rules, stored_slug, stored_trailing_slash,
 };
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
@@ -141,18 +141,34 @@ impl PgStore {
         F: AsyncFnOnce(&mut Object, &CommitSent) -> Result<T, tokio_postgres::Error>,
     {
         let sent = CommitSent::default();
-        let mut client = match timeout_at(deadline, self.pool.get()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(self.pool_error(e)),
-            Err(_) => {
-                return Err(StoreError::Unavailable(
-                    "timed out waiting for a connection".into(),
-                ));
-            }
-        };
+        let mut client = self.client_by(deadline).await?;
         let outcome = timeout_at(deadline, work(&mut client, &sent)).await;
+        Self::settle(client, &sent, outcome).map(|(value, _)| value)
+    }
+
+    /// A pooled connection, if one comes by `deadline`.
+    async fn client_by(&self, deadline: Instant) -> Result<Object, StoreError> {
+        match timeout_at(deadline, self.pool.get()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(self.pool_error(e)),
+            Err(_) => Err(StoreError::Unavailable(
+                "timed out waiting for a connection".into(),
+            )),
+        }
+    }
+
+    /// What a piece of work on `client` (run until a deadline) comes to,
+    /// with the connection back on success. On a failure that may have
+    /// broken the connection, or a timeout, the connection leaves the pool;
+    /// a failure or timeout while the commit was in flight (`sent`) leaves
+    /// the outcome unknown.
+    fn settle<T>(
+        client: Object,
+        sent: &CommitSent,
+        outcome: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<(T, Object), StoreError> {
         match outcome {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => Ok((value, client)),
             Ok(Err(e)) => {
                 if client.is_closed() || Failure::of(&e).drops_connection() {
                     drop(Object::take(client));
