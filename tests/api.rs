@@ -604,11 +604,11 @@ async fn counts_survive_a_restart() {
     let url = sqlite_url(dir.path());
     {
         let r = TestApp::spawn(&url, &[]).await;
-        let state = r.state.clone();
         for _ in 0..3 {
             call(&r, Method::GET, "/", None, None).await;
         }
-        state.counting.hits.close().await;
+        r.state.counting.hits.close().await;
+        r.stop().await.expect("a graceful stop");
     }
     let r = TestApp::spawn(&url, &[]).await;
     let (_, _, body) = call(&r, Method::GET, "/", None, None).await;
