@@ -1,20 +1,22 @@
-//! JSON read so that a body means one thing.
+//! JSON read so that a document means one thing.
 //!
 //! serde_json keeps the last of two equal keys in an object, and lets a
 //! struct come as an array of its fields in declaration order, so
 //! `{"count":1,"count":9}` sets 9 and `["blog","Blog",5]` creates a site.
 //! A client (or a proxy, or a log reader) that reads the first key, or
-//! expects an object, sees another body than tally does. No serde_json
-//! setting refuses either, so the document is read twice: once to find a
-//! repeated key anywhere, once into the target type through a
-//! deserializer that reads structs from objects only, at every depth.
+//! expects an object, sees another document than tally does. No serde_json
+//! setting refuses either, so every JSON document tally reads (a request
+//! body, an import as it streams in) goes through a deserializer that
+//! reads structs from objects only, at every depth, and refuses a key that
+//! its object already holds as the key is read: one pass, whatever reads
+//! the values, so a document too large to hold is checked as it comes.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
-    Visitor,
+    VariantAccess, Visitor,
 };
 
 /// Why a document was refused.
@@ -28,16 +30,16 @@ pub enum Refusal {
 }
 
 /// Reads `T` from `body`, refusing repeated keys and arrays in place of
-/// objects.
+/// objects. A refusal of the shape names where it stands (`sites[0]: ...`).
 pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    Unique
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(refusal)?;
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(Strict(&mut de))
-        .map_err(|e| Refusal::Shape(e.to_string()))?;
+    let value = serde_path_to_error::deserialize(Strict(&mut de)).map_err(|e| {
+        if e.inner().is_data() {
+            Refusal::Shape(e.to_string())
+        } else {
+            refusal(e.into_inner())
+        }
+    })?;
     de.end().map_err(refusal)?;
     Ok(value)
 }
@@ -49,78 +51,52 @@ fn refusal(e: serde_json::Error) -> Refusal {
     }
 }
 
-/// Walks any document; fails on an object that has some key twice.
-struct Unique;
-
-impl<'de> DeserializeSeed<'de> for Unique {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Unique {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Unique)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "the key {key:?} appears twice in one object"
-                )));
-            }
-            map.next_value_seed(Unique)?;
-            seen.insert(key);
-        }
-        Ok(())
-    }
-}
-
 /// Wraps a deserializer, and everything it hands on (visitors, element
 /// and value access, seeds), so that every struct below it is read with
-/// `deserialize_map`, which takes only an object. Only that one call
-/// changes; the rest passes through.
+/// `deserialize_map`, which takes only an object, and every object's keys
+/// are seen by [`Object`]. A value the target ignores is walked all the
+/// same (`deserialize_any`), so that a repeated key inside it is found
+/// too. The rest passes through.
 struct Strict<X>(X);
 
+impl<X> Strict<X> {
+    fn split<V>(self, visitor: V) -> (X, Strict<V>) {
+        (self.0, Strict(visitor))
+    }
+}
+
+/// A key of an object, or anything its reader hands on (its visitor, the
+/// deserializer of an `Option` or newtype key, an enum key's variant), on
+/// its way to [`Keys::note`].
+struct Key<'k, X> {
+    inner: X,
+    keys: &'k mut Keys,
+}
+
+impl<'k, X> Key<'k, X> {
+    fn split<V>(self, visitor: V) -> (X, Key<'k, V>) {
+        let keys = self.keys;
+        (
+            self.inner,
+            Key {
+                inner: visitor,
+                keys,
+            },
+        )
+    }
+}
+
+/// Forwards `deserialize_*` calls to the wrapped deserializer, with the
+/// visitor wrapped by `$split`.
 macro_rules! pass_deserialize {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method(Strict(visitor))
+    ($split:ident: $($method:ident($($arg:ident: $ty:ty),*))*) => {$(
+        fn $method<V: Visitor<'de>>(
+            self,
+            $($arg: $ty,)*
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
+            let (inner, visitor) = self.$split(visitor);
+            inner.$method($($arg,)* visitor)
         }
     )*};
 }
@@ -128,49 +104,22 @@ macro_rules! pass_deserialize {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
-    pass_deserialize! {
-        deserialize_any deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
-        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
-        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
-        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
-        deserialize_option deserialize_unit deserialize_seq deserialize_map
-        deserialize_identifier deserialize_ignored_any
+    pass_deserialize! { split:
+        deserialize_any() deserialize_bool() deserialize_i8() deserialize_i16()
+        deserialize_i32() deserialize_i64() deserialize_i128() deserialize_u8()
+        deserialize_u16() deserialize_u32() deserialize_u64() deserialize_u128()
+        deserialize_f32() deserialize_f64() deserialize_char() deserialize_str()
+        deserialize_string() deserialize_bytes() deserialize_byte_buf()
+        deserialize_option() deserialize_unit() deserialize_seq() deserialize_map()
+        deserialize_identifier()
+        deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str)
+        deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_unit_struct(name, Strict(visitor))
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_newtype_struct(name, Strict(visitor))
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple(len, Strict(visitor))
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_tuple_struct(name, len, Strict(visitor))
-    }
-
-    /// The one change: an object, never an array of the fields.
+    /// An object, never an array of the fields.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -180,13 +129,10 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
         self.0.deserialize_map(Strict(visitor))
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_enum(name, variants, Strict(visitor))
+    /// Walked, not skipped: a repeated key is refused even where the
+    /// target ignores the value that holds it.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_any(Strict(visitor))
     }
 
     fn is_human_readable(&self) -> bool {
@@ -237,13 +183,68 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Strict<V> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.0.visit_map(Strict(map))
+        self.0.visit_map(Object {
+            map,
+            keys: Keys::default(),
+        })
     }
 
-    /// Enum payloads are not wrapped: tally's bodies have only unit
-    /// variants, which are plain strings.
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
-        self.0.visit_enum(data)
+        self.0.visit_enum(Strict(data))
+    }
+}
+
+impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Strict<A> {
+    type Error = A::Error;
+    type Variant = Strict<A::Variant>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), A::Error> {
+        let (value, variant) = self.0.variant_seed(seed)?;
+        Ok((value, Strict(variant)))
+    }
+}
+
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Strict<A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        self.0.unit_variant()
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
+        self.0.newtype_variant_seed(Strict(seed))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        self.0.tuple_variant(len, Strict(visitor))
+    }
+
+    /// Read as a newtype whose value is the struct, so that it too is
+    /// read from an object only.
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        self.0
+            .newtype_variant_seed(StructVariant { fields, visitor })
+    }
+}
+
+/// The fields of a struct variant, read as a struct.
+struct StructVariant<V> {
+    fields: &'static [&'static str],
+    visitor: V,
+}
+
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for StructVariant<V> {
+    type Value = V::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        Strict(d).deserialize_struct("", self.fields, self.visitor)
     }
 }
 
@@ -262,26 +263,6 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Strict<A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Strict<A> {
-    type Error = A::Error;
-
-    /// Keys are strings; only values can hold structs.
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        self.0.next_key_seed(seed)
-    }
-
-    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
-        self.0.next_value_seed(Strict(seed))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        self.0.size_hint()
-    }
-}
-
 impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Strict<T> {
     type Value = T::Value;
 
@@ -290,8 +271,233 @@ impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Strict<T> {
     }
 }
 
+/// An object being read: its keys are noted as they are read, and one it
+/// already holds is refused.
+struct Object<A> {
+    map: A,
+    keys: Keys,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Object<A> {
+    type Error = A::Error;
+
+    /// A repeated key is not handed on: the target never sees its object
+    /// give a key twice. Its value is read past before the refusal, so
+    /// that the refusal stands where that value ends, as a refused value's
+    /// own does.
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let key = self.map.next_key_seed(Key {
+            inner: seed,
+            keys: &mut self.keys,
+        })?;
+        match self.keys.repeated.take() {
+            None => Ok(key),
+            Some(name) => {
+                self.map.next_value::<de::IgnoredAny>()?;
+                Err(de::Error::custom(format_args!("duplicate field `{name}`")))
+            }
+        }
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.map.next_value_seed(Strict(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// The keys of one object read so far, as what they mean (escapes
+/// decoded). The few that an object usually holds are kept end to end in
+/// one buffer and compared in turn, so that a small object costs at most
+/// an allocation or two; past [`Keys::FEW`] they go into a set, so that an
+/// object of a million keys is not compared a million times over.
+#[derive(Default)]
+struct Keys {
+    text: Vec<u8>,
+    ends: [usize; Keys::FEW],
+    few: usize,
+    many: Option<HashSet<Box<[u8]>>>,
+    /// A key the object already held, noted by the key's reader for
+    /// [`Object`] to refuse.
+    repeated: Option<String>,
+}
+
+impl Keys {
+    const FEW: usize = 16;
+
+    fn note(&mut self, key: impl AsRef<[u8]>) {
+        let key = key.as_ref();
+        if self.holds(key) {
+            self.repeated = Some(String::from_utf8_lossy(key).into_owned());
+        } else if let Some(many) = &mut self.many {
+            many.insert(key.into());
+        } else if self.few == Self::FEW {
+            let mut many: HashSet<Box<[u8]>> = self.held().map(Into::into).collect();
+            many.insert(key.into());
+            self.many = Some(many);
+        } else {
+            self.text.extend_from_slice(key);
+            self.ends[self.few] = self.text.len();
+            self.few += 1;
+        }
+    }
+
+    /// A key read as another type than a string (a number, `true`), as
+    /// serde_json reads the keys of a map with such keys.
+    fn note_shown(&mut self, key: impl fmt::Display) {
+        self.note(key.to_string());
+    }
+
+    fn holds(&self, key: &[u8]) -> bool {
+        match &self.many {
+            Some(many) => many.contains(key),
+            None => self.held().any(|held| held == key),
+        }
+    }
+
+    fn held(&self) -> impl Iterator<Item = &[u8]> {
+        let ends = &self.ends[..self.few];
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts.zip(ends).map(|(start, &end)| &self.text[start..end])
+    }
+}
+
+impl<'de, T: DeserializeSeed<'de>> DeserializeSeed<'de> for Key<'_, T> {
+    type Value = T::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T::Value, D::Error> {
+        self.inner.deserialize(Key {
+            inner: d,
+            keys: self.keys,
+        })
+    }
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Key<'_, D> {
+    type Error = D::Error;
+
+    pass_deserialize! { split:
+        deserialize_any() deserialize_bool() deserialize_i8() deserialize_i16()
+        deserialize_i32() deserialize_i64() deserialize_i128() deserialize_u8()
+        deserialize_u16() deserialize_u32() deserialize_u64() deserialize_u128()
+        deserialize_f32() deserialize_f64() deserialize_char() deserialize_str()
+        deserialize_string() deserialize_bytes() deserialize_byte_buf()
+        deserialize_option() deserialize_unit() deserialize_seq() deserialize_map()
+        deserialize_identifier() deserialize_ignored_any()
+        deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str)
+        deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_struct(name: &'static str, fields: &'static [&'static str])
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+/// Notes the key as the visitor receives it, then hands it on.
+macro_rules! note_visit {
+    ($note:ident: $($method:ident: $ty:ty)*) => {$(
+        fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            self.keys.$note(&v);
+            self.inner.$method(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Key<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    note_visit! { note:
+        visit_str: &str visit_borrowed_str: &'de str visit_string: String
+        visit_bytes: &[u8] visit_borrowed_bytes: &'de [u8] visit_byte_buf: Vec<u8>
+    }
+
+    note_visit! { note_shown:
+        visit_bool: bool visit_i64: i64 visit_i128: i128 visit_u64: u64 visit_u128: u128
+        visit_f64: f64 visit_char: char
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        let (d, visitor) = (
+            Key {
+                inner: d,
+                keys: self.keys,
+            },
+            self.inner,
+        );
+        visitor.visit_some(d)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        let (d, visitor) = (
+            Key {
+                inner: d,
+                keys: self.keys,
+            },
+            self.inner,
+        );
+        visitor.visit_newtype_struct(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(map)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        let (data, visitor) = (
+            Key {
+                inner: data,
+                keys: self.keys,
+            },
+            self.inner,
+        );
+        visitor.visit_enum(data)
+    }
+}
+
+impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Key<'_, A> {
+    type Error = A::Error;
+    type Variant = A::Variant;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, A::Variant), A::Error> {
+        self.inner.variant_seed(Key {
+            inner: seed,
+            keys: self.keys,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, HashMap};
+
     use serde::Deserialize;
 
     use super::*;
@@ -345,15 +551,32 @@ mod tests {
     #[test]
     fn a_key_given_twice_is_refused_at_any_depth() {
         let why = shape::<Entry>(r#"{"slug":"a","count":1,"count":9}"#);
-        assert!(why.contains(r#"the key "count" appears twice"#), "{why}");
+        assert!(why.contains("duplicate field `count`"), "{why}");
         let why = shape::<Doc>(r#"{"sites":[{"slug":"a","slug":"b"}]}"#);
-        assert!(why.contains(r#"the key "slug" appears twice"#), "{why}");
+        assert!(why.contains("duplicate field `slug`"), "{why}");
         // Even where the target type ignores the value.
         let why = shape::<de::IgnoredAny>(r#"[{"x":{"y":1,"y":2}}]"#);
-        assert!(why.contains(r#"the key "y" appears twice"#), "{why}");
+        assert!(why.contains("duplicate field `y`"), "{why}");
         // Escapes are compared as what they mean.
         let why = shape::<Entry>(r#"{"slug":"a","sl\u0075g":"b"}"#);
-        assert!(why.contains(r#"the key "slug" appears twice"#), "{why}");
+        assert!(why.contains("duplicate field `slug`"), "{why}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_among_many_and_in_maps_of_numbers() {
+        let keys: Vec<String> = (0..40).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let body = |extra: &str| format!("{{{}{extra}}}", keys.join(","));
+        let map = from_slice::<HashMap<String, i64>>(body("").as_bytes()).unwrap();
+        assert_eq!(map.len(), 40);
+        for repeated in ["k0", "k15", "k16", "k39"] {
+            let why = shape::<HashMap<String, i64>>(&body(&format!(r#","{repeated}":1"#)));
+            assert!(
+                why.contains(&format!("duplicate field `{repeated}`")),
+                "{why}"
+            );
+        }
+        let why = shape::<BTreeMap<u32, i64>>(r#"{"1":1,"2":2,"1":3}"#);
+        assert!(why.contains("duplicate field `1`"), "{why}");
     }
 
     #[test]
@@ -368,6 +591,33 @@ mod tests {
         let why = shape::<Doc>(r#"{"sites":[],"note":["n"]}"#);
         assert!(why.starts_with("note: invalid type: sequence"), "{why}");
         assert!(matches!(shape::<Doc>(r#"[[]]"#), why if why.contains("expected struct Doc")));
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    enum Tagged {
+        Plain,
+        Boxed(Entry),
+        Fields { slug: String },
+    }
+
+    #[test]
+    fn enum_payloads_are_read_under_the_same_rules() {
+        assert_eq!(from_slice(br#""Plain""#), Ok(Tagged::Plain));
+        assert_eq!(
+            from_slice(br#"{"Fields":{"slug":"a"}}"#),
+            Ok(Tagged::Fields { slug: "a".into() })
+        );
+        for body in [
+            r#"{"Boxed":{"slug":"a","slug":"b"}}"#,
+            r#"{"Fields":{"slug":"a","slug":"b"}}"#,
+        ] {
+            let why = shape::<Tagged>(body);
+            assert!(why.contains("duplicate field `slug`"), "{why}");
+        }
+        for body in [r#"{"Boxed":["a",1]}"#, r#"{"Fields":["a"]}"#] {
+            let why = shape::<Tagged>(body);
+            assert!(why.contains("invalid type: sequence"), "{why}");
+        }
     }
 
     #[test]
