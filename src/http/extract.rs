@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorCode};
 use crate::domain::Slug;
 use crate::limit::{Source, Verdict};
 
-mod strict;
+pub(super) mod strict;
 
 /// The `{slug}` of a site's routes, as the OpenAPI document describes it
 /// (the `SiteSlug` extractor is what checks it).

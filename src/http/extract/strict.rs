@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::io;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
@@ -41,6 +42,19 @@ pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
         }
     })?;
     de.end().map_err(refusal)?;
+    Ok(value)
+}
+
+/// Reads a document with `seed` as it streams in from `reader`, under the
+/// rules of [`from_slice`]: for a document read by hand-written seeds,
+/// which check each value as it comes and name it in their own errors.
+pub fn from_reader<'de, R: io::Read, S: DeserializeSeed<'de>>(
+    reader: R,
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let value = seed.deserialize(Strict(&mut de))?;
+    de.end()?;
     Ok(value)
 }
 

@@ -10,6 +10,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use crate::counting::series::Step;
 use crate::domain::time::{Day, parse_instant};
 use crate::domain::{ImportEntry, MAX_COUNT, Page, PageDump, Slug};
+use crate::http::extract::strict;
 
 /// Pages one import document may hold, over all its sites: the parsed
 /// pages are held until the import is written, at several times the bytes
@@ -41,25 +42,24 @@ fn parse_bounded<R: std::io::Read>(
     now: i64,
     max_pages: usize,
 ) -> Result<Vec<ImportEntry>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
     let pages = Cell::new(0);
-    let entries = Document {
+    let document = Document {
         replay,
         now,
         pages: &pages,
         max_pages,
-    }
-    .deserialize(&mut de)?;
-    de.end()?;
-    Ok(entries)
+    };
+    strict::from_reader(reader, document)
 }
 
-// The import document is read by hand-written visitors rather than derived
-// ones: a derived struct also accepts an array of its fields in place of an
-// object, which must be a 400 here, and reading into a `Value` first (to
-// tell a list from an export) would let a repeated key win silently and
-// hold the whole document. Each visitor accepts only an object (or, for the
-// lists, an array) and refuses a key that it has already seen.
+// The import document is read through the strict layer, which refuses a
+// key given twice in an object and an array in place of an object, as it
+// does for every JSON body. Its visitors are hand-written rather than
+// derived: each carries where it stands (`sites[1].hourly[0]`) to name a
+// bad value in its error, the pages read so far to bound them, and says
+// in its own words what it expects; and the document is either a list or
+// an object, told apart as it streams in rather than read whole into a
+// `Value` first.
 
 /// The whole body: a list of sites, or an export's `{"sites": [...]}`
 /// (whose `exported_at` must be a timestamp, and is otherwise ignored).
@@ -211,15 +211,6 @@ fn read_start<'de, A: MapAccess<'de>>(
         .map_err(|why| de::Error::custom(format!("{}: {why}", field())))
 }
 
-/// Fills a field once; a second value for it is an error.
-fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
-    if slot.is_some() {
-        return Err(E::duplicate_field(name));
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
 impl<'de> DeserializeSeed<'de> for Document<'_> {
     type Value = Vec<ImportEntry>;
 
@@ -240,19 +231,15 @@ impl<'de> Visitor<'de> for Document<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut sites, mut exported_at) = (None, None);
+        let mut sites = None;
         while let Some(field) = map.next_key()? {
             match field {
-                DocumentField::Sites => {
-                    let list = map.next_value_seed(Sites(self))?;
-                    once(&mut sites, list, "sites")?;
-                }
+                DocumentField::Sites => sites = Some(map.next_value_seed(Sites(self))?),
                 DocumentField::ExportedAt => {
-                    let at = map.next_value_seed(Time {
+                    map.next_value_seed(Time {
                         field: &|| "exported_at".into(),
                         date: false,
                     })?;
-                    once(&mut exported_at, at, "exported_at")?;
                 }
             }
         }
@@ -309,38 +296,35 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
         let (mut base, mut created_at, mut hourly, mut pages) = (None, None, None, None);
         while let Some(field) = map.next_key()? {
             match field {
-                SiteField::Slug => once(&mut slug, map.next_value::<String>()?, "slug")?,
-                SiteField::Name => once(&mut name, map.next_value::<String>()?, "name")?,
+                SiteField::Slug => slug = Some(map.next_value::<String>()?),
+                SiteField::Name => name = Some(map.next_value()?),
                 SiteField::Count => {
-                    let n = whole(map.next_value()?, || format!("sites[{i}].count"))?;
-                    once(&mut count, n, "count")?;
+                    count = Some(whole(map.next_value()?, || format!("sites[{i}].count"))?);
                 }
                 SiteField::BaseCount => {
-                    let n = whole(map.next_value()?, || format!("sites[{i}].base_count"))?;
-                    once(&mut base, n, "base_count")?;
+                    base = Some(whole(map.next_value()?, || {
+                        format!("sites[{i}].base_count")
+                    })?);
                 }
                 SiteField::CreatedAt => {
-                    let at = map.next_value_seed(Time {
+                    created_at = Some(map.next_value_seed(Time {
                         field: &|| format!("sites[{i}].created_at"),
                         date: false,
-                    })?;
-                    once(&mut created_at, at, "created_at")?;
+                    })?);
                 }
                 SiteField::Hourly => {
-                    let hours = map.next_value_seed(Hours {
+                    hourly = Some(map.next_value_seed(Hours {
                         keep: replay,
                         site: i,
                         now: doc.now,
-                    })?;
-                    once(&mut hourly, hours, "hourly")?;
+                    })?);
                 }
                 SiteField::Pages => {
-                    let list = map.next_value_seed(Pages {
+                    pages = Some(map.next_value_seed(Pages {
                         doc,
                         site: slug.as_deref(),
                         index: i,
-                    })?;
-                    once(&mut pages, list, "pages")?;
+                    })?);
                 }
             }
         }
@@ -438,21 +422,19 @@ impl<'de> Visitor<'de> for PageEntry<'_> {
                         };
                         de::Error::custom(format!("{site}page {name:?}: {e}"))
                     })?;
-                    once(&mut page, parsed, "page")?;
+                    page = Some(parsed);
                 }
                 PageField::Count => {
-                    let n = whole(map.next_value()?, || {
+                    count = Some(whole(map.next_value()?, || {
                         format!("sites[{site}].pages[{i}].count")
-                    })?;
-                    once(&mut count, n, "count")?;
+                    })?);
                 }
                 PageField::Daily => {
-                    let days = map.next_value_seed(Days {
+                    daily = Some(map.next_value_seed(Days {
                         site,
                         page: i,
                         now: self.now,
-                    })?;
-                    once(&mut daily, days, "daily")?;
+                    })?);
                 }
             }
         }
@@ -517,11 +499,10 @@ impl<'de> Visitor<'de> for DayEntry {
             match key {
                 DayField::D => {
                     let t = read_start(&mut map, Step::Day, self.now, &|| field("d"))?;
-                    once(&mut d, t / Step::Day.seconds(), "d")?;
+                    d = Some(t / Step::Day.seconds());
                 }
                 DayField::Hits => {
-                    let n = whole(map.next_value()?, || field("hits"))?;
-                    once(&mut hits, n, "hits")?;
+                    hits = Some(whole(map.next_value()?, || field("hits"))?);
                 }
             }
         }
@@ -587,12 +568,10 @@ impl<'de> Visitor<'de> for Hour {
         while let Some(key) = map.next_key()? {
             match key {
                 HourField::T => {
-                    let at = read_start(&mut map, Step::Hour, self.now, &|| field("t"))?;
-                    once(&mut t, at, "t")?;
+                    t = Some(read_start(&mut map, Step::Hour, self.now, &|| field("t"))?);
                 }
                 HourField::Hits => {
-                    let n = whole(map.next_value()?, || field("hits"))?;
-                    once(&mut hits, n, "hits")?;
+                    hits = Some(whole(map.next_value()?, || field("hits"))?);
                 }
             }
         }
