@@ -13,7 +13,6 @@ use serde_json::Value;
 use support::app::{TOKEN, TestApp, call, parse_greeting, sqlite_url};
 use support::load;
 use support::nginx::Nginx;
-use support::pg::PgServer;
 
 const GREETING_1: &str = "Hello Linode!  This page has been viewed 1 time(s).";
 
@@ -308,17 +307,7 @@ async fn request_ids_are_scoped_and_forgotten_by_a_reset(database_url: &str) {
     assert_eq!(count(&b, proxy.url("/"), "shared").await, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_ids_are_scoped_and_forgotten_by_a_reset_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    request_ids_are_scoped_and_forgotten_by_a_reset(&sqlite_url(dir.path())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_ids_are_scoped_and_forgotten_by_a_reset_on_postgres() {
-    let pg = PgServer::start();
-    request_ids_are_scoped_and_forgotten_by_a_reset(&pg.create_database()).await;
-}
+with_both_databases!(request_ids_are_scoped_and_forgotten_by_a_reset);
 
 /// Reads have a per-client limit of their own: past it, 429
 /// `read_rate_limited` with `Retry-After`; other clients and hits go on.

@@ -10,7 +10,6 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 use support::app::{TOKEN, TestApp, admin_via, call, count_via, hit_via, json_of, sqlite_url};
-use support::pg::PgServer;
 use tally::store::{Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
@@ -34,7 +33,7 @@ async fn assert_series_adds_up(r: &Router, slug: &str) {
     );
 }
 
-async fn hits_past_the_maximum_are_refused(r: &Router) {
+async fn hits_past_the_maximum_are_refused(r: &TestApp) {
     for (slug, count) in [("full", MAX - 3), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
         let (status, created) = admin_via(r, Method::POST, "/api/v1/sites", Some(&body)).await;
@@ -111,19 +110,7 @@ async fn hits_past_the_maximum_are_refused(r: &Router) {
     assert_eq!(hit_via(r, "other").await, (StatusCode::OK, json!(17)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hits_past_the_maximum_count_are_refused_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
-    hits_past_the_maximum_are_refused(&r).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hits_past_the_maximum_count_are_refused_on_postgres() {
-    let pg = PgServer::start();
-    let r = TestApp::spawn(&pg.create_database(), &[]).await;
-    hits_past_the_maximum_are_refused(&r).await;
-}
+on_both_stores!(hits_past_the_maximum_are_refused);
 
 #[tokio::test]
 async fn json_bodies_with_a_key_twice_or_an_array_for_an_object_are_refused() {
@@ -228,7 +215,8 @@ async fn a_series_never_ends_past_year_9999() {
 /// At the maximum, a retried request (same id) still gets its first
 /// count: it counts nothing. Checked on the store, whatever the HTTP layer
 /// decides to trust as a request id.
-async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &TestApp) {
+async fn a_repeat_at_the_maximum_gets_its_first_count(app: &TestApp) {
+    let r = &app.router;
     for (slug, count) in [("full", MAX - 1), ("other", 0)] {
         let body = json!({ "slug": slug, "count": count }).to_string();
         let (status, _) = admin_via(r, Method::POST, "/api/v1/sites", Some(&body)).await;
@@ -276,16 +264,4 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(r: &Router, app: &TestApp)
     assert_eq!(count_via(r, "other").await, 2);
 }
 
-#[tokio::test]
-async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
-    a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
-}
-
-#[tokio::test]
-async fn a_repeat_at_the_maximum_count_gets_its_first_count_on_postgres() {
-    let pg = PgServer::start();
-    let app = TestApp::spawn(&pg.create_database(), &[]).await;
-    a_repeat_at_the_maximum_gets_its_first_count(&app.router(), &app).await;
-}
+on_both_stores!(a_repeat_at_the_maximum_gets_its_first_count);

@@ -9,9 +9,8 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use support::app::{TestApp, listed_counts, sqlite_url};
+use support::app::{TestApp, listed_counts};
 use support::load;
-use support::pg::PgServer;
 
 /// The budgets' window in these tests.
 const WINDOW: u64 = 10;
@@ -69,7 +68,11 @@ async fn pages(app: &TestApp) -> Vec<(String, i64)> {
     list
 }
 
-async fn a_rotating_client_cannot_fill_the_page_table(app: &TestApp) {
+async fn a_rotating_client_cannot_fill_the_page_table(url: &str) {
+    let args = budget();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let served = TestApp::spawn(url, &args).await;
+    let app = &served;
     app.create_site(&json!({"slug": "blog"})).await;
     next_window().await;
     // A reader's client creates its budget of pages, then its next new
@@ -128,24 +131,7 @@ async fn a_rotating_client_cannot_fill_the_page_table(app: &TestApp) {
     next_window().await;
     assert_eq!(hit(app, "192.0.2.1", "/post").await, ("/post".into(), 1));
     assert_eq!(app.count("blog").await, 209);
+    served.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotating_client_cannot_fill_the_page_table_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = budget();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let app = TestApp::spawn(&sqlite_url(dir.path()), &args).await;
-    a_rotating_client_cannot_fill_the_page_table(&app).await;
-    app.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotating_client_cannot_fill_the_page_table_on_postgres() {
-    let pg = PgServer::start();
-    let args = budget();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let app = TestApp::spawn(&pg.create_database(), &args).await;
-    a_rotating_client_cannot_fill_the_page_table(&app).await;
-    app.stop().await.unwrap();
-}
+with_both_databases!(a_rotating_client_cannot_fill_the_page_table);

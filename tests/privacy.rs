@@ -10,7 +10,6 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::app::{TOKEN, TestApp, json_of, listed_counts, sqlite_url};
-use support::pg::PgServer;
 use support::web::{Reply, get, hit_page, send};
 
 /// The three routes of a site's details.
@@ -92,7 +91,7 @@ async fn session(r: &Router) -> String {
     cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn details_are_private_until_the_site_is_public(r: &Router) {
+async fn details_are_private_until_the_site_is_public(r: &TestApp) {
     let site = admin(r, Method::POST, "/api/v1/sites", &json!({"slug": "blog"})).await;
     assert_eq!(site["public"], json!(false));
     hit_page(r, "blog", "/a").await;
@@ -162,19 +161,7 @@ async fn details_are_private_until_the_site_is_public(r: &Router) {
     );
 }
 
-#[tokio::test]
-async fn details_are_private_until_the_site_is_public_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
-    details_are_private_until_the_site_is_public(&r).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn details_are_private_until_the_site_is_public_on_postgres() {
-    let pg = PgServer::start();
-    let r = TestApp::spawn(&pg.create_database(), &[]).await;
-    details_are_private_until_the_site_is_public(&r).await;
-}
+on_both_stores!(details_are_private_until_the_site_is_public);
 
 /// `TALLY_DASHBOARD_PUBLIC` is the default of a site with no setting of its
 /// own (every site an older release created, and a new site created without

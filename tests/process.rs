@@ -66,19 +66,11 @@ async fn kill_under_load(store_env: &[(&str, &str)]) {
     assert!(distinct.last().copied().unwrap_or(0) <= count);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_loses_no_acknowledged_hit_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/tally.db", dir.path().display());
-    kill_under_load(&[("TALLY_DATABASE_URL", &url)]).await;
+async fn kill_9_under_load_loses_no_acknowledged_hit(url: &str) {
+    kill_under_load(&[("TALLY_DATABASE_URL", url)]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_loses_no_acknowledged_hit_on_postgres() {
-    let pg = PgServer::start();
-    let url = pg.create_database();
-    kill_under_load(&[("TALLY_DATABASE_URL", &url)]).await;
-}
+with_both_databases!(kill_9_under_load_loses_no_acknowledged_hit);
 
 /// Requests held in flight (the store locked) when SIGTERM arrives are all
 /// answered, then the process exits 0 and their hits are stored.

@@ -332,27 +332,7 @@ async fn ten_thousand_sites_import_into_an_empty_tally(database_url: &str) {
     println!("imported 10 022 sites ({} bytes) in {took:?}", doc.len());
 }
 
-/// A check as two tests: on a fresh SQLite file and on a fresh PostgreSQL
-/// database.
-macro_rules! on_both_stores {
-    ($check:ident: $sqlite:ident, $postgres:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            let dir = tempfile::tempdir().unwrap();
-            $check(&sqlite_url(dir.path())).await;
-        }
-
-        #[tokio::test]
-        async fn $postgres() {
-            let pg = PgServer::start();
-            $check(&pg.create_database()).await;
-        }
-    };
-}
-
-on_both_stores!(ten_thousand_sites_import_into_an_empty_tally:
-    an_export_of_10_022_sites_imports_into_an_empty_tally,
-    an_export_of_10_022_sites_imports_into_an_empty_tally_on_postgres);
+with_both_databases!(ten_thousand_sites_import_into_an_empty_tally);
 
 /// 25 sites with 400 days of hours (a 9.3 MB export) through a real
 /// listener: replayed, every hour is kept and each site's daily series is
@@ -412,9 +392,7 @@ async fn four_hundred_days_of_hours_are_replayed(database_url: &str) {
     );
 }
 
-on_both_stores!(four_hundred_days_of_hours_are_replayed:
-    four_hundred_days_of_hours_are_replayed_exactly,
-    four_hundred_days_of_hours_are_replayed_exactly_on_postgres);
+with_both_databases!(four_hundred_days_of_hours_are_replayed);
 
 /// Hits on a site outside a 9 MB import keep being counted while it is
 /// written: each waits for one batch at most, never for the whole import.
@@ -490,9 +468,7 @@ async fn hits_are_answered_during_a_large_import(database_url: &str) {
     );
 }
 
-on_both_stores!(hits_are_answered_during_a_large_import:
-    hits_are_answered_during_a_large_import_on_sqlite,
-    hits_are_answered_during_a_large_import_on_postgres);
+with_both_databases!(hits_are_answered_during_a_large_import);
 
 #[tokio::test]
 async fn an_export_imports_into_a_fresh_instance_with_its_hours() {
@@ -1073,9 +1049,7 @@ async fn bad_pages_write_nothing(database_url: &str) {
     assert_eq!(site_json(&r, "blog").await["pages"], 2);
 }
 
-on_both_stores!(bad_pages_write_nothing:
-    bad_pages_in_an_import_are_400_and_write_nothing,
-    bad_pages_in_an_import_are_400_and_write_nothing_on_postgres);
+with_both_databases!(bad_pages_write_nothing);
 
 /// An import without pages leaves a site's pages as they are, unless its
 /// new count cannot hold them; with `pages` they are replaced.
@@ -1153,9 +1127,7 @@ async fn pages_left_out_are_kept(database_url: &str) {
     assert_eq!(import(&r, "?hours=replay", &export).await.0, StatusCode::OK);
 }
 
-on_both_stores!(pages_left_out_are_kept:
-    an_import_without_pages_keeps_them_while_the_count_holds_them,
-    an_import_without_pages_keeps_them_while_the_count_holds_them_on_postgres);
+with_both_databases!(pages_left_out_are_kept);
 
 /// The date `days` days after the current hour's, as the API writes it.
 fn date_after(days: u64) -> String {
@@ -1230,9 +1202,7 @@ async fn future_hours_are_refused(database_url: &str) {
     refused_writing_nothing(database_url, &cases).await;
 }
 
-on_both_stores!(future_hours_are_refused:
-    an_import_refuses_hours_and_days_in_the_future,
-    an_import_refuses_hours_and_days_in_the_future_on_postgres);
+with_both_databases!(future_hours_are_refused);
 
 /// The hour that starts at 9999-12-31T23:00:00Z, which no series can show
 /// (a range ends by that time at the latest): a 400 naming it.
@@ -1246,9 +1216,7 @@ async fn hours_past_the_series_range_are_refused(database_url: &str) {
     refused_writing_nothing(database_url, &[case]).await;
 }
 
-on_both_stores!(hours_past_the_series_range_are_refused:
-    an_import_refuses_an_hour_past_the_series_range,
-    an_import_refuses_an_hour_past_the_series_range_on_postgres);
+with_both_databases!(hours_past_the_series_range_are_refused);
 
 /// A negative count anywhere (a site's count or base count, a page's
 /// count, an hour's or a day's hits), replayed or not: a 400 naming it.
@@ -1287,9 +1255,7 @@ async fn negative_counts_are_refused(database_url: &str) {
     refused_writing_nothing(database_url, &cases).await;
 }
 
-on_both_stores!(negative_counts_are_refused:
-    an_import_refuses_negative_counts_naming_them,
-    an_import_refuses_negative_counts_naming_them_on_postgres);
+with_both_databases!(negative_counts_are_refused);
 
 /// A timestamp that is not one (the export's `exported_at`, a site's
 /// `created_at`, an hour's `t`, a page day's `d`), or an hour not on the
@@ -1339,9 +1305,7 @@ async fn malformed_timestamps_are_refused(database_url: &str) {
     refused_writing_nothing(database_url, &cases).await;
 }
 
-on_both_stores!(malformed_timestamps_are_refused:
-    an_import_refuses_malformed_timestamps_naming_them,
-    an_import_refuses_malformed_timestamps_naming_them_on_postgres);
+with_both_databases!(malformed_timestamps_are_refused);
 
 /// 20 pages (and an overflow page) imported at a page limit of 5: the 5
 /// with the most hits are kept, the 15 others land on `(other)` with their
@@ -1403,6 +1367,4 @@ async fn pages_past_the_limit_fold_into_other(database_url: &str) {
     a_new_page_counts_on_other(&r, 225, 125).await;
 }
 
-on_both_stores!(pages_past_the_limit_fold_into_other:
-    an_import_past_the_page_limit_folds_the_rest_into_other,
-    an_import_past_the_page_limit_folds_the_rest_into_other_on_postgres);
+with_both_databases!(pages_past_the_limit_fold_into_other);
