@@ -23,6 +23,8 @@
 //!   never needed for correctness;
 //! - [`limit`]: every per-client limit (hits, reads, failed sign-ins),
 //!   behind one handle;
+//! - [`audience`]: the browser, system and device a user agent names and
+//!   the country of an address, for breakdowns;
 //! - [`bots`]: which user agents are crawlers, whose hits are not counted;
 //! - [`config`]: settings from flags and `TALLY_*` variables, and their
 //!   reference (`tally config --markdown`);
@@ -37,6 +39,7 @@
 //! - [`telemetry`]: logging setup; [`healthcheck`]: the `tally healthcheck`
 //!   probe.
 
+pub mod audience;
 pub mod bots;
 pub mod cache;
 pub mod config;

@@ -7,8 +7,10 @@
 //! - what a series, an export and an import carry ([`SeriesData`],
 //!   [`SiteDump`], [`ImportEntry`], [`Imported`]);
 //! - the visitor behind a hit, for unique-visitor estimates ([`Visitor`]);
+//! - [`breakdown`]: where hits came from and who read them, by dimension;
 //! - [`time`]: unix seconds, UTC hours and days, RFC 3339 text.
 
+pub mod breakdown;
 pub mod origin;
 pub mod page;
 pub mod slug;
