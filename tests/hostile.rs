@@ -17,6 +17,14 @@ use support::nginx::Nginx;
 const GREETING_1: &str = "Hello Linode!  This page has been viewed 1 time(s).";
 
 /// A client whose requests leave from `source` (any 127.0.0.0/8 address).
+/// Seconds since the minute began, as the limiters' windows count them.
+fn seconds_into_the_minute() -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (now.as_secs() % 60) as f64 + f64::from(now.subsec_millis()) / 1000.0
+}
+
 fn client_from(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(source.parse::<IpAddr>().unwrap())
@@ -320,12 +328,14 @@ async fn reads_have_a_per_client_limit_of_their_own() {
     let mut got = Vec::new();
     let mut refusal = None;
     for _ in 0..50 {
+        let sent = seconds_into_the_minute();
         let response = greedy
             .get(app.url("/api/v1/sites/default/series"))
             .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap();
+        let answered = seconds_into_the_minute();
         got.push(response.status().as_u16());
         if response.status() == 429 && refusal.is_none() {
             let retry_after: u64 = response.headers()["retry-after"]
@@ -334,13 +344,26 @@ async fn reads_have_a_per_client_limit_of_their_own() {
                 .parse()
                 .unwrap();
             let body: Value = response.json().await.unwrap();
-            refusal = Some((body["error"]["code"].clone(), retry_after));
+            refusal = Some((body["error"]["code"].clone(), retry_after, sent, answered));
         }
     }
     assert_eq!(statuses(&got), BTreeMap::from([(200, 40), (429, 10)]));
-    let (code, retry_after) = refusal.unwrap();
+    let (code, retry_after, sent, answered) = refusal.unwrap();
     assert_eq!(code, "read_rate_limited");
-    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // All 40 reads are in this minute's window: the next read fits once
+    // this window is over and 1 of its 40 has slid out of the next, 60/40
+    // = 1.5 s into it. Rounded up, from the moment the limiter looked
+    // (between sending and the answer, within one minute).
+    assert!(
+        sent <= answered,
+        "the refusal straddled a minute: {sent} {answered}"
+    );
+    let earliest = (61.5 - answered).ceil() as u64;
+    let latest = (61.5 - sent).ceil() as u64;
+    assert!(
+        (earliest..=latest).contains(&retry_after),
+        "Retry-After {retry_after}, not in {earliest}..={latest}"
+    );
     // Counting is not a read; another client reads.
     let hit = greedy
         .post(app.url("/api/v1/sites/default/hits"))
