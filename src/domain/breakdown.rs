@@ -6,7 +6,7 @@
 //! a browser's family, a country's code), and only their counts are
 //! stored. The rules for what a client sends (a referrer, a campaign's
 //! parameters, a screen width, `Accept-Language`) are here; the user
-//! agent and the address are read by `crate::audience`.
+//! agent and the address are read by the `audience` module.
 
 use std::fmt;
 
