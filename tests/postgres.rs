@@ -414,3 +414,61 @@ async fn a_commit_whose_answer_is_lost_is_never_counted_twice() {
     assert_eq!(count_of(&again.text().await.unwrap()), 4);
     assert_eq!(stored(), "4");
 }
+
+/// A connection to a server that takes no writes leaves the pool, even
+/// while it stays open: the next connection may reach a primary (after a
+/// failover the old primary, demoted, still answers). Here the database
+/// makes every new session read-only, and the app's sessions are ended
+/// so that its pool opens read-only ones; the hits are refused. Once new
+/// sessions take writes again, the very next hit is counted: a read-only
+/// connection kept in the pool would refuse it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_takes_no_writes_leaves_the_pool_though_open() {
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = db_name(&url);
+    let app = TestApp::spawn(&url, &["--store-timeout", "1s"]).await;
+    let client = support::load::client();
+    let hit = || client.get(app.url("/")).send();
+    assert_eq!(hit().await.unwrap().status(), 200);
+
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"),
+    );
+    pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{db}'"
+        ),
+    );
+    for _ in 0..3 {
+        let response = hit().await.unwrap();
+        assert_eq!(response.status(), 503);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["message"],
+            "the database is unavailable; nothing was written; retry shortly"
+        );
+    }
+    // Reads work on a read-only session, so the pool keeps some open.
+    let read = client
+        .get(app.url("/api/v1/sites/default/count"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" RESET default_transaction_read_only"),
+    );
+    let response = hit().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "Hello Linode!  This page has been viewed 2 time(s)."
+    );
+    app.stop().await.unwrap();
+}
