@@ -472,3 +472,70 @@ async fn a_connection_that_takes_no_writes_leaves_the_pool_though_open() {
     );
     app.stop().await.unwrap();
 }
+
+/// A contract migration is held back by the sessions of an older release,
+/// and the refusal names each by its pid and its address as the server
+/// sees it (`host:port` for a TCP session), its `application_name` and its
+/// schema (none for a release from before schema announcements, which
+/// names itself plain `tally`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_that_hold_back_a_contract_migration_are_named_by_address() {
+    use tally::store::Migration;
+    use tally::store::migrate::{Contracts, Kind, POSTGRES};
+
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let store_settings = settings(&url, &[]).store;
+    let store = tally::store::open(&store_settings.database_url, &store_settings).unwrap();
+    store.migrate(POSTGRES, Contracts::WhenSafe).await.unwrap();
+
+    let (old, connection) = tokio_postgres::connect(
+        &format!("{url}?application_name=tally"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let seen = old
+        .query_one(
+            "SELECT pg_backend_pid(), host(inet_client_addr()), inet_client_port()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (pid, host, port): (i32, String, i32) = (seen.get(0), seen.get(1), seen.get(2));
+    assert!(port > 0);
+
+    let mut list = POSTGRES.to_vec();
+    let contract = POSTGRES.len() as i64 + 1;
+    list.push(Migration {
+        version: contract,
+        name: "drop_nothing",
+        kind: Kind::Contract { after: "0.0.0" },
+        sql: "SELECT 1",
+    });
+    let migrated = store.migrate(&list, Contracts::WhenSafe).await.unwrap();
+    assert_eq!(migrated.applied, Vec::<i64>::new());
+    let held = migrated.held.expect("held back");
+    assert_eq!(
+        held.migrations
+            .iter()
+            .map(|m| m.version)
+            .collect::<Vec<_>>(),
+        [contract]
+    );
+    let holder = held
+        .holders
+        .iter()
+        .find(|h| h.pid == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not among {:?}", held.holders));
+    assert_eq!(holder.address.as_deref(), Some(&*format!("{host}:{port}")));
+    assert_eq!(holder.application_name, "tally");
+    assert_eq!(holder.schema, None);
+    assert!(holder.since.is_some());
+    // Any other holder is one of this store's own pooled sessions, which
+    // announce the schema before the test's contract migration.
+    for other in held.holders.iter().filter(|h| h.pid != pid) {
+        assert_eq!(other.schema, Some(POSTGRES.len() as i64), "{other:?}");
+    }
+}
