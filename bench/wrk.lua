@@ -9,7 +9,7 @@
 -- With BENCH_ID_PREFIX set, every request carries a new X-Request-Id:
 -- the prefix (which bench/run makes new for each run), the wrk thread's
 -- number and a counter, so no two requests of a bench/run share an id.
--- Without it or BENCH_PATHS, wrk sends one fixed request over and over (no Lua per
+-- Without it, BENCH_PATHS or BENCH_AGENTS, wrk sends one fixed request over and over (no Lua per
 -- request).
 
 local threads = {}
@@ -26,7 +26,24 @@ local paths = {}
 for p in string.gmatch(os.getenv("BENCH_PATHS") or "", "%S+") do
    table.insert(paths, p)
 end
-if (id_prefix and id_prefix ~= "") or #paths > 0 then
+-- With BENCH_AGENTS set, every request carries a browser's User-Agent:
+-- the families and systems readers use, their versions varied by the
+-- request's number, so that a million requests bring thousands of
+-- distinct agents (a parser's or a cache's memory shows under them).
+local agents = {}
+if (os.getenv("BENCH_AGENTS") or "") ~= "" then
+   agents = {
+      "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/1%d.0.%d.0 Safari/537.36",
+      "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/1%d.%d Safari/605.1.15",
+      "Mozilla/5.0 (X11; Linux x86_64; rv:1%d.0) Gecko/20100101 Firefox/1%d.0",
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 1%d_%d like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+      "Mozilla/5.0 (Linux; Android 1%d; SM-S9%dB) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+      "Mozilla/5.0 (iPad; CPU OS 1%d_%d like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+      "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/1%d.0.%d.51",
+      "Mozilla/5.0 (Linux; Android 1%d; SM-X7%d0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+   }
+end
+if (id_prefix and id_prefix ~= "") or #paths > 0 or #agents > 0 then
    local headers, n, prefix = {}, 0, nil
    function request()
       n = n + 1
@@ -35,6 +52,10 @@ if (id_prefix and id_prefix ~= "") or #paths > 0 then
             prefix = id_prefix .. "-" .. tostring(thread_no) .. "-"
          end
          headers["X-Request-Id"] = prefix .. n
+      end
+      if #agents > 0 then
+         local agent = agents[n % #agents + 1]
+         headers["User-Agent"] = string.format(agent, n % 30, math.floor(n / #agents) % 500)
       end
       local path = nil
       if #paths > 0 then
