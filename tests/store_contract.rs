@@ -1938,3 +1938,21 @@ fn the_contract_holds_on_sqlite() {
 fn the_contract_holds_on_postgres() {
     holds(Backend::Postgres, 64);
 }
+
+/// Opening a SQLite store makes its file's directory, however deep, as
+/// `tally serve` does for the data directory it is given.
+#[tokio::test]
+async fn a_sqlite_store_makes_the_directory_of_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data").join("sites").join("tally.db");
+    let settings = support::app::settings(&format!("sqlite://{}", file.display()), &[]).store;
+    let store = tally::store::open(&settings.database_url, &settings).unwrap();
+    store
+        .migrate(
+            tally::store::migrate::SQLITE,
+            tally::store::migrate::Contracts::WhenSafe,
+        )
+        .await
+        .unwrap();
+    assert!(file.is_file(), "{} is no file", file.display());
+}
