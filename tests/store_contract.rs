@@ -1956,3 +1956,81 @@ async fn a_sqlite_store_makes_the_directory_of_its_file() {
         .unwrap();
     assert!(file.is_file(), "{} is no file", file.display());
 }
+
+/// A slice of a site's pages read from the store says whether more follow
+/// it: the rows past the slice, not its being full. (A site's pages are
+/// mostly ranked in memory from one whole read; a site with more pages
+/// than a ranking keeps is sliced by the store, and its `next` link is
+/// this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_s_page_slice_says_whether_more_pages_follow() {
+    use tally::domain::time::today;
+    use tally::domain::{NewSite, Page, PageSlice, SiteRules, Slug};
+    use tally::store::SiteHits;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        let settings = support::app::settings(&url, &[]).store;
+        let store = tally::store::open(&settings.database_url, &settings).unwrap();
+        let list = match store.backend() {
+            tally::store::Backend::Sqlite => tally::store::migrate::SQLITE,
+            tally::store::Backend::Postgres => tally::store::migrate::POSTGRES,
+        };
+        store
+            .migrate(list, tally::store::migrate::Contracts::WhenSafe)
+            .await
+            .unwrap();
+        let slug = Slug::parse("sliced").unwrap();
+        let site = store
+            .create_site(&NewSite {
+                slug: slug.clone(),
+                name: "Sliced".into(),
+                count: 0,
+                rules: SiteRules::default(),
+            })
+            .await
+            .unwrap();
+        let rules = SiteRules::default();
+        let pages: Vec<Option<Page>> = ["/a", "/b", "/b", "/c", "/c", "/c"]
+            .iter()
+            .map(|p| Some(Page::parse(p, &rules).unwrap()))
+            .collect();
+        let hits = SiteHits {
+            site: site.id,
+            keys: vec![None; pages.len()],
+            pages,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        store
+            .add_hits(SystemTime::now(), &[hits], 100, deadline)
+            .await
+            .unwrap();
+        let day = today();
+        let slice = |limit, offset| PageSlice {
+            from: day - 1,
+            to: day + 1,
+            limit,
+            offset,
+        };
+        for (limit, offset, names, more) in [
+            (2, 0, vec!["/c", "/b"], true),
+            (3, 0, vec!["/c", "/b", "/a"], false),
+            (1, 1, vec!["/b"], true),
+            (2, 1, vec!["/b", "/a"], false),
+            (5, 3, vec![], false),
+        ] {
+            let got = store
+                .pages(&slug, slice(limit, offset))
+                .await
+                .unwrap()
+                .unwrap();
+            let got_names: Vec<&str> = got.pages.iter().map(|p| p.page.as_str()).collect();
+            assert_eq!(
+                (got_names, got.more),
+                (names, more),
+                "{url}: limit {limit}, offset {offset}"
+            );
+        }
+    }
+}
