@@ -2034,3 +2034,37 @@ async fn a_store_s_page_slice_says_whether_more_pages_follow() {
         }
     }
 }
+
+/// `add_anonymous_hits`, which tools and tests use to write history,
+/// counts its hits on each backend within its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_hits_are_counted_on_both_backends() {
+    use tally::store::{Counted, Outcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        let settings = support::app::settings(&url, &[]).store;
+        let store = tally::store::open(&settings.database_url, &settings).unwrap();
+        let list = match store.backend() {
+            tally::store::Backend::Sqlite => tally::store::migrate::SQLITE,
+            tally::store::Backend::Postgres => tally::store::migrate::POSTGRES,
+        };
+        store
+            .migrate(list, tally::store::migrate::Contracts::WhenSafe)
+            .await
+            .unwrap();
+        let outcomes = store
+            .add_anonymous_hits(SystemTime::now(), &[(1, 3)])
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let [Outcome::Counted(Counted { total, counts, .. })] = outcomes.as_slice() else {
+            panic!("{url}: {outcomes:?}");
+        };
+        assert_eq!(
+            (total.count, counts.as_slice()),
+            (3, &[1, 2, 3][..]),
+            "{url}"
+        );
+    }
+}
