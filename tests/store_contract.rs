@@ -2068,3 +2068,68 @@ async fn anonymous_hits_are_counted_on_both_backends() {
         );
     }
 }
+
+/// One owner per SQLite file: a claim on a file that another claim holds
+/// is refused, and dropping the owner frees it. PostgreSQL has none.
+#[test]
+fn a_sqlite_file_has_one_owner_at_a_time() {
+    use tally::secret::Secret;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = Secret::new(sqlite_url(dir.path()));
+    let owner = tally::store::claim(&url).unwrap();
+    assert!(owner.is_some());
+    assert!(tally::store::claim(&url).is_err());
+    drop(owner);
+    assert!(tally::store::claim(&url).unwrap().is_some());
+    let pg = Secret::new("postgres://tally@127.0.0.1:1/tally");
+    assert!(tally::store::claim(&pg).unwrap().is_none());
+}
+
+/// SQLite forgets the request ids older than the purge's cutoff: the
+/// purge says how many, and a hit with a forgotten id counts anew, while
+/// one with a kept id is still a repeat. (PostgreSQL purges by batch and
+/// keeps each site's newest; `postgres::old_request_ids_are_deleted_by_batch_and_young_ones_kept`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purged_request_ids_are_forgotten_on_sqlite() {
+    use tally::store::{Counted, Outcome, SiteHits};
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let url = sqlite_url(dir.path());
+        let settings = support::app::settings(&url, &[]).store;
+        let store = tally::store::open(&settings.database_url, &settings).unwrap();
+        store
+            .migrate(
+                tally::store::migrate::SQLITE,
+                tally::store::migrate::Contracts::WhenSafe,
+            )
+            .await
+            .unwrap();
+        let hit = |key: &str| SiteHits {
+            site: 1,
+            keys: vec![Some(key.into())],
+            pages: vec![None],
+        };
+        let count = async |key: &str| {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let outcomes = store
+                .add_hits(SystemTime::now(), &[hit(key)], 100, deadline)
+                .await
+                .unwrap();
+            let [Outcome::Counted(Counted { counts, .. })] = outcomes.as_slice() else {
+                panic!("{outcomes:?}");
+            };
+            counts[0]
+        };
+        assert_eq!((count("a").await, count("b").await), (1, 2), "{url}");
+        assert_eq!(count("a").await, 1, "{url}: a repeat before the purge");
+        let purged = store
+            .purge_requests(SystemTime::now() + Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(purged, 2, "{url}");
+        assert_eq!(count("a").await, 3, "{url}: a forgotten id counts anew");
+        assert_eq!(count("a").await, 3, "{url}: and is remembered again");
+    }
+}
