@@ -58,7 +58,7 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestRunner};
 use serde_json::{Value, json};
-use support::app::{TOKEN, TestApp, sqlite_url};
+use support::app::{TOKEN, TestApp, migrated_store, sqlite_url};
 use support::pg::{PgOptions, PgServer};
 use tally::counting::CountError;
 use tower::ServiceExt;
@@ -1945,16 +1945,45 @@ fn the_contract_holds_on_postgres() {
 async fn a_sqlite_store_makes_the_directory_of_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data").join("sites").join("tally.db");
-    let settings = support::app::settings(&format!("sqlite://{}", file.display()), &[]).store;
-    let store = tally::store::open(&settings.database_url, &settings).unwrap();
-    store
-        .migrate(
-            tally::store::migrate::SQLITE,
-            tally::store::migrate::Contracts::WhenSafe,
-        )
+    migrated_store(&format!("sqlite://{}", file.display())).await;
+    assert!(file.is_file(), "{} is no file", file.display());
+}
+
+/// A new site `slug` with one hit on each of `pages` (a name once per hit),
+/// written to `store` directly.
+async fn site_with_pages(
+    store: &dyn tally::store::Store,
+    slug: &str,
+    pages: &[&str],
+) -> tally::domain::Site {
+    use tally::domain::{NewSite, Page, SiteRules, Slug};
+    use tally::store::SiteHits;
+
+    let rules = SiteRules::default();
+    let site = store
+        .create_site(&NewSite {
+            slug: Slug::parse(slug).unwrap(),
+            name: slug.to_uppercase(),
+            count: 0,
+            rules: rules.clone(),
+        })
         .await
         .unwrap();
-    assert!(file.is_file(), "{} is no file", file.display());
+    let pages: Vec<Option<Page>> = pages
+        .iter()
+        .map(|p| Some(Page::parse(p, &rules).unwrap()))
+        .collect();
+    let hits = SiteHits {
+        site: site.id,
+        keys: vec![None; pages.len()],
+        pages,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    store
+        .add_hits(SystemTime::now(), &[hits], 100, deadline)
+        .await
+        .unwrap();
+    site
 }
 
 /// A slice of a site's pages read from the store says whether more follow
@@ -1965,47 +1994,14 @@ async fn a_sqlite_store_makes_the_directory_of_its_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_s_page_slice_says_whether_more_pages_follow() {
     use tally::domain::time::today;
-    use tally::domain::{NewSite, Page, PageSlice, SiteRules, Slug};
-    use tally::store::SiteHits;
+    use tally::domain::{PageSlice, Slug};
 
     let dir = tempfile::tempdir().unwrap();
     let pg = PgServer::start();
     for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let settings = support::app::settings(&url, &[]).store;
-        let store = tally::store::open(&settings.database_url, &settings).unwrap();
-        let list = match store.backend() {
-            tally::store::Backend::Sqlite => tally::store::migrate::SQLITE,
-            tally::store::Backend::Postgres => tally::store::migrate::POSTGRES,
-        };
-        store
-            .migrate(list, tally::store::migrate::Contracts::WhenSafe)
-            .await
-            .unwrap();
+        let store = migrated_store(&url).await;
         let slug = Slug::parse("sliced").unwrap();
-        let site = store
-            .create_site(&NewSite {
-                slug: slug.clone(),
-                name: "Sliced".into(),
-                count: 0,
-                rules: SiteRules::default(),
-            })
-            .await
-            .unwrap();
-        let rules = SiteRules::default();
-        let pages: Vec<Option<Page>> = ["/a", "/b", "/b", "/c", "/c", "/c"]
-            .iter()
-            .map(|p| Some(Page::parse(p, &rules).unwrap()))
-            .collect();
-        let hits = SiteHits {
-            site: site.id,
-            keys: vec![None; pages.len()],
-            pages,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        store
-            .add_hits(SystemTime::now(), &[hits], 100, deadline)
-            .await
-            .unwrap();
+        site_with_pages(&*store, "sliced", &["/a", "/b", "/b", "/c", "/c", "/c"]).await;
         let day = today();
         let slice = |limit, offset| PageSlice {
             from: day - 1,
@@ -2044,16 +2040,7 @@ async fn anonymous_hits_are_counted_on_both_backends() {
     let dir = tempfile::tempdir().unwrap();
     let pg = PgServer::start();
     for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let settings = support::app::settings(&url, &[]).store;
-        let store = tally::store::open(&settings.database_url, &settings).unwrap();
-        let list = match store.backend() {
-            tally::store::Backend::Sqlite => tally::store::migrate::SQLITE,
-            tally::store::Backend::Postgres => tally::store::migrate::POSTGRES,
-        };
-        store
-            .migrate(list, tally::store::migrate::Contracts::WhenSafe)
-            .await
-            .unwrap();
+        let store = migrated_store(&url).await;
         let outcomes = store
             .add_anonymous_hits(SystemTime::now(), &[(1, 3)])
             .await
@@ -2097,15 +2084,7 @@ async fn purged_request_ids_are_forgotten_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     {
         let url = sqlite_url(dir.path());
-        let settings = support::app::settings(&url, &[]).store;
-        let store = tally::store::open(&settings.database_url, &settings).unwrap();
-        store
-            .migrate(
-                tally::store::migrate::SQLITE,
-                tally::store::migrate::Contracts::WhenSafe,
-            )
-            .await
-            .unwrap();
+        let store = migrated_store(&url).await;
         let hit = |key: &str| SiteHits {
             site: 1,
             keys: vec![Some(key.into())],
@@ -2131,5 +2110,111 @@ async fn purged_request_ids_are_forgotten_on_sqlite() {
         assert_eq!(purged, 2, "{url}");
         assert_eq!(count("a").await, 3, "{url}: a forgotten id counts anew");
         assert_eq!(count("a").await, 3, "{url}: and is remembered again");
+    }
+}
+
+/// A signed-out session is remembered by its hash until it expires, on
+/// each backend: another hash is not, and a record past its expiry is
+/// forgotten by the next sign-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_out_sessions_are_remembered_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        let store = migrated_store(&url).await;
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        store.revoke_session("expired", now - hour).await.unwrap();
+        store
+            .revoke_session("signed-out", now + hour)
+            .await
+            .unwrap();
+        let revoked = async |hash: &str| store.session_revoked(hash).await.unwrap();
+        assert_eq!(
+            (
+                revoked("signed-out").await,
+                revoked("never").await,
+                revoked("expired").await
+            ),
+            (true, false, false),
+            "{url}"
+        );
+        // The same session signed out twice is one record.
+        store
+            .revoke_session("signed-out", now + hour)
+            .await
+            .unwrap();
+        assert!(revoked("signed-out").await, "{url}");
+    }
+}
+
+/// Deleting a site says whether there was one to delete, on each backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_site_says_whether_it_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        let store = migrated_store(&url).await;
+        let site = site_with_pages(&*store, "doomed", &["/"]).await;
+        let missing = site.id + 1000;
+        assert_eq!(
+            (
+                store.delete_site(missing).await.unwrap(),
+                store.delete_site(site.id).await.unwrap(),
+                store.delete_site(site.id).await.unwrap(),
+            ),
+            (false, true, false),
+            "{url}"
+        );
+    }
+}
+
+/// An import that replays a site's hours but leaves its pages out keeps
+/// the pages while the new count holds their hits, and drops them when it
+/// cannot, on each backend (the store's half of
+/// `transfer::pages_left_out_are_kept`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_without_pages_keeps_them_while_the_count_holds_them() {
+    use tally::domain::time::today;
+    use tally::domain::{ImportEntry, PageSlice, Slug};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        let store = migrated_store(&url).await;
+        let slug = Slug::parse("replayed").unwrap();
+        site_with_pages(&*store, "replayed", &["/a", "/a", "/a", "/b", "/b"]).await;
+        let listed = async || {
+            let slice = PageSlice {
+                from: today() - 1,
+                to: today() + 1,
+                limit: 10,
+                offset: 0,
+            };
+            let list = store.pages(&slug, slice).await.unwrap().unwrap();
+            list.pages
+                .iter()
+                .map(|p| (p.page.as_str().to_owned(), p.count))
+                .collect::<Vec<_>>()
+        };
+        let both = vec![("/a".to_owned(), 3), ("/b".to_owned(), 2)];
+        assert_eq!(listed().await, both, "{url}");
+        let replay = |count| ImportEntry {
+            slug: slug.clone(),
+            name: "REPLAYED".into(),
+            count,
+            hours: Some(Vec::new()),
+            created_at: None,
+            pages: None,
+        };
+        // 5 holds the pages' 5 hits: they stay.
+        let done = store.import(&[replay(5)]).await.unwrap();
+        assert_eq!((done.len(), done[0].created), (1, false), "{url}");
+        assert_eq!(listed().await, both, "{url}");
+        // 4 cannot: they go.
+        store.import(&[replay(4)]).await.unwrap();
+        assert_eq!(listed().await, vec![], "{url}");
+        let site = store.site(&slug).await.unwrap().unwrap();
+        assert_eq!(site.count, 4, "{url}");
     }
 }

@@ -66,6 +66,23 @@ pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("tally.db").display())
 }
 
+/// A store on `url` with its backend's migrations applied, opened with the
+/// default settings, as `tally serve` opens it.
+pub async fn migrated_store(url: &str) -> Arc<dyn Store> {
+    use tally::store::{Backend, migrate};
+    let settings = settings(url, &[]).store;
+    let store = tally::store::open(&settings.database_url, &settings).unwrap();
+    let list = match store.backend() {
+        Backend::Sqlite => migrate::SQLITE,
+        Backend::Postgres => migrate::POSTGRES,
+    };
+    store
+        .migrate(list, migrate::Contracts::WhenSafe)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    store
+}
+
 /// One request through the router; returns status, headers and body text.
 pub async fn call(
     router: &Router,

@@ -54,7 +54,44 @@ struct Inner {
     path: PathBuf,
     busy_timeout: Duration,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Idle<Connection>,
+}
+
+/// Read connections put back for reuse, at most `limit` of them: a burst of
+/// reads opens as many as it needs, and all but `limit` close after it.
+#[derive(Debug)]
+struct Idle<T> {
+    limit: usize,
+    kept: Mutex<Vec<T>>,
+}
+
+impl<T> Idle<T> {
+    fn new(limit: usize) -> Self {
+        Idle {
+            limit,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The connection put back last, if one is kept.
+    fn take(&self) -> Option<T> {
+        lock(&self.kept).pop()
+    }
+
+    /// Keeps `item` for the next read, or closes it (outside the lock)
+    /// when `limit` are kept already.
+    fn put_back(&self, item: T) {
+        let surplus = {
+            let mut kept = lock(&self.kept);
+            if kept.len() < self.limit {
+                kept.push(item);
+                None
+            } else {
+                Some(item)
+            }
+        };
+        drop(surplus);
+    }
 }
 
 impl SqliteStore {
@@ -73,7 +110,7 @@ impl SqliteStore {
                 path: path.to_owned(),
                 busy_timeout,
                 writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
+                readers: Idle::new(MAX_IDLE_READERS),
             }),
         })
     }
@@ -110,18 +147,18 @@ impl SqliteStore {
     {
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let idle = lock(&inner.readers).pop();
-            let conn = match idle {
+            let conn = match inner.readers.take() {
                 Some(conn) => conn,
+                // SQLite's own error keeps its code (a vanished file is
+                // one that may pass, not a bug).
                 None => connect(&inner.path, inner.busy_timeout).map_err(|e| {
-                    rusqlite::Error::ToSqlConversionFailure(e.into_boxed_dyn_error())
+                    e.downcast::<rusqlite::Error>().unwrap_or_else(|e| {
+                        rusqlite::Error::ToSqlConversionFailure(e.into_boxed_dyn_error())
+                    })
                 })?,
             };
             let out = f(&conn);
-            let mut idle = lock(&inner.readers);
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
-            }
+            inner.readers.put_back(conn);
             out
         })
         .await;
@@ -303,6 +340,44 @@ fn sqlite_error(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_the_limit_of_connections_is_kept_idle() {
+        let idle = Idle::new(2);
+        assert_eq!(idle.take(), None::<u8>);
+        for conn in 1..=3 {
+            idle.put_back(conn);
+        }
+        let taken: Vec<_> = std::iter::from_fn(|| idle.take()).collect();
+        assert_eq!(taken, [2, 1]);
+    }
+
+    /// A store whose data directory is gone is not ready: the read that
+    /// `ping` runs cannot open a connection.
+    #[tokio::test]
+    async fn ping_fails_once_the_data_directory_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = SqliteStore::open(&data.join("t.db"), Duration::from_secs(1)).unwrap();
+        store.ping().await.unwrap();
+        // The read connection `ping` opened is kept idle: drop it.
+        while store.inner.readers.take().is_some() {}
+        std::fs::remove_dir_all(&data).unwrap();
+        let err = store.ping().await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_constraint_violation_is_a_conflict() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let err = conn.execute("INSERT INTO t VALUES (1)", []).unwrap_err();
+        assert!(
+            matches!(sqlite_error(err), StoreError::Conflict),
+            "not a conflict"
+        );
+    }
 
     /// The thread a write ran on.
     async fn writer_thread_of(store: &SqliteStore) -> std::thread::ThreadId {
