@@ -265,7 +265,7 @@ async fn the_hourly_view_has_48_bars_and_48_points() {
         "the last point"
     );
     assert!(html.contains("<strong>5</strong> hits in all"));
-    assert!(html.contains("href=\"/dashboard/blog?view=daily\""));
+    assert!(html.contains("href=\"/dashboard/blog?range=30d\""));
     assert!(html.contains(
         "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob's&quot;<small>blog</small></h1>"
     ));
@@ -281,7 +281,7 @@ async fn the_daily_view_has_30_bars_and_30_points() {
     assert_eq!(page.body.matches("<g class=\"point\">").count(), 30);
     assert!(
         page.body
-            .contains("href=\"/dashboard/blog?view=daily\" aria-current=\"page\"")
+            .contains("href=\"/dashboard/blog?range=30d\" aria-current=\"page\"")
     );
 }
 
@@ -387,9 +387,14 @@ async fn page_hits(r: &TestApp, page: &str, n: usize) {
     }
 }
 
-/// `n` hits on `page` of `blog` in the hour 40 days ago: outside every
-/// range the dashboard shows, inside the all-time counts.
+/// `n` hits on `page` of `blog` in the hour 40 days ago: outside the 48
+/// hours and the 30 days, inside the all-time counts.
 async fn old_page_hits(r: &TestApp, page: &str, n: usize) {
+    page_hits_days_ago(r, page, n, 40).await;
+}
+
+/// `n` hits on `page` of `blog` in this hour of the day `days` days ago.
+async fn page_hits_days_ago(r: &TestApp, page: &str, n: usize, days: u64) {
     let blog = r
         .store
         .site(&tally::domain::Slug::parse("blog").unwrap())
@@ -398,7 +403,7 @@ async fn old_page_hits(r: &TestApp, page: &str, n: usize) {
         .unwrap()
         .id;
     let hour = tally::domain::time::hour_start(std::time::SystemTime::now())
-        - std::time::Duration::from_secs(40 * 86_400);
+        - std::time::Duration::from_secs(days * 86_400);
     let hits = tally::store::SiteHits {
         site: blog,
         keys: vec![None; n],
@@ -485,7 +490,13 @@ async fn app_with_pages() -> TestApp {
 #[tokio::test]
 async fn the_site_page_ranks_its_top_pages_with_hits_shares_counts_and_bars() {
     let r = app_with_pages().await;
-    for path in ["/dashboard/blog", "/dashboard/blog?view=daily"] {
+    for (path, link) in [
+        ("/dashboard/blog", "/dashboard/blog?page=/posts/hello"),
+        (
+            "/dashboard/blog?view=daily",
+            "/dashboard/blog?range=30d&amp;page=/posts/hello",
+        ),
+    ] {
         let page = get(&r, path, &[BEARER]).await;
         assert_page(&page);
         let html = &page.body;
@@ -508,7 +519,9 @@ async fn the_site_page_ranks_its_top_pages_with_hits_shares_counts_and_bars() {
             "{path}: {html}"
         );
         assert!(
-            html.contains("<td class=\"name\"><a href=\"/dashboard/blog?page=/posts/hello\">/posts/hello</a></td>"),
+            html.contains(&format!(
+                "<td class=\"name\"><a href=\"{link}\">/posts/hello</a></td>"
+            )),
             "{path}"
         );
         assert!(
@@ -590,7 +603,7 @@ async fn a_page_view_charts_the_page_per_day_with_its_count() {
     assert_eq!(html.matches("<title>").count(), 1 + 30 + 30);
     // Back to the site, at the same daily range; the site stays current.
     assert!(
-        html.contains("<p class=\"back\"><a href=\"/dashboard/blog?view=daily\">← &lt;script&gt;")
+        html.contains("<p class=\"back\"><a href=\"/dashboard/blog?range=30d\">← &lt;script&gt;")
     );
     assert!(html.contains("<a href=\"/dashboard/blog\" aria-current=\"page\">blog</a>"));
     assert!(!html.contains("<script>alert"));
@@ -849,9 +862,9 @@ fn csv(pages: &[(&str, i64)]) -> String {
     format!("page,count,hits\n{rows}")
 }
 
-/// The value of the form field `name` on a page.
+/// The value of the hidden field `name` of a form of `html`.
 fn field<'a>(html: &'a str, name: &str) -> &'a str {
-    let at = format!("name=\"{name}\" value=\"");
+    let at = format!("type=\"hidden\" name=\"{name}\" value=\"");
     let start = html
         .find(&at)
         .unwrap_or_else(|| panic!("no {name} in {html}"))
@@ -1046,4 +1059,150 @@ async fn the_site_list_shows_each_site_s_pages() {
             "<td><code>default</code></td><td class=\"num\">0</td><td class=\"num\">0</td>"
         )
     );
+}
+
+/// One period for the whole page: each preset and chosen dates chart their
+/// own steps, rank the pages over their days, and compare the site's hits
+/// with the stretch before; a page's link and its page keep the dates.
+#[tokio::test]
+async fn the_dates_are_chosen_for_the_whole_page_and_compared_with_those_before() {
+    use tally::domain::time::{format_date, today, unix};
+    // Clear of midnight, so that "today" and the days ago stay put.
+    let into_day = unix(std::time::SystemTime::now()).rem_euclid(86_400);
+    if into_day > 86_400 - 30 {
+        tokio::time::sleep(std::time::Duration::from_secs(
+            (86_400 - into_day + 1) as u64,
+        ))
+        .await;
+    }
+    let r = app(&[]).await;
+    page_hits(&r, "/a", 4).await;
+    page_hits_days_ago(&r, "/a", 2, 3).await;
+    page_hits_days_ago(&r, "/b", 5, 10).await;
+    page_hits_days_ago(&r, "/b", 7, 40).await;
+    let date = |days_ago: i64| format_date((today() - days_ago) * 86_400);
+    let hours_today = unix(std::time::SystemTime::now()).rem_euclid(86_400) / 3600 + 1;
+
+    let custom = format!("from={}&to={}", date(10), date(3));
+    for (query, bars, summary, compare, top) in [
+        (
+            "range=today".to_owned(),
+            hours_today as usize,
+            "4 in today · at most 4 in one hour".to_owned(),
+            "0 in the same hours yesterday · none then".to_owned(),
+            ("/a", "4"),
+        ),
+        (
+            "range=7d".to_owned(),
+            7,
+            "6 in the last 7 days · at most 4 in one day".to_owned(),
+            format!(
+                "5 in the 7 days before ({} to {}) · <strong class=\"change\">+20.0%</strong>",
+                date(13),
+                date(7)
+            ),
+            ("/a", "6"),
+        ),
+        (
+            "range=30d".to_owned(),
+            30,
+            "11 in the last 30 days · at most 5 in one day".to_owned(),
+            format!(
+                "7 in the 30 days before ({} to {}) · <strong class=\"change\">+57.1%</strong>",
+                date(59),
+                date(30)
+            ),
+            ("/a", "6"),
+        ),
+        (
+            "range=12m".to_owned(),
+            365,
+            "18 in the last 12 months · at most 7 in one day".to_owned(),
+            format!(
+                "0 in the 365 days before ({} to {}) · none then",
+                date(729),
+                date(365)
+            ),
+            ("/b", "12"),
+        ),
+        (
+            custom.clone(),
+            8,
+            format!(
+                "7 in the days {} to {} · at most 5 in one day",
+                date(10),
+                date(3)
+            ),
+            format!(
+                "0 in the 8 days before ({} to {}) · none then",
+                date(18),
+                date(11)
+            ),
+            ("/b", "5"),
+        ),
+    ] {
+        let path = format!("/dashboard/blog?{query}");
+        let page = get(&r, &path, &[BEARER]).await;
+        assert_page(&page);
+        let html = &page.body;
+        assert_eq!(html.matches("<g class=\"bar\">").count(), bars, "{path}");
+        assert!(
+            html.contains(&format!("<strong>18</strong> hits in all · {summary}</p>")),
+            "{path}: {summary} in {html}"
+        );
+        assert!(
+            html.contains(&format!("<p class=\"compare\">{compare}</p>")),
+            "{path}: {compare} in {html}"
+        );
+        let rows = page_table(html);
+        assert_eq!(
+            (rows[0].0.as_str(), rows[0].1.as_str()),
+            top,
+            "{path}: {rows:?}"
+        );
+        let link = format!(
+            "<a href=\"/dashboard/blog?{}&amp;page=/a\">/a</a>",
+            query.replace('&', "&amp;")
+        );
+        assert!(html.contains(&link), "{path}: {link}");
+    }
+
+    // The chosen dates fill the form, and no preset is current.
+    let page = get(&r, &format!("/dashboard/blog?{custom}"), &[BEARER]).await;
+    assert!(
+        page.body
+            .contains(&format!("name=\"from\" value=\"{}\"", date(10)))
+    );
+    assert!(
+        page.body
+            .contains(&format!("name=\"to\" value=\"{}\"", date(3)))
+    );
+    assert!(!page.body.contains("aria-current=\"page\">7 days"));
+
+    // A page's page over 7 days: none of /b's hits, against 5 before; its
+    // tabs keep the page, and the way back keeps the dates.
+    let page = get(&r, "/dashboard/blog?range=7d&page=/b", &[BEARER]).await;
+    assert_page(&page);
+    let html = &page.body;
+    assert_eq!(html.matches("<g class=\"bar\">").count(), 7);
+    assert!(html.contains(&format!(
+        "<p class=\"compare\">5 in the 7 days before ({} to {}) · <strong class=\"change\">-100.0%</strong></p>",
+        date(13),
+        date(7)
+    )), "{html}");
+    assert!(html.contains("<a href=\"/dashboard/blog?range=12m&amp;page=/b\">12 months</a>"));
+    assert!(html.contains("<p class=\"back\"><a href=\"/dashboard/blog?range=7d\">"));
+    assert!(!html.contains("<form class=\"dates\""));
+
+    // Dates that cannot be shown are a 400 that says why.
+    for (query, why) in [
+        ("range=1y", "The range is today, 48h, 7d, 30d or 12m."),
+        ("from=2026-02-30&amp;to=2026-03-01", "is not a date"),
+        ("range=7d&view=daily", "Name the dates once"),
+    ] {
+        let path = format!("/dashboard/blog?{}", query.replace("&amp;", "&"));
+        let reply = get(&r, &path, &[BEARER]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(reply.body.contains(why), "{path}: {}", reply.body);
+    }
 }

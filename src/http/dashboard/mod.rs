@@ -1,8 +1,9 @@
 //! The dashboard, the job the seed's Dash app did: `/dashboard` lists the
-//! sites with their totals; `/dashboard/{slug}` charts one site's hits per
-//! hour (last 48 hours) or per day (last 30 days) and its running total,
-//! above its top pages over the whole days those hours or days touch;
-//! `/dashboard/{slug}?page=/posts/hello` charts one page per day.
+//! sites with their totals; `/dashboard/{slug}` charts one site's hits and
+//! running total over one [`period`] (48 hours by default), compares them
+//! with the stretch before, and ranks its top pages over the whole days the
+//! period touches; `/dashboard/{slug}?page=/posts/hello` charts one page
+//! per day.
 //!
 //! A page is named in the query as on every route that takes one: the
 //! `page` parameter as it stands in the query string, normalised once by
@@ -22,6 +23,7 @@
 pub mod auth;
 pub mod chart;
 pub mod html;
+pub mod period;
 mod top_pages;
 
 use std::sync::Arc;
@@ -44,11 +46,12 @@ use super::pages::DeleteQuery;
 use crate::counting::CountError;
 use crate::counting::series::{Range, Series, Step};
 use crate::domain::page::OVERFLOW_PAGE;
-use crate::domain::time::{format_date, format_timestamp, unix};
+use crate::domain::time::{format_date, format_timestamp, today, unix};
 use crate::domain::{Page, PageList, PageSlice, Site, Slug};
 use auth::{AdminForm, Viewer};
 use chart::Datum;
 use html::{Nav, error_page, grouped, page, percent};
+use period::{Asked, PRESETS, Period, change};
 use top_pages::{TopPages, delete_pages, top_pages};
 
 /// Sites linked from the top bar; the rest are on the list page.
@@ -98,7 +101,23 @@ pub fn site_href(slug: &str) -> String {
 /// once, it is that text again. A name stored under an earlier rule that
 /// the rule no longer gives reads back as the name the rule gives.
 pub fn page_href(slug: &str, page: &str) -> String {
-    let text = match page.split_once('?') {
+    format!("{}?page={}", site_href(slug), page_param(page))
+}
+
+/// The same page shown over `period`: its dates first, then the page.
+pub fn page_href_over(slug: &str, page: &str, period: Period) -> String {
+    format!(
+        "{}?{}&page={}",
+        site_href(slug),
+        period.query(),
+        page_param(page)
+    )
+}
+
+/// The value of the `page` parameter that reads back as `page` (see
+/// [`page_href`]).
+fn page_param(page: &str) -> String {
+    match page.split_once('?') {
         None => utf8_percent_encode(page, PATH_IN_QUERY).to_string(),
         Some((path, kept)) => {
             let (name, value) = kept.split_once('=').unwrap_or((kept, ""));
@@ -109,8 +128,7 @@ pub fn page_href(slug: &str, page: &str) -> String {
                 utf8_percent_encode(value, PAGE_IN_QUERY)
             )
         }
-    };
-    format!("{}?page={text}", site_href(slug))
+    }
 }
 
 /// The slug in the path, or why it names no site.
@@ -231,44 +249,31 @@ fn display_name(site: &Site) -> &str {
 
 #[derive(Debug, Deserialize)]
 pub struct ViewQuery {
+    /// `hourly` or `daily`: the 48-hour and 30-day periods.
     view: Option<String>,
+    /// A preset period ([`period`]).
+    range: Option<String>,
+    /// The first and last of the days shown, both included.
+    from: Option<String>,
+    to: Option<String>,
     /// One of the site's pages, by its listed name.
     page: Option<String>,
     /// Pages just deleted, said above the table.
     deleted: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum View {
-    Hourly,
-    Daily,
-}
-
-impl View {
-    fn step(self) -> Step {
-        match self {
-            View::Hourly => Step::Hour,
-            View::Daily => Step::Day,
-        }
-    }
-
-    fn points(self) -> i64 {
-        match self {
-            View::Hourly => 48,
-            View::Daily => 30,
-        }
-    }
-
-    /// The window's name and its step's, for people.
-    fn words(self) -> (&'static str, &'static str) {
-        match self {
-            View::Hourly => ("the last 48 hours", "hour"),
-            View::Daily => ("the last 30 days", "day"),
+impl ViewQuery {
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            view: self.view.as_deref(),
+            range: self.range.as_deref(),
+            from: self.from.as_deref(),
+            to: self.to.as_deref(),
         }
     }
 }
 
-/// `GET /dashboard/{slug}?view=hourly|daily`, or `?page=/posts/hello`
+/// `GET /dashboard/{slug}?range=…` (or `?from=…&to=…`), and `&page=/posts/hello`
 pub async fn site(
     viewer: Viewer,
     State(state): State<Arc<AppState>>,
@@ -301,37 +306,36 @@ pub async fn site(
         return error_page(
             StatusCode::BAD_REQUEST,
             "Bad request",
-            "The query string names a view and a page, each at most once.",
+            "The query string names the dates and a page, each at most once.",
         );
     };
-    let view = match (query.view.as_deref(), &query.page) {
-        (None | Some("hourly"), None) => View::Hourly,
-        (None | Some("daily"), _) => View::Daily,
-        (Some("hourly"), Some(_)) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "A page's hits are kept per day: its view is daily.",
-            );
-        }
-        (Some(_), _) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The view is hourly or daily.",
-            );
-        }
+    if query.page.is_some() && query.view.as_deref() == Some("hourly") {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "A page's hits are kept per day: its view is daily.",
+        );
+    }
+    let default = match query.page {
+        Some(_) => Period::Days30,
+        None => Period::Hours48,
+    };
+    let period = match Period::read(query.asked(), default, today()) {
+        Ok(period) => period,
+        Err(why) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &why),
     };
     if query.page.is_some() {
         let raw = raw_query.as_deref().and_then(raw_page_param);
-        return page_view(viewer, &state, &slug, raw.unwrap_or_default()).await;
+        return page_view(viewer, &state, &slug, raw.unwrap_or_default(), period).await;
     }
-    let range = Range::last(view.step(), view.points(), unix(SystemTime::now()));
+    let range = period.range(unix(SystemTime::now()));
+    let previous = period.previous(range);
     let days = whole_days(range);
     let day = Step::Day.seconds();
-    let (sites, series, pages, day_series) = tokio::join!(
+    let (sites, series, before, pages, day_series) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.series.series(&slug, range),
+        hits_in(&state, &slug, previous),
         state.counting.pages.pages(
             &slug,
             PageSlice {
@@ -363,21 +367,54 @@ pub async fn site(
         Some(Ok(in_days)) => in_days.points.iter().map(|p| p.hits).sum(),
         Some(Err(e)) => return failure(e),
     };
+    let before = match before {
+        Ok(before) => before.zip(previous),
+        Err(e) => return failure(e),
+    };
     let top = TopPages {
         days,
         site_hits,
         list,
         manage: viewer.session,
         deleted: query.deleted.and_then(|n| n.parse().ok()),
+        period,
     };
     let sites = shown(&state, viewer, sites.unwrap_or_default());
-    let main = site_main(&series, view, &top, &badge_base(&headers));
+    let main = site_main(&series, period, before, &top, &badge_base(&headers));
     page(
         StatusCode::OK,
         display_name(&series.site),
         Some(&nav(&sites, Some(&series.site.slug), viewer)),
         main,
     )
+}
+
+/// The hits of the site (or of its page `page`) in `range`, when there is
+/// one: the sum of its series' points.
+async fn hits_in(
+    state: &AppState,
+    slug: &Slug,
+    range: Option<Range>,
+) -> Result<Option<i64>, CountError> {
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let series = state.counting.series.series(slug, range).await?;
+    Ok(Some(series.points.iter().map(|p| p.hits).sum()))
+}
+
+/// The hits of one page in `range`, when there is one.
+async fn page_hits_in(
+    state: &AppState,
+    slug: &Slug,
+    page: &Page,
+    range: Option<Range>,
+) -> Result<Option<i64>, CountError> {
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let series = state.counting.series.page_series(slug, page, range).await?;
+    Ok(Some(series.points.iter().map(|p| p.hits).sum()))
 }
 
 /// The whole UTC days that `range` touches.
@@ -390,10 +427,16 @@ fn whole_days(range: Range) -> Range {
     }
 }
 
-/// `GET /dashboard/{slug}?page=…`: one page's hits per day over the last
-/// 30 days, and its count; `raw` is the `page` parameter as it stands in
-/// the query string.
-async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> Response {
+/// `GET /dashboard/{slug}?page=…`: one page's hits per day over the
+/// whole days of `period` (the last 30 by default), and its count; `raw`
+/// is the `page` parameter as it stands in the query string.
+async fn page_view(
+    viewer: Viewer,
+    state: &AppState,
+    slug: &Slug,
+    raw: &str,
+    period: Period,
+) -> Response {
     let page_name = match state.counting.pages.page_of(slug, raw).await {
         Ok(page) => page,
         Err(CountError::InvalidPage(why)) => {
@@ -405,13 +448,25 @@ async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> 
         }
         Err(e) => return failure(e),
     };
-    let range = Range::last(Step::Day, View::Daily.points(), unix(SystemTime::now()));
-    let (sites, series) = tokio::join!(
+    // A page's hits are kept per day: the days the period touches, and as
+    // many days before them.
+    let range = whole_days(period.range(unix(SystemTime::now())));
+    let days = Period::Days {
+        from: range.from / Step::Day.seconds(),
+        to: range.to / Step::Day.seconds() - 1,
+    };
+    let previous = days.previous(range);
+    let (sites, series, before) = tokio::join!(
         state.counting.sites.sites(),
-        state.counting.series.page_series(slug, &page_name, range)
+        state.counting.series.page_series(slug, &page_name, range),
+        page_hits_in(state, slug, &page_name, previous),
     );
     let series = match series {
         Ok(series) => series,
+        Err(e) => return failure(e),
+    };
+    let before = match before {
+        Ok(before) => before.zip(previous),
         Err(e) => return failure(e),
     };
     let sites = shown(state, viewer, sites.unwrap_or_default());
@@ -420,7 +475,7 @@ async fn page_view(viewer: Viewer, state: &AppState, slug: &Slug, raw: &str) -> 
         StatusCode::OK,
         &title,
         Some(&nav(&sites, Some(&series.site.slug), viewer)),
-        page_main(&series, &page_name),
+        page_main(&series, &page_name, (period, days), before),
     )
 }
 
@@ -438,11 +493,21 @@ fn badge_base(headers: &HeaderMap) -> String {
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
+/// Every how many days a daily chart of `points` days writes its date
+/// under the axis: about ten dates at most.
+fn day_tick_every(points: usize) -> usize {
+    [1, 2, 5, 7, 14, 30, 61, 91]
+        .into_iter()
+        .find(|every| points.div_ceil(*every) <= 10)
+        .unwrap_or(182)
+}
+
 /// The bars (hits per step) and the running total of a series.
-fn chart_data(series: &Series, view: View) -> (Vec<Datum>, Vec<Datum>) {
+fn chart_data(series: &Series) -> (Vec<Datum>, Vec<Datum>) {
     let mut bars = Vec::with_capacity(series.points.len());
     let mut running = Vec::with_capacity(series.points.len());
     let mut total = series.before;
+    let every = day_tick_every(series.points.len());
     for (i, p) in series.points.iter().enumerate() {
         total += p.hits;
         let hits = format!(
@@ -450,8 +515,8 @@ fn chart_data(series: &Series, view: View) -> (Vec<Datum>, Vec<Datum>) {
             grouped(p.hits),
             if p.hits == 1 { "" } else { "s" }
         );
-        let (when, until, tick) = match view {
-            View::Hourly => {
+        let (when, until, tick) = match series.range.step {
+            Step::Hour => {
                 let hour = p.t.rem_euclid(86_400) / 3600;
                 let tick = (hour % 6 == 0).then(|| {
                     if hour == 0 {
@@ -472,8 +537,8 @@ fn chart_data(series: &Series, view: View) -> (Vec<Datum>, Vec<Datum>) {
                     tick,
                 )
             }
-            View::Daily => {
-                let tick = ((series.points.len() - 1 - i) % 5 == 0)
+            Step::Day => {
+                let tick = ((series.points.len() - 1 - i) % every == 0)
                     .then(|| format_date(p.t)[5..].to_owned());
                 (
                     format!("{} (UTC)", format_date(p.t)),
@@ -496,19 +561,90 @@ fn chart_data(series: &Series, view: View) -> (Vec<Datum>, Vec<Datum>) {
     (bars, running)
 }
 
-fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup {
+/// The tabs of the presets and, on a site's page, the form for chosen
+/// dates; `href` is the page they go to, and `page` the raw query value
+/// of the page shown, which the tabs keep. (A page's page takes chosen
+/// dates from the site's page's links: a form would send its name
+/// encoded as forms encode, which reads back otherwise.)
+fn period_picker(href: &str, page: Option<&str>, current: Period) -> Markup {
+    let today = today() * Step::Day.seconds();
+    let (from, to) = match current {
+        Period::Days { from, to } => (
+            format_date(from * Step::Day.seconds()),
+            format_date(to * Step::Day.seconds()),
+        ),
+        _ => (
+            format_date(today - 29 * Step::Day.seconds()),
+            format_date(today),
+        ),
+    };
+    let page_part = page.map(|raw| format!("&page={raw}")).unwrap_or_default();
+    html! {
+        nav class="tabs" aria-label="Dates" {
+            @for preset in PRESETS {
+                a href={ (href) "?" (preset.query()) (page_part) }
+                    aria-current=[(preset == current).then_some("page")] {
+                    (preset.label())
+                }
+            }
+            a href="#cumulative" { "Running total" }
+        }
+        @if page.is_none() {
+            form class="dates" method="get" action=(href) {
+                label { "From " input type="date" name="from" value=(from) max=(format_date(today)); }
+                " "
+                label { "to " input type="date" name="to" value=(to) max=(format_date(today)); }
+                " " button type="submit" { "Show these days" }
+            }
+        }
+    }
+}
+
+/// How the period compares with the one before it: its hits and the
+/// change in percent.
+fn comparison(period: Period, in_window: i64, before: Option<(i64, Range)>) -> Markup {
+    html! {
+        @if let Some((hits, range)) = before {
+            p class="compare" {
+                (grouped(hits)) " in " (period.previous_words(range))
+                @match change(in_window, hits) {
+                    Some(change) => { " · " strong class="change" { (change) } }
+                    None => { " · none then" }
+                }
+            }
+        }
+    }
+}
+
+/// The series API's address for `range`.
+fn series_api(slug: &Slug, range: Range) -> String {
+    let step = range.step;
+    format!(
+        "/api/v1/sites/{slug}/series?step={}&from={}&to={}",
+        step.name(),
+        step.format(range.from),
+        step.format(range.to)
+    )
+}
+
+fn site_main(
+    series: &Series,
+    period: Period,
+    before: Option<(i64, Range)>,
+    top: &TopPages,
+    base: &str,
+) -> Markup {
     let site = &series.site;
     let slug = &site.slug;
-    let step = series.range.step;
     let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
     let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
-    let (window, unit) = view.words();
-    let (bars, running) = chart_data(series, view);
+    let (window, unit) = period.words();
+    let (bars, running) = chart_data(series);
 
     let href = site_href(slug);
     let bars_label = format!("Hits per {unit} over {window}, UTC");
     let line_label = format!("Running total over {window}");
-    let api = format!("/api/v1/sites/{slug}/series?step={}", step.name());
+    let api = series_api(slug, series.range);
     html! {
         h1 { (display_name(site)) small { (slug) } }
         p class="summary" {
@@ -516,15 +652,8 @@ fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup 
             " hits in all · " (grouped(in_window)) " in " (window)
             " · at most " (grouped(peak)) " in one " (unit)
         }
-        nav class="tabs" aria-label="Charts" {
-            a href={ (href) "?view=hourly" } aria-current=[(view == View::Hourly).then_some("page")] {
-                "Hourly · 48 h"
-            }
-            a href={ (href) "?view=daily" } aria-current=[(view == View::Daily).then_some("page")] {
-                "Daily · 30 days"
-            }
-            a href="#cumulative" { "Running total" }
-        }
+        (comparison(period, in_window, before))
+        (period_picker(&href, None, period))
         (charts(unit, (&bars_label, &bars), (&line_label, &running)))
         p class="links" {
             "This series as " a href=(api) { "JSON" } " or "
@@ -537,18 +666,32 @@ fn site_main(series: &Series, view: View, top: &TopPages, base: &str) -> Markup 
     }
 }
 
-/// One page: its count and its hits per day.
-fn page_main(series: &Series, name: &Page) -> Markup {
+/// One page: its count and its hits per day over the days its period
+/// touches (`periods`: the one asked for, for the tabs, and those days).
+fn page_main(
+    series: &Series,
+    name: &Page,
+    (period, days): (Period, Period),
+    before: Option<(i64, Range)>,
+) -> Markup {
     let site = &series.site;
     let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
     let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
-    let (window, unit) = View::Daily.words();
-    let (bars, running) = chart_data(series, View::Daily);
+    // The presets in days read as they are; today and the 48 hours by
+    // the days they touch.
+    let words = if series.range.step == Step::Day && period.range(0).step == Step::Day {
+        period
+    } else {
+        days
+    };
+    let (window, unit) = words.words();
+    let (bars, running) = chart_data(series);
     let bars_label = format!("Hits per {unit} on this page over {window}, UTC");
     let line_label = format!("This page's running total over {window}");
+    let href = site_href(&site.slug);
     html! {
         p class="back" {
-            a href={ (site_href(&site.slug)) "?view=daily" } { "← " (display_name(site)) }
+            a href={ (href) "?" (period.query()) } { "← " (display_name(site)) }
         }
         h1 class="page" { (name.as_str()) small { (site.slug) } }
         p class="summary" {
@@ -556,6 +699,8 @@ fn page_main(series: &Series, name: &Page) -> Markup {
             " hits on this page in all · " (grouped(in_window)) " in " (window)
             " · at most " (grouped(peak)) " in one " (unit)
         }
+        (comparison(days, in_window, before))
+        (period_picker(&href, Some(&page_param(name.as_str())), period))
         @if name.is_overflow() {
             p class="note" {
                 "The hits on pages past the site's page limit (TALLY_PAGE_LIMIT) are counted here."

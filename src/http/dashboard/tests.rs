@@ -102,6 +102,7 @@ async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
         },
         manage: false,
         deleted: None,
+        period: Period::Hours48,
     };
     let nav = nav(
         std::slice::from_ref(&series.site),
@@ -112,7 +113,13 @@ async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
         StatusCode::OK,
         display_name(&series.site),
         Some(&nav),
-        site_main(&series, View::Hourly, &top, r#"http://h"x"#),
+        site_main(
+            &series,
+            Period::Hours48,
+            Some((5, series.range)),
+            &top,
+            r#"http://h"x"#,
+        ),
     );
     let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
@@ -124,8 +131,15 @@ async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
         format!("<title>{name} · tally</title>"),
         format!("<h1>{name}<small>{slug}</small></h1>"),
         format!(r#"<a href="/dashboard/{slug}" aria-current="page">{slug}</a>"#),
-        format!(r#"<a href="/dashboard/{slug}?view=hourly" aria-current="page">"#),
-        format!(r#"<a href="/api/v1/sites/{slug}/series?step=hour&amp;format=csv">"#),
+        format!(r#"<a href="/dashboard/{slug}?range=48h" aria-current="page">48 hours</a>"#),
+        format!(r#"<a href="/dashboard/{slug}?range=7d">7 days</a>"#),
+        format!(r#"<form class="dates" method="get" action="/dashboard/{slug}">"#),
+        format!(
+            "<a href=\"/api/v1/sites/{slug}/series?step=hour&amp;from=2027-01-13T09:00:00Z\
+             &amp;to=2027-01-15T09:00:00Z&amp;format=csv\">"
+        ),
+        // 48 points of 0, 1, 2 hits: 48 hits against 5 before.
+        "<p class=\"compare\">5 in the 48 hours before · <strong class=\"change\">+860.0%</strong></p>".to_owned(),
         format!(r#"<img src="/badge/{slug}.svg?readonly=1" alt="{slug} badge" height="20">"#),
         format!("<code>![views](http://h&quot;x/badge/{slug}.svg)</code>"),
         format!(
@@ -143,4 +157,20 @@ async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
     assert_eq!(html.matches("<svg class=\"chart ").count(), 2);
     assert_eq!(html.matches("</svg>").count(), 2);
     assert_eq!(html.matches("<title>").count(), 1 + 48 + 48);
+}
+
+#[test]
+fn daily_charts_write_about_ten_dates() {
+    for (points, every) in [
+        (7, 1),
+        (10, 1),
+        (11, 2),
+        (30, 5),
+        (50, 5),
+        (51, 7),
+        (365, 61),
+        (731, 91),
+    ] {
+        assert_eq!(day_tick_every(points), every, "{points} days");
+    }
 }

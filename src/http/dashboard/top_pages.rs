@@ -14,6 +14,18 @@ pub(super) struct TopPages {
     pub(super) manage: bool,
     /// How many pages the form just sent deleted.
     pub(super) deleted: Option<u64>,
+    /// The dates the site's page shows, which a page's link carries when
+    /// they were chosen (a page's own page shows 30 days by default).
+    pub(super) period: Period,
+}
+
+impl TopPages {
+    fn page_link(&self, slug: &str, page: &str) -> String {
+        match self.period {
+            Period::Hours48 => page_href(slug, page),
+            period => page_href_over(slug, page, period),
+        }
+    }
 }
 
 /// Where the forms that delete a site's pages are sent: under
@@ -102,7 +114,7 @@ pub(super) fn top_pages(slug: &Slug, top: &TopPages, base: &str) -> Markup {
                     tbody {
                         @for p in &top.list.pages {
                             tr class="page" {
-                                td class="name" { a href=(page_href(slug, p.page.as_str())) { (p.page.as_str()) } }
+                                td class="name" { a href=(top.page_link(slug, p.page.as_str())) { (p.page.as_str()) } }
                                 td class="num" { (grouped(p.hits)) }
                                 td class="num" { (percent(p.hits, top.site_hits)) }
                                 td class="num" { (grouped(p.count)) }
