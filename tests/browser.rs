@@ -178,11 +178,23 @@ fn png_size(path: &Path) -> (u32, u32) {
 async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     let (app, _dir) = dashboard().await;
 
-    // The site's views with their top pages table, and one page's view.
-    for (path, bars, rows) in [
-        ("/dashboard/blog", 48, PAGES.len()),
-        ("/dashboard/blog?view=daily", 30, PAGES.len()),
-        ("/dashboard/blog?page=/posts/hello-world", 30, 0),
+    // The site's periods with their top pages table, and one page's view;
+    // a page's link carries a chosen period.
+    for (path, bars, rows, link) in [
+        ("/dashboard/blog", 48, PAGES.len(), "?page="),
+        (
+            "/dashboard/blog?view=daily",
+            30,
+            PAGES.len(),
+            "?range=30d&amp;page=",
+        ),
+        (
+            "/dashboard/blog?range=7d",
+            7,
+            PAGES.len(),
+            "?range=7d&amp;page=",
+        ),
+        ("/dashboard/blog?page=/posts/hello-world", 30, 0, ""),
     ] {
         let url = app.url(path);
         let run = tokio::task::spawn_blocking(move || {
@@ -205,12 +217,10 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         if rows > 0 {
             assert!(dom.contains("<h2>Top pages</h2>"), "{path}");
             assert_eq!(dom.matches("<svg class=\"share\"").count(), rows, "{path}");
-            assert!(
-                dom.contains(
-                    "<a href=\"/dashboard/blog?page=/posts/hello-world\">/posts/hello-world</a>"
-                ),
-                "{path}"
+            let a = format!(
+                "<a href=\"/dashboard/blog{link}/posts/hello-world\">/posts/hello-world</a>"
             );
+            assert!(dom.contains(&a), "{path}: {a}");
         } else {
             assert!(
                 dom.contains("<h1 class=\"page\">/posts/hello-world<small>blog</small></h1>"),
