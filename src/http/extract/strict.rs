@@ -34,14 +34,16 @@ pub enum Refusal {
 /// objects. A refusal of the shape names where it stands (`sites[0]: ...`).
 pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     let mut de = serde_json::Deserializer::from_slice(body);
+    // A data error names the path to its value; any other (syntax, an
+    // early end, trailing characters after the document) is not JSON.
     let value = serde_path_to_error::deserialize(Strict(&mut de)).map_err(|e| {
         if e.inner().is_data() {
             Refusal::Shape(e.to_string())
         } else {
-            refusal(e.into_inner())
+            Refusal::Syntax(e.into_inner().to_string())
         }
     })?;
-    de.end().map_err(refusal)?;
+    de.end().map_err(|e| Refusal::Syntax(e.to_string()))?;
     Ok(value)
 }
 
@@ -56,13 +58,6 @@ pub fn from_reader<'de, R: io::Read, S: DeserializeSeed<'de>>(
     let value = seed.deserialize(Strict(&mut de))?;
     de.end()?;
     Ok(value)
-}
-
-fn refusal(e: serde_json::Error) -> Refusal {
-    match e.classify() {
-        serde_json::error::Category::Data => Refusal::Shape(e.to_string()),
-        _ => Refusal::Syntax(e.to_string()),
-    }
 }
 
 /// Wraps a deserializer, and everything it hands on (visitors, element
@@ -634,6 +629,25 @@ mod tests {
         }
     }
 
+    /// Types that read another form from a deserializer that is not
+    /// human-readable (an address as bytes) read JSON's text through it.
+    #[test]
+    fn values_are_read_in_their_human_readable_form() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Peer {
+            ip: std::net::IpAddr,
+            at: std::net::SocketAddr,
+        }
+        let peer: Peer = from_slice(br#"{"ip":"192.0.2.7","at":"[2001:db8::1]:443"}"#).unwrap();
+        assert_eq!(
+            peer,
+            Peer {
+                ip: "192.0.2.7".parse().unwrap(),
+                at: "[2001:db8::1]:443".parse().unwrap(),
+            }
+        );
+    }
+
     #[test]
     fn not_json_is_a_syntax_refusal() {
         assert!(matches!(
@@ -644,5 +658,11 @@ mod tests {
             from_slice::<Entry>(br#"{"slug":"a"} x"#),
             Err(Refusal::Syntax(_))
         ));
+        assert_eq!(
+            from_slice::<Entry>(b"{\"slug\":\"a\"}\n}"),
+            Err(Refusal::Syntax(
+                "trailing characters at line 2 column 1".into()
+            ))
+        );
     }
 }
