@@ -546,3 +546,26 @@ async fn the_sessions_that_hold_back_a_contract_migration_are_named_by_address()
         assert_eq!(other.schema, Some(POSTGRES.len() as i64), "{other:?}");
     }
 }
+
+/// A page, a slug and a trailing-slash rule are read from PostgreSQL's text
+/// types alone: a column of another type is an error before its bytes are
+/// read as text.
+#[test]
+fn names_are_read_from_text_columns_only() {
+    use tally::domain::{Page, Slug, TrailingSlash};
+    use tokio_postgres::types::{FromSql, Type};
+
+    let accepts = |ty: &Type| {
+        [
+            <Page as FromSql>::accepts(ty),
+            <Slug as FromSql>::accepts(ty),
+            <TrailingSlash as FromSql>::accepts(ty),
+        ]
+    };
+    for text in [Type::TEXT, Type::VARCHAR] {
+        assert_eq!(accepts(&text), [true; 3], "{text}");
+    }
+    for other in [Type::INT8, Type::BYTEA, Type::JSONB] {
+        assert_eq!(accepts(&other), [false; 3], "{other}");
+    }
+}
