@@ -15,7 +15,30 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::domain::breakdown::{self, Dimension, Facets, UNKNOWN};
+use crate::domain::breakdown::{self, Dimension, Facets, NONE, UNKNOWN};
+
+/// What a counting request says of where its visit came from and who made
+/// it, as the client sent it. Nothing of it is kept but the facets it
+/// gives ([`Audience::facets`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Visit<'a> {
+    /// The referrer the client names itself (the body's `referrer`, the
+    /// pixel's `ref=`), checked as [`breakdown::referrer_host`] checks
+    /// it; empty: none. Given, it is taken over the `Referer` header.
+    pub referrer: Option<&'a str>,
+    /// The `Referer` header.
+    pub referer_header: Option<&'a str>,
+    /// The page's address as sent, before its name is normalised: its
+    /// campaign parameters.
+    pub page: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub accept_language: Option<&'a str>,
+    /// The screen's width in CSS pixels, checked.
+    pub screen: Option<u32>,
+    /// The client's address, as tally determines it; only its country is
+    /// kept.
+    pub client: Option<IpAddr>,
+}
 
 /// Reads what a request says about its reader.
 pub struct Audience {
@@ -54,6 +77,42 @@ impl Audience {
     /// Whether a country database is loaded.
     pub fn has_countries(&self) -> bool {
         self.countries.is_some()
+    }
+
+    /// Every dimension of a visit. `own` says whether a host is the
+    /// site's own ([`breakdown::is_own_host`]): a referrer from it is
+    /// `(none)`, a reader moving between the site's pages.
+    pub fn facets(&self, visit: &Visit<'_>, own: impl Fn(&str) -> bool) -> Facets {
+        let mut facets = Facets::default();
+        let referrer = match visit.referrer {
+            Some(named) => breakdown::referrer_host(named).ok().flatten(),
+            None => visit
+                .referer_header
+                .and_then(breakdown::referer_header_host),
+        };
+        facets.set(
+            Dimension::Referrer,
+            referrer
+                .filter(|host| !own(host))
+                .unwrap_or_else(|| NONE.into()),
+        );
+        facets.set_campaign(visit.page.unwrap_or_default());
+        self.read_agent(visit.user_agent, visit.screen, &mut facets);
+        facets.set(
+            Dimension::Country,
+            visit
+                .client
+                .and_then(|ip| self.country(ip))
+                .unwrap_or_else(|| UNKNOWN.into()),
+        );
+        facets.set(
+            Dimension::Language,
+            visit
+                .accept_language
+                .and_then(breakdown::language)
+                .unwrap_or_else(|| UNKNOWN.into()),
+        );
+        facets
     }
 
     /// Sets the browser, its version, the system, the device and the
@@ -336,6 +395,72 @@ mod tests {
         assert_eq!(country("203.0.114.1"), None);
         assert_eq!(country("127.0.0.1"), None);
         assert_eq!(country("2001:db8:8::1"), None);
+    }
+
+    /// Every dimension of one visit, from each of its sources.
+    #[test]
+    fn a_visit_gives_every_dimension() {
+        let dir = tempfile::tempdir().unwrap();
+        let audience = Audience::new(Some(&countries_file(dir.path()))).unwrap();
+        let own = |host: &str| host == "blog.example.org";
+        let all = |visit: &Visit<'_>| -> Vec<String> {
+            let facets = audience.facets(visit, own);
+            Dimension::ALL
+                .into_iter()
+                .map(|d| facets.get(d).to_owned())
+                .collect()
+        };
+        let visit = Visit {
+            referrer: None,
+            referer_header: Some("https://News.YCombinator.com/item?id=1"),
+            page: Some("/post?utm_source=hn&utm_medium=social&utm_campaign=launch+day"),
+            user_agent: Some(FIREFOX_LINUX),
+            accept_language: Some("en-GB,en;q=0.8"),
+            screen: Some(1280),
+            client: Some("203.0.113.9".parse().unwrap()),
+        };
+        assert_eq!(
+            all(&visit),
+            [
+                "news.ycombinator.com",
+                "hn",
+                "social",
+                "launch day",
+                "Firefox",
+                "Firefox 125",
+                "Linux",
+                "desktop",
+                "NZ",
+                "laptop",
+                "en",
+            ]
+        );
+        // A referrer the client names is taken over the header, and an
+        // empty one is none; the site's own host is none.
+        let named = |referrer| Visit {
+            referrer: Some(referrer),
+            ..visit
+        };
+        assert_eq!(all(&named("https://lobste.rs/s/x"))[0], "lobste.rs");
+        assert_eq!(all(&named(""))[0], "(none)");
+        assert_eq!(all(&named("https://blog.example.org/a"))[0], "(none)");
+        // Nothing sent: nothing known.
+        assert_eq!(
+            all(&Visit::default()),
+            [
+                "(none)",
+                "(none)",
+                "(none)",
+                "(none)",
+                "(unknown)",
+                "(unknown)",
+                "(unknown)",
+                "(unknown)",
+                "(unknown)",
+                "(unknown)",
+                "(unknown)",
+            ]
+        );
     }
 
     #[test]

@@ -230,6 +230,30 @@ pub fn referer_header_host(raw: &str) -> Option<Box<str>> {
     referrer_host(raw).ok().flatten()
 }
 
+/// Whether a referring `host` is the site's own, so that a reader moving
+/// between its pages is no referral: the host of the page the hit came
+/// from (`page_host`, its `Origin` or `Referer`), a host the site allows
+/// (`origins`, `host` or `host:port`), or the site's slug when that is a
+/// domain. Hosts compare without case, a port or a leading `www.`.
+pub fn is_own_host(host: &str, page_host: Option<&str>, slug: &str, origins: &[String]) -> bool {
+    let bare = |h: &str| -> String {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        let h = match h.strip_prefix('[') {
+            // An IPv6 literal keeps its colons; only a port follows `]`.
+            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
+            None => h.split(':').next().unwrap_or_default().to_owned(),
+        };
+        h.strip_prefix("www.").map(str::to_owned).unwrap_or(h)
+    };
+    let host = bare(host);
+    !host.is_empty()
+        && page_host
+            .into_iter()
+            .chain(std::iter::once(slug))
+            .chain(origins.iter().map(String::as_str))
+            .any(|own| bare(own) == host)
+}
+
 /// A campaign's parameters in a page's address.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Campaign {
@@ -392,6 +416,32 @@ mod tests {
                 ("language", "(unknown)"),
             ]
         );
+    }
+
+    #[test]
+    fn a_site_s_own_hosts_are_no_referrers() {
+        let origins = [
+            "blog.example.org".to_owned(),
+            "shop.example.org:8443".to_owned(),
+        ];
+        let own = |host: &str, page: Option<&str>| is_own_host(host, page, "example.com", &origins);
+        // The page's own host, on any port, with or without www.
+        assert!(own("news.example.net", Some("news.example.net:8080")));
+        assert!(own("www.news.example.net", Some("News.Example.Net")));
+        // An allowed origin, the slug as a domain.
+        assert!(own("blog.example.org", None));
+        assert!(own("shop.example.org", None));
+        assert!(own("example.com", None));
+        assert!(own("www.example.com", None));
+        assert!(own("example.com.", None));
+        // IPv6 literals keep their address.
+        assert!(own("[2001:db8::1]", Some("[2001:db8::1]:443")));
+        assert!(!own("[2001:db8::2]", Some("[2001:db8::1]:443")));
+        // Anyone else's.
+        assert!(!own("news.ycombinator.com", Some("blog.example.org")));
+        assert!(!own("example.com.evil.test", None));
+        assert!(!own("sub.example.com", None));
+        assert!(!own("", Some("")));
     }
 
     #[test]
