@@ -569,3 +569,74 @@ fn names_are_read_from_text_columns_only() {
         assert_eq!(accepts(&other), [false; 3], "{other}");
     }
 }
+
+/// A commit that took its sites' locks and was then dropped unfinished (a
+/// batch abandoned between its two steps) leaves no transaction open: its
+/// connection is closed, which rolls the transaction back and frees the
+/// locks, rather than going back to the pool inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
+    use std::time::SystemTime;
+    use tally::domain::{NewSite, Page, SiteRules, Slug};
+    use tally::store::{Opening, Outcome, SiteHits};
+
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let store = support::app::migrated_store(&url).await;
+    let site = store
+        .create_site(&NewSite {
+            slug: Slug::parse("held").unwrap(),
+            name: String::new(),
+            count: 0,
+            rules: SiteRules::default(),
+        })
+        .await
+        .unwrap();
+    // A hit that names a page takes the locking path.
+    let hits = [SiteHits {
+        site: site.id,
+        keys: vec![None],
+        pages: vec![Some(Page::parse("/a", &SiteRules::default()).unwrap())],
+    }];
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
+    let idle_in_transaction = || {
+        pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND state = 'idle in transaction'"
+            ),
+        )
+    };
+    let opening = store
+        .open_hits(SystemTime::now(), &hits, 100, deadline())
+        .await
+        .unwrap();
+    let Opening::Held(held) = opening else {
+        panic!("the locking path held nothing");
+    };
+    assert_eq!(idle_in_transaction(), "1");
+    drop(held);
+    let gone = Instant::now() + Duration::from_secs(10);
+    while idle_in_transaction() != "0" {
+        assert!(Instant::now() < gone, "a transaction is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing was counted, and the site counts at once.
+    let outcomes = store
+        .add_hits(SystemTime::now(), &hits, 100, deadline())
+        .await
+        .unwrap();
+    let [Outcome::Counted(counted)] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert_eq!(counted.total.count, 1);
+}
