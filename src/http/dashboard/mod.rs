@@ -335,7 +335,7 @@ pub async fn site(
     let (sites, series, before, pages, day_series) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.series.series(&slug, range),
-        hits_in(&state, &slug, previous),
+        hits_in(previous, |r| state.counting.series.series(&slug, r)),
         state.counting.pages.pages(
             &slug,
             PageSlice {
@@ -389,31 +389,19 @@ pub async fn site(
     )
 }
 
-/// The hits of the site (or of its page `page`) in `range`, when there is
-/// one: the sum of its series' points.
-async fn hits_in(
-    state: &AppState,
-    slug: &Slug,
+/// The hits of a series that `read` gives for `range`, when there is a
+/// range: the sum of its points.
+async fn hits_in<F>(
     range: Option<Range>,
-) -> Result<Option<i64>, CountError> {
+    read: impl FnOnce(Range) -> F,
+) -> Result<Option<i64>, CountError>
+where
+    F: Future<Output = Result<Series, CountError>>,
+{
     let Some(range) = range else {
         return Ok(None);
     };
-    let series = state.counting.series.series(slug, range).await?;
-    Ok(Some(series.points.iter().map(|p| p.hits).sum()))
-}
-
-/// The hits of one page in `range`, when there is one.
-async fn page_hits_in(
-    state: &AppState,
-    slug: &Slug,
-    page: &Page,
-    range: Option<Range>,
-) -> Result<Option<i64>, CountError> {
-    let Some(range) = range else {
-        return Ok(None);
-    };
-    let series = state.counting.series.page_series(slug, page, range).await?;
+    let series = read(range).await?;
     Ok(Some(series.points.iter().map(|p| p.hits).sum()))
 }
 
@@ -459,7 +447,10 @@ async fn page_view(
     let (sites, series, before) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.series.page_series(slug, &page_name, range),
-        page_hits_in(state, slug, &page_name, previous),
+        hits_in(previous, |r| state
+            .counting
+            .series
+            .page_series(slug, &page_name, r)),
     );
     let series = match series {
         Ok(series) => series,
