@@ -1949,6 +1949,16 @@ async fn a_sqlite_store_makes_the_directory_of_its_file() {
     assert!(file.is_file(), "{} is no file", file.display());
 }
 
+/// Runs `check` on a fresh store of each backend, its migrations applied,
+/// with its URL.
+async fn on_each_backend(check: impl AsyncFn(Arc<dyn tally::store::Store>, &str)) {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    for url in [sqlite_url(dir.path()), pg.create_database()] {
+        check(migrated_store(&url).await, &url).await;
+    }
+}
+
 /// A new site `slug` with one hit on each of `pages` (a name once per hit),
 /// written to `store` directly.
 async fn site_with_pages(
@@ -1996,10 +2006,7 @@ async fn a_store_s_page_slice_says_whether_more_pages_follow() {
     use tally::domain::time::today;
     use tally::domain::{PageSlice, Slug};
 
-    let dir = tempfile::tempdir().unwrap();
-    let pg = PgServer::start();
-    for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let store = migrated_store(&url).await;
+    on_each_backend(async |store, url| {
         let slug = Slug::parse("sliced").unwrap();
         site_with_pages(&*store, "sliced", &["/a", "/b", "/b", "/c", "/c", "/c"]).await;
         let day = today();
@@ -2028,7 +2035,8 @@ async fn a_store_s_page_slice_says_whether_more_pages_follow() {
                 "{url}: limit {limit}, offset {offset}"
             );
         }
-    }
+    })
+    .await;
 }
 
 /// `add_anonymous_hits`, which tools and tests use to write history,
@@ -2037,10 +2045,7 @@ async fn a_store_s_page_slice_says_whether_more_pages_follow() {
 async fn anonymous_hits_are_counted_on_both_backends() {
     use tally::store::{Counted, Outcome};
 
-    let dir = tempfile::tempdir().unwrap();
-    let pg = PgServer::start();
-    for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let store = migrated_store(&url).await;
+    on_each_backend(async |store, url| {
         let outcomes = store
             .add_anonymous_hits(SystemTime::now(), &[(1, 3)])
             .await
@@ -2053,7 +2058,8 @@ async fn anonymous_hits_are_counted_on_both_backends() {
             (3, &[1, 2, 3][..]),
             "{url}"
         );
-    }
+    })
+    .await;
 }
 
 /// One owner per SQLite file: a claim on a file that another claim holds
@@ -2118,10 +2124,7 @@ async fn purged_request_ids_are_forgotten_on_sqlite() {
 /// forgotten by the next sign-out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_out_sessions_are_remembered_until_they_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = PgServer::start();
-    for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let store = migrated_store(&url).await;
+    on_each_backend(async |store, url| {
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
         store.revoke_session("expired", now - hour).await.unwrap();
@@ -2145,16 +2148,14 @@ async fn signed_out_sessions_are_remembered_until_they_expire() {
             .await
             .unwrap();
         assert!(revoked("signed-out").await, "{url}");
-    }
+    })
+    .await;
 }
 
 /// Deleting a site says whether there was one to delete, on each backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_site_says_whether_it_was_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = PgServer::start();
-    for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let store = migrated_store(&url).await;
+    on_each_backend(async |store, url| {
         let site = site_with_pages(&*store, "doomed", &["/"]).await;
         let missing = site.id + 1000;
         assert_eq!(
@@ -2166,7 +2167,8 @@ async fn deleting_a_site_says_whether_it_was_there() {
             (false, true, false),
             "{url}"
         );
-    }
+    })
+    .await;
 }
 
 /// An import that replays a site's hours but leaves its pages out keeps
@@ -2178,10 +2180,7 @@ async fn a_replay_without_pages_keeps_them_while_the_count_holds_them() {
     use tally::domain::time::today;
     use tally::domain::{ImportEntry, PageSlice, Slug};
 
-    let dir = tempfile::tempdir().unwrap();
-    let pg = PgServer::start();
-    for url in [sqlite_url(dir.path()), pg.create_database()] {
-        let store = migrated_store(&url).await;
+    on_each_backend(async |store, url| {
         let slug = Slug::parse("replayed").unwrap();
         site_with_pages(&*store, "replayed", &["/a", "/a", "/a", "/b", "/b"]).await;
         let listed = async || {
@@ -2216,5 +2215,6 @@ async fn a_replay_without_pages_keeps_them_while_the_count_holds_them() {
         assert_eq!(listed().await, vec![], "{url}");
         let site = store.site(&slug).await.unwrap().unwrap();
         assert_eq!(site.count, 4, "{url}");
-    }
+    })
+    .await;
 }
