@@ -2218,3 +2218,38 @@ async fn a_replay_without_pages_keeps_them_while_the_count_holds_them() {
     })
     .await;
 }
+
+/// Retention folds every hour bucket before its cutoff into its site's
+/// base count and says how many it folded, on each backend; the counts do
+/// not change, and the buckets after the cutoff stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_folds_old_hours_and_says_how_many() {
+    use std::time::Duration;
+    use tally::domain::time::hour_start;
+
+    on_each_backend(async |store, url| {
+        let other = site_with_pages(&*store, "other", &[]).await;
+        let now = hour_start(SystemTime::now());
+        let hours_ago = |h: u64| now - Duration::from_secs(h * 3600);
+        for (hour, site, hits) in [(72, 1, 2), (50, 1, 3), (60, other.id, 4), (1, other.id, 5)] {
+            store
+                .add_anonymous_hits(hours_ago(hour), &[(site, hits)])
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        let counts = async || {
+            let mut counts = Vec::new();
+            for site in [1, other.id] {
+                counts.push(store.site_by_id(site).await.unwrap().unwrap().count);
+            }
+            counts
+        };
+        assert_eq!(counts().await, [5, 9], "{url}");
+        let folded = store.prune_series(hours_ago(24)).await.unwrap();
+        assert_eq!(folded, 3, "{url}");
+        assert_eq!(counts().await, [5, 9], "{url}");
+        // Nothing is left before the cutoff.
+        assert_eq!(store.prune_series(hours_ago(24)).await.unwrap(), 0, "{url}");
+    })
+    .await;
+}
