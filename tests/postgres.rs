@@ -640,3 +640,67 @@ async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
     };
     assert_eq!(counted.total.count, 1);
 }
+
+/// An import that creates sites and replays hours has PostgreSQL analyze
+/// `visitors` in its transaction, so that the checks of its hour rows use
+/// a plan for the table's new size (a scan per row otherwise: 5 s instead
+/// of 0.7 s for 10 000 new sites); an import that creates no site, or
+/// replays no hour, does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_new_sites_with_hours_analyzes_the_sites() {
+    use tally::domain::time::{hour_start, unix};
+    use tally::domain::{ImportEntry, Slug};
+
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let store = support::app::migrated_store(&url).await;
+    let hour = unix(hour_start(std::time::SystemTime::now())) - 3600;
+    let entry = |slug: &str, hours: Option<Vec<(i64, i64)>>| ImportEntry {
+        slug: Slug::parse(slug).unwrap(),
+        name: String::new(),
+        count: 5,
+        hours,
+        created_at: None,
+        pages: None,
+    };
+    let analyzed = || {
+        pg.psql(
+            &db,
+            "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'visitors'",
+        )
+    };
+    // New sites without hours, hours on a site that is there, no hours at
+    // all: none of them analyzes.
+    store.import(&[entry("plain", None)]).await.unwrap();
+    store
+        .import(&[entry("empty", Some(Vec::new()))])
+        .await
+        .unwrap();
+    store
+        .import(&[entry("plain", Some(vec![(hour, 2)]))])
+        .await
+        .unwrap();
+    // The counters reach other sessions within about a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(analyzed(), "0");
+    // A new site with hours does, once.
+    store
+        .import(&[entry("new", Some(vec![(hour, 3)]))])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while analyzed() == "0" {
+        assert!(Instant::now() < deadline, "visitors was never analyzed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(analyzed(), "1");
+}
