@@ -704,3 +704,35 @@ async fn an_import_of_new_sites_with_hours_analyzes_the_sites() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(analyzed(), "1");
 }
+
+/// An import whose sites keep conflicting is tried a bounded number of
+/// times, then refused as a conflict, with nothing written. (The API never
+/// sends one slug twice in an import; the store alone is asked here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_keeps_conflicting_gives_up() {
+    use tally::domain::{ImportEntry, Slug};
+    use tally::store::StoreError;
+
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let store = support::app::migrated_store(&url).await;
+    let twice = ImportEntry {
+        slug: Slug::parse("twice").unwrap(),
+        name: String::new(),
+        count: 5,
+        hours: None,
+        created_at: None,
+        pages: None,
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.import(&[twice.clone(), twice]),
+    )
+    .await
+    .expect("the import kept trying");
+    assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+    assert_eq!(
+        store.site(&Slug::parse("twice").unwrap()).await.unwrap(),
+        None
+    );
+}
