@@ -736,3 +736,75 @@ async fn an_import_that_keeps_conflicting_gives_up() {
         None
     );
 }
+
+/// An import that creates a site another request creates meanwhile is
+/// tried again, and imports over the site it then finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_meets_a_site_created_meanwhile_imports_over_it() {
+    use tally::domain::{ImportEntry, Slug};
+
+    let pg = PgServer::start();
+    let url = pg.create_database();
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let store = support::app::migrated_store(&url).await;
+    // Another session creates the site and has not committed yet: the
+    // import's insert waits for it.
+    let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    other
+        .batch_execute(
+            "BEGIN; INSERT INTO visitors (slug, site_name, visitor_count, base_count) \
+             VALUES ('race', 'Other', 1, 1)",
+        )
+        .await
+        .unwrap();
+    let racing = ImportEntry {
+        slug: Slug::parse("race").unwrap(),
+        name: "Imported".into(),
+        count: 5,
+        hours: None,
+        created_at: None,
+        pages: None,
+    };
+    let import = tokio::spawn({
+        let store = store.clone();
+        async move { store.import(&[racing]).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND wait_event_type = 'Lock'"
+        ),
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the import never waited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    other.batch_execute("COMMIT").await.unwrap();
+    let imported = tokio::time::timeout(Duration::from_secs(30), import)
+        .await
+        .expect("the import hung")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (imported.len(), imported[0].created, imported[0].count),
+        (1, false, 5)
+    );
+    let site = store
+        .site(&Slug::parse("race").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((site.name.as_str(), site.count), ("Other", 5));
+}
