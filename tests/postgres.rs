@@ -581,16 +581,7 @@ async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
     use tally::store::{Opening, Outcome, SiteHits};
 
     let pg = PgServer::start();
-    let url = pg.create_database();
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let store = support::app::migrated_store(&url).await;
+    let (_, db, store) = fresh_store(&pg).await;
     let site = store
         .create_site(&NewSite {
             slug: Slug::parse("held").unwrap(),
@@ -652,16 +643,7 @@ async fn an_import_of_new_sites_with_hours_analyzes_the_sites() {
     use tally::domain::{ImportEntry, Slug};
 
     let pg = PgServer::start();
-    let url = pg.create_database();
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let store = support::app::migrated_store(&url).await;
+    let (_, db, store) = fresh_store(&pg).await;
     let hour = unix(hour_start(std::time::SystemTime::now())) - 3600;
     let entry = |slug: &str, hours: Option<Vec<(i64, i64)>>| ImportEntry {
         slug: Slug::parse(slug).unwrap(),
@@ -714,8 +696,7 @@ async fn an_import_that_keeps_conflicting_gives_up() {
     use tally::store::StoreError;
 
     let pg = PgServer::start();
-    let url = pg.create_database();
-    let store = support::app::migrated_store(&url).await;
+    let (_, _, store) = fresh_store(&pg).await;
     let twice = ImportEntry {
         slug: Slug::parse("twice").unwrap(),
         name: String::new(),
@@ -744,16 +725,7 @@ async fn an_import_that_meets_a_site_created_meanwhile_imports_over_it() {
     use tally::domain::{ImportEntry, Slug};
 
     let pg = PgServer::start();
-    let url = pg.create_database();
-    let db = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
-    let store = support::app::migrated_store(&url).await;
+    let (url, db, store) = fresh_store(&pg).await;
     // Another session creates the site and has not committed yet: the
     // import's insert waits for it.
     let (other, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -807,4 +779,14 @@ async fn an_import_that_meets_a_site_created_meanwhile_imports_over_it() {
         .unwrap()
         .unwrap();
     assert_eq!((site.name.as_str(), site.count), ("Other", 5));
+}
+
+/// A new database on `pg` with tally's migrations applied: its URL, its
+/// name, and a store on it.
+async fn fresh_store(pg: &PgServer) -> (String, String, std::sync::Arc<dyn tally::store::Store>) {
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap();
+    let db = db.split('?').next().unwrap().to_owned();
+    let store = support::app::migrated_store(&url).await;
+    (url, db, store)
 }
