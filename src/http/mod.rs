@@ -31,6 +31,8 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod format;
+#[cfg(test)]
+mod json_parity;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
