@@ -71,6 +71,17 @@ impl Application {
         let mut metrics = Metrics::default();
         cache.register_metrics(metrics.registry_mut());
         let metrics = Arc::new(metrics);
+        // Read before anything starts: a country database that cannot be
+        // read is a setting to fix.
+        let audience = if settings.breakdowns {
+            let audience = crate::audience::Audience::new(settings.geoip_db.as_deref())?;
+            if !audience.has_countries() {
+                tracing::info!("no TALLY_GEOIP_DB: every hit's country is (unknown)");
+            }
+            Some(Arc::new(audience))
+        } else {
+            None
+        };
         let counting = Arc::new(Services::start(
             store.clone(),
             cache.clone(),
@@ -79,6 +90,7 @@ impl Application {
                 max_batch: settings.max_batch as usize,
                 store_timeout: settings.store.store_timeout,
                 page_limit: i64::from(settings.page_limit),
+                value_limit: i64::from(settings.breakdown_limit),
                 new_pages: NewPageBudget {
                     per_client: u64::from(settings.new_pages_per_client),
                     per_site: u64::from(settings.new_pages_per_site),
@@ -86,6 +98,7 @@ impl Application {
                 },
             },
             metrics.clone(),
+            audience,
         ));
         let (refuse, refused) = watch::channel(None);
         let migrations = tokio::spawn(migrate_until_ready(

@@ -6,7 +6,8 @@
     return O.getOwnPropertyDescriptor(p, name);
   }
   var D = Document.prototype, attr = Element.prototype.getAttribute,
-    once = Symbol.for("tally"), me, src, site, names, query = [];
+    once = Symbol.for("tally"), me, src, site, names, query = [], ref, width,
+    body;
   try { // the src getter throws unless me is a script element
     me = prop(D, "currentScript").get.call(d);
     src = new URL(prop(HTMLScriptElement.prototype, "src").get.call(me));
@@ -14,18 +15,28 @@
   site = attr.call(me, "data-site");
   if (!site || src.pathname != "/count.js" || !w.fetch || w[once]) return;
   w[once] = 1; // included twice: one count
-  names = (attr.call(me, "data-params") || "").split(/[\s,]+/);
+  // and a campaign's (counted; not in the page's name unless kept)
+  names = (attr.call(me, "data-params") || "").split(/[\s,]+/)
+    .concat(["utm_source", "utm_medium", "utm_campaign", "ref"]);
   location.search.slice(1).split("&").forEach(function (pair) {
     var k = pair.split("=")[0];
     try { k = decodeURIComponent(k); } catch (e) {}
     if (k && names.indexOf(k) >= 0) query.push(pair);
   });
   query = query.join("&");
+  try { // the referrer and the screen's width
+    ref = prop(D, "referrer").get.call(d);
+    if (ref.length > 2048) ref = new URL(ref).origin;
+    width = prop(Screen.prototype, "width").get.call(w.screen);
+  } catch (e) {}
+  body = { page: location.pathname + (query && "?" + query) };
+  if (ref) body.referrer = ref;
+  if (width >= 1 && width <= 100000) body.screen = Math.round(width);
   fetch(src.origin + "/api/v1/sites/" + encodeURIComponent(site) + "/hits", {
     method: "POST",
     credentials: "omit",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ page: location.pathname + (query && "?" + query) })
+    body: JSON.stringify(body)
   }).then(function (r) {
     return r.ok && r.json();
   }).then(function (hit) {

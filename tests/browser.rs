@@ -159,9 +159,13 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
             site: blog,
             keys: vec![None; pages.len()],
             pages,
+            ..Default::default()
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        store.add_hits(t, &[hits], 10_000, deadline).await.unwrap();
+        store
+            .add_hits(t, &[hits], tally::store::Limits::pages(10_000), deadline)
+            .await
+            .unwrap();
     }
     (app, dir)
 }
@@ -711,7 +715,9 @@ impl Recorded {
     /// the page once and `blog` has that one hit; the page shows both
     /// counts, 1, and logged nothing. Then everything stops.
     async fn counted_once(self, run: &Run, page: &str) {
-        let body = serde_json::json!({ "page": page }).to_string();
+        // Headless Chromium's screen is 800 CSS pixels wide; a page opened
+        // directly has no referrer to send.
+        let body = serde_json::json!({ "page": page, "screen": 800 }).to_string();
         let tally = &self.tally;
         assert_eq!(tally.posted(BLOG_HITS), [body], "{:#?}", tally.seen());
         assert!(!tally.ever_saw(SECRET), "{:#?}", tally.seen());
@@ -825,7 +831,7 @@ async fn the_script_sends_only_the_query_parameters_its_tag_names() {
     .await;
     assert_eq!(
         tally.posted(BLOG_HITS),
-        [r#"{"page":"/doc?lang=en"}"#],
+        [r#"{"page":"/doc?lang=en","screen":800}"#],
         "{:#?}",
         tally.seen()
     );
@@ -838,7 +844,8 @@ async fn the_script_sends_only_the_query_parameters_its_tag_names() {
     assert_eq!(run.console, Vec::<String>::new(), "console messages");
 
     // Two names, a comma and a space between them: both sent, in the URL's
-    // order; tally keeps the one the site keeps.
+    // order, with the campaign's parameters; tally keeps the one the site
+    // keeps.
     let run = read_page(format!(
         "http://{page_addr}/guide?ref=feed&utm_source=x&reset_token={SECRET}&lang=de"
     ))
@@ -846,8 +853,8 @@ async fn the_script_sends_only_the_query_parameters_its_tag_names() {
     assert_eq!(
         tally.posted(BLOG_HITS),
         [
-            r#"{"page":"/doc?lang=en"}"#,
-            r#"{"page":"/guide?ref=feed&lang=de"}"#
+            r#"{"page":"/doc?lang=en","screen":800}"#,
+            r#"{"page":"/guide?ref=feed&utm_source=x&lang=de","screen":800}"#
         ],
         "{:#?}",
         tally.seen()

@@ -408,10 +408,11 @@ async fn page_hits_days_ago(r: &TestApp, page: &str, n: usize, days: u64) {
         site: blog,
         keys: vec![None; n],
         pages: vec![Some(tally::domain::Page::parse(page, &Default::default()).unwrap()); n],
+        ..Default::default()
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     r.store
-        .add_hits(hour, &[hits], 10_000, deadline)
+        .add_hits(hour, &[hits], tally::store::Limits::pages(10_000), deadline)
         .await
         .unwrap();
 }

@@ -441,7 +441,9 @@ async fn the_openapi_document_names_only_routes_that_exist() {
             let (status, _, body) = call(
                 &r,
                 method.clone(),
-                &path.replace("{slug}", "default"),
+                &path
+                    .replace("{slug}", "default")
+                    .replace("{dimension}", "referrer"),
                 None,
                 None,
             )
@@ -457,5 +459,5 @@ async fn the_openapi_document_names_only_routes_that_exist() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 16);
+    assert_eq!(seen, 17);
 }

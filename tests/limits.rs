@@ -10,7 +10,7 @@ use axum::Router;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 use support::app::{TOKEN, TestApp, admin_via, call, count_via, hit_via, json_of, sqlite_url};
-use tally::store::{Outcome, SiteHits};
+use tally::store::{Limits, Outcome, SiteHits};
 
 /// 2^53 - 1, the documented maximum count.
 const MAX: i64 = 9_007_199_254_740_991;
@@ -227,7 +227,10 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(app: &TestApp) {
     let add = |hits: Vec<SiteHits>| async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let hour = tally::domain::time::hour_start(SystemTime::now());
-        let outcomes = store.add_hits(hour, &hits, 10, deadline).await.unwrap();
+        let outcomes = store
+            .add_hits(hour, &hits, Limits::pages(10), deadline)
+            .await
+            .unwrap();
         outcomes
             .into_iter()
             .map(|o| match o {
@@ -240,6 +243,7 @@ async fn a_repeat_at_the_maximum_gets_its_first_count(app: &TestApp) {
         site,
         keys: keys.iter().map(|k| k.map(Box::from)).collect(),
         pages: vec![None; keys.len()],
+        ..SiteHits::default()
     };
     assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);
     assert_eq!(add(vec![keyed(full, &[Some("r1")])]).await, [Ok(vec![MAX])]);

@@ -578,7 +578,7 @@ fn names_are_read_from_text_columns_only() {
 async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
     use std::time::SystemTime;
     use tally::domain::{NewSite, Page, SiteRules, Slug};
-    use tally::store::{Opening, Outcome, SiteHits};
+    use tally::store::{Limits, Opening, Outcome, SiteHits};
 
     let pg = PgServer::start();
     let (_, db, store) = fresh_store(&pg).await;
@@ -596,6 +596,7 @@ async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
         site: site.id,
         keys: vec![None],
         pages: vec![Some(Page::parse("/a", &SiteRules::default()).unwrap())],
+        ..SiteHits::default()
     }];
     let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
     let idle_in_transaction = || {
@@ -608,7 +609,7 @@ async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
         )
     };
     let opening = store
-        .open_hits(SystemTime::now(), &hits, 100, deadline())
+        .open_hits(SystemTime::now(), &hits, Limits::pages(100), deadline())
         .await
         .unwrap();
     let Opening::Held(held) = opening else {
@@ -623,7 +624,7 @@ async fn a_held_commit_dropped_unfinished_leaves_no_transaction_open() {
     }
     // Nothing was counted, and the site counts at once.
     let outcomes = store
-        .add_hits(SystemTime::now(), &hits, 100, deadline())
+        .add_hits(SystemTime::now(), &hits, Limits::pages(100), deadline())
         .await
         .unwrap();
     let [Outcome::Counted(counted)] = outcomes.as_slice() else {

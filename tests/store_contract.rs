@@ -1967,7 +1967,7 @@ async fn site_with_pages(
     pages: &[&str],
 ) -> tally::domain::Site {
     use tally::domain::{NewSite, Page, SiteRules, Slug};
-    use tally::store::SiteHits;
+    use tally::store::{Limits, SiteHits};
 
     let rules = SiteRules::default();
     let site = store
@@ -1987,10 +1987,11 @@ async fn site_with_pages(
         site: site.id,
         keys: vec![None; pages.len()],
         pages,
+        ..SiteHits::default()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     store
-        .add_hits(SystemTime::now(), &[hits], 100, deadline)
+        .add_hits(SystemTime::now(), &[hits], Limits::pages(100), deadline)
         .await
         .unwrap();
     site
@@ -2085,7 +2086,7 @@ fn a_sqlite_file_has_one_owner_at_a_time() {
 /// keeps each site's newest; `postgres::old_request_ids_are_deleted_by_batch_and_young_ones_kept`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purged_request_ids_are_forgotten_on_sqlite() {
-    use tally::store::{Counted, Outcome, SiteHits};
+    use tally::store::{Counted, Limits, Outcome, SiteHits};
 
     let dir = tempfile::tempdir().unwrap();
     {
@@ -2095,11 +2096,12 @@ async fn purged_request_ids_are_forgotten_on_sqlite() {
             site: 1,
             keys: vec![Some(key.into())],
             pages: vec![None],
+            ..SiteHits::default()
         };
         let count = async |key: &str| {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let outcomes = store
-                .add_hits(SystemTime::now(), &[hit(key)], 100, deadline)
+                .add_hits(SystemTime::now(), &[hit(key)], Limits::pages(100), deadline)
                 .await
                 .unwrap();
             let [Outcome::Counted(Counted { counts, .. })] = outcomes.as_slice() else {

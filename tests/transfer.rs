@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use support::app::{TOKEN, TallyProcess, TestApp, call, json_of, listed_counts, sqlite_url};
 use support::pg::PgServer;
 use tally::domain::{Page, Slug};
-use tally::store::{SiteHits, Store};
+use tally::store::{Limits, SiteHits, Store};
 use tower::ServiceExt;
 
 /// 2026-01-10T05:00:00Z
@@ -746,11 +746,15 @@ async fn page_hits(store: &Arc<dyn Store>, hour: u64, sites: &[(i64, &[&str])]) 
                 .iter()
                 .map(|p| Some(Page::parse(p, &Default::default()).unwrap()))
                 .collect(),
+            ..SiteHits::default()
         })
         .collect();
     let at = UNIX_EPOCH + Duration::from_secs(hour);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let outcomes = store.add_hits(at, &hits, 2, deadline).await.unwrap();
+    let outcomes = store
+        .add_hits(at, &hits, Limits::pages(2), deadline)
+        .await
+        .unwrap();
     assert!(
         outcomes.iter().all(|o| o.counted().is_some()),
         "{outcomes:?}"

@@ -248,6 +248,33 @@ pub struct ServeSettings {
     )]
     pub bot_filter: bool,
 
+    /// Count where each counted hit came from and who read it (referrer,
+    /// campaign, browser, system, device, country, screen, language), per
+    /// site, page and day (/api/v1/sites/{slug}/breakdown/{dimension});
+    /// `false` counts hits and pages only.
+    #[arg(
+        long,
+        env = "TALLY_BREAKDOWNS",
+        default_value = "true",
+        default_missing_value = "true",
+        num_args = 0..=1,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub breakdowns: bool,
+
+    /// Distinct values one site keeps per breakdown dimension per day (1 to
+    /// 10 000), `(none)`, `(unknown)` and `(other)` aside. Past it, hits
+    /// with a new value count under `(other)`.
+    #[arg(long, env = "TALLY_BREAKDOWN_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub breakdown_limit: u32,
+
+    /// A MaxMind-format country database (GeoLite2 or GeoIP2 Country or
+    /// City, DB-IP's country lite) for the `country` breakdown: each
+    /// counted hit's address is looked up and only the country's code
+    /// kept. Unset: every country is `(unknown)`.
+    #[arg(long, env = "TALLY_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
     #[command(flatten)]
     pub log: LogSettings,
 }

@@ -12,7 +12,9 @@ use super::new_pages::NewPages;
 use super::pages::PageService;
 use super::writer::{self, CommitError, Pending};
 use super::{CountError, HitCount, HitFrom, Parts, Ready, WriterSettings};
+use crate::audience::{Audience, Visit};
 use crate::cache::Cache;
+use crate::domain::breakdown::{self, Facets};
 use crate::domain::time::Day;
 use crate::domain::{DEFAULT_SITE_ID, Page, SiteId, Slug, Versioned};
 use crate::metrics::Metrics;
@@ -46,6 +48,8 @@ pub struct HitService {
     metrics: Arc<Metrics>,
     /// What clients and sites may still create of new pages.
     new_pages: NewPages,
+    /// Reads a hit's breakdown values; `None` when they are not kept.
+    audience: Option<Arc<Audience>>,
 }
 
 /// Runs the group-commit writer on a thread of its own, where its SQLite
@@ -67,7 +71,12 @@ fn writer_thread(run: impl Future<Output = ()> + Send + 'static) -> JoinHandle<(
 impl HitService {
     /// Starts the group-commit writer. Hits are refused (503) until the
     /// store's schema is in place ([`Ready`]).
-    pub fn start(parts: Parts, pages: PageService, settings: WriterSettings) -> Self {
+    pub fn start(
+        parts: Parts,
+        pages: PageService,
+        settings: WriterSettings,
+        audience: Option<Arc<Audience>>,
+    ) -> Self {
         let Parts {
             store,
             cache,
@@ -101,13 +110,19 @@ impl HitService {
             writer: Mutex::new(Some(writer)),
             metrics,
             new_pages: NewPages::new(settings.new_pages),
+            audience,
         }
     }
 
     /// Counts one hit on the default site; returns the new count.
     pub async fn hit_default(&self, hit: &HitFrom<'_>) -> Result<i64, CountError> {
         let (count, _) = self
-            .hit_id(DEFAULT_SITE_ID, hit.request_id, None)
+            .hit_id(
+                DEFAULT_SITE_ID,
+                hit.request_id,
+                None,
+                self.facets(hit, None),
+            )
             .await?
             .ok_or(CountError::NotFound)?;
         if let Some(visitor) = hit.visitor {
@@ -149,7 +164,10 @@ impl HitService {
                 page = Some(Page::overflow());
             }
         }
-        let Some((count, page_count)) = self.hit_id(entry.id, hit.request_id, page.clone()).await?
+        let facets = self.facets(hit, Some((slug, entry)));
+        let Some((count, page_count)) = self
+            .hit_id(entry.id, hit.request_id, page.clone(), facets)
+            .await?
         else {
             return Ok(None);
         };
@@ -221,11 +239,30 @@ impl HitService {
         Ok(self.cache.uniques(id, days).await)
     }
 
+    /// What a hit counts under in the breakdowns, if they are kept. A
+    /// referrer from the site's own pages (`site`: its slug and rules; the
+    /// default site has none) is no referral.
+    fn facets(&self, hit: &HitFrom<'_>, site: Option<(&Slug, &Entry)>) -> Option<Box<Facets>> {
+        let audience = self.audience.as_ref()?;
+        let visit = Visit {
+            page: hit.page,
+            ..hit.visit
+        };
+        Some(Box::new(audience.facets(&visit, |host| {
+            let (slug, origins) = match site {
+                Some((slug, entry)) => (slug.as_str(), &entry.rules.origins[..]),
+                None => ("", &[][..]),
+            };
+            breakdown::is_own_host(host, hit.origin, slug, origins)
+        })))
+    }
+
     async fn hit_id(
         &self,
         site: SiteId,
         key: Option<&str>,
         page: Option<Page>,
+        facets: Option<Box<Facets>>,
     ) -> Result<Option<(i64, Option<PageCount>)>, CountError> {
         let key = key.map(Box::from);
         self.ready.check()?;
@@ -235,6 +272,7 @@ impl HitService {
                 site,
                 key,
                 page,
+                facets,
                 queued: tokio::time::Instant::now(),
                 reply,
             })

@@ -8,6 +8,8 @@
 //! - [`SeriesService`]: series over ranges, and their retention;
 //! - [`TransferService`]: export and import;
 //! - [`SessionService`]: signed-out dashboard sessions;
+//! - [`BreakdownService`]: hits per referrer, campaign, browser and the
+//!   other dimensions;
 //! - [`Health`]: migrations, readiness, the store and the cache as they
 //!   answer.
 //!
@@ -16,6 +18,7 @@
 //! resolved to ids through one shared [`Directory`], since sites are
 //! created and deleted rarely and hits are counted constantly.
 
+pub mod breakdowns;
 pub mod directory;
 pub mod health;
 pub mod hits;
@@ -32,6 +35,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use breakdowns::BreakdownService;
 pub use directory::Directory;
 pub use health::Health;
 pub use hits::HitService;
@@ -41,6 +45,7 @@ pub use sessions::SessionService;
 pub use sites::SiteService;
 pub use transfer::TransferService;
 
+use crate::audience::{Audience, Visit};
 use crate::cache::Cache;
 use crate::domain::{Invalid, InvalidPage, InvalidSlug, Page, Visitor};
 use crate::metrics::Metrics;
@@ -132,6 +137,9 @@ pub struct HitFrom<'a> {
     /// The client as its limits know it (an IPv6 client by its /64), for
     /// its budget of new pages.
     pub client: Option<std::net::IpAddr>,
+    /// What the request says of where the visit came from and who made
+    /// it, for the breakdowns.
+    pub visit: Visit<'a>,
 }
 
 /// What counting one hit gave.
@@ -154,6 +162,8 @@ pub struct WriterSettings {
     /// Distinct pages a site may have; hits naming more count on its
     /// overflow page.
     pub page_limit: i64,
+    /// Distinct values a site may have per breakdown dimension per day.
+    pub value_limit: i64,
     /// How many new pages clients and sites may create per window.
     pub new_pages: new_pages::NewPageBudget,
 }
@@ -203,6 +213,7 @@ pub struct Services {
     pub series: SeriesService,
     pub transfer: TransferService,
     pub sessions: SessionService,
+    pub breakdowns: BreakdownService,
     pub health: Health,
 }
 
@@ -215,6 +226,7 @@ impl Services {
         cache: Arc<dyn Cache>,
         settings: WriterSettings,
         metrics: Arc<Metrics>,
+        audience: Option<Arc<Audience>>,
     ) -> Self {
         let ready = Ready::default();
         let directory = Arc::new(Directory::new(store.clone(), ready.clone()));
@@ -233,7 +245,7 @@ impl Services {
             ready: ready.clone(),
         };
         Services {
-            hits: HitService::start(parts, pages.clone(), settings),
+            hits: HitService::start(parts, pages.clone(), settings, audience),
             sites: SiteService {
                 store: store.clone(),
                 cache: cache.clone(),
@@ -250,12 +262,17 @@ impl Services {
             transfer: TransferService {
                 store: store.clone(),
                 cache: cache.clone(),
-                directory,
+                directory: directory.clone(),
                 ready: ready.clone(),
                 page_limit: settings.page_limit,
             },
             sessions: SessionService {
                 store: store.clone(),
+                ready: ready.clone(),
+            },
+            breakdowns: BreakdownService {
+                store: store.clone(),
+                directory,
                 ready: ready.clone(),
             },
             health: Health {

@@ -24,10 +24,11 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cache::Cache;
+use crate::domain::breakdown::Facets;
 use crate::domain::time::hour_start;
 use crate::domain::{Page, SiteId};
 use crate::metrics::Metrics;
-use crate::store::{HitStore, Opening, Outcome, PageCount, SiteHits, StoreError};
+use crate::store::{HitStore, Limits, Opening, Outcome, PageCount, SiteHits, StoreError};
 
 /// Why a queued hit was not counted. Cheap to clone: one commit's failure
 /// is every waiter's answer.
@@ -53,6 +54,8 @@ pub struct Pending {
     pub key: Option<Box<str>>,
     /// The page the hit names, if any.
     pub page: Option<Page>,
+    /// What it counts under in the breakdowns, if they are kept.
+    pub facets: Option<Box<Facets>>,
     /// When the hit was queued: its answer is due a store timeout later.
     pub queued: Instant,
     pub reply: oneshot::Sender<Reply>,
@@ -72,8 +75,13 @@ pub async fn run(
         max_batch,
         store_timeout,
         page_limit,
+        value_limit,
         ..
     } = settings;
+    let limits = Limits {
+        pages: page_limit,
+        values: value_limit,
+    };
     let mut batch = Vec::with_capacity(max_batch);
     let mut groups = Vec::new();
     // Hits taken from the queue while a commit held other sites' locks:
@@ -115,7 +123,7 @@ pub async fn run(
             pending: &mut batch,
             groups: &mut groups,
             deadline,
-            page_limit,
+            limits,
             more,
         };
         commit(store.as_ref(), cache.as_ref(), batch, &metrics).await;
@@ -143,7 +151,7 @@ impl Drain<'_> {
             };
             match groups.binary_search_by_key(&p.site, |g| g.site) {
                 Ok(i) => {
-                    groups[i].push(p.key.take(), p.page.take());
+                    groups[i].push(p.key.take(), p.page.take(), p.facets.take());
                     self.joined.push(p);
                     self.room -= 1;
                 }
@@ -158,7 +166,7 @@ struct Batch<'a> {
     pending: &'a mut Vec<Pending>,
     groups: &'a mut Vec<SiteHits>,
     deadline: Instant,
-    page_limit: i64,
+    limits: Limits,
     more: Drain<'a>,
 }
 
@@ -167,7 +175,7 @@ async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metri
         pending: batch,
         groups,
         deadline,
-        page_limit,
+        limits,
         mut more,
     } = batch;
     if Instant::now() >= deadline {
@@ -183,15 +191,15 @@ async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metri
     batch.sort_by_key(|p| p.site);
     groups.clear();
     for p in batch.iter_mut() {
-        let (key, page) = (p.key.take(), p.page.take());
+        let (key, page, facets) = (p.key.take(), p.page.take(), p.facets.take());
         match groups.last_mut() {
-            Some(group) if group.site == p.site => group.push(key, page),
+            Some(group) if group.site == p.site => group.push(key, page, facets),
             _ => {
                 let mut group = SiteHits {
                     site: p.site,
                     ..SiteHits::default()
                 };
-                group.push(key, page);
+                group.push(key, page, facets);
                 groups.push(group);
             }
         }
@@ -201,7 +209,7 @@ async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metri
     let mut retry = Retry::new(deadline, groups);
     let result = loop {
         let started = Instant::now();
-        let result = match store.open_hits(hour, groups, page_limit, deadline).await {
+        let result = match store.open_hits(hour, groups, limits, deadline).await {
             Ok(Opening::Done(outcomes)) => Ok(outcomes),
             Ok(Opening::Held(held)) => {
                 // The locks are held: the hits of these sites that queued
@@ -209,7 +217,7 @@ async fn commit(store: &dyn HitStore, cache: &dyn Cache, batch: Batch<'_>, metri
                 more.grow(groups);
                 held.finish(groups).await
             }
-            Ok(Opening::Unlocked) => store.add_hits(hour, groups, page_limit, deadline).await,
+            Ok(Opening::Unlocked) => store.add_hits(hour, groups, limits, deadline).await,
             Err(e) => Err(e),
         };
         let hits = groups.iter().map(SiteHits::len).sum();

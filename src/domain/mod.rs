@@ -183,6 +183,29 @@ pub struct PageSlice {
     pub offset: i64,
 }
 
+/// What a breakdown is asked for: a site's (or one of its pages') hits
+/// per value of `dimension` in the days `[from, to)`, `limit` values from
+/// the `offset`th, most hits first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakdownQuery {
+    pub dimension: breakdown::Dimension,
+    pub page: Option<Page>,
+    pub from: time::Day,
+    pub to: time::Day,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One slice of a breakdown: each value with its hits, most hits first
+/// (then by value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakdownList {
+    pub site: Site,
+    pub values: Vec<(String, i64)>,
+    /// Whether values come after this slice.
+    pub more: bool,
+}
+
 /// Which of a site's pages a deletion takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageSelector {

@@ -22,6 +22,7 @@ use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{Admin, ApiJson, OptionalJson, PageParam, SiteSlug, SlugPath};
 use crate::counting::{CountError, HitCount};
+use crate::domain::breakdown;
 use crate::domain::time::{Day, format_date, format_timestamp, today, unix};
 use crate::domain::{
     NewSite, Page, RulesPatch, Site, SiteRules, Slug, TrailingSlash, UNIQUE_DAYS_KEPT,
@@ -205,6 +206,39 @@ pub struct HitRequest {
     #[serde(default)]
     #[schema(example = "/posts/hello", max_length = 1024)]
     pub page: Option<String>,
+    /// The address of the page the visit came from (a page's
+    /// `document.referrer`), counted in the `referrer` breakdown by its
+    /// host: an absolute URL with a host, at most 2048 bytes; empty for
+    /// none. Given, it is taken over the `Referer` header.
+    #[serde(default)]
+    #[schema(example = "https://news.ycombinator.com/item?id=1", max_length = 2048)]
+    pub referrer: Option<String>,
+    /// The screen's width in CSS pixels (`screen.width`), counted in the
+    /// `screen` breakdown by its class.
+    #[serde(default)]
+    #[schema(example = 1280, minimum = 1, maximum = 100000)]
+    pub screen: Option<u32>,
+}
+
+impl HitRequest {
+    /// The referrer and screen as checked: a clear 400 for either that
+    /// cannot be one.
+    fn told(&self) -> Result<client::Told<'_>, ApiError> {
+        if let Some(referrer) = &self.referrer {
+            breakdown::referrer_host(referrer)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("referrer: {e}")))?;
+        }
+        let screen = self
+            .screen
+            .map(breakdown::checked_screen)
+            .transpose()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("screen: {e}")))?;
+        Ok(client::Told {
+            page: self.page.as_deref(),
+            referrer: self.referrer.as_deref(),
+            screen,
+        })
+    }
 }
 
 /// A site's count after a hit and, if the hit named a page, that page's.
@@ -277,12 +311,13 @@ pub async fn hit(
              the query string",
         ));
     }
-    let page = body.and_then(|b| b.page);
+    let told = match &body {
+        Some(body) => body.told()?,
+        None => client::Told::default(),
+    };
     let from_page = headers.contains_key(header::ORIGIN);
     let bot = from_page && client::is_bot(&state, &headers);
-    let counted = client
-        .hit_unless_bot(&state, &slug, page.as_deref(), bot)
-        .await?;
+    let counted = client.hit_unless_bot(&state, &slug, told, bot).await?;
     Ok(Json(HitBody::new(slug, counted)))
 }
 

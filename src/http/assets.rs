@@ -66,8 +66,8 @@ pub const COUNTER: Asset = Asset::new(
     include_bytes!("../../static/count.js"),
 );
 
-// Pages load the script on every view: it stays within 2 KiB.
-const _: () = assert!(COUNTER.bytes.len() <= 2048);
+// Pages load the script on every view: it stays within 2.5 KiB.
+const _: () = assert!(COUNTER.bytes.len() <= 2560);
 
 /// What `/static/{name}` serves (the counting script has its own URL).
 const ALL: [&Asset; 3] = [&CSS, &JS, &FAVICON];

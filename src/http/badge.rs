@@ -186,7 +186,11 @@ pub async fn badge(
         (false, page) => {
             let client = client.admit(&state)?;
             let bot = client::is_bot(&state, &headers);
-            let counted = client.hit_unless_bot(&state, &slug, page, bot).await?;
+            let told = client::Told {
+                page,
+                ..Default::default()
+            };
+            let counted = client.hit_unless_bot(&state, &slug, told, bot).await?;
             counted.page.map_or(counted.count, |(_, count)| count)
         }
     };

@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
+use crate::audience::Visit;
 use crate::counting::{CountError, HitCount, HitFrom};
+use crate::domain::breakdown::MAX_REFERRER_LEN;
 use crate::domain::{Slug, Visitor};
 use crate::limit::{self, Admission, Source};
 use crate::net::NetList;
@@ -43,6 +45,28 @@ pub struct Client {
     page_host: Option<String>,
     /// The trusted proxy whose headers named the client, if any.
     proxy: Option<IpAddr>,
+    /// The `Referer` and `Accept-Language` headers, for the breakdowns.
+    referer: Option<String>,
+    accept_language: Option<String>,
+}
+
+/// What a counting request says about its hit beyond who sent it: the
+/// page it names and, for the breakdowns, the referrer and screen width
+/// the client reports (checked by the route).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Told<'a> {
+    pub page: Option<&'a str>,
+    pub referrer: Option<&'a str>,
+    pub screen: Option<u32>,
+}
+
+/// A header's text, cut to `max` bytes; bytes that are not UTF-8 read as
+/// U+FFFD.
+fn header_text(headers: &HeaderMap, name: header::HeaderName, max: usize) -> Option<String> {
+    headers.get(name).map(|v| {
+        let bytes = &v.as_bytes()[..v.as_bytes().len().min(max)];
+        String::from_utf8_lossy(bytes).into_owned()
+    })
 }
 
 impl FromRequestParts<Arc<AppState>> for Client {
@@ -87,6 +111,8 @@ impl Client {
             dedup_key,
             page_host: page_host(&parts.headers),
             proxy: peer.filter(|_| from.via_proxy).map(|ip| ip.to_canonical()),
+            referer: header_text(&parts.headers, header::REFERER, MAX_REFERRER_LEN),
+            accept_language: header_text(&parts.headers, header::ACCEPT_LANGUAGE, 256),
         }
     }
 
@@ -143,12 +169,30 @@ impl Admitted {
             page: None,
             origin: self.0.page_host.as_deref(),
             client: Some(limit::key(self.0.visitor.ip)),
+            visit: Visit {
+                referrer: None,
+                referer_header: self.0.referer.as_deref(),
+                page: None,
+                user_agent: Some(self.0.visitor.user_agent.as_str()),
+                accept_language: self.0.accept_language.as_deref(),
+                screen: None,
+                client: Some(self.0.visitor.ip),
+            },
         }
     }
 
-    /// This hit, naming a page (as the client sent it).
-    pub fn hit_on<'a>(&'a self, page: Option<&'a str>) -> HitFrom<'a> {
-        HitFrom { page, ..self.hit() }
+    /// This hit, with what the request says of it.
+    pub fn hit_on<'a>(&'a self, told: Told<'a>) -> HitFrom<'a> {
+        let hit = self.hit();
+        HitFrom {
+            page: told.page,
+            visit: Visit {
+                referrer: told.referrer,
+                screen: told.screen,
+                ..hit.visit
+            },
+            ..hit
+        }
     }
 
     /// Counts this hit on `slug` (and on `page`, if it names one) and
@@ -162,10 +206,10 @@ impl Admitted {
         &self,
         state: &AppState,
         slug: &Slug,
-        page: Option<&str>,
+        told: Told<'_>,
         bot: bool,
     ) -> Result<HitCount, CountError> {
-        let hit = self.hit_on(page);
+        let hit = self.hit_on(told);
         if !bot {
             return state.counting.hits.hit(slug, &hit).await;
         }

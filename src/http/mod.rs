@@ -24,6 +24,7 @@ pub mod access;
 pub mod api;
 pub mod assets;
 pub mod badge;
+pub mod breakdowns;
 pub mod client;
 pub mod cors;
 pub(crate) mod csv;
@@ -99,6 +100,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/{slug}/series", get(series::series))
         .route("/{slug}/pages", get(pages::list).delete(pages::delete))
         .route("/{slug}/pages/count", get(pages::count))
+        .route("/{slug}/breakdown/{dimension}", get(breakdowns::breakdown))
         // Hits are POSTs, which the read limit lets through.
         .route_layer(reads());
 

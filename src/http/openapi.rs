@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, pages, series, transfer};
+use super::{api, breakdowns, pages, series, transfer};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -37,6 +37,7 @@ use super::{api, pages, series, transfer};
         pages::list,
         pages::delete,
         pages::count,
+        breakdowns::breakdown,
         transfer::export,
         transfer::import,
     ),
@@ -95,7 +96,7 @@ mod tests {
     fn every_operation_documents_its_errors_and_admin_ones_their_token() {
         let doc = doc();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 11, "{:?}", paths.keys());
+        assert_eq!(paths.len(), 12, "{:?}", paths.keys());
         let mut operations = 0;
         for (path, item) in paths {
             for (method, op) in item.as_object().unwrap() {
@@ -110,7 +111,7 @@ mod tests {
                 assert_eq!(admin, responses.contains_key("401"), "{method} {path}");
             }
         }
-        assert_eq!(operations, 16);
+        assert_eq!(operations, 17);
     }
 
     #[test]

@@ -9,12 +9,11 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,9 +23,9 @@ use super::access::Reader;
 use super::client::{self, Admitted};
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{Admin, ApiQuery, PageParam, SiteSlug, SlugPath};
-use super::format::{Format, instant};
+use super::format::{Format, day_range, link_next, slice};
 use crate::counting::series::{Range, Step};
-use crate::domain::time::unix;
+use crate::domain::breakdown;
 use crate::domain::{Page, PageList, PageSelector, PageSlice, Slug};
 
 /// Pages listed when `limit` is not given, and at most.
@@ -111,24 +110,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     reader.may_read(&state, &slug).await?;
     let format = Format::parse(query.format.as_deref())?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("'limit' is 1 to {MAX_LIMIT}"),
-        ));
-    }
-    let offset = query.offset.unwrap_or(0);
-    if !(0..=i64::from(u32::MAX)).contains(&offset) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            "'offset' is a whole number from 0",
-        ));
-    }
-    let from = instant("from", query.from.as_deref())?;
-    let to = instant("to", query.to.as_deref())?;
-    let range = Range::new(Step::Day, from, to, unix(SystemTime::now()), DEFAULT_DAYS)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    let (limit, offset) = slice(query.limit, query.offset, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let range = day_range(query.from.as_deref(), query.to.as_deref(), DEFAULT_DAYS)?;
     let day = Step::Day.seconds();
     let list = state
         .counting
@@ -164,10 +147,7 @@ pub async fn list(
         )
             .into_response(),
     };
-    if let Some(v) = next.and_then(|n| HeaderValue::from_str(&format!("<{n}>; rel=\"next\"")).ok())
-    {
-        response.headers_mut().insert(header::LINK, v);
-    }
+    link_next(&mut response, next.as_deref());
     Ok(response)
 }
 
@@ -289,10 +269,7 @@ impl DeleteQuery {
 
 /// The whole UTC days from `from` to `to`, as the list reads them.
 fn days(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiError> {
-    let from = instant("from", from)?;
-    let to = instant("to", to)?;
-    Range::new(Step::Day, from, to, unix(SystemTime::now()), DEFAULT_DAYS)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
+    day_range(from, to, DEFAULT_DAYS)
 }
 
 /// How many pages a deletion took.
@@ -413,13 +390,49 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
+/// What a pixel's query says beside its page: `ref=` (the page the visit
+/// came from, a URL) and `screen=` (a width in CSS pixels), each decoded
+/// as a form's value, checked as a hit body's `referrer` and `screen` are.
+/// Other parameters are left alone (a page may add its own, to defeat a
+/// cache).
+#[derive(Debug, Default)]
+struct PixelFacts {
+    referrer: Option<String>,
+    screen: Option<u32>,
+}
+
+impl PixelFacts {
+    fn of(query: Option<&str>) -> Result<PixelFacts, ApiError> {
+        let mut facts = PixelFacts::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "ref" if facts.referrer.is_none() => {
+                    breakdown::referrer_host(&value)
+                        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("ref: {e}")))?;
+                    facts.referrer = Some(value.into_owned());
+                }
+                "screen" if facts.screen.is_none() => {
+                    let width = breakdown::screen_width(&value).map_err(|e| {
+                        ApiError::new(ErrorCode::InvalidQuery, format!("screen: {e}"))
+                    })?;
+                    facts.screen = Some(width);
+                }
+                _ => {}
+            }
+        }
+        Ok(facts)
+    }
+}
+
 /// `GET /count/{slug}.gif?page=/posts/hello`: counts a hit (on the page,
 /// if one is named) and answers a transparent pixel that no cache keeps.
-/// A known bot's hit is answered the same and not counted.
+/// `ref=` and `screen=` say where the visit came from and the screen's
+/// width. A known bot's hit is answered the same and not counted.
 pub async fn pixel(
     State(state): State<Arc<AppState>>,
     file: Result<Path<String>, PathRejection>,
     PageParam(page): PageParam,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     client: Admitted,
 ) -> Result<Response, ApiError> {
@@ -434,10 +447,14 @@ pub async fn pixel(
     };
     let slug =
         Slug::parse(slug).map_err(|e| ApiError::new(ErrorCode::InvalidSite, e.to_string()))?;
+    let facts = PixelFacts::of(uri.query())?;
+    let told = client::Told {
+        page: page.as_deref(),
+        referrer: facts.referrer.as_deref(),
+        screen: facts.screen,
+    };
     let bot = client::is_bot(&state, &headers);
-    client
-        .hit_unless_bot(&state, &slug, page.as_deref(), bot)
-        .await?;
+    client.hit_unless_bot(&state, &slug, told, bot).await?;
     Ok(pixel_response())
 }
 

@@ -7,13 +7,43 @@
 use super::*;
 
 /// One site's hits in a batch, in arrival order, each with the request id
-/// it came with (if any) and the page it names (if any): `keys` and `pages`
-/// have one entry per hit.
+/// it came with (if any), the page it names (if any) and what it counts
+/// under in the breakdowns (if they are kept): `keys` and `pages` have one
+/// entry per hit, `facets` one per hit or none at all.
 #[derive(Debug, Clone, Default)]
 pub struct SiteHits {
     pub site: SiteId,
     pub keys: Vec<Option<Box<str>>>,
     pub pages: Vec<Option<Page>>,
+    pub facets: Vec<Option<Box<Facets>>>,
+}
+
+/// What a batch may add to a site: pages up to `pages`, and breakdown
+/// values up to `values` distinct ones per dimension per day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub pages: i64,
+    pub values: i64,
+}
+
+impl Limits {
+    /// `pages` pages, and the default number of breakdown values.
+    pub fn pages(pages: i64) -> Self {
+        Limits {
+            pages,
+            values: crate::domain::breakdown::DEFAULT_VALUE_LIMIT,
+        }
+    }
+}
+
+/// A count a batch adds to one breakdown value: of its site's, or of one
+/// of its pages' (`page`) on the batch's day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BreakdownRow<'a> {
+    pub dimension: i16,
+    pub value: &'a str,
+    pub page: Option<&'a str>,
+    pub hits: i64,
 }
 
 /// What [`HitStore::open_hits`] did with a batch.
@@ -120,13 +150,26 @@ impl SiteHits {
             site,
             keys: vec![None; n],
             pages: vec![None; n],
+            facets: Vec::new(),
         }
     }
 
     /// Adds one hit.
-    pub fn push(&mut self, key: Option<Box<str>>, page: Option<Page>) {
+    pub fn push(&mut self, key: Option<Box<str>>, page: Option<Page>, facets: Option<Box<Facets>>) {
+        // Facets are kept for every hit once one has them.
+        if facets.is_some() && self.facets.len() < self.keys.len() {
+            self.facets.resize(self.keys.len(), None);
+        }
+        if facets.is_some() || !self.facets.is_empty() {
+            self.facets.push(facets);
+        }
         self.keys.push(key);
         self.pages.push(page);
+    }
+
+    /// Whether any hit carries breakdown values.
+    pub fn has_facets(&self) -> bool {
+        self.facets.iter().any(Option::is_some)
     }
 
     pub fn len(&self) -> usize {
@@ -311,6 +354,101 @@ impl<'a> PagePlan<'a> {
     }
 }
 
+impl SiteHits {
+    /// What the batch's fresh hits add to the breakdowns: per dimension,
+    /// value and page (the one each hit counted on, `pages` if it names
+    /// pages), their hits; sorted. Repeats of a request already counted
+    /// add nothing, as they add nothing to the count.
+    pub(crate) fn breakdown_rows<'a>(
+        &'a self,
+        plan: &Plan<'_>,
+        pages: Option<&PagePlan<'a>>,
+    ) -> Vec<BreakdownRow<'a>> {
+        let mut tally: std::collections::HashMap<(i16, &'a str, Option<&'a str>), i64> =
+            Default::default();
+        for (i, (slot, facets)) in plan.slots.iter().zip(&self.facets).enumerate() {
+            let (Slot::Fresh(_), Some(facets)) = (slot, facets) else {
+                continue;
+            };
+            let page = pages.and_then(|p| {
+                p.spots
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|(t, _)| p.tallies[t].0)
+            });
+            for (dimension, value) in facets.iter() {
+                *tally.entry((dimension.code(), value, None)).or_default() += 1;
+                if page.is_some() {
+                    *tally.entry((dimension.code(), value, page)).or_default() += 1;
+                }
+            }
+        }
+        let mut rows: Vec<BreakdownRow<'a>> = tally
+            .into_iter()
+            .map(|((dimension, value, page), hits)| BreakdownRow {
+                dimension,
+                value,
+                page,
+                hits,
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+}
+
+/// Whether a value takes room under a site's limit of values per
+/// dimension per day: `(none)`, `(unknown)` and `(other)` do not.
+pub fn takes_room(value: &str) -> bool {
+    ![
+        crate::domain::breakdown::NONE,
+        crate::domain::breakdown::UNKNOWN,
+        crate::domain::breakdown::OTHER,
+    ]
+    .contains(&value)
+}
+
+/// Puts the values a site has no room for under `(other)`: a value counts
+/// as itself if the site has it that day already (`known`), if it takes no
+/// room ([`takes_room`]), or if it is among the first `limit - used` new
+/// values of its dimension (`used`: the values the site has that day that
+/// take room), the new values ranked by their hits in the batch, then by
+/// name. `rows` are a site's rows and its pages' ([`SiteHits::breakdown_rows`]);
+/// a page's value is its site's.
+pub fn cap_values(
+    rows: &mut [BreakdownRow<'_>],
+    known: &dyn Fn(i16, &str) -> bool,
+    used: &dyn Fn(i16) -> i64,
+    limit: i64,
+) {
+    let mut fresh: Vec<(i16, i64, &str)> = rows
+        .iter()
+        .filter(|r| r.page.is_none() && takes_room(r.value) && !known(r.dimension, r.value))
+        .map(|r| (r.dimension, r.hits, r.value))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+    let mut refused: std::collections::HashSet<(i16, &str)> = Default::default();
+    let mut place = 0;
+    for (i, &(dimension, _, value)) in fresh.iter().enumerate() {
+        if i == 0 || fresh[i - 1].0 != dimension {
+            place = 0;
+        }
+        place += 1;
+        if place > limit - used(dimension) {
+            refused.insert((dimension, value));
+        }
+    }
+    for row in rows.iter_mut() {
+        if refused.contains(&(row.dimension, row.value)) {
+            row.value = crate::domain::breakdown::OTHER;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +458,7 @@ mod tests {
             site: 1,
             keys: keys.iter().map(|k| k.map(Into::into)).collect(),
             pages: vec![None; keys.len()],
+            facets: Vec::new(),
         }
     }
 
@@ -363,5 +502,118 @@ mod tests {
         let counts = plan.counts(20, &|k| (k == "old").then_some(7));
         assert_eq!(counts, vec![7, 19, 20, 19]);
         assert_eq!(h.distinct_keys(), vec!["b", "old"]);
+    }
+
+    fn row(
+        dimension: i16,
+        value: &'static str,
+        page: Option<&'static str>,
+        hits: i64,
+    ) -> BreakdownRow<'static> {
+        BreakdownRow {
+            dimension,
+            value,
+            page,
+            hits,
+        }
+    }
+
+    #[test]
+    fn new_values_past_the_room_are_other_the_most_hit_kept_first() {
+        // Dimension 0 has one value that day ("old") and room for one
+        // more: of the new values, the most hit ("b", 3 hits) is kept.
+        let mut rows = vec![
+            row(0, "a", None, 2),
+            row(0, "a", Some("/x"), 2),
+            row(0, "b", None, 3),
+            row(0, "old", None, 1),
+            row(0, "(none)", None, 4),
+            row(1, "a", None, 1),
+        ];
+        cap_values(
+            &mut rows,
+            &|d, v| d == 0 && v == "old",
+            &|d| if d == 0 { 1 } else { 0 },
+            2,
+        );
+        let values: Vec<(i16, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.dimension, r.value, r.page))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                (0, "(other)", None),
+                (0, "(other)", Some("/x")),
+                (0, "b", None),
+                (0, "old", None),
+                (0, "(none)", None),
+                (1, "a", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_hits_keep_the_first_value_bytewise() {
+        let mut rows = vec![row(3, "z.test", None, 1), row(3, "a.test", None, 1)];
+        cap_values(&mut rows, &|_, _| false, &|_| 0, 1);
+        assert_eq!(rows[0].value, "(other)");
+        assert_eq!(rows[1].value, "a.test");
+    }
+
+    #[test]
+    fn only_fresh_hits_with_facets_add_to_breakdowns() {
+        use crate::domain::breakdown::{Dimension, Facets};
+        let facets = |referrer: &str| {
+            let mut f = Facets::default();
+            f.set(Dimension::Referrer, referrer);
+            Some(Box::new(f))
+        };
+        let page = Page::parse("/p", &Default::default()).unwrap();
+        let mut h = SiteHits {
+            site: 1,
+            ..SiteHits::default()
+        };
+        h.push(Some("old".into()), Some(page.clone()), facets("a.test"));
+        h.push(None, Some(page.clone()), facets("a.test"));
+        h.push(Some("new".into()), None, facets("b.test"));
+        h.push(Some("new".into()), None, facets("b.test"));
+        let plan = h.plan(&|k| k == "old");
+        let pages = PagePlan::new(&h, &plan, &|_| true, 10);
+        let rows = h.breakdown_rows(&plan, Some(&pages));
+        let referrer = Dimension::Referrer.code();
+        let got: Vec<(&str, Option<&str>, i64)> = rows
+            .iter()
+            .filter(|r| r.dimension == referrer)
+            .map(|r| (r.value, r.page, r.hits))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.test", None, 1),
+                ("a.test", Some("/p"), 1),
+                ("b.test", None, 1)
+            ]
+        );
+        // Every dimension of each fresh hit, once per hit: 2 hits, 11
+        // dimensions, each on the site and one of them on a page too.
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.page.is_none())
+                .map(|r| r.hits)
+                .sum::<i64>(),
+            2 * Dimension::ALL.len() as i64
+        );
+    }
+
+    #[test]
+    fn a_hit_without_facets_before_one_with_them_keeps_its_place() {
+        let mut h = SiteHits::default();
+        h.push(None, None, None);
+        h.push(None, None, Some(Box::default()));
+        assert_eq!(h.facets.len(), 2);
+        assert!(h.facets[0].is_none());
+        assert!(h.has_facets());
+        assert!(!SiteHits::anonymous(1, 2).has_facets());
     }
 }

@@ -126,6 +126,12 @@ pub const POSTGRES: &[Migration] = &[
         kind: Kind::Expand,
         sql: include_str!("../../migrations/postgres/0010_site_settings.sql"),
     },
+    Migration {
+        version: 11,
+        name: "breakdowns",
+        kind: Kind::Expand,
+        sql: include_str!("../../migrations/postgres/0011_breakdowns.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -176,6 +182,12 @@ pub const SQLITE: &[Migration] = &[
         name: "site_settings",
         kind: Kind::Expand,
         sql: include_str!("../../migrations/sqlite/0010_site_settings.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "breakdowns",
+        kind: Kind::Expand,
+        sql: include_str!("../../migrations/sqlite/0011_breakdowns.sql"),
     },
 ];
 

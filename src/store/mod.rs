@@ -30,14 +30,19 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::StoreSettings;
+use crate::domain::breakdown::Facets;
 use crate::domain::time::Day;
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageList, PageSelector, PageSeries, PageSlice,
-    RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned,
+    BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageList, PageSelector,
+    PageSeries, PageSlice, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug,
+    TrailingSlash, Versioned,
 };
 use crate::secret::{Secret, redact_url};
 
-pub use batch::{Counted, HeldCommit, Opening, Outcome, PageCount, Recorded, SiteHits};
+pub use batch::{
+    BreakdownRow, Counted, HeldCommit, Limits, Opening, Outcome, PageCount, Recorded, SiteHits,
+    cap_values, takes_room,
+};
 use batch::{PagePlan, Plan};
 pub use migrate::Migration;
 pub use owner::Owner;
@@ -65,6 +70,16 @@ impl PageList {
         let more = pages.len() as i64 > limit;
         pages.truncate(usize::try_from(limit).unwrap_or(0));
         PageList { site, pages, more }
+    }
+}
+
+impl BreakdownList {
+    /// A slice of a breakdown from rows read with `LIMIT limit + 1`: the
+    /// extra row, if any, only says that more values follow.
+    fn from_rows(site: Site, mut values: Vec<(String, i64)>, limit: i64) -> BreakdownList {
+        let more = values.len() as i64 > limit;
+        values.truncate(usize::try_from(limit).unwrap_or(0));
+        BreakdownList { site, values, more }
     }
 }
 
@@ -172,13 +187,17 @@ pub trait HitStore: Send + Sync + fmt::Debug {
     /// the count it was first given.
     ///
     /// A hit naming a page also counts on that page, in the same
-    /// transaction, creating it if the site has fewer than `page_limit`
-    /// pages, else counting on the site's overflow page.
+    /// transaction, creating it if the site has fewer than `limits.pages`
+    /// pages, else counting on the site's overflow page. A hit with facets
+    /// also counts under each of them, for its site and its page, on the
+    /// hour's day, in the same transaction: a value new to the site that
+    /// day only while the site has fewer than `limits.values` of that
+    /// dimension, else under `(other)` ([`batch::cap_values`]).
     async fn add_hits(
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
-        page_limit: i64,
+        limits: Limits,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Outcome>, StoreError>;
 
@@ -193,10 +212,10 @@ pub trait HitStore: Send + Sync + fmt::Debug {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
-        page_limit: i64,
+        limits: Limits,
         deadline: tokio::time::Instant,
     ) -> Result<Opening<'_>, StoreError> {
-        let _ = (hour, hits, page_limit, deadline);
+        let _ = (hour, hits, limits, deadline);
         Ok(Opening::Unlocked)
     }
 
@@ -302,6 +321,19 @@ pub trait TransferStore: Send + Sync + fmt::Debug {
     async fn import(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError>;
 }
 
+/// Breakdowns: a site's or a page's hits per value of a dimension.
+#[async_trait]
+pub trait BreakdownStore: Send + Sync + fmt::Debug {
+    /// The site `slug`'s hits in the days `days` per value of `dimension`
+    /// (only `page`'s, if given), most hits first, then by value; one
+    /// slice of them (`limit`, `offset`). `None` if there is no such site.
+    async fn breakdown(
+        &self,
+        slug: &Slug,
+        query: &BreakdownQuery,
+    ) -> Result<Option<BreakdownList>, StoreError>;
+}
+
 /// Signed-out dashboard sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug {
@@ -319,7 +351,15 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
 /// (which backend, its migrations, whether it answers).
 #[async_trait]
 pub trait Store:
-    HitStore + SiteStore + PageStore + SeriesStore + TransferStore + SessionStore + fmt::Debug + 'static
+    HitStore
+    + SiteStore
+    + PageStore
+    + SeriesStore
+    + TransferStore
+    + SessionStore
+    + BreakdownStore
+    + fmt::Debug
+    + 'static
 {
     fn backend(&self) -> Backend;
 
@@ -354,7 +394,7 @@ impl dyn Store {
         self.add_hits(
             hour,
             &hits,
-            crate::domain::page::DEFAULT_PAGE_LIMIT,
+            Limits::pages(crate::domain::page::DEFAULT_PAGE_LIMIT),
             deadline,
         )
         .await

@@ -38,7 +38,7 @@ impl HitStore for Recorder {
         &self,
         _hour: SystemTime,
         hits: &[SiteHits],
-        _page_limit: i64,
+        _limits: Limits,
         _deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
         self.calls
@@ -100,6 +100,7 @@ async fn batch_keyed(
                 site,
                 key: keyed.then(|| format!("request-{i}").into()),
                 page: None,
+                facets: None,
                 queued: Instant::now(),
                 reply,
             }
@@ -111,7 +112,7 @@ async fn batch_keyed(
         pending: &mut batch,
         groups: &mut Vec::new(),
         deadline,
-        page_limit: 10,
+        limits: Limits::pages(10),
         more: Drain {
             queue: &mut queue,
             joined: Vec::new(),
@@ -156,6 +157,7 @@ async fn hits_queued_while_locks_were_awaited_join_their_site_s_group_or_wait() 
                 site,
                 key: Some(format!("id-{i}").into()),
                 page: None,
+                facets: None,
                 queued: Instant::now(),
                 reply,
             })
@@ -203,6 +205,7 @@ async fn a_waiting_commit_carries_at_most_its_carry_limit_of_other_sites_hits() 
                 site,
                 key: None,
                 page: None,
+                facets: None,
                 queued: Instant::now(),
                 reply,
             })
@@ -283,6 +286,7 @@ async fn a_commit_of_unknown_outcome_without_request_ids_is_not_repeated() {
             site: 1,
             keys: vec![Some("a".into()), None],
             pages: vec![None, None],
+            ..SiteHits::default()
         }],
     );
     assert!(

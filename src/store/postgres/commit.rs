@@ -35,11 +35,12 @@ use deadpool_postgres::ClientWrapper as Client;
 use futures_util::future::try_join_all;
 use tokio_postgres::Row;
 
+use super::breakdowns::{COUNT_BREAKDOWNS, COUNT_BREAKDOWNS_IF_COUNTED, count_breakdowns};
 use super::failover::CommitSent;
 use super::recent::{self, BatchRow, Recent};
 use crate::domain::time::day_of;
 use crate::domain::{MAX_COUNT, SiteId, Versioned};
-use crate::store::{Counted, Outcome, PageCount, Plan, Recorded, SiteHits};
+use crate::store::{Counted, Limits, Outcome, PageCount, Plan, Recorded, SiteHits};
 
 /// Opens the transaction. Its statements look rows up by key, whatever
 /// their parameters: a plan made once serves every execution, where
@@ -221,8 +222,12 @@ pub(super) struct On<'a> {
 /// it can, else takes the first flight of the locking path (step 1
 /// above). On an error the transaction is rolled back (or the connection
 /// is dropped by the caller).
-pub(super) async fn open(on: &On<'_>, hits: &[SiteHits]) -> Result<Opened, tokio_postgres::Error> {
-    let result = match at_once(on.client, on.sent, on.recent, on.hour, hits).await {
+pub(super) async fn open(
+    on: &On<'_>,
+    hits: &[SiteHits],
+    limits: Limits,
+) -> Result<Opened, tokio_postgres::Error> {
+    let result = match at_once(on, hits, limits.values).await {
         Ok(Some(outcomes)) => Ok(Opened::Done(outcomes)),
         Ok(None) => lock(on.client, on.recent, hits).await.map(Opened::Held),
         Err(e) => Err(e),
@@ -235,10 +240,10 @@ pub(super) async fn open(on: &On<'_>, hits: &[SiteHits]) -> Result<Opened, tokio
 pub(super) async fn finish(
     on: &On<'_>,
     hits: &[SiteHits],
-    page_limit: i64,
+    limits: Limits,
     held: Held,
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
-    let result = count_locked(on, hits, page_limit, held).await;
+    let result = count_locked(on, hits, limits, held).await;
     rolled_back_on_error(on.client, on.sent, result).await
 }
 
@@ -262,12 +267,16 @@ async fn rolled_back_on_error<T>(
 /// batch does not qualify or the check failed (the transaction then
 /// wrote nothing): the caller takes the locking path.
 async fn at_once(
-    client: &Client,
-    sent: &CommitSent,
-    recent: &Recent,
-    hour: SystemTime,
+    on: &On<'_>,
     hits: &[SiteHits],
+    value_limit: i64,
 ) -> Result<Option<Vec<Outcome>>, tokio_postgres::Error> {
+    let On {
+        client,
+        sent,
+        recent,
+        hour,
+    } = *on;
     let [h] = hits else { return Ok(None) };
     if h.is_empty() || h.has_pages() {
         return Ok(None);
@@ -325,16 +334,36 @@ async fn at_once(
             }
         }
     };
+    // The breakdowns, if the hits carry them, in a statement of their own
+    // after the count's: it reads what the site has once the count holds
+    // the site's lock, and writes nothing if the count did not count.
+    let rows = h.breakdown_rows(&plan, None);
+    let breakdowns = if rows.is_empty() {
+        None
+    } else {
+        Some(client.prepare_cached(COUNT_BREAKDOWNS_IF_COUNTED).await?)
+    };
+    let day = day_of(hour);
+    let breaking_down = async {
+        match &breakdowns {
+            Some(statement) => {
+                count_breakdowns(client, statement, h.site, &rows, value_limit, day).await
+            }
+            None => Ok(()),
+        }
+    };
     // As in the locking path's last flight: a failed statement turns the
     // COMMIT into a rollback, and its error is the one returned.
-    let (begun, row, committed) = futures_util::future::join3(
+    let (begun, row, broken_down, committed) = futures_util::future::join4(
         client.batch_execute(BEGIN),
         counting,
+        breaking_down,
         sent.commit(client.batch_execute("COMMIT")),
     )
     .await;
     begun?;
     let row = row?;
+    broken_down?;
     committed?;
     let Some(row) = row else {
         return Ok(None);
@@ -413,7 +442,7 @@ async fn lock(
 async fn count_locked(
     on: &On<'_>,
     hits: &[SiteHits],
-    page_limit: i64,
+    limits: Limits,
     held: Held,
 ) -> Result<Vec<Outcome>, tokio_postgres::Error> {
     let On {
@@ -467,11 +496,15 @@ async fn count_locked(
     let count = client.prepare_cached(COUNT).await?;
     let record = client.prepare_cached(RECORD_BATCH).await?;
     let count_recorded = client.prepare_cached(COUNT_RECORDED).await?;
+    // Prepared before the flight: a statement prepared inside it would be
+    // sent after the COMMIT that shares the flight.
+    let breakdowns = client.prepare_cached(COUNT_BREAKDOWNS).await?;
     let day = day_of(hour);
     let with_pages = hits.iter().any(SiteHits::has_pages);
     let recorded = &recorded;
     let work = hits.iter().zip(&plans).map(|(h, plan)| {
-        let (count, record, count_recorded) = (&count, &record, &count_recorded);
+        let (count, record, count_recorded, breakdowns) =
+            (&count, &record, &count_recorded, &breakdowns);
         let lock = locks.get(&h.site).map(|l| l.total);
         async move {
             let Some(before) = lock else {
@@ -487,10 +520,13 @@ async fn count_locked(
                 let row = client
                     .query_one(count, &[&h.site, &plan.fresh, &hour])
                     .await?;
-                let page_counts = super::count_pages(client, h, plan, page_limit, day, &|k| {
-                    find(k).and_then(|r| r.page)
-                })
-                .await?;
+                let (page_counts, pages) =
+                    super::count_pages(client, h, plan, limits.pages, day, &|k| {
+                        find(k).and_then(|r| r.page)
+                    })
+                    .await?;
+                let rows = h.breakdown_rows(plan, Some(&pages));
+                count_breakdowns(client, breakdowns, h.site, &rows, limits.values, day).await?;
                 // The ids are recorded once the page counts are known.
                 let ids = FreshIds::of(h, plan, &counts, &page_counts);
                 let batch = if ids.keys.is_empty() {
@@ -504,19 +540,26 @@ async fn count_locked(
                 (row, page_counts, batch)
             } else {
                 let page_counts = vec![None; h.len()];
+                let rows = h.breakdown_rows(plan, None);
+                let breakdowns =
+                    count_breakdowns(client, breakdowns, h.site, &rows, limits.values, day);
                 let ids = FreshIds::of(h, plan, &counts, &page_counts);
                 if ids.keys.is_empty() {
-                    let row = client
-                        .query_one(count, &[&h.site, &plan.fresh, &hour])
-                        .await?;
+                    let (row, ()) = futures_util::future::try_join(
+                        client.query_one(count, &[&h.site, &plan.fresh, &hour]),
+                        breakdowns,
+                    )
+                    .await?;
                     (row, page_counts, None)
                 } else {
-                    let row = client
-                        .query_one(
+                    let (row, ()) = futures_util::future::try_join(
+                        client.query_one(
                             count_recorded,
                             &[&h.site, &plan.fresh, &hour, &ids.keys, &ids.counts],
-                        )
-                        .await?;
+                        ),
+                        breakdowns,
+                    )
+                    .await?;
                     let batch = Some(row.get(2));
                     (row, page_counts, batch)
                 }

@@ -20,10 +20,10 @@ impl HitStore for PgStore {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
-        page_limit: i64,
+        limits: Limits,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, StoreError> {
-        match self.open_hits(hour, hits, page_limit, deadline).await? {
+        match self.open_hits(hour, hits, limits, deadline).await? {
             Opening::Done(outcomes) => Ok(outcomes),
             Opening::Held(held) => held.finish(hits).await,
             Opening::Unlocked => unreachable!("PostgreSQL commits lock their sites"),
@@ -34,7 +34,7 @@ impl HitStore for PgStore {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
-        page_limit: i64,
+        limits: Limits,
         deadline: Instant,
     ) -> Result<Opening<'_>, StoreError> {
         let sent = CommitSent::default();
@@ -45,7 +45,7 @@ impl HitStore for PgStore {
             recent: &self.recent,
             hour,
         };
-        let opened = timeout_at(deadline, commit::open(&on, hits)).await;
+        let opened = timeout_at(deadline, commit::open(&on, hits, limits)).await;
         let (opened, client) = Self::settle(client, &sent, opened)?;
         Ok(match opened {
             commit::Opened::Done(outcomes) => Opening::Done(outcomes),
@@ -54,7 +54,7 @@ impl HitStore for PgStore {
                 client: Some(client),
                 sent,
                 hour,
-                page_limit,
+                limits,
                 deadline,
                 held: Some(held),
             })),
@@ -77,7 +77,7 @@ struct PgHeld<'a> {
     client: Option<Object>,
     sent: CommitSent,
     hour: SystemTime,
-    page_limit: i64,
+    limits: Limits,
     deadline: Instant,
     held: Option<commit::Held>,
 }
@@ -94,11 +94,7 @@ impl HeldCommit for PgHeld<'_> {
             recent: &self.store.recent,
             hour: self.hour,
         };
-        let done = timeout_at(
-            self.deadline,
-            commit::finish(&on, hits, self.page_limit, held),
-        )
-        .await;
+        let done = timeout_at(self.deadline, commit::finish(&on, hits, self.limits, held)).await;
         PgStore::settle(client, &self.sent, done).map(|(outcomes, _)| outcomes)
     }
 }

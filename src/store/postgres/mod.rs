@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
 
+mod breakdowns;
 mod commit;
 mod failover;
 mod hits;
@@ -38,16 +39,17 @@ use super::migrate::{
 };
 use super::pg_tls::{self, PgTls};
 use super::{
-    Backend, HeldCommit, HitStore, Opening, Outcome, PageCount, PagePlan, PageStore, Plan,
-    SITE_COLUMNS, SITE_COLUMNS_LEN, SeriesStore, SessionStore, SiteHits, SiteStore, Store,
-    StoreError, TransferStore, stored_page, stored_rules, stored_slug, stored_trailing_slash,
+    Backend, BreakdownRow, BreakdownStore, HeldCommit, HitStore, Limits, Opening, Outcome,
+    PageCount, PagePlan, PageStore, Plan, SITE_COLUMNS, SITE_COLUMNS_LEN, SeriesStore,
+    SessionStore, SiteHits, SiteStore, Store, StoreError, TransferStore, stored_page, stored_rules,
+    stored_slug, stored_trailing_slash,
 };
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    ImportEntry, Imported, NewSite, Page, PageDump, PageList, PageSelector, PageSeries, PageSlice,
-    PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash,
-    Versioned, keeps_pages, set_count_split,
+    BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageDump, PageList,
+    PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId,
+    SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.

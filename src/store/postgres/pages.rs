@@ -68,16 +68,16 @@ LEFT JOIN LATERAL (
 WHERE p.site_id = $1 AND p.path = $2";
 
 /// Counts a site's fresh hits on their pages (see [`PagePlan`]) and adds
-/// them to the pages' buckets for `day`; returns each hit's page count.
-/// The caller holds the site's row lock.
-pub(super) async fn count_pages(
+/// them to the pages' buckets for `day`; returns each hit's page count,
+/// and where each landed. The caller holds the site's row lock.
+pub(super) async fn count_pages<'a>(
     tx: &tokio_postgres::Client,
-    hits: &SiteHits,
+    hits: &'a SiteHits,
     plan: &Plan<'_>,
     page_limit: i64,
     day: i64,
     recorded: &(dyn Fn(&str) -> Option<PageCount> + Sync),
-) -> Result<Vec<Option<PageCount>>, tokio_postgres::Error> {
+) -> Result<(Vec<Option<PageCount>>, PagePlan<'a>), tokio_postgres::Error> {
     let names = PagePlan::names(hits);
     let (total, known) = futures_util::future::try_join(
         tx.query_one(
@@ -112,7 +112,7 @@ pub(super) async fn count_pages(
         .iter()
         .map(|n| counted.get(*n).copied().unwrap_or_default())
         .collect();
-    Ok(pages.counts(plan, &totals, recorded))
+    Ok((pages.counts(plan, &totals, recorded), pages))
 }
 
 #[async_trait]

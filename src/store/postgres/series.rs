@@ -70,13 +70,16 @@ impl SeriesStore for PgStore {
                 Ok(rows.into_iter().map(|r| r.get(0)).collect())
             })
             .await?;
-        // A page's count is whole in its row: its old days just go.
+        // A page's count is whole in its row: its old days just go, and
+        // the breakdowns of the days gone with them.
         self.run(async |client| {
             client
-                .execute(
-                    "DELETE FROM page_hits_daily WHERE day < $1",
-                    &[&day_of(before)],
-                )
+                .batch_execute(&format!(
+                    "DELETE FROM page_hits_daily WHERE day < {day}; \
+                     DELETE FROM site_breakdowns WHERE day < {day}; \
+                     DELETE FROM page_breakdowns WHERE day < {day};",
+                    day = day_of(before)
+                ))
                 .await
         })
         .await?;

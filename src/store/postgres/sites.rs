@@ -30,8 +30,14 @@ async fn set_count_in(
         .await?;
     let set = set_count_split(count, bucketed);
     if set.drop_hours {
-        tx.execute("DELETE FROM hits_hourly WHERE site_id = $1", &[&id])
-            .await?;
+        // The breakdowns count the hours' hits: they go with them.
+        tx.batch_execute(&format!(
+            "DELETE FROM hits_hourly WHERE site_id = {id}; \
+             DELETE FROM site_breakdowns WHERE site_id = {id}; \
+             DELETE FROM page_breakdowns WHERE page_id IN \
+                 (SELECT page_id FROM pages WHERE site_id = {id});"
+        ))
+        .await?;
     }
     if !keeps_pages(count, paged, set.drop_hours) {
         tx.execute("DELETE FROM pages WHERE site_id = $1", &[&id])

@@ -4,18 +4,18 @@
 use super::*;
 
 /// Counts a site's fresh hits on their pages (see [`PagePlan`]) and adds
-/// them to the pages' buckets for `day`; returns each hit's page count.
-/// The caller holds SQLite's write lock, so the page limit cannot be
-/// passed by another writer between the read of `page_total` and the
-/// insert.
-fn count_pages(
+/// them to the pages' buckets for `day`; returns each hit's page count,
+/// and where each landed. The caller holds SQLite's write lock, so the
+/// page limit cannot be passed by another writer between the read of
+/// `page_total` and the insert.
+fn count_pages<'a>(
     tx: &rusqlite::Transaction<'_>,
-    hits: &SiteHits,
+    hits: &'a SiteHits,
     plan: &Plan<'_>,
     page_limit: i64,
     day: Day,
     recorded: &dyn Fn(&str) -> Option<PageCount>,
-) -> rusqlite::Result<Vec<Option<PageCount>>> {
+) -> rusqlite::Result<(Vec<Option<PageCount>>, PagePlan<'a>)> {
     let pages_now: i64 = tx
         .prepare_cached("SELECT page_total FROM visitors WHERE site_id = ?1")?
         .query_row([hits.site], |r| r.get(0))?;
@@ -52,7 +52,85 @@ fn count_pages(
         tx.prepare_cached("UPDATE visitors SET page_total = page_total + ?2 WHERE site_id = ?1")?
             .execute(params![hits.site, pages.created])?;
     }
-    Ok(pages.counts(plan, &totals, recorded))
+    Ok((pages.counts(plan, &totals, recorded), pages))
+}
+
+/// Adds a site's fresh hits to its breakdowns and its pages' for `day`,
+/// each value new to the site that day only while there is room for it
+/// ([`cap_values`]). The caller holds SQLite's write lock, so no other
+/// writer adds a value between the reads and the inserts.
+fn count_breakdowns(
+    tx: &rusqlite::Transaction<'_>,
+    site: SiteId,
+    mut rows: Vec<BreakdownRow<'_>>,
+    value_limit: i64,
+    day: Day,
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut exists = tx.prepare_cached(
+        "SELECT 1 FROM site_breakdowns \
+         WHERE site_id = ?1 AND dimension = ?2 AND day = ?3 AND value = ?4",
+    )?;
+    let mut known = std::collections::HashSet::new();
+    let mut fresh_dimensions = std::collections::HashSet::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.page.is_none() && takes_room(r.value))
+    {
+        if exists.exists(params![site, r.dimension, day, r.value])? {
+            known.insert((r.dimension, r.value));
+        } else {
+            fresh_dimensions.insert(r.dimension);
+        }
+    }
+    let mut used = std::collections::HashMap::new();
+    if !fresh_dimensions.is_empty() {
+        let mut count = tx.prepare_cached(
+            "SELECT count(*) FROM site_breakdowns WHERE site_id = ?1 AND dimension = ?2 \
+             AND day = ?3 AND value NOT IN (?4, ?5, ?6)",
+        )?;
+        for d in fresh_dimensions {
+            let n: i64 = count.query_row(
+                params![
+                    site,
+                    d,
+                    day,
+                    breakdown::NONE,
+                    breakdown::UNKNOWN,
+                    breakdown::OTHER
+                ],
+                |r| r.get(0),
+            )?;
+            used.insert(d, n);
+        }
+    }
+    cap_values(
+        &mut rows,
+        &|d, v| known.contains(&(d, v)),
+        &|d| used.get(&d).copied().unwrap_or(0),
+        value_limit,
+    );
+    let mut site_row = tx.prepare_cached(
+        "INSERT INTO site_breakdowns (site_id, dimension, day, value, hits) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (site_id, dimension, day, value) \
+         DO UPDATE SET hits = hits + excluded.hits",
+    )?;
+    let mut page_row = tx.prepare_cached(
+        "INSERT INTO page_breakdowns (page_id, dimension, day, value, hits) \
+         SELECT page_id, ?3, ?4, ?5, ?6 FROM pages WHERE site_id = ?1 AND path = ?2 \
+         ON CONFLICT (page_id, dimension, day, value) DO UPDATE SET hits = hits + excluded.hits",
+    )?;
+    for r in &rows {
+        match r.page {
+            None => site_row.execute(params![site, r.dimension, day, r.value, r.hits])?,
+            Some(page) => {
+                page_row.execute(params![site, page, r.dimension, day, r.value, r.hits])?
+            }
+        };
+    }
+    Ok(())
 }
 
 fn recorded_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Recorded> {
@@ -73,7 +151,7 @@ impl HitStore for SqliteStore {
         &self,
         hour: SystemTime,
         hits: &[SiteHits],
-        page_limit: i64,
+        limits: Limits,
         // A local file has no network to hang on; SQLite's own busy
         // timeout (the store timeout) bounds lock waits.
         _deadline: tokio::time::Instant,
@@ -131,13 +209,19 @@ impl HitStore for SqliteStore {
                         bucket.execute(params![h.site, hour, plan.fresh])?;
                     }
                     let counts = plan.counts(total.count, &|k| known.get(k).and_then(|r| r.count));
-                    let page_counts = if h.has_pages() {
-                        count_pages(&tx, h, &plan, page_limit, day, &|k| {
-                            known.get(k).and_then(|r| r.page)
-                        })?
+                    let (page_counts, pages) = if h.has_pages() {
+                        let (counts, pages) =
+                            count_pages(&tx, h, &plan, limits.pages, day, &|k| {
+                                known.get(k).and_then(|r| r.page)
+                            })?;
+                        (counts, Some(pages))
                     } else {
-                        vec![None; h.len()]
+                        (vec![None; h.len()], None)
                     };
+                    if h.has_facets() {
+                        let rows = h.breakdown_rows(&plan, pages.as_ref());
+                        count_breakdowns(&tx, h.site, rows, limits.values, day)?;
+                    }
                     for (i, key) in plan.fresh_keyed(h) {
                         let page = page_counts[i];
                         record.execute(params![

@@ -19,19 +19,22 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 
 use super::migrate::{CREATE_TABLE, Contracts, Migrated, Migration};
 use super::{
-    Backend, Counted, HitStore, Outcome, PageCount, PagePlan, PageStore, Plan, Recorded,
-    SITE_COLUMNS, SITE_COLUMNS_LEN, SeriesStore, SessionStore, SiteHits, SiteStore, Store,
-    StoreError, TransferStore, stored_page, stored_rules, stored_slug, stored_trailing_slash,
+    Backend, BreakdownRow, BreakdownStore, Counted, HitStore, Limits, Outcome, PageCount, PagePlan,
+    PageStore, Plan, Recorded, SITE_COLUMNS, SITE_COLUMNS_LEN, SeriesStore, SessionStore, SiteHits,
+    SiteStore, Store, StoreError, TransferStore, cap_values, stored_page, stored_rules,
+    stored_slug, stored_trailing_slash, takes_room,
 };
+use crate::domain::breakdown;
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
-    ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump, PageList, PageSelector, PageSeries,
-    PageSlice, PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug,
-    TrailingSlash, Versioned, keeps_pages, set_count_split,
+    BreakdownList, BreakdownQuery, ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump,
+    PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site,
+    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
 };
 use crate::sync::lock;
 
+mod breakdowns;
 mod hits;
 mod pages;
 mod series;

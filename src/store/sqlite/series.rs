@@ -63,10 +63,10 @@ impl SeriesStore for SqliteStore {
                 [before],
             )?;
             let folded = tx.execute("DELETE FROM hits_hourly WHERE hour < ?1", [before])?;
-            tx.execute(
-                "DELETE FROM page_hits_daily WHERE day < ?1",
-                [day_of(at(before))],
-            )?;
+            let day = day_of(at(before));
+            tx.execute("DELETE FROM page_hits_daily WHERE day < ?1", [day])?;
+            tx.execute("DELETE FROM site_breakdowns WHERE day < ?1", [day])?;
+            tx.execute("DELETE FROM page_breakdowns WHERE day < ?1", [day])?;
             tx.commit()?;
             Ok(folded as u64)
         })

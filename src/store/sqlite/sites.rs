@@ -26,7 +26,14 @@ pub(super) fn set_count_in(
     tx.execute("DELETE FROM hit_requests WHERE site_id = ?1", [id])?;
     let set = set_count_split(count, bucketed);
     if set.drop_hours {
+        // The breakdowns count the hours' hits: they go with them.
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
+        tx.execute("DELETE FROM site_breakdowns WHERE site_id = ?1", [id])?;
+        tx.execute(
+            "DELETE FROM page_breakdowns WHERE page_id IN \
+             (SELECT page_id FROM pages WHERE site_id = ?1)",
+            [id],
+        )?;
     }
     if !keeps_pages(count, paged, set.drop_hours) {
         replace_pages(tx, id, &[])?;

@@ -1,0 +1,172 @@
+//! Breakdowns ([`BreakdownStore`]): counted beside a batch's hits, and read
+//! per site or page.
+
+use super::*;
+
+/// The statement that adds the rows `$2..$5` (dimension, value, page or
+/// NULL for the site's own row, hits; see [`BreakdownRow`]) to site
+/// `$1`'s breakdowns and its pages' for day `$6`, its input `WHERE` the
+/// guard holds. A value the site does not have that day yet, that takes
+/// room ([`takes_room`](crate::store::takes_room)), counts as itself only
+/// while its dimension has fewer than `$7` such values, the new values
+/// ranked by their hits in the batch, then by value; else as `(other)`
+/// ([`cap_values`](crate::store::cap_values) is the same rule). Run by the
+/// holder of the site's row lock, as a statement of its own (a new
+/// snapshot, taken after the lock): no other writer adds a value between
+/// its read and its write.
+macro_rules! count_breakdowns {
+    ($guard:literal) => {
+        concat!(
+            "\
+WITH input AS (
+    SELECT * FROM unnest($2::smallint[], $3::text[], $4::text[], $5::bigint[])
+        AS i (dimension, value, path, hits)
+    WHERE ",
+            $guard,
+            "
+), ranked AS (
+    SELECT i.dimension, i.value,
+        row_number() OVER (PARTITION BY i.dimension ORDER BY i.hits DESC, i.value COLLATE \"C\")
+            AS place
+    FROM input i
+    WHERE i.path IS NULL AND i.value NOT IN ('(none)', '(unknown)', '(other)')
+        AND NOT EXISTS (
+            SELECT 1 FROM site_breakdowns b WHERE b.site_id = $1::bigint
+                AND b.dimension = i.dimension AND b.day = $6::bigint AND b.value = i.value)
+), mapped AS (
+    SELECT i.dimension, i.path, i.hits,
+        CASE WHEN r.place IS NULL THEN i.value
+            WHEN r.place > $7::bigint - (
+                SELECT count(*) FROM site_breakdowns b WHERE b.site_id = $1::bigint
+                    AND b.dimension = i.dimension AND b.day = $6::bigint
+                    AND b.value NOT IN ('(none)', '(unknown)', '(other)'))
+            THEN '(other)'
+            ELSE i.value END AS value
+    FROM input i LEFT JOIN ranked r ON r.dimension = i.dimension AND r.value = i.value
+), site AS (
+    INSERT INTO site_breakdowns (site_id, dimension, day, value, hits)
+    SELECT $1::bigint, m.dimension, $6::bigint, m.value, sum(m.hits)
+    FROM mapped m WHERE m.path IS NULL GROUP BY m.dimension, m.value
+    ON CONFLICT (site_id, dimension, day, value)
+        DO UPDATE SET hits = site_breakdowns.hits + EXCLUDED.hits
+)
+INSERT INTO page_breakdowns (page_id, dimension, day, value, hits)
+SELECT p.page_id, m.dimension, $6::bigint, m.value, sum(m.hits)
+FROM mapped m JOIN pages p ON p.site_id = $1::bigint AND p.path = m.path
+GROUP BY p.page_id, m.dimension, m.value
+ON CONFLICT (page_id, dimension, day, value)
+    DO UPDATE SET hits = page_breakdowns.hits + EXCLUDED.hits"
+        )
+    };
+}
+
+/// For the locking path, which holds the site's lock already.
+pub(super) const COUNT_BREAKDOWNS: &str = count_breakdowns!("true");
+
+/// For the one-flight commit, pipelined after its counting statement: it
+/// writes only if that statement counted, which then holds the site's row
+/// lock (the row's `xmin` is this transaction's), and nothing when the
+/// check of that statement failed and the transaction wrote nothing.
+pub(super) const COUNT_BREAKDOWNS_IF_COUNTED: &str = count_breakdowns!(
+    "EXISTS (SELECT 1 FROM visitors v WHERE v.site_id = $1::bigint
+        AND v.xmin = pg_current_xact_id_if_assigned()::xid)"
+);
+
+/// Adds a site's fresh hits to its breakdowns with `statement` (one of the
+/// two above, prepared); the pages they name are already counted in this
+/// transaction. Sends at once, when first polled: pipelined, it runs in
+/// the order it was sent.
+pub(super) async fn count_breakdowns(
+    client: &deadpool_postgres::ClientWrapper,
+    statement: &tokio_postgres::Statement,
+    site: SiteId,
+    rows: &[BreakdownRow<'_>],
+    value_limit: i64,
+    day: Day,
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let dimensions: Vec<i16> = rows.iter().map(|r| r.dimension).collect();
+    let values: Vec<&str> = rows.iter().map(|r| r.value).collect();
+    let pages: Vec<Option<&str>> = rows.iter().map(|r| r.page).collect();
+    let hits: Vec<i64> = rows.iter().map(|r| r.hits).collect();
+    client
+        .execute(
+            statement,
+            &[
+                &site,
+                &dimensions,
+                &values,
+                &pages,
+                &hits,
+                &day,
+                &value_limit,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A site's hits per value of dimension `$2` in the days `[$3, $4)`.
+const SITE_BREAKDOWN: &str = "\
+SELECT value, sum(hits)::bigint AS n FROM site_breakdowns
+WHERE site_id = $1 AND dimension = $2 AND day >= $3 AND day < $4
+GROUP BY value ORDER BY n DESC, value COLLATE \"C\" LIMIT $5 OFFSET $6";
+
+/// Page `$7`'s hits per value of dimension `$2` in the days `[$3, $4)`.
+const PAGE_BREAKDOWN: &str = "\
+SELECT b.value, sum(b.hits)::bigint AS n FROM pages p
+JOIN page_breakdowns b ON b.page_id = p.page_id
+WHERE p.site_id = $1 AND p.path = $7 AND b.dimension = $2 AND b.day >= $3 AND b.day < $4
+GROUP BY b.value ORDER BY n DESC, b.value COLLATE \"C\" LIMIT $5 OFFSET $6";
+
+#[async_trait]
+impl BreakdownStore for PgStore {
+    async fn breakdown(
+        &self,
+        slug: &Slug,
+        query: &BreakdownQuery,
+    ) -> Result<Option<BreakdownList>, StoreError> {
+        let code = query.dimension.code();
+        let limit = query.limit + 1;
+        self.run(async |client| {
+            let tx = snapshot(client).await?;
+            let Some(site) = site_by_slug(&tx, slug).await? else {
+                return Ok(None);
+            };
+            let rows = match &query.page {
+                None => {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                        &site.id,
+                        &code,
+                        &query.from,
+                        &query.to,
+                        &limit,
+                        &query.offset,
+                    ];
+                    tx.query(SITE_BREAKDOWN, &params).await?
+                }
+                Some(page) => {
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+                        &site.id,
+                        &code,
+                        &query.from,
+                        &query.to,
+                        &limit,
+                        &query.offset,
+                        &page.as_str(),
+                    ];
+                    tx.query(PAGE_BREAKDOWN, &params).await?
+                }
+            };
+            tx.commit().await?;
+            let values = rows
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()?;
+            Ok(Some(BreakdownList::from_rows(site, values, query.limit)))
+        })
+        .await
+    }
+}
