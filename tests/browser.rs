@@ -797,7 +797,7 @@ async fn the_script_included_twice_counts_once_whatever_the_page_names() {
         )
     })
     .await;
-    let run = read_page(format!("http://{}/twice?ref=feed", recorded.page_addr)).await;
+    let run = read_page(format!("http://{}/twice?from=feed", recorded.page_addr)).await;
     let mut scripts = recorded.tally.requests();
     scripts.retain(|(method, _)| method == "GET");
     scripts.sort();
