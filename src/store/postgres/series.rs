@@ -20,6 +20,14 @@ LEFT JOIN LATERAL (
 ) b ON true
 WHERE v.slug = $1";
 
+/// Deletes site `$1`'s breakdowns and its pages' of the days before `$2`.
+const DROP_BREAKDOWNS: &str = "\
+WITH site AS (
+    DELETE FROM site_breakdowns WHERE site_id = $1 AND day < $2
+)
+DELETE FROM page_breakdowns b USING pages p
+WHERE p.site_id = $1 AND b.page_id = p.page_id AND b.day < $2";
+
 /// Folds one site's old buckets into its base count in one statement.
 const FOLD: &str = "\
 WITH old AS (
@@ -63,23 +71,22 @@ impl SeriesStore for PgStore {
             .run(async |client| {
                 let rows = client
                     .query(
-                        "SELECT DISTINCT site_id FROM hits_hourly WHERE hour < $1 ORDER BY site_id",
-                        &[&before],
+                        "SELECT site_id FROM hits_hourly WHERE hour < $1 \
+                         UNION SELECT site_id FROM site_breakdowns WHERE day < $2 \
+                         ORDER BY site_id",
+                        &[&before, &day_of(before)],
                     )
                     .await?;
                 Ok(rows.into_iter().map(|r| r.get(0)).collect())
             })
             .await?;
-        // A page's count is whole in its row: its old days just go, and
-        // the breakdowns of the days gone with them.
+        // A page's count is whole in its row: its old days just go.
         self.run(async |client| {
             client
-                .batch_execute(&format!(
-                    "DELETE FROM page_hits_daily WHERE day < {day}; \
-                     DELETE FROM site_breakdowns WHERE day < {day}; \
-                     DELETE FROM page_breakdowns WHERE day < {day};",
-                    day = day_of(before)
-                ))
+                .execute(
+                    "DELETE FROM page_hits_daily WHERE day < $1",
+                    &[&day_of(before)],
+                )
                 .await
         })
         .await?;
@@ -101,6 +108,11 @@ impl SeriesStore for PgStore {
                         .query_opt(FOLD, &[&site, &before])
                         .await?
                         .map_or(0, |r| r.get(0));
+                    // The breakdowns of the days gone, under the site's
+                    // lock as a commit of hits writes them: never a
+                    // deadlock with one.
+                    tx.execute(DROP_BREAKDOWNS, &[&site, &day_of(before)])
+                        .await?;
                     tx.commit().await?;
                     Ok(n.unsigned_abs())
                 })
