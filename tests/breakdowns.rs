@@ -583,3 +583,147 @@ fn countries_file(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
     path
 }
+
+/// The export's sites, as `GET /api/v1/export` writes them.
+async fn exported_sites(app: &TestApp) -> Value {
+    let (status, body) = app.get_json("/api/v1/export").await;
+    assert_eq!(status, 200, "{body}");
+    body["sites"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_imports_into_an_empty_tally_with_the_same_breakdowns() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = TestApp::spawn(
+        &sqlite_url(dir.path()),
+        &["--trusted-proxies", "127.0.0.1/32"],
+    )
+    .await;
+    source.create_site(&json!({"slug": "blog"})).await;
+    let mut n = 0;
+    for (kind, times) in MIX {
+        for _ in 0..times {
+            n += 1;
+            assert_eq!(
+                send(&source, "blog", kind, &format!("e-{n}")).await,
+                StatusCode::OK
+            );
+        }
+    }
+    let sites = exported_sites(&source).await;
+    // The default site first, then the blog.
+    assert_eq!(sites[1]["slug"], "blog");
+    let rows = sites[1]["breakdowns"].as_array().unwrap();
+    // 11 dimensions on the site, and on /a and /b.
+    let site_rows: i64 = rows
+        .iter()
+        .filter(|r| r.get("page").is_none())
+        .map(|r| r["hits"].as_i64().unwrap())
+        .sum();
+    assert_eq!(site_rows, 15 * 11);
+    let document = json!({"exported_at": "2026-12-01T00:00:00Z", "sites": sites}).to_string();
+
+    let pg = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    for url in [pg.create_database(), sqlite_url(dir.path())] {
+        let target = TestApp::spawn(&url, &[]).await;
+        let (status, body) = target
+            .admin(
+                reqwest::Method::POST,
+                "/api/v1/import?hours=replay",
+                Some(&document),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The blog as it was exported (the default site is the target's own).
+        assert_eq!(exported_sites(&target).await[1], sites[1], "{url}");
+        for (dimension, expected) in expected_site() {
+            assert_eq!(
+                values(&target, "blog", dimension, None).await,
+                ranked(expected),
+                "{dimension}"
+            );
+        }
+        // Imported again, the rows replace the site's: the same again.
+        let (status, _) = target
+            .admin(
+                reqwest::Method::POST,
+                "/api/v1/import?hours=replay",
+                Some(&document),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // The blog as it was exported (the default site is the target's own).
+        assert_eq!(exported_sites(&target).await[1], sites[1], "{url}");
+        target.stop().await.unwrap();
+    }
+    source.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_breakdown_rows_are_refused_and_nothing_is_imported() {
+    let app = TestApp::sqlite(&[]).await;
+    let site = |rows: Value| {
+        json!({"sites": [{"slug": "blog", "count": 1, "base_count": 0,
+            "hourly": [{"t": "2026-11-23T01:00:00Z", "hits": 1}],
+            "pages": [{"page": "/a", "count": 1, "daily": []}],
+            "breakdowns": rows}]})
+        .to_string()
+    };
+    let row = |d: &str, dimension: &str, value: &str, page: Option<&str>| {
+        let mut r = json!({"d": d, "dimension": dimension, "value": value, "hits": 1});
+        if let Some(page) = page {
+            r["page"] = json!(page);
+        }
+        r
+    };
+    for (rows, message) in [
+        (
+            json!([row("2026-11-23", "colour", "red", None)]),
+            "sites[0].breakdowns[0].dimension: no dimension \"colour\"",
+        ),
+        (
+            json!([row("2026-11-23", "referrer", " padded", None)]),
+            "sites[0].breakdowns[0].value: \" padded\" is not a value a breakdown keeps",
+        ),
+        (
+            json!([row("2026-11-23", "referrer", "a.test", Some("/b"))]),
+            "site \"blog\": a breakdown names page \"/b\", which is not in its pages",
+        ),
+        (
+            json!([
+                row("2026-11-23", "referrer", "a.test", None),
+                row("2026-11-23", "referrer", "a.test", None)
+            ]),
+            "site \"blog\": the breakdown row referrer \"a.test\" of the site on 2026-11-23 is given twice",
+        ),
+        (
+            json!([row("9999-01-01", "referrer", "a.test", None)]),
+            "sites[0].breakdowns[0].d:",
+        ),
+    ] {
+        let (status, body) = app
+            .admin(
+                reqwest::Method::POST,
+                "/api/v1/import?hours=replay",
+                Some(&site(rows)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let got = body["error"]["message"].as_str().unwrap();
+        assert!(got.contains(message), "{got}");
+    }
+    let (_, sites) = app.admin(reqwest::Method::GET, "/api/v1/sites", None).await;
+    assert_eq!(
+        sites["sites"],
+        json!([{"slug": "default"}])
+            .as_array()
+            .map(|_| sites["sites"].clone())
+            .unwrap()
+    );
+    let (status, _) = app
+        .admin(reqwest::Method::GET, "/api/v1/sites/blog", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await.unwrap();
+}

@@ -653,6 +653,7 @@ async fn an_import_of_new_sites_with_hours_analyzes_the_sites() {
         hours,
         created_at: None,
         pages: None,
+        breakdowns: Vec::new(),
     };
     let analyzed = || {
         pg.psql(
@@ -705,6 +706,7 @@ async fn an_import_that_keeps_conflicting_gives_up() {
         hours: None,
         created_at: None,
         pages: None,
+        breakdowns: Vec::new(),
     };
     let result = tokio::time::timeout(
         Duration::from_secs(30),
@@ -747,6 +749,7 @@ async fn an_import_that_meets_a_site_created_meanwhile_imports_over_it() {
         hours: None,
         created_at: None,
         pages: None,
+        breakdowns: Vec::new(),
     };
     let import = tokio::spawn({
         let store = store.clone();

@@ -2207,6 +2207,7 @@ async fn a_replay_without_pages_keeps_them_while_the_count_holds_them() {
             hours: Some(Vec::new()),
             created_at: None,
             pages: None,
+            breakdowns: Vec::new(),
         };
         // 5 holds the pages' 5 hits: they stay.
         let done = store.import(&[replay(5)]).await.unwrap();

@@ -67,11 +67,11 @@ async fn export_json_holds_counts_bases_and_hours() {
         body["sites"],
         json!([
             {"slug": "default", "name": "default", "count": 0, "base_count": 0, "hourly": [],
-             "pages": []},
+             "pages": [], "breakdowns": []},
             {"slug": "blog", "name": "Blog, \"mine\"", "count": 15, "base_count": 10, "hourly": [
                 {"t": "2026-01-10T05:00:00Z", "hits": 3},
                 {"t": "2026-01-10T07:00:00Z", "hits": 2},
-            ], "pages": []},
+            ], "pages": [], "breakdowns": []},
         ])
     );
 }
@@ -257,7 +257,7 @@ fn hits_at(i: usize, h: usize) -> u64 {
 fn export_document(sites: usize, hours: usize) -> String {
     let first = this_hour() - 3600 * (hours as u64 - 1);
     let mut out = String::from(r#"{"exported_at":"2026-11-30T10:00:00Z","sites":["#);
-    out.push_str(r#"{"slug":"default","name":"default","count":0,"base_count":0,"created_at":"2026-01-01T00:00:00Z","hourly":[],"pages":[]}"#);
+    out.push_str(r#"{"slug":"default","name":"default","count":0,"base_count":0,"created_at":"2026-01-01T00:00:00Z","hourly":[],"pages":[],"breakdowns":[]}"#);
     for i in 0..sites {
         let sum: u64 = (0..hours).map(|h| hits_at(i, h)).sum();
         let _ = write!(
@@ -273,7 +273,7 @@ fn export_document(sites: usize, hours: usize) -> String {
             let t = timestamp(first + 3600 * h as u64);
             let _ = write!(out, r#"{{"t":"{t}","hits":{}}}"#, hits_at(i, h));
         }
-        out.push_str(r#"],"pages":[]}"#);
+        out.push_str(r#"],"pages":[],"breakdowns":[]}"#);
     }
     out.push_str("]}");
     out

@@ -238,7 +238,7 @@ fn import_rows(e: &ImportEntry) -> usize {
         .flatten()
         .map(|p| 1 + p.days.len())
         .sum::<usize>();
-    hours + pages
+    hours + pages + e.breakdowns.len()
 }
 
 /// Consecutive runs of entries, each within the batch bounds.
@@ -286,6 +286,7 @@ mod tests {
             hours: Some((0..hours as i64).map(|h| (h * H, 1)).collect()),
             created_at: None,
             pages: None,
+            breakdowns: Vec::new(),
         }
     }
 

@@ -303,6 +303,21 @@ pub struct SiteDump {
     pub buckets: Vec<(SystemTime, i64)>,
     /// Every page, by name.
     pub pages: Vec<PageDump>,
+    /// Every breakdown row: the site's (no page) first, then each page's,
+    /// each by day, dimension and value.
+    pub breakdowns: Vec<BreakdownDump>,
+}
+
+/// One breakdown row as export writes it and import replays it: a site's
+/// (or one of its pages') hits under one value of one dimension on one
+/// day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakdownDump {
+    pub day: time::Day,
+    pub dimension: breakdown::Dimension,
+    pub value: String,
+    pub page: Option<Page>,
+    pub hits: i64,
 }
 
 /// One site's starting count in an import; `name` is used only when the site
@@ -323,6 +338,10 @@ pub struct ImportEntry {
     /// Pages that replace the site's pages; `None` keeps them as they are,
     /// unless [`keeps_pages`] says the new count cannot.
     pub pages: Option<Vec<PageDump>>,
+    /// Breakdown rows, with hours replayed: they replace the site's (which
+    /// go whenever its hours are replaced or dropped). A page's rows name
+    /// pages of `pages`.
+    pub breakdowns: Vec<BreakdownDump>,
 }
 
 impl ImportEntry {

@@ -44,6 +44,28 @@ pub struct SiteExport {
     hourly: Vec<HourExport>,
     /// Every page by name, the overflow page `(other)` too.
     pages: Vec<PageExport>,
+    /// Every breakdown row: the site's own first, then each page's, each
+    /// by day, dimension and value. Imported with the hours
+    /// (`?hours=replay`), they replace the site's.
+    breakdowns: Vec<BreakdownExport>,
+}
+
+/// One breakdown row: hits under one value of one dimension on one day,
+/// of the site or, with `page`, of one of its pages (one of `pages`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BreakdownExport {
+    /// A UTC date: an import takes none later than the current day.
+    #[schema(format = Date, example = "2026-11-23")]
+    d: String,
+    #[schema(example = "referrer")]
+    dimension: &'static str,
+    #[schema(example = "news.ycombinator.com", max_length = 100)]
+    value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "/posts/hello")]
+    page: Option<Page>,
+    #[schema(minimum = 0, maximum = 9007199254740991.0)]
+    hits: i64,
 }
 
 /// An hour: an import takes none later than the current hour, nor the
@@ -107,6 +129,17 @@ fn site_export(dump: SiteDump) -> SiteExport {
                     .collect(),
             })
             .collect(),
+        breakdowns: dump
+            .breakdowns
+            .into_iter()
+            .map(|b| BreakdownExport {
+                d: format_date(b.day * 86_400),
+                dimension: b.dimension.name(),
+                value: b.value,
+                page: b.page,
+                hits: b.hits,
+            })
+            .collect(),
     }
 }
 
@@ -127,8 +160,8 @@ pub(super) fn export_csv(sites: &[SiteDump]) -> String {
 }
 
 /// One site to import, in the plain form. An export's document (an object
-/// with `sites`, each also with `base_count`, `created_at`, `hourly` and
-/// `pages`: `ExportBody`) is taken too, with its counts, base counts and
+/// with `sites`, each also with `base_count`, `created_at`, `hourly`,
+/// `pages` and `breakdowns`: `ExportBody`) is taken too, with its counts, base counts and
 /// hits from 0 to 2^53 − 1, its timestamps RFC 3339, and no hour or page
 /// day later than the current one. The reader (`import.rs`) is the
 /// authority; this type only describes it.

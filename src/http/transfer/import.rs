@@ -8,8 +8,9 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::counting::series::Step;
+use crate::domain::breakdown::{self, Dimension};
 use crate::domain::time::{Day, parse_instant};
-use crate::domain::{ImportEntry, MAX_COUNT, Page, PageDump, Slug};
+use crate::domain::{BreakdownDump, ImportEntry, MAX_COUNT, Page, PageDump, Slug};
 use crate::http::extract::strict;
 
 /// Pages one import document may hold, over all its sites: the parsed
@@ -157,6 +158,33 @@ enum SiteField {
     CreatedAt,
     Hourly,
     Pages,
+    Breakdowns,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum BreakdownField {
+    D,
+    Dimension,
+    Value,
+    Page,
+    Hits,
+}
+
+/// The `breakdowns` of `sites[site]`: kept only when hours are replayed.
+/// Each row counts against the document's bound, as a page does.
+struct Breakdowns<'a> {
+    doc: Document<'a>,
+    keep: bool,
+    site: usize,
+}
+
+/// `sites[site].breakdowns[index]`, `{"d": "<date>", "dimension": …,
+/// "value": …, "page": …, "hits": n}` (`page` only for a page's row).
+struct BreakdownEntry {
+    site: usize,
+    index: usize,
+    now: i64,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +322,7 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
         let replay = doc.replay;
         let (mut slug, mut name, mut count) = (None::<String>, None, None);
         let (mut base, mut created_at, mut hourly, mut pages) = (None, None, None, None);
+        let mut breakdowns: Option<Vec<BreakdownDump>> = None;
         while let Some(field) = map.next_key()? {
             match field {
                 SiteField::Slug => slug = Some(map.next_value::<String>()?),
@@ -326,6 +355,13 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
                         index: i,
                     })?);
                 }
+                SiteField::Breakdowns => {
+                    breakdowns = Some(map.next_value_seed(Breakdowns {
+                        doc,
+                        keep: replay,
+                        site: i,
+                    })?);
+                }
             }
         }
         let text = slug.ok_or_else(|| de::Error::missing_field("slug"))?;
@@ -344,6 +380,8 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
                 )));
             }
         }
+        let breakdowns = breakdowns.unwrap_or_default();
+        checked_breakdowns(&slug, &breakdowns, pages.as_deref())?;
         Ok(ImportEntry {
             name: name.unwrap_or(text),
             slug,
@@ -351,6 +389,152 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
             hours,
             created_at,
             pages,
+            breakdowns,
+        })
+    }
+}
+
+/// A site's breakdown rows hold each (page, day, dimension, value) once,
+/// and a page's rows name a page the site's entry carries.
+fn checked_breakdowns<E: de::Error>(
+    slug: &Slug,
+    rows: &[BreakdownDump],
+    pages: Option<&[PageDump]>,
+) -> Result<(), E> {
+    let mut seen = std::collections::HashSet::new();
+    let named: std::collections::HashSet<&str> = pages
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.page.as_str())
+        .collect();
+    for row in rows {
+        let page = row.page.as_ref().map(Page::as_str);
+        if let Some(page) = page.filter(|p| !named.contains(p)) {
+            return Err(E::custom(format!(
+                "site {slug:?}: a breakdown names page {page:?}, which is not in its pages"
+            )));
+        }
+        if !seen.insert((page, row.day, row.dimension, row.value.as_str())) {
+            return Err(E::custom(format!(
+                "site {slug:?}: the breakdown row {} {:?} of {} on {} is given twice",
+                row.dimension,
+                row.value,
+                page.unwrap_or("the site"),
+                crate::domain::time::format_date(row.day * Step::Day.seconds())
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl<'de> DeserializeSeed<'de> for Breakdowns<'_> {
+    type Value = Vec<BreakdownDump>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Breakdowns<'_> {
+    type Value = Vec<BreakdownDump>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(
+            "a list of breakdown rows, {\"d\": …, \"dimension\": …, \"value\": …, \"hits\": …}",
+        )
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut rows = Vec::new();
+        let mut index = 0;
+        while let Some(row) = seq.next_element_seed(BreakdownEntry {
+            site: self.site,
+            index,
+            now: self.doc.now,
+        })? {
+            index += 1;
+            let read = self.doc.pages.get() + 1;
+            if read > self.doc.max_pages {
+                return Err(de::Error::custom(format!(
+                    "an import holds at most {} pages and breakdown rows",
+                    self.doc.max_pages
+                )));
+            }
+            self.doc.pages.set(read);
+            if self.keep {
+                rows.push(row);
+            }
+        }
+        rows.shrink_to_fit();
+        Ok(rows)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BreakdownEntry {
+    type Value = BreakdownDump;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BreakdownEntry {
+    type Value = BreakdownDump;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a breakdown row, {\"d\": …, \"dimension\": …, \"value\": …, \"hits\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (site, i) = (self.site, self.index);
+        let field = |name: &str| format!("sites[{site}].breakdowns[{i}].{name}");
+        let (mut d, mut dimension, mut value, mut page, mut hits) = (None, None, None, None, None);
+        while let Some(key) = map.next_key()? {
+            match key {
+                BreakdownField::D => {
+                    let t = read_start(&mut map, Step::Day, self.now, &|| field("d"))?;
+                    d = Some(t / Step::Day.seconds());
+                }
+                BreakdownField::Dimension => {
+                    let name = map.next_value::<String>()?;
+                    dimension = Some(Dimension::parse(&name).ok_or_else(|| {
+                        de::Error::custom(format!(
+                            "{}: no dimension {name:?}: one of {}",
+                            field("dimension"),
+                            Dimension::ALL.map(Dimension::name).join(", ")
+                        ))
+                    })?);
+                }
+                BreakdownField::Value => {
+                    let raw = map.next_value::<String>()?;
+                    // A value as a breakdown keeps it, and no other.
+                    if breakdown::value(&raw).as_deref() != Some(raw.as_str()) {
+                        return Err(de::Error::custom(format!(
+                            "{}: {raw:?} is not a value a breakdown keeps (1 to {} characters, \
+                             trimmed, no control or invisible character)",
+                            field("value"),
+                            breakdown::MAX_VALUE_LEN
+                        )));
+                    }
+                    value = Some(raw);
+                }
+                BreakdownField::Page => {
+                    let name = map.next_value::<String>()?;
+                    page = Some(Page::stored(&name).map_err(|e| {
+                        de::Error::custom(format!("{}: {name:?}: {e}", field("page")))
+                    })?);
+                }
+                BreakdownField::Hits => {
+                    hits = Some(whole(map.next_value()?, || field("hits"))?);
+                }
+            }
+        }
+        Ok(BreakdownDump {
+            day: d.ok_or_else(|| de::Error::missing_field("d"))?,
+            dimension: dimension.ok_or_else(|| de::Error::missing_field("dimension"))?,
+            value: value.ok_or_else(|| de::Error::missing_field("value"))?,
+            page,
+            hits: hits.ok_or_else(|| de::Error::missing_field("hits"))?,
         })
     }
 }

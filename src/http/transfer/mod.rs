@@ -31,7 +31,9 @@ mod document;
 mod import;
 
 use document::export_csv;
-pub use document::{DayExport, ExportBody, HourExport, ImportSite, PageExport, SiteExport};
+pub use document::{
+    BreakdownExport, DayExport, ExportBody, HourExport, ImportSite, PageExport, SiteExport,
+};
 pub use import::{MAX_IMPORT_PAGES, parse_import};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -260,6 +262,7 @@ mod tests {
             ("HourExport", "hits"),
             ("PageExport", "count"),
             ("DayExport", "hits"),
+            ("BreakdownExport", "hits"),
         ] {
             let property = &schemas[schema]["properties"][field];
             assert_eq!(
@@ -273,6 +276,7 @@ mod tests {
             ("SiteExport", "created_at", "date-time"),
             ("HourExport", "t", "date-time"),
             ("DayExport", "d", "date"),
+            ("BreakdownExport", "d", "date"),
         ] {
             let property = &schemas[schema]["properties"][field];
             assert_eq!(property["format"], format, "{schema}.{field}");

@@ -44,12 +44,13 @@ use super::{
     SessionStore, SiteHits, SiteStore, Store, StoreError, TransferStore, stored_page, stored_rules,
     stored_slug, stored_trailing_slash,
 };
+use crate::domain::breakdown::Dimension;
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageDump, PageList,
-    PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site, SiteDump, SiteId,
-    SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
+    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageDump,
+    PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site,
+    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.

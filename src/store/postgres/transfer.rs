@@ -13,6 +13,39 @@ LEFT JOIN LATERAL (
 ) b ON true
 ORDER BY p.site_id, p.path COLLATE \"C\"";
 
+/// Every breakdown row: each site's own (no page) first, then its pages'
+/// by name in byte order, each by day, dimension and value in byte order
+/// (as SQLite orders them).
+const DUMP_BREAKDOWNS: &str = "\
+SELECT * FROM (
+    SELECT site_id, NULL::text AS path, day, dimension, value, hits FROM site_breakdowns
+    UNION ALL
+    SELECT p.site_id, p.path, b.day, b.dimension, b.value, b.hits
+    FROM page_breakdowns b JOIN pages p ON p.page_id = b.page_id
+) r
+ORDER BY r.site_id, r.path COLLATE \"C\" NULLS FIRST, r.day, r.dimension, r.value COLLATE \"C\"";
+
+/// Drops the breakdowns of sites `$1` and of their pages.
+const IMPORT_CLEAR_BREAKDOWNS: &str = "\
+WITH site AS (
+    DELETE FROM site_breakdowns b USING unnest($1::bigint[]) AS u(id) WHERE b.site_id = u.id
+)
+DELETE FROM page_breakdowns b USING pages p, unnest($1::bigint[]) AS u(id)
+WHERE p.site_id = u.id AND b.page_id = p.page_id";
+
+/// Site rows `(site $1[i], dimension $2[i], day $3[i], value $4[i], hits $5[i])`.
+const IMPORT_SITE_BREAKDOWNS: &str = "\
+INSERT INTO site_breakdowns (site_id, dimension, day, value, hits)
+SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::bigint[])";
+
+/// Page rows, the page named by its site `$1[i]` and name `$2[i]`.
+const IMPORT_PAGE_BREAKDOWNS: &str = "\
+INSERT INTO page_breakdowns (page_id, dimension, day, value, hits)
+SELECT p.page_id, u.dimension, u.day, u.value, u.hits
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::bigint[], $5::text[], $6::bigint[])
+    AS u(site_id, path, dimension, day, value, hits)
+JOIN pages p ON p.site_id = u.site_id AND p.path = u.path";
+
 /// Creates pages `$2[i]` of sites `$1[i]` with counts `$3[i]`.
 const IMPORT_PAGES: &str = "\
 INSERT INTO pages (site_id, path, page_count)
@@ -152,6 +185,61 @@ async fn import_pages(
     Ok(())
 }
 
+/// Writes the breakdown rows of every imported site (their pages are in
+/// place; the sites' old rows are gone).
+async fn import_breakdowns(
+    tx: &deadpool_postgres::Transaction<'_>,
+    entries: &[ImportEntry],
+    done: &[Imported],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut sites, mut dims, mut days, mut values, mut hits) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut p_sites, mut p_paths, mut p_dims, mut p_days, mut p_values, mut p_hits) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (entry, imported) in entries.iter().zip(done) {
+        for row in &entry.breakdowns {
+            match &row.page {
+                None => {
+                    sites.push(imported.id);
+                    dims.push(row.dimension.code());
+                    days.push(row.day);
+                    values.push(row.value.as_str());
+                    hits.push(row.hits);
+                }
+                Some(page) => {
+                    p_sites.push(imported.id);
+                    p_paths.push(page.as_str());
+                    p_dims.push(row.dimension.code());
+                    p_days.push(row.day);
+                    p_values.push(row.value.as_str());
+                    p_hits.push(row.hits);
+                }
+            }
+        }
+    }
+    if !sites.is_empty() {
+        tx.execute(
+            IMPORT_SITE_BREAKDOWNS,
+            &[&sites, &dims, &days, &values, &hits],
+        )
+        .await?;
+    }
+    if !p_sites.is_empty() {
+        tx.execute(
+            IMPORT_PAGE_BREAKDOWNS,
+            &[&p_sites, &p_paths, &p_dims, &p_days, &p_values, &p_hits],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 impl PgStore {
     /// One try of [`Store::import`], in one transaction.
     async fn import_once(&self, entries: &[ImportEntry]) -> Result<Vec<Imported>, StoreError> {
@@ -206,6 +294,8 @@ impl PgStore {
                 set_bases.push(base);
             }
             tx.execute(IMPORT_CLEAR, &[&cleared]).await?;
+            // The breakdowns count the hours' hits: they go with them.
+            tx.execute(IMPORT_CLEAR_BREAKDOWNS, &[&cleared]).await?;
             let mut generations: HashMap<SiteId, i64> = tx
                 .query(IMPORT_SET, &[&set_ids, &set_counts, &set_bases])
                 .await?
@@ -274,6 +364,7 @@ impl PgStore {
             tx.execute(IMPORT_HOURS, &[&hour_sites, &hours, &hits])
                 .await?;
             import_pages(&tx, entries, &done, &unpaged).await?;
+            import_breakdowns(&tx, entries, &done).await?;
             // As for a set count, the ids deleted stay in this replica's
             // memory until their window passes (see `SiteStore::set_count`).
             tx.commit().await?;
@@ -300,6 +391,7 @@ impl TransferStore for PgStore {
                         base_count: row.try_get(n)?,
                         buckets: buckets_from(row.try_get(n + 1)?, row.try_get(n + 2)?),
                         pages: Vec::new(),
+                        breakdowns: Vec::new(),
                         site: site_from_row(row)?,
                     })
                 })
@@ -314,9 +406,28 @@ impl TransferStore for PgStore {
                     days: days.into_iter().zip(hits).collect(),
                 });
             }
+            let mut rows_of: HashMap<SiteId, Vec<BreakdownDump>> = HashMap::new();
+            for row in tx.query(DUMP_BREAKDOWNS, &[]).await? {
+                let code: i16 = row.try_get(3)?;
+                let Some(dimension) = Dimension::from_code(code) else {
+                    continue;
+                };
+                let path: Option<String> = row.try_get(1)?;
+                rows_of
+                    .entry(row.try_get(0)?)
+                    .or_default()
+                    .push(BreakdownDump {
+                        page: path.as_deref().and_then(|p| Page::stored(p).ok()),
+                        day: row.try_get(2)?,
+                        dimension,
+                        value: row.try_get(4)?,
+                        hits: row.try_get(5)?,
+                    });
+            }
             tx.commit().await?;
             for dump in &mut sites {
                 dump.pages = by_site.remove(&dump.site.id).unwrap_or_default();
+                dump.breakdowns = rows_of.remove(&dump.site.id).unwrap_or_default();
             }
             Ok(sites)
         })

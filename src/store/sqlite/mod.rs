@@ -24,13 +24,14 @@ use super::{
     SiteStore, Store, StoreError, TransferStore, cap_values, stored_page, stored_rules,
     stored_slug, stored_trailing_slash, takes_room,
 };
-use crate::domain::breakdown;
+use crate::domain::breakdown::{self, Dimension};
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
-    BreakdownList, BreakdownQuery, ImportEntry, Imported, MAX_COUNT, NewSite, Page, PageDump,
-    PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site,
-    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
+    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, MAX_COUNT, NewSite, Page,
+    PageDump, PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData,
+    Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages,
+    set_count_split,
 };
 use crate::sync::lock;
 

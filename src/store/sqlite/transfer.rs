@@ -42,6 +42,7 @@ impl TransferStore for SqliteStore {
                         base_count: r.get(SITE_COLUMNS_LEN)?,
                         buckets: Vec::new(),
                         pages: Vec::new(),
+                        breakdowns: Vec::new(),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -79,6 +80,30 @@ impl TransferStore for SqliteStore {
                     last.days.push((day, row.get(4)?));
                 }
             }
+            let mut stmt = tx.prepare(
+                "SELECT site_id, NULL AS path, day, dimension, value, hits FROM site_breakdowns \
+                 UNION ALL \
+                 SELECT p.site_id, p.path, b.day, b.dimension, b.value, b.hits \
+                 FROM page_breakdowns b JOIN pages p ON p.page_id = b.page_id \
+                 ORDER BY 1, 2 NULLS FIRST, 3, 4, 5",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut i = 0;
+            while let Some(row) = rows.next()? {
+                let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) else {
+                    continue;
+                };
+                let Some(dimension) = Dimension::from_code(row.get(3)?) else {
+                    continue;
+                };
+                dump.breakdowns.push(BreakdownDump {
+                    page: row.get(1)?,
+                    day: row.get(2)?,
+                    dimension,
+                    value: row.get(4)?,
+                    hits: row.get(5)?,
+                });
+            }
             Ok(sites)
         })
         .await
@@ -103,6 +128,15 @@ impl TransferStore for SqliteStore {
                     (Some(id), Some(base)) => {
                         tx.prepare_cached("DELETE FROM hits_hourly WHERE site_id = ?1")?
                             .execute([id])?;
+                        // The breakdowns count the hours' hits: they go
+                        // with them.
+                        tx.prepare_cached("DELETE FROM site_breakdowns WHERE site_id = ?1")?
+                            .execute([id])?;
+                        tx.prepare_cached(
+                            "DELETE FROM page_breakdowns WHERE page_id IN \
+                             (SELECT page_id FROM pages WHERE site_id = ?1)",
+                        )?
+                        .execute([id])?;
                         tx.prepare_cached(
                             "UPDATE visitors SET visitor_count = ?2, base_count = ?3, \
                              generation = generation + 1 WHERE site_id = ?1 RETURNING generation",
@@ -147,6 +181,24 @@ impl TransferStore for SqliteStore {
                         }
                     }
                     None => {}
+                }
+                let mut site_row = tx.prepare_cached(
+                    "INSERT INTO site_breakdowns (site_id, dimension, day, value, hits) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut page_row = tx.prepare_cached(
+                    "INSERT INTO page_breakdowns (page_id, dimension, day, value, hits) \
+                     SELECT page_id, ?3, ?4, ?5, ?6 FROM pages WHERE site_id = ?1 AND path = ?2",
+                )?;
+                for row in &entry.breakdowns {
+                    let code = row.dimension.code();
+                    match &row.page {
+                        None => {
+                            site_row.execute(params![id, code, row.day, row.value, row.hits])?
+                        }
+                        Some(page) => page_row
+                            .execute(params![id, page, code, row.day, row.value, row.hits])?,
+                    };
                 }
                 done.push(Imported {
                     id,

@@ -20,6 +20,7 @@ fn an_export_parses_with_its_hours_when_replayed() {
         hours: Some(vec![(1_795_395_600, 3), (1_795_399_200, 1)]),
         created_at: Some(1_795_165_920),
         pages: None,
+        breakdowns: Vec::new(),
     };
     assert_eq!(parse(doc, true), Ok(vec![blog.clone()]));
     let plain = ImportEntry {
