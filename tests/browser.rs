@@ -38,17 +38,30 @@ fn chromium() -> PathBuf {
     panic!("Chromium is not installed: scripts/test installs Debian's `chromium`");
 }
 
+/// Maps every `.test` host name to 127.0.0.1, so that a test has several
+/// sites on loopback.
+const TEST_NAMES_ON_LOOPBACK: &str = "--host-resolver-rules=MAP *.test 127.0.0.1";
+
 /// Runs headless Chromium on `url` with `extra` arguments.
 fn run_chromium(url: &str, extra: &[&str]) -> Run {
-    let parsed: SocketAddr = url
+    let authority = url
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())
-        .and_then(|authority| authority.parse().ok())
-        .unwrap_or_else(|| panic!("not an http://ip:port/ URL: {url}"));
-    assert!(
-        parsed.ip().is_loopback(),
-        "Chromium gets loopback URLs only"
-    );
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    // A `.test` name only where every `.test` name is mapped to loopback.
+    let mapped = extra.contains(&TEST_NAMES_ON_LOOPBACK)
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host.ends_with(".test"));
+    if !mapped {
+        let parsed: SocketAddr = authority
+            .parse()
+            .unwrap_or_else(|_| panic!("not an http://ip:port/ URL: {url}"));
+        assert!(
+            parsed.ip().is_loopback(),
+            "Chromium gets loopback URLs only"
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let stdout_path = dir.path().join("stdout");
@@ -308,7 +321,18 @@ async fn serve_pages(
     pages: Vec<(&'static str, String)>,
     csp: String,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_pages_on(0, pages, csp).await
+}
+
+/// [`serve_pages`] on `port` of 127.0.0.1 (0: any free one).
+async fn serve_pages_on(
+    port: u16,
+    pages: Vec<(&'static str, String)>,
+    csp: String,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let mut router = axum::Router::new();
     for (path, html) in pages {
@@ -870,4 +894,92 @@ async fn the_script_sends_only_the_query_parameters_its_tag_names() {
     );
     assert_eq!(recorded.app.count("blog").await, 2);
     recorded.stop().await;
+}
+
+/// A reader on a page of one site (`news.test`) follows its link to a page
+/// of another (`blog.test`) that counts with `count.js`: the blog's
+/// referrer breakdown names the first site, and its screen breakdown the
+/// class of the browser's screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_link_is_counted_under_its_referrer_and_the_screen_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&sqlite_url(dir.path()), &[]).await;
+    app.create_site(&serde_json::json!({"slug": "blog"})).await;
+    let tally = app.url("");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    // The link is followed as a click would follow it, once the page is
+    // loaded.
+    let from = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>News</title></head><body>\
+         <a id=\"go\" href=\"http://blog.test:{port}/post\">a post</a>\
+         <script>addEventListener(\"load\", () => document.getElementById(\"go\").click());</script>\
+         </body></html>"
+    );
+    // The post shows the screen's width as the page reads it.
+    let post = counted_page(
+        "Post",
+        &format!(
+            "<span id=\"width\"></span>\
+             <script>document.getElementById(\"width\").textContent = screen.width;</script>{}",
+            script_tag(&tally, "")
+        ),
+    );
+    let (addr, server) = serve_pages_on(
+        port,
+        vec![("/from", from), ("/post", post)],
+        format!("default-src 'none'; script-src 'unsafe-inline' {tally}; connect-src {tally}"),
+    )
+    .await;
+    assert_eq!(addr.port(), port);
+    let url = format!("http://news.test:{port}/from");
+    let run = tokio::task::spawn_blocking(move || {
+        run_chromium(
+            &url,
+            &[
+                DESKTOP_CHROME,
+                TEST_NAMES_ON_LOOPBACK,
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(run.stdout.contains("<title>Post</title>"), "{}", run.stdout);
+    let breakdown = async |dimension: &str| {
+        let (status, body) = app
+            .get_json(&format!("/api/v1/sites/blog/breakdown/{dimension}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["values"].clone()
+    };
+    assert_eq!(app.count("blog").await, 1);
+    assert_eq!(
+        breakdown("referrer").await,
+        serde_json::json!([{"value": "news.test", "hits": 1}])
+    );
+    // The class docs/breakdowns.md gives that width.
+    let width: u32 = element_text(&run.stdout, "<span id=\"width\">")
+        .parse()
+        .unwrap();
+    let class = match width {
+        0..600 => "phone",
+        600..1024 => "tablet",
+        1024..1440 => "laptop",
+        1440..2560 => "desktop",
+        _ => "wide",
+    };
+    assert_eq!(
+        breakdown("screen").await,
+        serde_json::json!([{"value": class, "hits": 1}])
+    );
+    assert_eq!(
+        breakdown("browser").await,
+        serde_json::json!([{"value": "Chrome", "hits": 1}])
+    );
+    assert_eq!(run.console, Vec::<String>::new(), "console messages");
+    server.abort();
+    app.stop().await.unwrap();
 }
