@@ -706,7 +706,11 @@ async fn a_site_without_pages_says_how_to_name_them() {
          alt=&quot;&quot;&gt;</code>.</p>"
     ), "{}", page.body);
     assert_eq!(page_rows(&page.body).len(), 0);
-    assert!(!page.body.contains("<table"));
+    // No pages table (the hit has its breakdowns, below it).
+    let pages = &page.body[page.body.find("id=\"pages\"").unwrap()..];
+    let pages = &pages[..pages.find("id=\"sources\"").unwrap()];
+    assert!(!pages.contains("<table"), "{pages}");
+    assert_eq!(panel_rows(&page.body, "Referrers"), ["(none)|1|100.0%"]);
 }
 
 #[tokio::test]
@@ -1206,4 +1210,69 @@ async fn the_dates_are_chosen_for_the_whole_page_and_compared_with_those_before(
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(reply.body.contains(why), "{path}: {}", reply.body);
     }
+}
+
+/// The text of the table captioned `title` in the section "Where visits
+/// come from": each row's cells, joined by `|`.
+fn panel_rows(body: &str, title: &str) -> Vec<String> {
+    let section = &body[body.find("id=\"sources\"").expect("the sources section")..];
+    let start = section
+        .find(&format!(">{title}</a></caption>"))
+        .unwrap_or_else(|| panic!("no panel {title}"));
+    let table = &section[start..section[start..].find("</table>").unwrap() + start];
+    let body = &table[table.find("<tbody>").unwrap()..];
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("<td")
+                .skip(1)
+                .map(|cell| {
+                    let text = &cell[cell.find('>').unwrap() + 1..];
+                    text[..text.find("</td>").unwrap()].to_owned()
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_site_page_shows_where_its_visits_come_from() {
+    let r = app(&["--dashboard-public"]).await;
+    let page = get(&r, "/dashboard/blog", &[]).await;
+    assert!(
+        page.body.contains("No breakdowns on these days."),
+        "{}",
+        page.body
+    );
+    for referrer in [
+        "https://a.test/x",
+        "https://a.test/y",
+        "https://b.test/<z>",
+        "",
+    ] {
+        let body = serde_json::json!({"page": "/p", "referrer": referrer, "screen": 390});
+        let (status, _, text) = r
+            .call(
+                Method::POST,
+                "/api/v1/sites/blog/hits",
+                None,
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    let page = get(&r, "/dashboard/blog", &[]).await;
+    assert_page(&page);
+    assert_eq!(
+        panel_rows(&page.body, "Referrers"),
+        ["a.test|2|50.0%", "(none)|1|25.0%", "b.test|1|25.0%"]
+    );
+    assert_eq!(panel_rows(&page.body, "Screens"), ["phone|4|100.0%"]);
+    assert_eq!(panel_rows(&page.body, "Countries"), ["(unknown)|4|100.0%"]);
+    assert!(
+        page.body
+            .contains("href=\"/api/v1/sites/blog/breakdown/referrer?from=")
+    );
+    r.stop().await.unwrap();
 }

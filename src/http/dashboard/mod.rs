@@ -24,6 +24,7 @@ pub mod auth;
 pub mod chart;
 pub mod html;
 pub mod period;
+mod sources;
 mod top_pages;
 
 use std::sync::Arc;
@@ -371,6 +372,10 @@ pub async fn site(
         Ok(before) => before.zip(previous),
         Err(e) => return failure(e),
     };
+    let sources = match sources::panels(&state, &slug, days).await {
+        Ok(panels) => panels,
+        Err(e) => return failure(e),
+    };
     let top = TopPages {
         days,
         site_hits,
@@ -380,7 +385,13 @@ pub async fn site(
         period,
     };
     let sites = shown(&state, viewer, sites.unwrap_or_default());
-    let main = site_main(&series, period, before, &top, &badge_base(&headers));
+    let main = site_main(
+        &series,
+        period,
+        before,
+        (&top, &sources),
+        &badge_base(&headers),
+    );
     page(
         StatusCode::OK,
         display_name(&series.site),
@@ -622,7 +633,7 @@ fn site_main(
     series: &Series,
     period: Period,
     before: Option<(i64, Range)>,
-    top: &TopPages,
+    (top, panels): (&TopPages, &[sources::Panel]),
     base: &str,
 ) -> Markup {
     let site = &series.site;
@@ -653,6 +664,7 @@ fn site_main(
             ": " code { "![views](" (base) "/badge/" (slug) ".svg)" }
         }
         (top_pages(slug, top, base))
+        (sources::sources(slug, top.days, panels))
         (updated())
     }
 }

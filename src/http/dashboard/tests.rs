@@ -117,7 +117,7 @@ async fn names_and_hosts_are_escaped_in_the_page_and_its_charts() {
             &series,
             Period::Hours48,
             Some((5, series.range)),
-            &top,
+            (&top, &[]),
             r#"http://h"x"#,
         ),
     );

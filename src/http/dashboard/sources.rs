@@ -1,0 +1,118 @@
+//! Where a site's visits came from and who read them, on its dashboard
+//! page: the top values of each breakdown over the days of its top pages.
+
+use super::*;
+use crate::domain::BreakdownQuery;
+use crate::domain::breakdown::Dimension;
+
+/// Values shown per dimension; the API lists them all.
+const TOP_VALUES: usize = 6;
+
+/// The dimensions shown, in order, with their titles. `browser_version`,
+/// `medium` and `campaign` are one click away in the API.
+const SHOWN: [(Dimension, &str); 8] = [
+    (Dimension::Referrer, "Referrers"),
+    (Dimension::Source, "Campaign sources"),
+    (Dimension::Browser, "Browsers"),
+    (Dimension::Os, "Systems"),
+    (Dimension::Device, "Devices"),
+    (Dimension::Screen, "Screens"),
+    (Dimension::Country, "Countries"),
+    (Dimension::Language, "Languages"),
+];
+
+/// One dimension's top values over the days, and its hits in all.
+#[derive(Debug)]
+pub(super) struct Panel {
+    dimension: Dimension,
+    title: &'static str,
+    values: Vec<(String, i64)>,
+    total: i64,
+}
+
+/// Each shown dimension's top values for `slug` over the whole days
+/// `days`. A dimension's total is the sum of all its values (every hit
+/// counts once under each dimension).
+pub(super) async fn panels(
+    state: &AppState,
+    slug: &Slug,
+    days: Range,
+) -> Result<Vec<Panel>, CountError> {
+    let day = Step::Day.seconds();
+    let read = SHOWN.map(|(dimension, title)| async move {
+        // Every value, for the total: a dimension holds at most its limit
+        // of values a day, and its few values of its own.
+        let query = BreakdownQuery {
+            dimension,
+            page: None,
+            from: days.from / day,
+            to: days.to / day,
+            limit: 10_000,
+            offset: 0,
+        };
+        let mut all = state.counting.breakdowns.breakdown(slug, &query).await?;
+        let total = all.values.iter().map(|(_, n)| n).sum();
+        all.values.truncate(TOP_VALUES);
+        Ok::<_, CountError>(Panel {
+            dimension,
+            title,
+            values: all.values,
+            total,
+        })
+    });
+    futures_util::future::try_join_all(read).await
+}
+
+/// The panels, or a word on how to get them when nothing is counted yet.
+pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel]) -> Markup {
+    let (from, to) = (Step::Day.format(days.from), Step::Day.format(days.to));
+    let last = Step::Day.format(days.to - Step::Day.seconds());
+    html! {
+        section id="sources" class="sources" {
+            h2 { "Where visits come from" }
+            @if panels.iter().all(|p| p.values.is_empty()) {
+                p class="empty" {
+                    "No breakdowns on these days. Hits counted by "
+                    code { "count.js" } " carry their referrer, screen and campaign; "
+                    "every hit its browser, system, device and language."
+                }
+            } @else {
+                p class="note" {
+                    "Hits on " (from) " to " (last) " (whole UTC days), by where they came "
+                    "from and who read them. Each dimension's values add up to the hits "
+                    "counted with breakdowns."
+                }
+                div class="panels" {
+                    @for panel in panels {
+                        @let api = format!(
+                            "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}",
+                            panel.dimension.name()
+                        );
+                        table class="panel" {
+                            caption { a href=(api) { (panel.title) } }
+                            thead {
+                                tr {
+                                    th { span class="sr-only" { "Value" } }
+                                    th class="num" { "Hits" }
+                                    th class="num" { "Share" }
+                                }
+                            }
+                            tbody {
+                                @if panel.values.is_empty() {
+                                    tr { td colspan="3" class="empty" { "none yet" } }
+                                }
+                                @for (value, hits) in &panel.values {
+                                    tr {
+                                        td class="name" { (value) }
+                                        td class="num" { (grouped(*hits)) }
+                                        td class="num" { (percent(*hits, panel.total)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
