@@ -135,31 +135,24 @@ impl BreakdownStore for PgStore {
             let Some(site) = site_by_slug(&tx, slug).await? else {
                 return Ok(None);
             };
-            let rows = match &query.page {
-                None => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-                        &site.id,
-                        &code,
-                        &query.from,
-                        &query.to,
-                        &limit,
-                        &query.offset,
-                    ];
-                    tx.query(SITE_BREAKDOWN, &params).await?
-                }
+            // The page's breakdown takes one parameter more: the page.
+            let page = query.page.as_ref().map(Page::as_str);
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                &site.id,
+                &code,
+                &query.from,
+                &query.to,
+                &limit,
+                &query.offset,
+            ];
+            let statement = match &page {
+                None => SITE_BREAKDOWN,
                 Some(page) => {
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-                        &site.id,
-                        &code,
-                        &query.from,
-                        &query.to,
-                        &limit,
-                        &query.offset,
-                        &page.as_str(),
-                    ];
-                    tx.query(PAGE_BREAKDOWN, &params).await?
+                    params.push(page);
+                    PAGE_BREAKDOWN
                 }
             };
+            let rows = tx.query(statement, &params).await?;
             tx.commit().await?;
             let values = rows
                 .iter()
