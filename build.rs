@@ -3,11 +3,17 @@
 //! `scripts/build-id` prints them. Where there is no git checkout (an image
 //! build, a release built from `git archive`), `TALLY_BUILD_ID` says it, or
 //! the binary says `unknown`.
+//!
+//! Also writes the crawler list that `src/bots.rs` matches user agents
+//! against: the patterns of the Crawlerdex database as the `iscrawl` crate
+//! publishes it (its `crawlers.min.json`), found through `cargo metadata`
+//! in the package cargo already downloaded for this build.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
+    crawler_list();
     println!("cargo:rerun-if-env-changed=TALLY_BUILD_ID");
     let id = match std::env::var("TALLY_BUILD_ID") {
         Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
@@ -57,4 +63,80 @@ fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
     let text = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// `$OUT_DIR/crawlers.rs`: `CRAWLER_PATTERNS`, every pattern of the list in
+/// its order, and `ISCRAWL_DIR` (for tests that compare verdicts with the
+/// crate's own matcher over the crate's own user agents). Only the
+/// patterns: the list's descriptions and links are not needed to tell a
+/// robot. A build that cannot find the list fails: a binary that quietly
+/// counted every crawler would be worse.
+fn crawler_list() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let dir = iscrawl_dir();
+    let file = dir.join("crawlers.min.json");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let list: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+    let patterns: Vec<&str> = list
+        .as_array()
+        .expect("the crawler list is an array")
+        .iter()
+        .map(|entry| {
+            entry["pattern"]
+                .as_str()
+                .expect("every entry has a pattern")
+        })
+        .collect();
+    assert!(
+        patterns.len() > 1000,
+        "{} holds only {} patterns",
+        file.display(),
+        patterns.len()
+    );
+    let mut out = String::from("pub const CRAWLER_PATTERNS: &[&str] = &[\n");
+    for pattern in &patterns {
+        out.push_str(&format!("    {pattern:?},\n"));
+    }
+    out.push_str("];\n");
+    out.push_str(&format!(
+        "#[allow(dead_code)]\npub const ISCRAWL_DIR: &str = {:?};\n",
+        dir.display().to_string()
+    ));
+    let target = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(target.join("crawlers.rs"), out).expect("writing crawlers.rs");
+}
+
+/// The directory of the `iscrawl` package this build uses, as cargo
+/// resolved it (offline and locked: by now cargo has downloaded it and
+/// written the lock file, and this asks for nothing new).
+fn iscrawl_dir() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", &target, "--manifest-path"])
+        .arg(Path::new(&manifest_dir).join("Cargo.toml"))
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let manifest = metadata["packages"]
+        .as_array()
+        .expect("cargo metadata lists packages")
+        .iter()
+        .find(|package| package["name"] == "iscrawl")
+        .and_then(|package| package["manifest_path"].as_str())
+        .expect("iscrawl is a dependency");
+    Path::new(manifest)
+        .parent()
+        .expect("a manifest is in a directory")
+        .to_owned()
 }
