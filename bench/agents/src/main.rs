@@ -1,7 +1,8 @@
 //! One library, one process: `tally-bench-agents LIBRARY AGENTS [REGEXES]`
 //! reads every user agent of the file AGENTS (one a line) through LIBRARY
 //! (`woothee`, `uap`: the uap-core rules of the file REGEXES read by the
-//! `ua-parser` crate, or `iscrawl`: the crawler list), again and again
+//! `ua-parser` crate, `iscrawl`: the crawler list as that crate matches it,
+//! or `tally`: the same list as tally's bot filter matches it), again and again
 //! until a million have been read, and prints one line:
 //! `LIBRARY setup_ms rss_before_kb rss_ready_kb rss_after_kb ns_per_agent found`.
 
@@ -43,6 +44,10 @@ fn main() {
             })
         }
         "iscrawl" => Box::new(|ua| iscrawl::crawler_info(ua).is_some()),
+        "tally" => {
+            let bots = tally::bots::Bots::new(true);
+            Box::new(move |ua| bots.is_bot(Some(ua)))
+        }
         other => panic!("no library {other}"),
     };
     // The first read builds what a library builds lazily.
