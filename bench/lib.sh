@@ -261,6 +261,10 @@ start_alone() {
     [[ "$(http_code "$ALONE_URL/readyz")" == 200 ]] || die "tally alone not ready after 30s"
 }
 
+# The replicas' settings, at start and at every restart.
+STACK_ENV=(TALLY_RATE_LIMIT=0 TALLY_NEW_PAGES_PER_CLIENT=0 TALLY_NEW_PAGES_PER_SITE=0
+    TALLY_READ_RATE_LIMIT=0 TALLY_LOG=warn)
+
 # shellcheck disable=SC1091
 stack_var() { (. "$WORK/stack/env" && eval "printf '%s' \"\$$1\""); }
 
@@ -273,13 +277,12 @@ start_stack() {
     say "starting the stack (scripts/stack up, state in $WORK/stack)"
     STACK_STARTED=1
     env "$@" TALLY_STACK_DIR="$WORK/stack" TALLY_BIN="$BIN" TALLY_STACK_NGINX_PORT="$nginx_port" \
-        TALLY_RATE_LIMIT=0 TALLY_NEW_PAGES_PER_CLIENT=0 TALLY_NEW_PAGES_PER_SITE=0 TALLY_READ_RATE_LIMIT=0 TALLY_STACK_NGINX_ACCESS_LOG=off TALLY_LOG=warn \
+        "${STACK_ENV[@]}" TALLY_STACK_NGINX_ACCESS_LOG=off \
         "$REPO/scripts/stack" up >"$WORK/stack-up.log" 2>&1 ||
         die "scripts/stack up failed: $(tail -n 20 "$WORK/stack-up.log")"
     NGINX_URL="$(stack_var NGINX_URL)"
     read -r -a REPLICA_URLS <<<"$(stack_var REPLICA_URLS)"
-    REPLICA_PIDS=()
-    for f in $(stack_var REPLICA_PID_FILES); do REPLICA_PIDS+=("$(tr -d '[:space:]' <"$f")"); done
+    replica_pids
     NGINX_PID="$(tr -d '[:space:]' <"$(stack_var NGINX_PID_FILE)")"
     PG_PID="$(tr -d '[:space:]' <"$(stack_var PG_PID_FILE)")"
     REDIS_PID="$(tr -d '[:space:]' <"$(stack_var REDIS_PID_FILE)")"
@@ -288,4 +291,27 @@ start_stack() {
         [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$BIN" ]] || die "pid $p is not the tally under test"
     done
     say "stack up: NGINX $NGINX_URL, replicas ${REPLICA_URLS[*]}"
+}
+
+# REPLICA_PIDS from the stack's PID files; each must be the tally under test.
+replica_pids() {
+    local f p
+    REPLICA_PIDS=()
+    for f in $(stack_var REPLICA_PID_FILES); do REPLICA_PIDS+=("$(tr -d '[:space:]' <"$f")"); done
+    for p in "${REPLICA_PIDS[@]}"; do
+        [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$BIN" ]] || die "pid $p is not the tally under test"
+    done
+}
+
+# restart_replicas [NAME=VALUE...]: every replica stopped and started again
+# (scripts/stack restart-replica), one after the other, with the stack's
+# settings and the extra environment given; REPLICA_PIDS follows.
+restart_replicas() {
+    local i
+    for ((i = 1; i <= ${#REPLICA_URLS[@]}; i++)); do
+        env "$@" TALLY_STACK_DIR="$WORK/stack" TALLY_BIN="$BIN" "${STACK_ENV[@]}" \
+            "$REPO/scripts/stack" restart-replica "$i" >>"$WORK/stack-restart.log" 2>&1 ||
+            die "scripts/stack restart-replica $i failed: $(tail -n 20 "$WORK/stack-restart.log")"
+    done
+    replica_pids
 }

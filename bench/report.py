@@ -313,13 +313,19 @@ def this_machine():
 # ---------------------------------------------------------------------------
 # the bench/run report
 
-TARGETS = ["nginx", "replica", "alone"]
+TARGETS = ["nginx", "breakdowns", "replica", "alone"]
 ROUTES = ["count", "read", "badge", "healthz"]
 # Direct to replica 1, `/` is also run with a new X-Request-Id on every request.
-ROUTES_OF = {"replica": ["count", "countid", "read", "badge", "healthz"]}
+ROUTES_OF = {
+    "replica": ["count", "countid", "read", "badge", "healthz"],
+    # Counted `/` with browsers' user agents, referrers and languages,
+    # breakdowns on, then off (replicas restarted with TALLY_BREAKDOWNS=false).
+    "breakdowns": ["on", "off"],
+}
 TARGET_TITLE = {
     "ceiling": "NGINX static `/__ceiling` (the ceiling)",
     "nginx": "Through NGINX (3 replicas, PostgreSQL + Redis)",
+    "breakdowns": "Breakdowns on and off, through NGINX (browsers' user agents, referrers, languages)",
     "replica": "Direct to replica 1 (PostgreSQL + Redis)",
     "alone": "tally alone (SQLite, in-process cache)",
 }
@@ -330,6 +336,8 @@ ROUTE_TITLE = {
     "read": "`/api/v1/sites/default/count`",
     "badge": "`/badge/default.svg`",
     "healthz": "`/healthz`",
+    "on": "`/` (counts), breakdowns on",
+    "off": "`/` (counts), breakdowns off",
 }
 
 
@@ -420,6 +428,8 @@ def batch(hits_commits):
 # The counting rows whose group commits the report shows.
 BATCH_ROWS = [
     ("nginx", "count", "through NGINX (3 replicas)", "`/`"),
+    ("breakdowns", "on", "through NGINX, browsers", "`/`, breakdowns on"),
+    ("breakdowns", "off", "through NGINX, browsers", "`/`, breakdowns off"),
     ("replica", "count", "direct to replica 1", "`/` without ids"),
     ("replica", "countid", "direct to replica 1", "`/` with a new id each"),
     ("alone", "count", "tally alone (SQLite)", "`/`"),
@@ -550,6 +560,14 @@ def bench_report(facts, rows_text, phases_text, machine):
         if target == "replica":
             say("")
             say(ids_note(facts.get("IDS_HONOURED")))
+        if target == "breakdowns":
+            say("")
+            say("Every hit carries one of thousands of browsers' user agents, a referrer")
+            say("(one of 40 hosts; one hit in five none) and a language. NGINX sends all")
+            say("of a site's counting to one replica, and these hits are all one site's,")
+            say("so one replica counts them. The replicas ran with breakdowns on (the")
+            say("default), then were restarted with `TALLY_BREAKDOWNS=false` for the off")
+            say("rows, then restarted again with them on.")
 
     n_count = rows.ok_rps("nginx", "count", k)
     n_health = rows.ok_rps("nginx", "healthz", k)
@@ -567,6 +585,8 @@ def bench_report(facts, rows_text, phases_text, machine):
     say("| counting `/` with a new id each / without ids, direct to replica 1 | %s |" % ratio(r_ids, r_count))
     say("| counting `/` without ids / `/healthz`, direct to replica 1 | %s |" % ratio(r_count, r_health))
     say("| counting `/` with a new id each / `/healthz`, direct to replica 1 | %s |" % ratio(r_ids, r_health))
+    b_on, b_off = rows.ok_rps("breakdowns", "on", k), rows.ok_rps("breakdowns", "off", k)
+    say("| counting `/` with browsers through NGINX, breakdowns on / off | %s |" % ratio(b_on, b_off))
     say("| counting `/` through NGINX / static ceiling | %s |" % ratio(n_count, ceil))
     say("| `/healthz` through NGINX / static ceiling | %s |" % ratio(n_health, ceil))
     say("| counting `/` tally alone (SQLite) / static ceiling | %s |" % ratio(a_count, ceil))
@@ -628,6 +648,18 @@ def bench_report(facts, rows_text, phases_text, machine):
             ("| " + what + " (%s conns) | %s vs %s req/s = %s | %s |")
             % (k, count or "?", health or "?", pct, met(goal(value, lambda v: v >= 0.80)))
         )
+    r = ratio(b_on, b_off)
+    value = None if r == "n/a" else float(r)
+    say(
+        "| counted hits with breakdowns on >= 90%% of them off, through NGINX (%s conns) | %s vs %s req/s = %s | %s |"
+        % (
+            k,
+            b_on or "?",
+            b_off or "?",
+            "n/a" if value is None else "%.0f%%" % (value * 100),
+            met(goal(value, lambda v: v >= 0.90)),
+        )
+    )
     rc_row, rid_row = rows.find("replica", "count", k), rows.find("replica", "countid", k)
     p99s = [float(f[9]) for f in (rc_row, rid_row) if f]
     say(

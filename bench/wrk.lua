@@ -29,7 +29,8 @@ end
 -- With BENCH_AGENTS set, every request carries a browser's User-Agent:
 -- the families and systems readers use, their versions varied by the
 -- request's number, so that a million requests bring thousands of
--- distinct agents (a parser's or a cache's memory shows under them).
+-- distinct agents (a parser's or a cache's memory shows under them),
+-- with referrers and languages as readers send them.
 local agents = {}
 if (os.getenv("BENCH_AGENTS") or "") ~= "" then
    agents = {
@@ -43,6 +44,7 @@ if (os.getenv("BENCH_AGENTS") or "") ~= "" then
       "Mozilla/5.0 (Linux; Android 1%d; SM-X7%d0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
    }
 end
+local languages = { "en-US,en;q=0.9", "de-DE,de;q=0.8", "fr-FR", "es-ES,es", "ja-JP", "pt-BR", "nl", "zh-CN,zh;q=0.9" }
 if (id_prefix and id_prefix ~= "") or #paths > 0 or #agents > 0 then
    local headers, n, prefix = {}, 0, nil
    function request()
@@ -56,6 +58,14 @@ if (id_prefix and id_prefix ~= "") or #paths > 0 or #agents > 0 then
       if #agents > 0 then
          local agent = agents[n % #agents + 1]
          headers["User-Agent"] = string.format(agent, n % 30, math.floor(n / #agents) % 500)
+         -- Where the reader came from (40 sites, one in five hits none)
+         -- and the language they read (one of 8).
+         if n % 5 == 0 then
+            headers["Referer"] = nil
+         else
+            headers["Referer"] = string.format("https://news%d.example/item?id=%d", n % 40, n)
+         end
+         headers["Accept-Language"] = languages[n % #languages + 1]
       end
       local path = nil
       if #paths > 0 then
