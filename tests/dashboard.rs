@@ -1251,16 +1251,11 @@ async fn the_site_page_shows_where_its_visits_come_from() {
         "https://b.test/<z>",
         "",
     ] {
-        let body = serde_json::json!({"page": "/p", "referrer": referrer, "screen": 390});
-        let (status, _, text) = r
-            .call(
-                Method::POST,
-                "/api/v1/sites/blog/hits",
-                None,
-                Some(&body.to_string()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{text}");
+        hit_blog(
+            &r,
+            serde_json::json!({"page": "/p", "referrer": referrer, "screen": 390}),
+        )
+        .await;
     }
     let page = get(&r, "/dashboard/blog", &[]).await;
     assert_page(&page);
@@ -1274,5 +1269,63 @@ async fn the_site_page_shows_where_its_visits_come_from() {
         page.body
             .contains("href=\"/api/v1/sites/blog/breakdown/referrer?from=")
     );
+    r.stop().await.unwrap();
+}
+
+/// One hit on site `blog` with this body, counted.
+async fn hit_blog(r: &TestApp, body: serde_json::Value) {
+    let (status, _, text) = r
+        .call(
+            Method::POST,
+            "/api/v1/sites/blog/hits",
+            None,
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+/// A page's own page shows the panels narrowed to its hits, and links the
+/// API's lists narrowed the same way.
+#[tokio::test]
+async fn a_page_s_page_shows_where_its_own_visits_come_from() {
+    let r = app(&["--dashboard-public"]).await;
+    for (page, referrer, screen) in [
+        ("/a", "https://x.test/1", 390),
+        ("/a", "https://x.test/2", 1920),
+        ("/a", "", 1920),
+        ("/b", "https://y.test/", 390),
+    ] {
+        hit_blog(
+            &r,
+            serde_json::json!({"page": page, "referrer": referrer, "screen": screen}),
+        )
+        .await;
+    }
+    let site = get(&r, "/dashboard/blog", &[]).await;
+    assert_eq!(
+        panel_rows(&site.body, "Referrers"),
+        ["x.test|2|50.0%", "(none)|1|25.0%", "y.test|1|25.0%"]
+    );
+    let page = get(&r, "/dashboard/blog?page=/a", &[]).await;
+    assert_page(&page);
+    assert_eq!(
+        panel_rows(&page.body, "Referrers"),
+        ["x.test|2|66.7%", "(none)|1|33.3%"]
+    );
+    assert_eq!(
+        panel_rows(&page.body, "Screens"),
+        ["desktop|2|66.7%", "phone|1|33.3%"]
+    );
+    assert!(page.body.contains("Hits on this page on "), "{}", page.body);
+    assert!(
+        page.body
+            .contains("/api/v1/sites/blog/breakdown/referrer?from="),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("&amp;page=/a\""), "{}", page.body);
+    let other = get(&r, "/dashboard/blog?page=/b", &[]).await;
+    assert_eq!(panel_rows(&other.body, "Referrers"), ["y.test|1|100.0%"]);
     r.stop().await.unwrap();
 }

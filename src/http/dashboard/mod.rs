@@ -372,7 +372,7 @@ pub async fn site(
         Ok(before) => before.zip(previous),
         Err(e) => return failure(e),
     };
-    let sources = match sources::panels(&state, &slug, days).await {
+    let sources = match sources::panels(&state, &slug, days, None).await {
         Ok(panels) => panels,
         Err(e) => return failure(e),
     };
@@ -455,13 +455,14 @@ async fn page_view(
         to: range.to / Step::Day.seconds() - 1,
     };
     let previous = days.previous(range);
-    let (sites, series, before) = tokio::join!(
+    let (sites, series, before, panels) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.series.page_series(slug, &page_name, range),
         hits_in(previous, |r| state
             .counting
             .series
             .page_series(slug, &page_name, r)),
+        sources::panels(state, slug, range, Some(&page_name)),
     );
     let series = match series {
         Ok(series) => series,
@@ -471,13 +472,17 @@ async fn page_view(
         Ok(before) => before.zip(previous),
         Err(e) => return failure(e),
     };
+    let panels = match panels {
+        Ok(panels) => panels,
+        Err(e) => return failure(e),
+    };
     let sites = shown(state, viewer, sites.unwrap_or_default());
     let title = format!("{} · {}", page_name.as_str(), display_name(&series.site));
     page(
         StatusCode::OK,
         &title,
         Some(&nav(&sites, Some(&series.site.slug), viewer)),
-        page_main(&series, &page_name, (period, days), before),
+        page_main(&series, &page_name, (period, days), before, &panels),
     )
 }
 
@@ -664,7 +669,7 @@ fn site_main(
             ": " code { "![views](" (base) "/badge/" (slug) ".svg)" }
         }
         (top_pages(slug, top, base))
-        (sources::sources(slug, top.days, panels))
+        (sources::sources(slug, top.days, panels, None))
         (updated())
     }
 }
@@ -676,6 +681,7 @@ fn page_main(
     name: &Page,
     (period, days): (Period, Period),
     before: Option<(i64, Range)>,
+    panels: &[sources::Panel],
 ) -> Markup {
     let site = &series.site;
     let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
@@ -710,6 +716,7 @@ fn page_main(
             }
         }
         (charts(unit, (&bars_label, &bars), (&line_label, &running)))
+        (sources::sources(&site.slug, series.range, panels, Some(name)))
         (updated())
     }
 }

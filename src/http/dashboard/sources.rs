@@ -31,12 +31,14 @@ pub(super) struct Panel {
 }
 
 /// Each shown dimension's top values for `slug` over the whole days
-/// `days`. A dimension's total is the sum of all its values (every hit
-/// counts once under each dimension).
+/// `days`, of one of its pages when `page` names it. A dimension's total
+/// is the sum of all its values (every hit counts once under each
+/// dimension).
 pub(super) async fn panels(
     state: &AppState,
     slug: &Slug,
     days: Range,
+    page: Option<&Page>,
 ) -> Result<Vec<Panel>, CountError> {
     let day = Step::Day.seconds();
     let read = SHOWN.map(|(dimension, title)| async move {
@@ -44,7 +46,7 @@ pub(super) async fn panels(
         // of values a day, and its few values of its own.
         let query = BreakdownQuery {
             dimension,
-            page: None,
+            page: page.cloned(),
             from: days.from / day,
             to: days.to / day,
             limit: 10_000,
@@ -63,10 +65,20 @@ pub(super) async fn panels(
     futures_util::future::try_join_all(read).await
 }
 
-/// The panels, or a word on how to get them when nothing is counted yet.
-pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel]) -> Markup {
+/// The panels, or a word on how to get them when nothing is counted yet;
+/// `page` is the page they are narrowed to, if any (its name as the
+/// `page` parameter gives it back, [`page_param`]).
+pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&Page>) -> Markup {
     let (from, to) = (Step::Day.format(days.from), Step::Day.format(days.to));
     let last = Step::Day.format(days.to - Step::Day.seconds());
+    let page_part = page
+        .map(|page| format!("&page={}", page_param(page.as_str())))
+        .unwrap_or_default();
+    let whose = if page.is_some() {
+        "this page"
+    } else {
+        "the site"
+    };
     html! {
         section id="sources" class="sources" {
             h2 { "Where visits come from" }
@@ -78,14 +90,14 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel]) -> Markup {
                 }
             } @else {
                 p class="note" {
-                    "Hits on " (from) " to " (last) " (whole UTC days), by where they came "
-                    "from and who read them. Each dimension's values add up to the hits "
-                    "counted with breakdowns."
+                    "Hits on " (whose) " on " (from) " to " (last) " (whole UTC days), by "
+                    "where they came from and who read them. Each dimension's values add up "
+                    "to the hits counted with breakdowns."
                 }
                 div class="panels" {
                     @for panel in panels {
                         @let api = format!(
-                            "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}",
+                            "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}{page_part}",
                             panel.dimension.name()
                         );
                         table class="panel" {
