@@ -421,6 +421,18 @@ async fn a_lone_replica_commits_in_one_statement_and_reads_no_batch() {
         (1, 1, 1, 0),
         "(lock statements, batch reads, one-flight counts, rollbacks)"
     );
+    // The one-flight breakdowns went out behind the failed count and wrote
+    // nothing; the locking path wrote them: each of the 11 dimensions'
+    // values add up to the count, every hit once.
+    assert_eq!(calls("pg_current_xact_id_if_assigned"), 1);
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*), min(n), max(n) FROM (SELECT dimension, sum(hits) AS n \
+             FROM site_breakdowns GROUP BY dimension) d"
+        ),
+        "11|53|53"
+    );
     // And a retry of b's id on a is b's count, read from b's batch.
     assert_eq!(hit_at(&a, "from-b").await, 52);
     assert_eq!(a.count("default").await, 53);
