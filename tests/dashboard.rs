@@ -1272,6 +1272,40 @@ async fn the_site_page_shows_where_its_visits_come_from() {
     r.stop().await.unwrap();
 }
 
+/// A browser's row opens on its major versions, most hits first.
+#[tokio::test]
+async fn a_browser_opens_on_its_versions() {
+    let r = app(&["--dashboard-public"]).await;
+    let firefox =
+        |v: u32| format!("Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0");
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+        (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+    for ua in [firefox(125), firefox(124), firefox(125), chrome.to_owned()] {
+        let reply = send(
+            &r,
+            Method::POST,
+            "/api/v1/sites/blog/hits",
+            &[("content-type", "application/json"), ("user-agent", &ua)],
+            Some("{}"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let page = get(&r, "/dashboard/blog", &[]).await;
+    assert_page(&page);
+    assert_eq!(
+        panel_rows(&page.body, "Browsers"),
+        [
+            "<details><summary>Firefox</summary><ul class=\"below\">\
+             <li>125 <span class=\"num\">2</span></li><li>124 <span class=\"num\">1</span></li>\
+             </ul></details>|3|75.0%",
+            "<details><summary>Chrome</summary><ul class=\"below\">\
+             <li>124 <span class=\"num\">1</span></li></ul></details>|1|25.0%",
+        ]
+    );
+    r.stop().await.unwrap();
+}
+
 /// One hit on site `blog` with this body, counted.
 async fn hit_blog(r: &TestApp, body: serde_json::Value) {
     let (status, _, text) = r

@@ -1,6 +1,8 @@
 //! Where a site's visits came from and who read them, on its dashboard
 //! page: the top values of each breakdown over the days of its top pages.
 
+use std::collections::HashMap;
+
 use super::*;
 use crate::domain::BreakdownQuery;
 use crate::domain::breakdown::Dimension;
@@ -8,8 +10,9 @@ use crate::domain::breakdown::Dimension;
 /// Values shown per dimension; the API lists them all.
 const TOP_VALUES: usize = 6;
 
-/// The dimensions shown, in order, with their titles. `browser_version`,
-/// `medium` and `campaign` are one click away in the API.
+/// The dimensions shown, in order, with their titles. `browser_version`
+/// opens under each browser; `medium` and `campaign` are one click away
+/// in the API.
 const SHOWN: [(Dimension, &str); 8] = [
     (Dimension::Referrer, "Referrers"),
     (Dimension::Source, "Campaign sources"),
@@ -21,6 +24,9 @@ const SHOWN: [(Dimension, &str); 8] = [
     (Dimension::Language, "Languages"),
 ];
 
+/// Versions shown under each browser, most hits first.
+const TOP_VERSIONS: usize = 5;
+
 /// One dimension's top values over the days, and its hits in all.
 #[derive(Debug)]
 pub(super) struct Panel {
@@ -28,6 +34,9 @@ pub(super) struct Panel {
     title: &'static str,
     values: Vec<(String, i64)>,
     total: i64,
+    /// Per value, the next level down, most hits first: a browser's
+    /// major versions (`125`, from `browser_version`'s `Firefox 125`).
+    below: HashMap<String, Vec<(String, i64)>>,
 }
 
 /// Each shown dimension's top values for `slug` over the whole days
@@ -41,18 +50,22 @@ pub(super) async fn panels(
     page: Option<&Page>,
 ) -> Result<Vec<Panel>, CountError> {
     let day = Step::Day.seconds();
+    // Every value, for the total: a dimension holds at most its limit of
+    // values a day, and its few values of its own.
+    let all = |dimension| BreakdownQuery {
+        dimension,
+        page: page.cloned(),
+        from: days.from / day,
+        to: days.to / day,
+        limit: 10_000,
+        offset: 0,
+    };
     let read = SHOWN.map(|(dimension, title)| async move {
-        // Every value, for the total: a dimension holds at most its limit
-        // of values a day, and its few values of its own.
-        let query = BreakdownQuery {
-            dimension,
-            page: page.cloned(),
-            from: days.from / day,
-            to: days.to / day,
-            limit: 10_000,
-            offset: 0,
-        };
-        let mut all = state.counting.breakdowns.breakdown(slug, &query).await?;
+        let mut all = state
+            .counting
+            .breakdowns
+            .breakdown(slug, &all(dimension))
+            .await?;
         let total = all.values.iter().map(|(_, n)| n).sum();
         all.values.truncate(TOP_VALUES);
         Ok::<_, CountError>(Panel {
@@ -60,9 +73,40 @@ pub(super) async fn panels(
             title,
             values: all.values,
             total,
+            below: HashMap::new(),
         })
     });
-    futures_util::future::try_join_all(read).await
+    let (mut panels, versions) = futures_util::future::try_join(
+        futures_util::future::try_join_all(read),
+        state
+            .counting
+            .breakdowns
+            .breakdown(slug, &all(Dimension::BrowserVersion)),
+    )
+    .await?;
+    if let Some(browsers) = panels
+        .iter_mut()
+        .find(|p| p.dimension == Dimension::Browser)
+    {
+        browsers.below = by_family(versions.values);
+    }
+    Ok(panels)
+}
+
+/// `browser_version`'s values (`Firefox 125`, `Samsung Internet 24`,
+/// most hits first) as each family's top major versions.
+fn by_family(versions: Vec<(String, i64)>) -> HashMap<String, Vec<(String, i64)>> {
+    let mut below: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+    for (value, hits) in versions {
+        let Some((family, major)) = value.rsplit_once(' ') else {
+            continue;
+        };
+        let versions = below.entry(family.to_owned()).or_default();
+        if versions.len() < TOP_VERSIONS {
+            versions.push((major.to_owned(), hits));
+        }
+    }
+    below
 }
 
 /// The panels, or a word on how to get them when nothing is counted yet;
@@ -115,7 +159,24 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&
                                 }
                                 @for (value, hits) in &panel.values {
                                     tr {
-                                        td class="name" { (value) }
+                                        td class="name" {
+                                            @match panel.below.get(value) {
+                                                Some(versions) => {
+                                                    details {
+                                                        summary { (value) }
+                                                        ul class="below" {
+                                                            @for (version, n) in versions {
+                                                                li {
+                                                                    (version) " "
+                                                                    span class="num" { (grouped(*n)) }
+                                                                }
+                                                            }
+                                                        }
+                                                    }
+                                                }
+                                                None => { (value) }
+                                            }
+                                        }
                                         td class="num" { (grouped(*hits)) }
                                         td class="num" { (percent(*hits, panel.total)) }
                                     }
