@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use support::app::{TOKEN, TestApp, sqlite_url};
 use support::spawner;
+use tally::domain::breakdown::{Dimension, Facets};
 use tally::domain::time::hour_start;
 
 /// What one Chromium run printed.
@@ -123,8 +124,102 @@ const PAGES: [(&str, u32); 6] = [
     ("/tags/rust", 3),
 ];
 
-/// A public dashboard with two sites and a month of made-up hours on one,
-/// most of them on its pages.
+/// Made-up readers: per dimension, values and their shares in percent
+/// (the rest of each dimension is `(none)` or `(unknown)`).
+const READERS: &[(Dimension, &[(&str, u32)])] = &[
+    (
+        Dimension::Referrer,
+        &[
+            ("news.ycombinator.com", 22),
+            ("www.google.com", 18),
+            ("lobste.rs", 9),
+            ("www.reddit.com", 7),
+            ("duckduckgo.com", 5),
+            ("mastodon.social", 4),
+            ("github.com", 3),
+        ],
+    ),
+    (
+        Dimension::Source,
+        &[("newsletter", 12), ("mastodon", 4), ("rss", 3)],
+    ),
+    (
+        Dimension::Browser,
+        &[
+            ("Chrome", 46),
+            ("Safari", 24),
+            ("Firefox", 17),
+            ("Edge", 8),
+            ("Samsung Internet", 3),
+        ],
+    ),
+    (
+        Dimension::Os,
+        &[
+            ("Windows", 31),
+            ("macOS", 24),
+            ("iOS", 19),
+            ("Android", 14),
+            ("Linux", 11),
+        ],
+    ),
+    (
+        Dimension::Device,
+        &[("desktop", 64), ("mobile", 31), ("tablet", 5)],
+    ),
+    (
+        Dimension::Screen,
+        &[
+            ("laptop", 34),
+            ("desktop", 27),
+            ("phone", 29),
+            ("wide", 6),
+            ("tablet", 4),
+        ],
+    ),
+    (
+        Dimension::Country,
+        &[
+            ("US", 31),
+            ("DE", 12),
+            ("GB", 9),
+            ("FR", 6),
+            ("IN", 6),
+            ("NL", 4),
+            ("JP", 3),
+        ],
+    ),
+    (
+        Dimension::Language,
+        &[("en", 62), ("de", 13), ("fr", 7), ("ja", 3), ("es", 3)],
+    ),
+];
+
+/// One made-up reader's facets, by the shares of [`READERS`].
+fn facets(rng: &mut fastrand::Rng) -> Facets {
+    let mut facets = Facets::default();
+    for &(dimension, values) in READERS {
+        let mut roll = rng.u32(0..100);
+        if let Some(value) = values.iter().find_map(|&(value, share)| {
+            if roll < share {
+                Some(value)
+            } else {
+                roll -= share;
+                None
+            }
+        }) {
+            facets.set(dimension, value);
+            if dimension == Dimension::Browser {
+                let major = rng.u32(120..126);
+                facets.set(Dimension::BrowserVersion, format!("{value} {major}"));
+            }
+        }
+    }
+    facets
+}
+
+/// A public dashboard with two sites and two months of made-up hours on one,
+/// most of them on its pages, from made-up readers.
 async fn dashboard() -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn(&sqlite_url(dir.path()), &["--dashboard-public"]).await;
@@ -149,7 +244,7 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
     // Busier by day (UTC) and on weekdays, with a seeded wobble.
     let mut rng = fastrand::Rng::with_seed(2026);
     let now = hour_start(SystemTime::now());
-    for h in 0..30 * 24u64 {
+    for h in 0..60 * 24u64 {
         let t = now - Duration::from_secs(h * 3600);
         let hours = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() / 3600;
         let from_peak = (hours % 24).abs_diff(15) as i64;
@@ -168,11 +263,15 @@ async fn dashboard() -> (TestApp, tempfile::TempDir) {
                 })
             })
             .collect();
+        let facets = pages
+            .iter()
+            .map(|_| Some(Box::new(facets(&mut rng))))
+            .collect();
         let hits = tally::store::SiteHits {
             site: blog,
             keys: vec![None; pages.len()],
             pages,
-            ..Default::default()
+            facets,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         store
@@ -231,6 +330,13 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         );
         assert!(dom.contains("My &lt;blog&gt; &amp; notes"), "{path}");
         assert_eq!(dom.matches("<tr class=\"page\">").count(), rows, "{path}");
+        // Where the visits came from, eight panels, on the site's page and
+        // on a page's.
+        assert_eq!(dom.matches("<table class=\"panel\">").count(), 8, "{path}");
+        assert!(
+            dom.contains("<td class=\"name\">news.ycombinator.com</td>"),
+            "{path}: {dom}"
+        );
         if rows > 0 {
             assert!(dom.contains("<h2>Top pages</h2>"), "{path}");
             assert_eq!(dom.matches("<svg class=\"share\"").count(), rows, "{path}");
@@ -258,28 +364,37 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     assert_eq!(run.stdout.matches("<tr class=\"site\">").count(), 3);
     assert_eq!(run.console, Vec::<String>::new());
 
+    // The screenshots in docs/dashboard.md: the site over 48 hours (the
+    // charts, the comparison, the date tabs, the top pages and where the
+    // visits came from), over 30 days, and filtered to one page.
     let shots = tempfile::tempdir().unwrap();
-    let shot = shots.path().join("dashboard.png");
-    let url = app.url("/dashboard/blog");
-    let arg = format!("--screenshot={}", shot.display());
-    let run = tokio::task::spawn_blocking(move || {
-        run_chromium(
-            &url,
-            &[
-                &arg,
-                "--window-size=1200,1360",
-                "--virtual-time-budget=3000",
-            ],
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(run.console, Vec::<String>::new());
-    assert_eq!(png_size(&shot), (1200, 1360));
-    if std::env::var_os("TALLY_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
-        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
-        std::fs::copy(&shot, &docs).unwrap();
+    for (file, path, height) in [
+        ("dashboard.png", "/dashboard/blog", 2250),
+        ("dashboard-30d.png", "/dashboard/blog?range=30d", 900),
+        (
+            "dashboard-page.png",
+            "/dashboard/blog?range=30d&page=/posts/hello-world",
+            1850,
+        ),
+    ] {
+        let shot = shots.path().join(file);
+        let url = app.url(path);
+        let arg = format!("--screenshot={}", shot.display());
+        let size = format!("--window-size=1200,{height}");
+        let run = tokio::task::spawn_blocking(move || {
+            run_chromium(&url, &[&arg, &size, "--virtual-time-budget=3000"])
+        })
+        .await
+        .unwrap();
+        assert_eq!(run.console, Vec::<String>::new(), "{path}");
+        assert_eq!(png_size(&shot), (1200, height), "{path}");
+        if std::env::var_os("TALLY_UPDATE_SCREENSHOT").is_some_and(|v| v == "1") {
+            let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs")
+                .join(file);
+            std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+            std::fs::copy(&shot, &docs).unwrap();
+        }
     }
     app.stop().await.unwrap();
 }
