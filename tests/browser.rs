@@ -334,7 +334,7 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         // on a page's.
         assert_eq!(dom.matches("<table class=\"panel\">").count(), 8, "{path}");
         assert!(
-            dom.contains("<td class=\"name\">news.ycombinator.com</td>"),
+            dom.contains("<td class=\"name\">news.ycombinator.com<svg class=\"share line\""),
             "{path}: {dom}"
         );
         if rows > 0 {
@@ -369,7 +369,7 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     // visits came from), over 30 days, and filtered to one page.
     let shots = tempfile::tempdir().unwrap();
     for (file, path, height) in [
-        ("dashboard.png", "/dashboard/blog", 2250),
+        ("dashboard.png", "/dashboard/blog", 2450),
         ("dashboard-30d.png", "/dashboard/blog?range=30d", 900),
         (
             "dashboard-page.png",

@@ -1220,7 +1220,7 @@ fn panel_rows(body: &str, title: &str) -> Vec<String> {
         .find(&format!(">{title}</a></caption>"))
         .unwrap_or_else(|| panic!("no panel {title}"));
     let table = &section[start..section[start..].find("</table>").unwrap() + start];
-    let body = &table[table.find("<tbody>").unwrap()..];
+    let body = &table[table.find("<tbody>").unwrap()..table.find("</tbody>").unwrap()];
     body.split("<tr>")
         .skip(1)
         .map(|row| {
@@ -1228,7 +1228,14 @@ fn panel_rows(body: &str, title: &str) -> Vec<String> {
                 .skip(1)
                 .map(|cell| {
                     let text = &cell[cell.find('>').unwrap() + 1..];
-                    text[..text.find("</td>").unwrap()].to_owned()
+                    let text = &text[..text.find("</td>").unwrap()];
+                    // The share line under a value is checked on its own.
+                    match (text.find("<svg class=\"share line\""), text.rfind("</svg>")) {
+                        (Some(start), Some(end)) => {
+                            format!("{}{}", &text[..start], &text[end + 6..])
+                        }
+                        _ => text.to_owned(),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("|")
@@ -1264,6 +1271,17 @@ async fn the_site_page_shows_where_its_visits_come_from() {
         ["a.test|2|50.0%", "(none)|1|25.0%", "b.test|1|25.0%"]
     );
     assert_eq!(panel_rows(&page.body, "Screens"), ["phone|4|100.0%"]);
+    // Each value has a line as long as its share: a.test's half.
+    assert!(
+        page.body.contains(
+            "<td class=\"name\">a.test<svg class=\"share line\" width=\"100%\" height=\"4\" \
+             viewBox=\"0 0 1000 4\" preserveAspectRatio=\"none\" aria-hidden=\"true\" \
+             xmlns=\"http://www.w3.org/2000/svg\"><rect class=\"track\" width=\"1000\" height=\"4\">\
+             </rect><rect class=\"fill\" width=\"500\" height=\"4\"></rect></svg></td>"
+        ),
+        "{}",
+        page.body
+    );
     assert_eq!(panel_rows(&page.body, "Countries"), ["(unknown)|4|100.0%"]);
     assert!(
         page.body
@@ -1303,6 +1321,65 @@ async fn a_browser_opens_on_its_versions() {
              <li>124 <span class=\"num\">1</span></li></ul></details>|1|25.0%",
         ]
     );
+    r.stop().await.unwrap();
+}
+
+/// A panel with more values than it shows links to a page of all of them.
+#[tokio::test]
+async fn a_panel_links_to_all_its_values() {
+    let r = app(&["--dashboard-public"]).await;
+    for (i, n) in [3, 1, 1, 1, 1, 1, 1, 2].into_iter().enumerate() {
+        for _ in 0..n {
+            let referrer = format!("https://r{i}.test/");
+            hit_blog(&r, serde_json::json!({"referrer": referrer})).await;
+        }
+    }
+    let site = get(&r, "/dashboard/blog", &[]).await;
+    assert_page(&site);
+    assert_eq!(panel_rows(&site.body, "Referrers").len(), 6);
+    let more = "/dashboard/blog?from=";
+    let start = site.body.find(more).expect("a link to all the values");
+    let href = &site.body[start..start + site.body[start..].find('"').unwrap()];
+    assert!(href.ends_with("&amp;values=referrer"), "{href}");
+    assert!(site.body.contains(">All 8 values</a>"), "{}", site.body);
+    // Six values or fewer: no such link.
+    assert!(!site.body.contains("values=browser"));
+
+    let all = get(&r, &href.replace("&amp;", "&"), &[]).await;
+    assert_page(&all);
+    assert!(
+        all.body.contains("<h1>Referrers<small>blog</small></h1>"),
+        "{}",
+        all.body
+    );
+    assert!(all.body.contains("</strong> hits on "), "{}", all.body);
+    assert!(all.body.contains(" · 8 values</p>"), "{}", all.body);
+    let rows: Vec<String> = all
+        .body
+        .split("<td class=\"name\">")
+        .skip(1)
+        .map(|row| row[..row.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "r0.test", "r7.test", "r1.test", "r2.test", "r3.test", "r4.test", "r5.test", "r6.test"
+        ]
+    );
+    // The tabs keep the dimension.
+    assert!(
+        all.body.contains("?range=7d&amp;values=referrer\""),
+        "{}",
+        all.body
+    );
+
+    for bad in [
+        "/dashboard/blog?values=nope",
+        "/dashboard/blog?values=referrer&page=/",
+    ] {
+        let reply = get(&r, bad, &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
     r.stop().await.unwrap();
 }
 

@@ -212,9 +212,55 @@ pub fn share_bar(value: i64, max: i64) -> Markup {
     }
 }
 
+/// Length of a [`share_line`] in its own units: it stretches to its cell.
+const LINE_W: i64 = 1000;
+
+/// A thin line under a value in a panel, as long as its share of `whole`
+/// (the width of the cell for all of it): an SVG stretched to the cell, for
+/// the same reasons as [`share_bar`].
+pub fn share_line(part: i64, whole: i64) -> Markup {
+    let filled = if whole <= 0 {
+        0
+    } else {
+        (i128::from(part.clamp(0, whole)) * i128::from(LINE_W) / i128::from(whole)) as i64
+    };
+    html! {
+        svg class="share line" width="100%" height="4" viewBox={ "0 0 " (LINE_W) " 4" }
+            preserveAspectRatio="none" aria-hidden="true" xmlns="http://www.w3.org/2000/svg" {
+            rect class="track" width=(LINE_W) height="4" {}
+            rect class="fill" width=(filled) height="4" {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The width of the filled part of a share's SVG.
+    fn fill_width(svg: &str) -> String {
+        let before = "<rect class=\"fill\" width=\"";
+        let start = svg.find(before).unwrap() + before.len();
+        svg[start..start + svg[start..].find('"').unwrap()].to_owned()
+    }
+
+    #[test]
+    fn share_lines_are_as_long_as_the_share() {
+        let width = |part, whole| fill_width(&share_line(part, whole).into_string());
+        assert_eq!(width(4, 4), "1000");
+        assert_eq!(width(1, 4), "250");
+        assert_eq!(width(1, 3), "333");
+        assert_eq!(width(0, 3), "0");
+        assert_eq!(width(5, 0), "0");
+        assert_eq!(width(-1, 3), "0");
+        assert_eq!(width(i64::MAX, i64::MAX), "1000");
+        let svg = share_line(1, 2).into_string();
+        assert!(
+            svg.starts_with("<svg class=\"share line\" width=\"100%\""),
+            "{svg}"
+        );
+        roxmltree::Document::parse(&svg).unwrap();
+    }
 
     fn data(values: &[i64]) -> Vec<Datum> {
         values
@@ -333,12 +379,7 @@ mod tests {
 
     #[test]
     fn share_bars_scale_to_the_largest_value() {
-        let width = |value, max| {
-            let svg = share_bar(value, max).into_string();
-            let before = "<rect class=\"fill\" width=\"";
-            let start = svg.find(before).unwrap() + before.len();
-            svg[start..start + svg[start..].find('"').unwrap()].to_owned()
-        };
+        let width = |value, max| fill_width(&share_bar(value, max).into_string());
         assert_eq!(width(50, 50), "120");
         assert_eq!(width(25, 50), "60");
         assert_eq!(width(1, 3), "40");

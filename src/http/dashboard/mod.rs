@@ -259,6 +259,8 @@ pub struct ViewQuery {
     to: Option<String>,
     /// One of the site's pages, by its listed name.
     page: Option<String>,
+    /// A dimension whose values are all listed ([`sources::values_view`]).
+    values: Option<String>,
     /// Pages just deleted, said above the table.
     deleted: Option<String>,
 }
@@ -325,6 +327,16 @@ pub async fn site(
         Ok(period) => period,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &why),
     };
+    if let Some(name) = &query.values {
+        if query.page.is_some() {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The query string names a page or the values of a dimension, not both.",
+            );
+        }
+        return sources::values_view(viewer, &state, &slug, name, period).await;
+    }
     if query.page.is_some() {
         let raw = raw_query.as_deref().and_then(raw_page_param);
         return page_view(viewer, &state, &slug, raw.unwrap_or_default(), period).await;
@@ -569,11 +581,12 @@ fn chart_data(series: &Series) -> (Vec<Datum>, Vec<Datum>) {
 }
 
 /// The tabs of the presets and, on a site's page, the form for chosen
-/// dates; `href` is the page they go to, and `page` the raw query value
-/// of the page shown, which the tabs keep. (A page's page takes chosen
-/// dates from the site's page's links: a form would send its name
-/// encoded as forms encode, which reads back otherwise.)
-fn period_picker(href: &str, page: Option<&str>, current: Period) -> Markup {
+/// dates; `href` is the page they go to, and `keep` the rest of the query
+/// the tabs keep (`page=…` as it stands in the query, or `values=…`).
+/// (A page's page takes chosen dates from the site's page's links: a form
+/// would send its name encoded as forms encode, which reads back
+/// otherwise.)
+fn period_picker(href: &str, keep: Option<&str>, current: Period) -> Markup {
     let today = today() * Step::Day.seconds();
     let (from, to) = match current {
         Period::Days { from, to } => (
@@ -585,18 +598,18 @@ fn period_picker(href: &str, page: Option<&str>, current: Period) -> Markup {
             format_date(today),
         ),
     };
-    let page_part = page.map(|raw| format!("&page={raw}")).unwrap_or_default();
+    let kept = keep.map(|rest| format!("&{rest}")).unwrap_or_default();
     html! {
         nav class="tabs" aria-label="Dates" {
             @for preset in PRESETS {
-                a href={ (href) "?" (preset.query()) (page_part) }
+                a href={ (href) "?" (preset.query()) (kept) }
                     aria-current=[(preset == current).then_some("page")] {
                     (preset.label())
                 }
             }
             a href="#cumulative" { "Running total" }
         }
-        @if page.is_none() {
+        @if keep.is_none() {
             form class="dates" method="get" action=(href) {
                 label { "From " input type="date" name="from" value=(from) max=(format_date(today)); }
                 " "
@@ -709,7 +722,7 @@ fn page_main(
             " · at most " (grouped(peak)) " in one " (unit)
         }
         (comparison(days, in_window, before))
-        (period_picker(&href, Some(&page_param(name.as_str())), period))
+        (period_picker(&href, Some(&format!("page={}", page_param(name.as_str()))), period))
         @if name.is_overflow() {
             p class="note" {
                 "The hits on pages past the site's page limit (TALLY_PAGE_LIMIT) are counted here."

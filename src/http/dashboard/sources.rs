@@ -7,8 +7,12 @@ use super::*;
 use crate::domain::BreakdownQuery;
 use crate::domain::breakdown::Dimension;
 
-/// Values shown per dimension; the API lists them all.
+/// Values shown per dimension in a panel; its "All values" page lists up
+/// to [`LISTED_VALUES`], the API all.
 const TOP_VALUES: usize = 6;
+
+/// Values listed on a dimension's own page.
+const LISTED_VALUES: usize = 100;
 
 /// The dimensions shown, in order, with their titles. `browser_version`
 /// opens under each browser; `medium` and `campaign` are one click away
@@ -34,6 +38,8 @@ pub(super) struct Panel {
     title: &'static str,
     values: Vec<(String, i64)>,
     total: i64,
+    /// How many values it has on these days.
+    count: usize,
     /// Per value, the next level down, most hits first: a browser's
     /// major versions (`125`, from `browser_version`'s `Firefox 125`).
     below: HashMap<String, Vec<(String, i64)>>,
@@ -67,12 +73,14 @@ pub(super) async fn panels(
             .breakdown(slug, &all(dimension))
             .await?;
         let total = all.values.iter().map(|(_, n)| n).sum();
+        let count = all.values.len();
         all.values.truncate(TOP_VALUES);
         Ok::<_, CountError>(Panel {
             dimension,
             title,
             values: all.values,
             total,
+            count,
             below: HashMap::new(),
         })
     });
@@ -144,41 +152,46 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&
                             "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}{page_part}",
                             panel.dimension.name()
                         );
+                        @let more = format!(
+                            "{}?from={from}&to={last}&values={}",
+                            site_href(slug),
+                            panel.dimension.name()
+                        );
                         table class="panel" {
                             caption { a href=(api) { (panel.title) } }
-                            thead {
-                                tr {
-                                    th { span class="sr-only" { "Value" } }
-                                    th class="num" { "Hits" }
-                                    th class="num" { "Share" }
-                                }
-                            }
+                            (values_head())
                             tbody {
                                 @if panel.values.is_empty() {
                                     tr { td colspan="3" class="empty" { "none yet" } }
                                 }
                                 @for (value, hits) in &panel.values {
-                                    tr {
-                                        td class="name" {
-                                            @match panel.below.get(value) {
-                                                Some(versions) => {
-                                                    details {
-                                                        summary { (value) }
-                                                        ul class="below" {
-                                                            @for (version, n) in versions {
-                                                                li {
-                                                                    (version) " "
-                                                                    span class="num" { (grouped(*n)) }
-                                                                }
+                                    @let name = html! {
+                                        @match panel.below.get(value) {
+                                            Some(versions) => {
+                                                details {
+                                                    summary { (value) }
+                                                    ul class="below" {
+                                                        @for (version, n) in versions {
+                                                            li {
+                                                                (version) " "
+                                                                span class="num" { (grouped(*n)) }
                                                             }
                                                         }
                                                     }
                                                 }
-                                                None => { (value) }
                                             }
+                                            None => { (value) }
                                         }
-                                        td class="num" { (grouped(*hits)) }
-                                        td class="num" { (percent(*hits, panel.total)) }
+                                    };
+                                    (value_row(name, *hits, panel.total))
+                                }
+                            }
+                            @if page.is_none() && panel.count > TOP_VALUES {
+                                tfoot {
+                                    tr {
+                                        td colspan="3" class="more" {
+                                            a href=(more) { "All " (panel.count) " values" }
+                                        }
                                     }
                                 }
                             }
@@ -188,4 +201,126 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&
             }
         }
     }
+}
+
+/// The head of a table of values.
+fn values_head() -> Markup {
+    html! {
+        thead {
+            tr {
+                th { span class="sr-only" { "Value" } }
+                th class="num" { "Hits" }
+                th class="num" { "Share" }
+            }
+        }
+    }
+}
+
+/// One value's row: its name (`name`, with what opens under it) over a
+/// line as long as its share of `total`, its hits and that share.
+fn value_row(name: Markup, hits: i64, total: i64) -> Markup {
+    html! {
+        tr {
+            td class="name" { (name) (chart::share_line(hits, total)) }
+            td class="num" { (grouped(hits)) }
+            td class="num" { (percent(hits, total)) }
+        }
+    }
+}
+
+/// A dimension's title on the dashboard: its panel's, or its name.
+fn title(dimension: Dimension) -> &'static str {
+    SHOWN
+        .iter()
+        .find(|(d, _)| *d == dimension)
+        .map_or_else(|| dimension.name(), |(_, title)| title)
+}
+
+/// `GET /dashboard/{slug}?values=referrer` (with a period): a dimension's
+/// values on the whole days of the period, the first [`LISTED_VALUES`]
+/// with their hits, shares and lines, and the API's list of all.
+pub(super) async fn values_view(
+    viewer: Viewer,
+    state: &AppState,
+    slug: &Slug,
+    name: &str,
+    period: Period,
+) -> Response {
+    let Some(dimension) = Dimension::parse(name) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &format!(
+                "There is no dimension {name:?}; there are {}.",
+                Dimension::ALL.map(Dimension::name).join(", ")
+            ),
+        );
+    };
+    let days = whole_days(period.range(unix(SystemTime::now())));
+    let day = Step::Day.seconds();
+    let query = BreakdownQuery {
+        dimension,
+        page: None,
+        from: days.from / day,
+        to: days.to / day,
+        limit: 10_000,
+        offset: 0,
+    };
+    let (sites, list) = tokio::join!(
+        state.counting.sites.sites(),
+        state.counting.breakdowns.breakdown(slug, &query),
+    );
+    let mut list = match list {
+        Ok(list) => list,
+        Err(e) => return failure(e),
+    };
+    let total: i64 = list.values.iter().map(|(_, n)| n).sum();
+    let count = list.values.len();
+    list.values.truncate(LISTED_VALUES);
+    let sites = shown(state, viewer, sites.unwrap_or_default());
+    let site = display_name(&list.site).to_owned();
+    let href = site_href(slug);
+    let (from, last) = (
+        Step::Day.format(days.from),
+        Step::Day.format(days.to - Step::Day.seconds()),
+    );
+    let api = format!(
+        "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={}",
+        dimension.name(),
+        Step::Day.format(days.to)
+    );
+    let main = html! {
+        p class="back" { a href={ (href) "?" (period.query()) } { "← " (site) } }
+        h1 { (title(dimension)) small { (slug) } }
+        p class="summary" {
+            strong { (grouped(total)) } " hits on " (from) " to " (last) " (whole UTC days) · "
+            (count) " values"
+            @if count > LISTED_VALUES { ", the first " (LISTED_VALUES) " here" }
+        }
+        (period_picker(&href, Some(&format!("values={}", dimension.name())), period))
+        section class="sources" {
+            table class="panel values" {
+                (values_head())
+                tbody {
+                    @if list.values.is_empty() {
+                        tr { td colspan="3" class="empty" { "none on these days" } }
+                    }
+                    @for (value, hits) in &list.values {
+                        (value_row(html! { (value) }, *hits, total))
+                    }
+                }
+            }
+        }
+        p class="links" {
+            "All of them as " a href=(api) { "JSON" } " or "
+            a href={ (api) "&format=csv" } { "CSV" } "."
+        }
+    };
+    let page_title = format!("{} · {site}", title(dimension));
+    page(
+        StatusCode::OK,
+        &page_title,
+        Some(&nav(&sites, Some(&list.site.slug), viewer)),
+        main,
+    )
 }
