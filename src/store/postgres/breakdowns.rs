@@ -14,6 +14,13 @@ use super::*;
 /// holder of the site's row lock, as a statement of its own (a new
 /// snapshot, taken after the lock): no other writer adds a value between
 /// its read and its write.
+///
+/// Which values are new is one primary-key probe per value (`EXISTS` as a
+/// scalar subquery, so that it is not planned as an anti-join over the
+/// site's whole day), and the room left is counted once per dimension that
+/// has new values (`room`, materialized): a batch of 32 hits with 46 rows
+/// took 0.5 ms this way against 2.7 ms as one join (`EXPLAIN ANALYZE`,
+/// generic plan, a site at its limit of browser versions).
 macro_rules! count_breakdowns {
     ($guard:literal) => {
         concat!(
@@ -24,25 +31,31 @@ WITH input AS (
     WHERE ",
             $guard,
             "
-), ranked AS (
-    SELECT i.dimension, i.value,
-        row_number() OVER (PARTITION BY i.dimension ORDER BY i.hits DESC, i.value COLLATE \"C\")
-            AS place
-    FROM input i
+), fresh AS (
+    SELECT i.dimension, i.value, i.hits FROM input i
     WHERE i.path IS NULL AND i.value NOT IN ('(none)', '(unknown)', '(other)')
-        AND NOT EXISTS (
+        AND NOT (SELECT EXISTS (
             SELECT 1 FROM site_breakdowns b WHERE b.site_id = $1::bigint
-                AND b.dimension = i.dimension AND b.day = $6::bigint AND b.value = i.value)
+                AND b.dimension = i.dimension AND b.day = $6::bigint AND b.value = i.value))
+), room AS MATERIALIZED (
+    SELECT d.dimension, $7::bigint - (
+        SELECT count(*) FROM site_breakdowns b WHERE b.site_id = $1::bigint
+            AND b.dimension = d.dimension AND b.day = $6::bigint
+            AND b.value NOT IN ('(none)', '(unknown)', '(other)')) AS room
+    FROM (SELECT DISTINCT dimension FROM fresh) d
+), refused AS (
+    SELECT f.dimension, f.value FROM (
+        SELECT f.dimension, f.value,
+            row_number() OVER (PARTITION BY f.dimension ORDER BY f.hits DESC, f.value COLLATE \"C\")
+                AS place
+        FROM fresh f
+    ) f
+    JOIN room r ON r.dimension = f.dimension
+    WHERE f.place > r.room
 ), mapped AS (
     SELECT i.dimension, i.path, i.hits,
-        CASE WHEN r.place IS NULL THEN i.value
-            WHEN r.place > $7::bigint - (
-                SELECT count(*) FROM site_breakdowns b WHERE b.site_id = $1::bigint
-                    AND b.dimension = i.dimension AND b.day = $6::bigint
-                    AND b.value NOT IN ('(none)', '(unknown)', '(other)'))
-            THEN '(other)'
-            ELSE i.value END AS value
-    FROM input i LEFT JOIN ranked r ON r.dimension = i.dimension AND r.value = i.value
+        CASE WHEN x.value IS NULL THEN i.value ELSE '(other)' END AS value
+    FROM input i LEFT JOIN refused x ON x.dimension = i.dimension AND x.value = i.value
 ), site AS (
     INSERT INTO site_breakdowns (site_id, dimension, day, value, hits)
     SELECT $1::bigint, m.dimension, $6::bigint, m.value, sum(m.hits)
