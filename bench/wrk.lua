@@ -58,8 +58,9 @@ if (id_prefix and id_prefix ~= "") or #paths > 0 or #agents > 0 then
       if #agents > 0 then
          local agent = agents[n % #agents + 1]
          headers["User-Agent"] = string.format(agent, n % 30, math.floor(n / #agents) % 500)
-         -- Where the reader came from (40 sites, one in five hits none)
-         -- and the language they read (one of 8).
+         -- A Referer (40 sites, one in five hits none: on a counting
+         -- route it names the page the hit came from) and the language
+         -- the reader reads (one of 8).
          if n % 5 == 0 then
             headers["Referer"] = nil
          else
