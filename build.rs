@@ -6,8 +6,8 @@
 //!
 //! Also writes the crawler list that `src/bots.rs` matches user agents
 //! against: the patterns of the Crawlerdex database as the `iscrawl` crate
-//! publishes it (its `crawlers.min.json`), found through `cargo metadata`
-//! in the package cargo already downloaded for this build.
+//! publishes it (its `crawlers.min.json`), read from the package cargo
+//! unpacked for this build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -108,22 +108,56 @@ fn crawler_list() {
     std::fs::write(target.join("crawlers.rs"), out).expect("writing crawlers.rs");
 }
 
-/// The directory of the `iscrawl` package this build uses, as cargo
-/// resolved it (offline and locked: by now cargo has downloaded it and
-/// written the lock file, and this asks for nothing new).
+/// The directory of the `iscrawl` package this build uses: where cargo
+/// unpacked it in its registry (the version `Cargo.lock` names, under
+/// `$CARGO_HOME/registry/src/`), or else where `cargo metadata` says it is
+/// (offline and locked: for vendored or otherwise placed sources, when
+/// every package is at hand). Not `cargo metadata` first: it wants every
+/// package of the lock file unpacked, dev-dependencies too, which a first
+/// `cargo build` on a new machine has not fetched.
 fn iscrawl_dir() -> PathBuf {
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let lock =
+        std::fs::read_to_string(manifest_dir.join("Cargo.lock")).expect("reading Cargo.lock");
+    let version = locked_version(&lock, "iscrawl").expect("Cargo.lock names iscrawl");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let unpacked = cargo_home.and_then(|home| {
+        std::fs::read_dir(home.join("registry/src"))
+            .ok()?
+            .flatten()
+            .map(|registry| registry.path().join(format!("iscrawl-{version}")))
+            .find(|dir| dir.join("crawlers.min.json").is_file())
+    });
+    unpacked.unwrap_or_else(|| from_metadata(&manifest_dir))
+}
+
+/// The version of package `name` in a `Cargo.lock`.
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{name}\"") {
+            let version = lines.next()?.trim().strip_prefix("version = \"")?;
+            return Some(version.trim_end_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+fn from_metadata(manifest_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     let out = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--offline", "--locked"])
         .args(["--filter-platform", &target, "--manifest-path"])
-        .arg(Path::new(&manifest_dir).join("Cargo.toml"))
+        .arg(manifest_dir.join("Cargo.toml"))
         .output()
         .expect("running cargo metadata");
     assert!(
         out.status.success(),
-        "cargo metadata failed: {}",
+        "the iscrawl package is not in cargo's registry, and cargo metadata failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let metadata: serde_json::Value =
