@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: headless Chromium loads the pages from
 //! a running tally (loopback only), the charts are in the rendered DOM, the
 //! script ran under the page's Content-Security-Policy, and nothing was
-//! written to the console. A screenshot is taken; with
-//! `TALLY_UPDATE_SCREENSHOT=1` it also replaces `docs/dashboard.png`.
+//! written to the console. Screenshots are taken; with
+//! `TALLY_UPDATE_SCREENSHOT=1` they also replace `docs/dashboard.png`,
+//! `docs/dashboard-30d.png` and `docs/dashboard-page.png`.
 //! Then `/count.js` on a page of another loopback origin, under a strict
 //! CSP: the page counted once, its count shown, nothing in the console;
 //! and on pages whose HTML tries to take the script over (elements named
