@@ -272,7 +272,7 @@ stack_var() { (. "$WORK/stack/env" && eval "printf '%s' \"\$$1\""); }
 # extra environment given), ready. Sets NGINX_URL, REPLICA_URLS,
 # REPLICA_URL (replica 1), REPLICA_PIDS, NGINX_PID, PG_PID, REDIS_PID.
 start_stack() {
-    local nginx_port f p
+    local nginx_port
     nginx_port="$(free_port 18180)"
     say "starting the stack (scripts/stack up, state in $WORK/stack)"
     STACK_STARTED=1
@@ -287,9 +287,9 @@ start_stack() {
     PG_PID="$(tr -d '[:space:]' <"$(stack_var PG_PID_FILE)")"
     REDIS_PID="$(tr -d '[:space:]' <"$(stack_var REDIS_PID_FILE)")"
     REPLICA_URL="${REPLICA_URLS[0]}"
-    for p in "${REPLICA_PIDS[@]}" ${ALONE_PID:+"$ALONE_PID"}; do
-        [[ "$(readlink "/proc/$p/exe" 2>/dev/null)" == "$BIN" ]] || die "pid $p is not the tally under test"
-    done
+    if [[ -n "$ALONE_PID" && "$(readlink "/proc/$ALONE_PID/exe" 2>/dev/null)" != "$BIN" ]]; then
+        die "pid $ALONE_PID is not the tally under test"
+    fi
     say "stack up: NGINX $NGINX_URL, replicas ${REPLICA_URLS[*]}"
 }
 

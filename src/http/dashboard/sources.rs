@@ -55,17 +55,7 @@ pub(super) async fn panels(
     days: Range,
     page: Option<&Page>,
 ) -> Result<Vec<Panel>, CountError> {
-    let day = Step::Day.seconds();
-    // Every value, for the total: a dimension holds at most its limit of
-    // values a day, and its few values of its own.
-    let all = |dimension| BreakdownQuery {
-        dimension,
-        page: page.cloned(),
-        from: days.from / day,
-        to: days.to / day,
-        limit: 10_000,
-        offset: 0,
-    };
+    let all = |dimension| every_value(dimension, page, days);
     let read = SHOWN.map(|(dimension, title)| async move {
         let mut all = state
             .counting
@@ -99,6 +89,21 @@ pub(super) async fn panels(
         browsers.below = by_family(versions.values);
     }
     Ok(panels)
+}
+
+/// Every value of `dimension` on the whole days `days`, of one page if
+/// `page` names it: a dimension holds at most its limit of values a day,
+/// and its few values of its own, so the total is theirs.
+fn every_value(dimension: Dimension, page: Option<&Page>, days: Range) -> BreakdownQuery {
+    let day = Step::Day.seconds();
+    BreakdownQuery {
+        dimension,
+        page: page.cloned(),
+        from: days.from / day,
+        to: days.to / day,
+        limit: 10_000,
+        offset: 0,
+    }
 }
 
 /// `browser_version`'s values (`Firefox 125`, `Samsung Internet 24`,
@@ -257,15 +262,7 @@ pub(super) async fn values_view(
         );
     };
     let days = whole_days(period.range(unix(SystemTime::now())));
-    let day = Step::Day.seconds();
-    let query = BreakdownQuery {
-        dimension,
-        page: None,
-        from: days.from / day,
-        to: days.to / day,
-        limit: 10_000,
-        offset: 0,
-    };
+    let query = every_value(dimension, None, days);
     let (sites, list) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.breakdowns.breakdown(slug, &query),

@@ -46,64 +46,58 @@ impl TransferStore for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut stmt =
-                tx.prepare("SELECT site_id, hour, hits FROM hits_hourly ORDER BY site_id, hour")?;
-            let mut rows = stmt.query([])?;
-            // Both lists are in site order: walk them side by side.
-            let mut i = 0;
-            while let Some(row) = rows.next()? {
-                if let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) {
+            each_site_row(
+                &tx,
+                "SELECT site_id, hour, hits FROM hits_hourly ORDER BY site_id, hour",
+                &mut sites,
+                |dump, row| {
                     dump.buckets.push((at(row.get(1)?), row.get(2)?));
-                }
-            }
-            let mut stmt = tx.prepare(
+                    Ok(())
+                },
+            )?;
+            each_site_row(
+                &tx,
                 "SELECT p.site_id, p.path, p.page_count, d.day, d.hits FROM pages p \
                  LEFT JOIN page_hits_daily d ON d.page_id = p.page_id \
                  ORDER BY p.site_id, p.path, d.day",
+                &mut sites,
+                |dump, row| {
+                    let page: Page = row.get(1)?;
+                    if dump.pages.last().is_none_or(|p| p.page != page) {
+                        dump.pages.push(PageDump {
+                            page,
+                            count: row.get(2)?,
+                            days: Vec::new(),
+                        });
+                    }
+                    let day: Option<Day> = row.get(3)?;
+                    if let (Some(day), Some(last)) = (day, dump.pages.last_mut()) {
+                        last.days.push((day, row.get(4)?));
+                    }
+                    Ok(())
+                },
             )?;
-            let mut rows = stmt.query([])?;
-            let mut i = 0;
-            while let Some(row) = rows.next()? {
-                let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) else {
-                    continue;
-                };
-                let page: Page = row.get(1)?;
-                if dump.pages.last().is_none_or(|p| p.page != page) {
-                    dump.pages.push(PageDump {
-                        page,
-                        count: row.get(2)?,
-                        days: Vec::new(),
-                    });
-                }
-                let day: Option<Day> = row.get(3)?;
-                if let (Some(day), Some(last)) = (day, dump.pages.last_mut()) {
-                    last.days.push((day, row.get(4)?));
-                }
-            }
-            let mut stmt = tx.prepare(
+            each_site_row(
+                &tx,
                 "SELECT site_id, NULL AS path, day, dimension, value, hits FROM site_breakdowns \
                  UNION ALL \
                  SELECT p.site_id, p.path, b.day, b.dimension, b.value, b.hits \
                  FROM page_breakdowns b JOIN pages p ON p.page_id = b.page_id \
                  ORDER BY 1, 2 NULLS FIRST, 3, 4, 5",
+                &mut sites,
+                |dump, row| {
+                    if let Some(dimension) = Dimension::from_code(row.get(3)?) {
+                        dump.breakdowns.push(BreakdownDump {
+                            page: row.get(1)?,
+                            day: row.get(2)?,
+                            dimension,
+                            value: row.get(4)?,
+                            hits: row.get(5)?,
+                        });
+                    }
+                    Ok(())
+                },
             )?;
-            let mut rows = stmt.query([])?;
-            let mut i = 0;
-            while let Some(row) = rows.next()? {
-                let Some(dump) = dump_of(&mut sites, &mut i, row.get(0)?) else {
-                    continue;
-                };
-                let Some(dimension) = Dimension::from_code(row.get(3)?) else {
-                    continue;
-                };
-                dump.breakdowns.push(BreakdownDump {
-                    page: row.get(1)?,
-                    day: row.get(2)?,
-                    dimension,
-                    value: row.get(4)?,
-                    hits: row.get(5)?,
-                });
-            }
             Ok(sites)
         })
         .await
@@ -213,6 +207,27 @@ impl TransferStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Runs `sql`, whose rows come in site order with the site's id first,
+/// and hands each row to `each` with its site's dump (`sites`, in site
+/// order too: the two lists are walked side by side). Rows of a site not
+/// in `sites` are skipped.
+fn each_site_row(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    sites: &mut [SiteDump],
+    mut each: impl FnMut(&mut SiteDump, &rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    let mut i = 0;
+    while let Some(row) = rows.next()? {
+        if let Some(dump) = dump_of(sites, &mut i, row.get(0)?) {
+            each(dump, row)?;
+        }
+    }
+    Ok(())
 }
 
 /// The dump of site `id` in `sites` (in site order), looked for from the
