@@ -92,20 +92,12 @@ async fn send(app: &TestApp, slug: &str, kind: Kind, id: &str) -> StatusCode {
     request.send().await.unwrap().status()
 }
 
-/// `dimension`'s values for `slug` (and `page`), as the API answers them.
-async fn values(
-    app: &TestApp,
-    slug: &str,
-    dimension: &str,
-    page: Option<&str>,
-) -> Vec<(String, i64)> {
-    let path = match page {
-        Some(page) => format!("/api/v1/sites/{slug}/breakdown/{dimension}?page={page}"),
-        None => format!("/api/v1/sites/{slug}/breakdown/{dimension}"),
-    };
-    let (status, body) = app.get_json(&path).await;
+/// The values the API lists at `path` (a breakdown), checking that the
+/// answer names `field` as `named`.
+async fn listed(app: &TestApp, path: &str, (field, named): (&str, &str)) -> Vec<(String, i64)> {
+    let (status, body) = app.get_json(path).await;
     assert_eq!(status, 200, "{path}: {body}");
-    assert_eq!(body["dimension"], dimension);
+    assert_eq!(body[field], named, "{path}: {body}");
     body["values"]
         .as_array()
         .unwrap()
@@ -117,6 +109,93 @@ async fn values(
             )
         })
         .collect()
+}
+
+/// `dimension`'s values for `slug` (and `page`), as the API answers them.
+async fn values(
+    app: &TestApp,
+    slug: &str,
+    dimension: &str,
+    page: Option<&str>,
+) -> Vec<(String, i64)> {
+    let path = match page {
+        Some(page) => format!("/api/v1/sites/{slug}/breakdown/{dimension}?page={page}"),
+        None => format!("/api/v1/sites/{slug}/breakdown/{dimension}"),
+    };
+    listed(app, &path, ("dimension", dimension)).await
+}
+
+/// `dimension`'s values for `slug`'s hits from `referrer`, as the API
+/// answers them.
+async fn from_referrer(
+    app: &TestApp,
+    slug: &str,
+    dimension: &str,
+    referrer: &str,
+) -> Vec<(String, i64)> {
+    let encoded: String = url::form_urlencoded::byte_serialize(referrer.as_bytes()).collect();
+    let path = format!("/api/v1/sites/{slug}/breakdown/{dimension}?referrer={encoded}");
+    listed(app, &path, ("referrer", referrer)).await
+}
+
+/// A referrer, a dimension, and the values of its hits.
+type FromReferrer = (&'static str, &'static str, Vec<(String, i64)>);
+
+/// The mix's hits from each referrer (`(none)`: the 3 from the site
+/// itself) under the dimensions a referrer's hits differ by, written from
+/// the documented rules.
+fn expected_from_referrers() -> Vec<FromReferrer> {
+    vec![
+        ("news.ycombinator.com", "browser", expect(&[("Firefox", 6)])),
+        ("news.ycombinator.com", "source", expect(&[("hn", 6)])),
+        ("news.ycombinator.com", "screen", expect(&[("laptop", 6)])),
+        (
+            "news.ycombinator.com",
+            "referrer",
+            expect(&[("news.ycombinator.com", 6)]),
+        ),
+        ("lobste.rs", "os", expect(&[("iOS", 4)])),
+        ("lobste.rs", "device", expect(&[("mobile", 4)])),
+        ("lobste.rs", "language", expect(&[("de", 4)])),
+        (
+            "duckduckgo.com",
+            "browser_version",
+            expect(&[("Chrome 124", 2)]),
+        ),
+        ("duckduckgo.com", "screen", expect(&[("desktop", 2)])),
+        ("(none)", "browser", expect(&[("Chrome", 3)])),
+        ("(none)", "language", expect(&[("(unknown)", 3)])),
+        ("(none)", "source", expect(&[("(none)", 3)])),
+        ("(none)", "referrer", expect(&[("(none)", 3)])),
+        ("example.org", "browser", expect(&[])),
+    ]
+}
+
+/// Every dimension but the referrer's, for each referrer of the mix (and
+/// none), adds up to its hits.
+async fn referrers_add_up(app: &TestApp, slug: &str) {
+    for (referrer, dimension, expected) in expected_from_referrers() {
+        assert_eq!(
+            from_referrer(app, slug, dimension, referrer).await,
+            expected,
+            "{referrer} {dimension}"
+        );
+    }
+    for (referrer, hits) in [
+        ("news.ycombinator.com", 6),
+        ("lobste.rs", 4),
+        ("duckduckgo.com", 2),
+        ("(none)", 3),
+    ] {
+        for dimension in DIMENSIONS {
+            let sum: i64 = from_referrer(app, slug, dimension, referrer)
+                .await
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(sum, hits, "{referrer} {dimension}");
+        }
+    }
 }
 
 fn expect(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
@@ -243,6 +322,29 @@ async fn concurrent_hits_count_exactly(database_url: &str) {
             .sum();
         assert_eq!(a, 9, "{dimension}");
     }
+    // Per referrer, the retries counted once there too.
+    referrers_add_up(app, "blog").await;
+    // A slice's next link keeps the referrer.
+    let (_, body) = app
+        .get_json("/api/v1/sites/blog/breakdown/language?referrer=%28none%29&limit=1")
+        .await;
+    assert_eq!(body["values"], json!([{"value": "(unknown)", "hits": 3}]));
+    assert_eq!(body["next"], Value::Null);
+    let (_, body) = app
+        .get_json("/api/v1/sites/blog/breakdown/device?referrer=(none)&limit=0")
+        .await;
+    assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+    // A page and a referrer, or a referrer no breakdown could list: 400.
+    for query in [
+        "page=/a&referrer=lobste.rs",
+        "referrer=%20lobste.rs",
+        "referrer=",
+    ] {
+        let path = format!("/api/v1/sites/blog/breakdown/browser?{query}");
+        let (status, body) = app.get_json(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -295,6 +397,19 @@ async fn a_site_keeps_at_most_its_limit_of_values(database_url: &str) {
         values(&app, "blog", "referrer", None).await,
         expect(&[("(other)", 3), ("a.test", 2), ("(none)", 1), ("b.test", 1)])
     );
+    // The referrers past the room are (other) in their own rows too.
+    for (referrer, hits) in [("(other)", 3), ("a.test", 2), ("(none)", 1), ("c.test", 0)] {
+        let expected = if hits > 0 {
+            expect(&[("(unknown)", hits)])
+        } else {
+            expect(&[])
+        };
+        assert_eq!(
+            from_referrer(&app, "blog", "browser", referrer).await,
+            expected,
+            "{referrer}"
+        );
+    }
     // Another site has room of its own.
     app.create_site(&json!({"slug": "docs"})).await;
     referred(&app, "docs", &["c.test"]).await;
@@ -617,10 +732,17 @@ async fn an_export_imports_into_an_empty_tally_with_the_same_breakdowns() {
     // 11 dimensions on the site, and on /a and /b.
     let site_rows: i64 = rows
         .iter()
-        .filter(|r| r.get("page").is_none())
+        .filter(|r| r.get("page").is_none() && r.get("referrer").is_none())
         .map(|r| r["hits"].as_i64().unwrap())
         .sum();
     assert_eq!(site_rows, 15 * 11);
+    // The 12 hits from a referrer, under the 10 other dimensions.
+    let referred: i64 = rows
+        .iter()
+        .filter(|r| r.get("referrer").is_some())
+        .map(|r| r["hits"].as_i64().unwrap())
+        .sum();
+    assert_eq!(referred, 12 * 10);
     let document = json!({"exported_at": "2026-12-01T00:00:00Z", "sites": sites}).to_string();
 
     let pg = PgServer::start();
@@ -644,6 +766,7 @@ async fn an_export_imports_into_an_empty_tally_with_the_same_breakdowns() {
                 "{dimension}"
             );
         }
+        referrers_add_up(&target, "blog").await;
         // Imported again, the rows replace the site's: the same again.
         let (status, _) = target
             .admin(
@@ -677,6 +800,10 @@ async fn bad_breakdown_rows_are_refused_and_nothing_is_imported() {
         }
         r
     };
+    let from = |mut r: Value, referrer: &str| {
+        r["referrer"] = json!(referrer);
+        r
+    };
     for (rows, message) in [
         (
             json!([row("2026-11-23", "colour", "red", None)]),
@@ -700,6 +827,34 @@ async fn bad_breakdown_rows_are_refused_and_nothing_is_imported() {
         (
             json!([row("9999-01-01", "referrer", "a.test", None)]),
             "sites[0].breakdowns[0].d:",
+        ),
+        (
+            json!([from(
+                row("2026-11-23", "browser", "Firefox", None),
+                "(none)"
+            )]),
+            "sites[0].breakdowns[0].referrer: \"(none)\" is not a referrer a breakdown keeps",
+        ),
+        (
+            json!([from(
+                row("2026-11-23", "referrer", "a.test", None),
+                "a.test"
+            )]),
+            "sites[0].breakdowns[0].referrer: a referrer's row counts another dimension",
+        ),
+        (
+            json!([from(
+                row("2026-11-23", "browser", "Firefox", Some("/a")),
+                "a.test"
+            )]),
+            "sites[0].breakdowns[0].referrer: a row is a page's or a referrer's, not both",
+        ),
+        (
+            json!([
+                from(row("2026-11-23", "browser", "Firefox", None), "a.test"),
+                from(row("2026-11-23", "browser", "Firefox", None), "a.test")
+            ]),
+            "site \"blog\": the breakdown row browser \"Firefox\" of referrer \"a.test\" on 2026-11-23 is given twice",
         ),
     ] {
         let (status, body) = app

@@ -1212,6 +1212,30 @@ async fn the_dates_are_chosen_for_the_whole_page_and_compared_with_those_before(
     }
 }
 
+/// `html` without its links' tags: `<a href="…">a.test</a>` is `a.test`.
+fn unlinked(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<a href=\"") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        rest = &after[after.find('>').unwrap() + 1..];
+    }
+    out.push_str(rest);
+    out.replace("</a>", "")
+}
+
+/// The names of the rows of the tables of values in `html`, unlinked.
+fn names(html: &str) -> Vec<String> {
+    html.split("<td class=\"name\">")
+        .skip(1)
+        .map(|row| {
+            let row = unlinked(row);
+            row[..row.find('<').unwrap()].to_owned()
+        })
+        .collect()
+}
+
 /// The text of the table captioned `title` in the section "Where visits
 /// come from": each row's cells, joined by `|`.
 fn panel_rows(body: &str, title: &str) -> Vec<String> {
@@ -1229,13 +1253,16 @@ fn panel_rows(body: &str, title: &str) -> Vec<String> {
                 .map(|cell| {
                     let text = &cell[cell.find('>').unwrap() + 1..];
                     let text = &text[..text.find("</td>").unwrap()];
-                    // The share line under a value is checked on its own.
-                    match (text.find("<svg class=\"share line\""), text.rfind("</svg>")) {
+                    // The share line under a value, and the link a
+                    // referrer opens, are checked on their own.
+                    let text = match (text.find("<svg class=\"share line\""), text.rfind("</svg>"))
+                    {
                         (Some(start), Some(end)) => {
                             format!("{}{}", &text[..start], &text[end + 6..])
                         }
                         _ => text.to_owned(),
-                    }
+                    };
+                    unlinked(&text)
                 })
                 .collect::<Vec<_>>()
                 .join("|")
@@ -1274,7 +1301,7 @@ async fn the_site_page_shows_where_its_visits_come_from() {
     // Each value has a line as long as its share: a.test's half.
     assert!(
         page.body.contains(
-            "<td class=\"name\">a.test<svg class=\"share line\" width=\"100%\" height=\"4\" \
+            "\">a.test</a><svg class=\"share line\" width=\"100%\" height=\"4\" \
              viewBox=\"0 0 1000 4\" preserveAspectRatio=\"none\" aria-hidden=\"true\" \
              xmlns=\"http://www.w3.org/2000/svg\"><rect class=\"track\" width=\"1000\" height=\"4\">\
              </rect><rect class=\"fill\" width=\"500\" height=\"4\"></rect></svg></td>"
@@ -1337,9 +1364,13 @@ async fn a_panel_links_to_all_its_values() {
     let site = get(&r, "/dashboard/blog", &[]).await;
     assert_page(&site);
     assert_eq!(panel_rows(&site.body, "Referrers").len(), 6);
-    let more = "/dashboard/blog?from=";
-    let start = site.body.find(more).expect("a link to all the values");
-    let href = &site.body[start..start + site.body[start..].find('"').unwrap()];
+    let more = site
+        .body
+        .find(">All 8 values</a>")
+        .expect("a link to all the values");
+    let start = site.body[..more].rfind("href=\"").unwrap() + "href=\"".len();
+    let href = &site.body[start..more - 1];
+    assert!(href.starts_with("/dashboard/blog?from="), "{href}");
     assert!(href.ends_with("&amp;values=referrer"), "{href}");
     assert!(site.body.contains(">All 8 values</a>"), "{}", site.body);
     // Six values or fewer: no such link.
@@ -1354,12 +1385,7 @@ async fn a_panel_links_to_all_its_values() {
     );
     assert!(all.body.contains("</strong> hits on "), "{}", all.body);
     assert!(all.body.contains(" · 8 values</p>"), "{}", all.body);
-    let rows: Vec<String> = all
-        .body
-        .split("<td class=\"name\">")
-        .skip(1)
-        .map(|row| row[..row.find('<').unwrap()].to_owned())
-        .collect();
+    let rows = names(&all.body);
     assert_eq!(
         rows,
         [
@@ -1396,23 +1422,30 @@ async fn hit_blog(r: &TestApp, body: serde_json::Value) {
     assert_eq!(status, StatusCode::OK, "{text}");
 }
 
-/// A page's own page shows the panels narrowed to its hits, and links the
-/// API's lists narrowed the same way.
-#[tokio::test]
-async fn a_page_s_page_shows_where_its_own_visits_come_from() {
+/// A public dashboard's blog with one hit per `(page, referrer, screen)`.
+async fn visited(hits: &[(&str, &str, u32)]) -> TestApp {
     let r = app(&["--dashboard-public"]).await;
-    for (page, referrer, screen) in [
-        ("/a", "https://x.test/1", 390),
-        ("/a", "https://x.test/2", 1920),
-        ("/a", "", 1920),
-        ("/b", "https://y.test/", 390),
-    ] {
+    for (page, referrer, screen) in hits {
         hit_blog(
             &r,
             serde_json::json!({"page": page, "referrer": referrer, "screen": screen}),
         )
         .await;
     }
+    r
+}
+
+/// A page's own page shows the panels narrowed to its hits, and links the
+/// API's lists narrowed the same way.
+#[tokio::test]
+async fn a_page_s_page_shows_where_its_own_visits_come_from() {
+    let r = visited(&[
+        ("/a", "https://x.test/1", 390),
+        ("/a", "https://x.test/2", 1920),
+        ("/a", "", 1920),
+        ("/b", "https://y.test/", 390),
+    ])
+    .await;
     let site = get(&r, "/dashboard/blog", &[]).await;
     assert_eq!(
         panel_rows(&site.body, "Referrers"),
@@ -1438,5 +1471,99 @@ async fn a_page_s_page_shows_where_its_own_visits_come_from() {
     assert!(page.body.contains("&amp;page=/a\""), "{}", page.body);
     let other = get(&r, "/dashboard/blog?page=/b", &[]).await;
     assert_eq!(panel_rows(&other.body, "Referrers"), ["y.test|1|100.0%"]);
+    r.stop().await.unwrap();
+}
+
+/// A referrer's row opens the hits from it: their days, the pages they
+/// came to, and every other panel narrowed to them; `(none)` opens the
+/// hits from no referrer.
+#[tokio::test]
+async fn a_referrer_s_page_narrows_every_panel_to_its_hits() {
+    let r = visited(&[
+        ("/a", "https://x.test/1", 390),
+        ("/a", "https://x.test/2", 390),
+        ("/b", "https://x.test/3", 1920),
+        ("/a", "", 1920),
+        ("/b", "https://y.test/", 390),
+    ])
+    .await;
+    let site = get(&r, "/dashboard/blog", &[]).await;
+    assert_eq!(
+        panel_rows(&site.body, "Referrers"),
+        ["x.test|3|60.0%", "(none)|1|20.0%", "y.test|1|20.0%"]
+    );
+    let start = site
+        .body
+        .find("<a href=\"/dashboard/blog?from=")
+        .expect("a referrer's link")
+        + "<a href=\"".len();
+    let href = &site.body[start..start + site.body[start..].find('"').unwrap()];
+    assert!(href.ends_with("&amp;referrer=x.test"), "{href}");
+
+    let from = get(&r, &href.replace("&amp;", "&"), &[]).await;
+    assert_page(&from);
+    assert!(
+        from.body
+            .contains("<h1>Hits from x.test<small>blog</small></h1>"),
+        "{}",
+        from.body
+    );
+    assert!(
+        from.body
+            .contains("<strong>3</strong> hits from x.test in ")
+    );
+    assert_eq!(
+        panel_rows(&from.body, "Screens"),
+        ["phone|2|66.7%", "desktop|1|33.3%"]
+    );
+    assert!(!from.body.contains(">Referrers</a></caption>"));
+    // The pages they came to, each opening its page over the same days.
+    let pages = &from.body[from.body.find("id=\"pages\"").unwrap()..];
+    let pages = &pages[..pages.find("</table>").unwrap()];
+    let rows = names(pages);
+    assert_eq!(rows, ["/a", "/b"]);
+    assert!(pages.contains("&amp;page=/a\">/a</a>"), "{pages}");
+    // The API's lists, narrowed the same way; the tabs keep the referrer.
+    assert!(
+        from.body
+            .contains("/api/v1/sites/blog/breakdown/screen?from=")
+            && from.body.contains("&amp;referrer=x.test\">Screens</a>"),
+        "{}",
+        from.body
+    );
+    assert!(from.body.contains("?range=7d&amp;referrer=x.test\""));
+
+    let direct = get(&r, "/dashboard/blog?referrer=(none)", &[]).await;
+    assert_page(&direct);
+    assert!(
+        direct
+            .body
+            .contains("<h1>Hits from no referrer<small>blog</small></h1>"),
+        "{}",
+        direct.body
+    );
+    assert_eq!(panel_rows(&direct.body, "Screens"), ["desktop|1|100.0%"]);
+    let y = get(&r, "/dashboard/blog?referrer=y.test&range=7d", &[]).await;
+    assert_eq!(panel_rows(&y.body, "Screens"), ["phone|1|100.0%"]);
+
+    for (bad, why) in [
+        (
+            "/dashboard/blog?referrer=%20x.test",
+            "No referrer is listed as",
+        ),
+        ("/dashboard/blog?referrer=x.test&page=/a", "one of them"),
+        (
+            "/dashboard/blog?referrer=x.test&values=screen",
+            "one of them",
+        ),
+        (
+            "/dashboard/blog?referrer=x.test&view=hourly",
+            "their view is daily",
+        ),
+    ] {
+        let reply = get(&r, bad, &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(reply.body.contains(why), "{bad}: {}", reply.body);
+    }
     r.stop().await.unwrap();
 }

@@ -24,6 +24,23 @@ CREATE TABLE page_breakdowns (
     PRIMARY KEY (page_id, dimension, day, value)
 );
 
+-- A site's hits from one referrer (never `(none)`) per value of every
+-- other dimension: what the dashboard's referrer filter reads. A site's
+-- `(none)` is its own rows less every referrer's. `referrer` and `value`
+-- are capped as the site's are (a referrer the site has no room for is
+-- `(other)` here too). Keyed by dimension and day before the referrer:
+-- one referrer's values and the `(none)` subtraction read the same range.
+CREATE TABLE referrer_breakdowns (
+    site_id bigint NOT NULL REFERENCES visitors (site_id) ON DELETE CASCADE,
+    referrer text NOT NULL,
+    dimension smallint NOT NULL,
+    day bigint NOT NULL,
+    value text NOT NULL,
+    hits bigint NOT NULL,
+    PRIMARY KEY (site_id, dimension, day, referrer, value)
+);
+
 -- Retention deletes by day.
 CREATE INDEX site_breakdowns_day ON site_breakdowns (day);
 CREATE INDEX page_breakdowns_day ON page_breakdowns (day);
+CREATE INDEX referrer_breakdowns_day ON referrer_breakdowns (day);

@@ -18,5 +18,16 @@ CREATE TABLE page_breakdowns (
     PRIMARY KEY (page_id, dimension, day, value)
 ) WITHOUT ROWID;
 
+CREATE TABLE referrer_breakdowns (
+    site_id INTEGER NOT NULL REFERENCES visitors (site_id) ON DELETE CASCADE,
+    referrer TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    hits INTEGER NOT NULL,
+    PRIMARY KEY (site_id, dimension, day, referrer, value)
+) WITHOUT ROWID;
+
 CREATE INDEX site_breakdowns_day ON site_breakdowns (day);
 CREATE INDEX page_breakdowns_day ON page_breakdowns (day);
+CREATE INDEX referrer_breakdowns_day ON referrer_breakdowns (day);

@@ -102,7 +102,7 @@ impl Dimension {
 
     /// The number the stores keep it under: its place in [`Dimension::ALL`],
     /// which only ever grows at the end.
-    pub fn code(self) -> i16 {
+    pub const fn code(self) -> i16 {
         self as i16
     }
 

@@ -183,17 +183,64 @@ pub struct PageSlice {
     pub offset: i64,
 }
 
-/// What a breakdown is asked for: a site's (or one of its pages') hits
-/// per value of `dimension` in the days `[from, to)`, `limit` values from
-/// the `offset`th, most hits first.
+/// What a breakdown is asked for: a site's hits (or only one of its
+/// pages', or only those from one referrer: at most one of the two) per
+/// value of `dimension` in the days `[from, to)`, `limit` values from the
+/// `offset`th, most hits first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakdownQuery {
     pub dimension: breakdown::Dimension,
     pub page: Option<Page>,
+    /// A referrer's value as the breakdowns keep it: a host, `(none)` or
+    /// `(other)`.
+    pub referrer: Option<String>,
     pub from: time::Day,
     pub to: time::Day,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// Which of a site's hits a [`BreakdownQuery`] reads, as the stores keep
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Narrowed<'a> {
+    /// All of them.
+    Site,
+    /// One page's.
+    Page(&'a str),
+    /// The referrer dimension, narrowed to one of its values.
+    OneReferrer(&'a str),
+    /// Those from a referrer (not `(none)`), under another dimension.
+    Referrer(&'a str),
+    /// Those from no referrer, under another dimension: the site's less
+    /// every referrer's.
+    Direct,
+}
+
+impl BreakdownQuery {
+    pub fn narrowed(&self) -> Narrowed<'_> {
+        match (&self.page, self.referrer.as_deref()) {
+            (Some(page), _) => Narrowed::Page(page.as_str()),
+            (None, None) => Narrowed::Site,
+            (None, Some(referrer)) if self.dimension == breakdown::Dimension::Referrer => {
+                Narrowed::OneReferrer(referrer)
+            }
+            (None, Some(breakdown::NONE)) => Narrowed::Direct,
+            (None, Some(referrer)) => Narrowed::Referrer(referrer),
+        }
+    }
+}
+
+/// One value of a dimension over a range of days (`referrer`
+/// `news.ycombinator.com`): its hits per day that had any, and the pages
+/// with the most of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueDetail {
+    pub site: Site,
+    /// (day, hits), by day.
+    pub days: Vec<(time::Day, i64)>,
+    /// (page, hits), most hits first, then by name.
+    pub pages: Vec<(String, i64)>,
 }
 
 /// One slice of a breakdown: each value with its hits, most hits first
@@ -303,8 +350,8 @@ pub struct SiteDump {
     pub buckets: Vec<(SystemTime, i64)>,
     /// Every page, by name.
     pub pages: Vec<PageDump>,
-    /// Every breakdown row: the site's (no page) first, then each page's,
-    /// each by day, dimension and value.
+    /// Every breakdown row: the site's (no page, no referrer) first, then
+    /// each referrer's, then each page's, each by day, dimension and value.
     pub breakdowns: Vec<BreakdownDump>,
 }
 
@@ -317,6 +364,9 @@ pub struct BreakdownDump {
     pub dimension: breakdown::Dimension,
     pub value: String,
     pub page: Option<Page>,
+    /// The referrer whose hits the row counts (never `(none)`; never with
+    /// a page, nor under the referrer dimension).
+    pub referrer: Option<String>,
     pub hits: i64,
 }
 

@@ -66,6 +66,10 @@ pub struct BreakdownParams {
     #[param(example = "/posts/hello", max_length = 1024)]
     #[allow(dead_code, reason = "for the schema; PageParam reads it as it stands")]
     page: Option<String>,
+    /// Only the hits from this referrer, as the `referrer` breakdown lists
+    /// it: a host, `(none)` (no referrer) or `(other)`. Not with `page`.
+    #[param(example = "news.ycombinator.com", max_length = 100)]
+    referrer: Option<String>,
     /// Values in this answer, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
@@ -88,6 +92,10 @@ pub struct BreakdownBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "/posts/hello")]
     page: Option<Page>,
+    /// The referrer, when the breakdown is of its hits only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "news.ycombinator.com")]
+    referrer: Option<String>,
     #[schema(example = "2026-11-01")]
     from: String,
     #[schema(example = "2026-12-01")]
@@ -160,6 +168,13 @@ pub async fn breakdown(
     let format = Format::parse(query.format.as_deref())?;
     let (limit, offset) = slice(query.limit, query.offset, DEFAULT_LIMIT, MAX_LIMIT)?;
     let range = day_range(query.from.as_deref(), query.to.as_deref(), DEFAULT_DAYS)?;
+    let referrer = query.referrer.map(referrer_param).transpose()?;
+    if page.is_some() && referrer.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "page and referrer narrow a breakdown one way each: give one of them",
+        ));
+    }
     let page = match page {
         Some(raw) => Some(state.counting.pages.page_of(&slug, &raw).await?),
         None => None,
@@ -173,6 +188,7 @@ pub async fn breakdown(
             &BreakdownQuery {
                 dimension,
                 page: page.clone(),
+                referrer: referrer.clone(),
                 from: range.from / day,
                 to: range.to / day,
                 limit,
@@ -192,6 +208,11 @@ pub async fn breakdown(
                 url::form_urlencoded::byte_serialize(page.as_str().as_bytes()).collect();
             let _ = write!(next, "&page={encoded}");
         }
+        if let Some(referrer) = &referrer {
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(referrer.as_bytes()).collect();
+            let _ = write!(next, "&referrer={encoded}");
+        }
         if format == Format::Csv {
             next.push_str("&format=csv");
         }
@@ -202,6 +223,7 @@ pub async fn breakdown(
             site: list.site.slug.clone(),
             dimension: dimension.name(),
             page,
+            referrer,
             from: Step::Day.format(range.from),
             to: Step::Day.format(range.to),
             values: list
@@ -223,6 +245,22 @@ pub async fn breakdown(
     };
     link_next(&mut response, next.as_deref());
     Ok(response)
+}
+
+/// `referrer=`: a referrer's value as the breakdowns keep it.
+fn referrer_param(raw: String) -> Result<String, ApiError> {
+    if crate::domain::breakdown::value(&raw).as_deref() == Some(raw.as_str()) {
+        Ok(raw)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!(
+                "referrer: {raw:?} is not a referrer a breakdown lists (a host, \"(none)\" or \
+                 \"(other)\", 1 to {} characters, trimmed, no control or invisible character)",
+                crate::domain::breakdown::MAX_VALUE_LEN
+            ),
+        ))
+    }
 }
 
 /// `<dimension>,hits` then one line per value; values come from the

@@ -36,14 +36,24 @@ impl Limits {
     }
 }
 
-/// A count a batch adds to one breakdown value: of its site's, or of one
-/// of its pages' (`page`) on the batch's day.
+/// A count a batch adds to one breakdown value on the batch's day: of its
+/// site's, of one of its pages' (`page`), or of its hits from one
+/// referrer (`referrer`, never `(none)`; never with a page or under the
+/// referrer dimension itself), which a referrer's filter reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BreakdownRow<'a> {
     pub dimension: i16,
     pub value: &'a str,
     pub page: Option<&'a str>,
+    pub referrer: Option<&'a str>,
     pub hits: i64,
+}
+
+impl BreakdownRow<'_> {
+    /// A row of the site's own: neither a page's nor a referrer's.
+    pub fn is_site(&self) -> bool {
+        self.page.is_none() && self.referrer.is_none()
+    }
 }
 
 /// What [`HitStore::open_hits`] did with a batch.
@@ -357,15 +367,18 @@ impl<'a> PagePlan<'a> {
 impl SiteHits {
     /// What the batch's fresh hits add to the breakdowns: per dimension,
     /// value and page (the one each hit counted on, `pages` if it names
-    /// pages), their hits; sorted. Repeats of a request already counted
-    /// add nothing, as they add nothing to the count.
+    /// pages), their hits; and per referrer other than `(none)`, its hits'
+    /// values of every other dimension (the site's `(none)` is the site's
+    /// rows less every referrer's). Sorted. Repeats of a request already
+    /// counted add nothing, as they add nothing to the count.
     pub(crate) fn breakdown_rows<'a>(
         &'a self,
         plan: &Plan<'_>,
         pages: Option<&PagePlan<'a>>,
     ) -> Vec<BreakdownRow<'a>> {
-        let mut tally: std::collections::HashMap<(i16, &'a str, Option<&'a str>), i64> =
-            Default::default();
+        type Key<'a> = (i16, &'a str, Option<&'a str>, Option<&'a str>);
+        let mut tally: std::collections::HashMap<Key<'a>, i64> = Default::default();
+        let referrer_dimension = Dimension::Referrer;
         for (i, (slot, facets)) in plan.slots.iter().zip(&self.facets).enumerate() {
             let (Slot::Fresh(_), Some(facets)) = (slot, facets) else {
                 continue;
@@ -377,19 +390,26 @@ impl SiteHits {
                     .flatten()
                     .map(|(t, _)| p.tallies[t].0)
             });
+            let referrer = Some(facets.get(referrer_dimension))
+                .filter(|r| *r != crate::domain::breakdown::NONE);
             for (dimension, value) in facets.iter() {
-                *tally.entry((dimension.code(), value, None)).or_default() += 1;
+                let code = dimension.code();
+                *tally.entry((code, value, None, None)).or_default() += 1;
                 if page.is_some() {
-                    *tally.entry((dimension.code(), value, page)).or_default() += 1;
+                    *tally.entry((code, value, page, None)).or_default() += 1;
+                }
+                if referrer.is_some() && dimension != referrer_dimension {
+                    *tally.entry((code, value, None, referrer)).or_default() += 1;
                 }
             }
         }
         let mut rows: Vec<BreakdownRow<'a>> = tally
             .into_iter()
-            .map(|((dimension, value, page), hits)| BreakdownRow {
+            .map(|((dimension, value, page, referrer), hits)| BreakdownRow {
                 dimension,
                 value,
                 page,
+                referrer,
                 hits,
             })
             .collect();
@@ -414,8 +434,9 @@ pub fn takes_room(value: &str) -> bool {
 /// room ([`takes_room`]), or if it is among the first `limit - used` new
 /// values of its dimension (`used`: the values the site has that day that
 /// take room), the new values ranked by their hits in the batch, then by
-/// name. `rows` are a site's rows and its pages' ([`SiteHits::breakdown_rows`]);
-/// a page's value is its site's.
+/// name. `rows` are a site's rows, its pages' and its referrers'
+/// ([`SiteHits::breakdown_rows`]); a page's or a referrer's value is its
+/// site's, and so is a referrer row's referrer.
 pub fn cap_values(
     rows: &mut [BreakdownRow<'_>],
     known: &dyn Fn(i16, &str) -> bool,
@@ -424,7 +445,7 @@ pub fn cap_values(
 ) {
     let mut fresh: Vec<(i16, i64, &str)> = rows
         .iter()
-        .filter(|r| r.page.is_none() && takes_room(r.value) && !known(r.dimension, r.value))
+        .filter(|r| r.is_site() && takes_room(r.value) && !known(r.dimension, r.value))
         .map(|r| (r.dimension, r.hits, r.value))
         .collect();
     if fresh.is_empty() {
@@ -442,9 +463,15 @@ pub fn cap_values(
             refused.insert((dimension, value));
         }
     }
+    let referrer = Dimension::Referrer.code();
     for row in rows.iter_mut() {
         if refused.contains(&(row.dimension, row.value)) {
             row.value = crate::domain::breakdown::OTHER;
+        }
+        if let Some(from) = row.referrer
+            && refused.contains(&(referrer, from))
+        {
+            row.referrer = Some(crate::domain::breakdown::OTHER);
         }
     }
 }
@@ -514,6 +541,7 @@ mod tests {
             dimension,
             value,
             page,
+            referrer: None,
             hits,
         }
     }
@@ -599,10 +627,78 @@ mod tests {
         // dimensions, each on the site and one of them on a page too.
         assert_eq!(
             rows.iter()
-                .filter(|r| r.page.is_none())
+                .filter(|r| r.is_site())
                 .map(|r| r.hits)
                 .sum::<i64>(),
             2 * Dimension::ALL.len() as i64
+        );
+        // Each referrer's hit under the 10 other dimensions, on no page.
+        let by_referrer: Vec<(&str, i16, &str, i64)> = rows
+            .iter()
+            .filter_map(|r| Some((r.referrer?, r.dimension, r.value, r.hits)))
+            .filter(|r| r.1 == Dimension::Browser.code() || r.1 == Dimension::Os.code())
+            .collect();
+        assert_eq!(
+            by_referrer,
+            [
+                ("a.test", Dimension::Browser.code(), "(unknown)", 1),
+                ("b.test", Dimension::Browser.code(), "(unknown)", 1),
+                ("a.test", Dimension::Os.code(), "(unknown)", 1),
+                ("b.test", Dimension::Os.code(), "(unknown)", 1),
+            ]
+        );
+        for from in ["a.test", "b.test"] {
+            let of = |r: &&BreakdownRow<'_>| r.referrer == Some(from);
+            assert_eq!(rows.iter().filter(of).map(|r| r.hits).sum::<i64>(), 10);
+            assert!(
+                rows.iter()
+                    .filter(of)
+                    .all(|r| r.page.is_none() && r.dimension != referrer)
+            );
+        }
+    }
+
+    #[test]
+    fn hits_without_a_referrer_add_no_referrer_rows() {
+        use crate::domain::breakdown::Facets;
+        let mut h = SiteHits::default();
+        h.push(None, None, Some(Box::new(Facets::default())));
+        let plan = h.plan(&|_| false);
+        let rows = h.breakdown_rows(&plan, None);
+        assert_eq!(rows.len(), 11);
+        assert!(rows.iter().all(BreakdownRow::is_site));
+    }
+
+    #[test]
+    fn a_referrer_past_the_room_is_other_in_its_rows_too() {
+        let referrer = Dimension::Referrer.code();
+        let mut rows = vec![
+            row(referrer, "a.test", None, 2),
+            row(referrer, "b.test", None, 1),
+            BreakdownRow {
+                referrer: Some("a.test"),
+                ..row(4, "Firefox", None, 2)
+            },
+            BreakdownRow {
+                referrer: Some("b.test"),
+                ..row(4, "Firefox", None, 1)
+            },
+            row(4, "Firefox", None, 3),
+        ];
+        cap_values(&mut rows, &|_, _| false, &|_| 0, 1);
+        let got: Vec<(i16, &str, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r.dimension, r.value, r.referrer))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (referrer, "a.test", None),
+                (referrer, "(other)", None),
+                (4, "Firefox", Some("a.test")),
+                (4, "Firefox", Some("(other)")),
+                (4, "Firefox", None),
+            ]
         );
     }
 

@@ -30,12 +30,12 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 
 use crate::config::StoreSettings;
-use crate::domain::breakdown::Facets;
+use crate::domain::breakdown::{Dimension, Facets};
 use crate::domain::time::Day;
 use crate::domain::{
     BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageList, PageSelector,
     PageSeries, PageSlice, RulesPatch, SeriesData, Site, SiteDump, SiteId, SiteRules, Slug,
-    TrailingSlash, Versioned,
+    TrailingSlash, ValueDetail, Versioned,
 };
 use crate::secret::{Secret, redact_url};
 
@@ -332,6 +332,18 @@ pub trait BreakdownStore: Send + Sync + fmt::Debug {
         slug: &Slug,
         query: &BreakdownQuery,
     ) -> Result<Option<BreakdownList>, StoreError>;
+
+    /// The site `slug`'s hits under `value` of `dimension` in the days
+    /// `[from, to)`: per day, and on its `pages` pages with the most of
+    /// them. `None` if there is no such site.
+    async fn value_detail(
+        &self,
+        slug: &Slug,
+        dimension: Dimension,
+        value: &str,
+        days: (Day, Day),
+        pages: i64,
+    ) -> Result<Option<ValueDetail>, StoreError>;
 }
 
 /// Signed-out dashboard sessions.

@@ -261,6 +261,8 @@ pub struct ViewQuery {
     page: Option<String>,
     /// A dimension whose values are all listed ([`sources::values_view`]).
     values: Option<String>,
+    /// A referrer whose hits are shown ([`sources::referrer_view`]).
+    referrer: Option<String>,
     /// Pages just deleted, said above the table.
     deleted: Option<String>,
 }
@@ -312,30 +314,40 @@ pub async fn site(
             "The query string names the dates and a page, each at most once.",
         );
     };
-    if query.page.is_some() && query.view.as_deref() == Some("hourly") {
+    let narrowed = [
+        query.page.is_some(),
+        query.values.is_some(),
+        query.referrer.is_some(),
+    ];
+    if narrowed.into_iter().filter(|n| *n).count() > 1 {
         return error_page(
             StatusCode::BAD_REQUEST,
             "Bad request",
-            "A page's hits are kept per day: its view is daily.",
+            "The query string names a page, a referrer or the values of a dimension: one of them.",
         );
     }
-    let default = match query.page {
-        Some(_) => Period::Days30,
-        None => Period::Hours48,
+    if (query.page.is_some() || query.referrer.is_some()) && query.view.as_deref() == Some("hourly")
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "A page's hits and a referrer's are kept per day: their view is daily.",
+        );
+    }
+    let default = if query.page.is_some() || query.referrer.is_some() {
+        Period::Days30
+    } else {
+        Period::Hours48
     };
     let period = match Period::read(query.asked(), default, today()) {
         Ok(period) => period,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &why),
     };
     if let Some(name) = &query.values {
-        if query.page.is_some() {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The query string names a page or the values of a dimension, not both.",
-            );
-        }
         return sources::values_view(viewer, &state, &slug, name, period).await;
+    }
+    if let Some(referrer) = &query.referrer {
+        return sources::referrer_view(viewer, &state, &slug, referrer, period).await;
     }
     if query.page.is_some() {
         let raw = raw_query.as_deref().and_then(raw_page_param);
@@ -384,7 +396,7 @@ pub async fn site(
         Ok(before) => before.zip(previous),
         Err(e) => return failure(e),
     };
-    let sources = match sources::panels(&state, &slug, days, None).await {
+    let sources = match sources::panels(&state, &slug, days, sources::Narrow::Site).await {
         Ok(panels) => panels,
         Err(e) => return failure(e),
     };
@@ -474,7 +486,7 @@ async fn page_view(
             .counting
             .series
             .page_series(slug, &page_name, r)),
-        sources::panels(state, slug, range, Some(&page_name)),
+        sources::panels(state, slug, range, sources::Narrow::Page(&page_name)),
     );
     let series = match series {
         Ok(series) => series,
@@ -682,7 +694,7 @@ fn site_main(
             ": " code { "![views](" (base) "/badge/" (slug) ".svg)" }
         }
         (top_pages(slug, top, base))
-        (sources::sources(slug, top.days, panels, None))
+        (sources::sources(slug, top.days, panels, sources::Narrow::Site))
         (updated())
     }
 }
@@ -729,7 +741,7 @@ fn page_main(
             }
         }
         (charts(unit, (&bars_label, &bars), (&line_label, &running)))
-        (sources::sources(&site.slug, series.range, panels, Some(name)))
+        (sources::sources(&site.slug, series.range, panels, sources::Narrow::Page(name)))
         (updated())
     }
 }

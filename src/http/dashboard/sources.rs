@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use super::*;
+use crate::counting::series::Point;
 use crate::domain::BreakdownQuery;
-use crate::domain::breakdown::Dimension;
+use crate::domain::breakdown::{self, Dimension};
 
 /// Values shown per dimension in a panel; its "All values" page lists up
 /// to [`LISTED_VALUES`], the API all.
@@ -31,6 +32,45 @@ const SHOWN: [(Dimension, &str); 8] = [
 /// Versions shown under each browser, most hits first.
 const TOP_VERSIONS: usize = 5;
 
+/// Which of a site's hits a page's panels show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Narrow<'a> {
+    /// All of them.
+    Site,
+    /// One page's.
+    Page(&'a Page),
+    /// Those from one referrer, as the referrer panel lists it (`(none)`:
+    /// from none).
+    Referrer(&'a str),
+}
+
+impl Narrow<'_> {
+    /// The query parameter that narrows the API's breakdowns the same way,
+    /// `&` first; nothing for the whole site.
+    fn api_part(self) -> String {
+        match self {
+            Narrow::Site => String::new(),
+            Narrow::Page(page) => format!("&page={}", page_param(page.as_str())),
+            Narrow::Referrer(referrer) => format!("&referrer={}", form_encoded(referrer)),
+        }
+    }
+}
+
+/// `text` as a query parameter's value.
+fn form_encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The dashboard's page of the hits from `referrer` on the days `from` to
+/// `last` (dates, both included).
+fn referrer_href(slug: &Slug, referrer: &str, from: &str, last: &str) -> String {
+    format!(
+        "{}?from={from}&to={last}&referrer={}",
+        site_href(slug),
+        form_encoded(referrer)
+    )
+}
+
 /// One dimension's top values over the days, and its hits in all.
 #[derive(Debug)]
 pub(super) struct Panel {
@@ -46,17 +86,20 @@ pub(super) struct Panel {
 }
 
 /// Each shown dimension's top values for `slug` over the whole days
-/// `days`, of one of its pages when `page` names it. A dimension's total
-/// is the sum of all its values (every hit counts once under each
-/// dimension).
+/// `days`, of its hits that `narrow` keeps (from one referrer: every
+/// dimension but the referrer's). A dimension's total is the sum of all
+/// its values (every hit counts once under each dimension).
 pub(super) async fn panels(
     state: &AppState,
     slug: &Slug,
     days: Range,
-    page: Option<&Page>,
+    narrow: Narrow<'_>,
 ) -> Result<Vec<Panel>, CountError> {
-    let all = |dimension| every_value(dimension, page, days);
-    let read = SHOWN.map(|(dimension, title)| async move {
+    let all = |dimension| every_value(dimension, narrow, days);
+    let shown = SHOWN.into_iter().filter(|(dimension, _)| {
+        !matches!(narrow, Narrow::Referrer(_)) || *dimension != Dimension::Referrer
+    });
+    let read = shown.map(|(dimension, title)| async move {
         let mut all = state
             .counting
             .breakdowns
@@ -91,14 +134,21 @@ pub(super) async fn panels(
     Ok(panels)
 }
 
-/// Every value of `dimension` on the whole days `days`, of one page if
-/// `page` names it: a dimension holds at most its limit of values a day,
+/// Every value of `dimension` on the whole days `days`, of the hits that
+/// `narrow` keeps: a dimension holds at most its limit of values a day,
 /// and its few values of its own, so the total is theirs.
-fn every_value(dimension: Dimension, page: Option<&Page>, days: Range) -> BreakdownQuery {
+fn every_value(dimension: Dimension, narrow: Narrow<'_>, days: Range) -> BreakdownQuery {
     let day = Step::Day.seconds();
     BreakdownQuery {
         dimension,
-        page: page.cloned(),
+        page: match narrow {
+            Narrow::Page(page) => Some(page.clone()),
+            _ => None,
+        },
+        referrer: match narrow {
+            Narrow::Referrer(referrer) => Some(referrer.to_owned()),
+            _ => None,
+        },
         from: days.from / day,
         to: days.to / day,
         limit: 10_000,
@@ -123,18 +173,16 @@ fn by_family(versions: Vec<(String, i64)>) -> HashMap<String, Vec<(String, i64)>
 }
 
 /// The panels, or a word on how to get them when nothing is counted yet;
-/// `page` is the page they are narrowed to, if any (its name as the
-/// `page` parameter gives it back, [`page_param`]).
-pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&Page>) -> Markup {
+/// `narrow` says which hits they show. Each referrer opens the hits from
+/// it.
+pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], narrow: Narrow<'_>) -> Markup {
     let (from, to) = (Step::Day.format(days.from), Step::Day.format(days.to));
     let last = Step::Day.format(days.to - Step::Day.seconds());
-    let page_part = page
-        .map(|page| format!("&page={}", page_param(page.as_str())))
-        .unwrap_or_default();
-    let whose = if page.is_some() {
-        "this page"
-    } else {
-        "the site"
+    let api_part = narrow.api_part();
+    let whose = match narrow {
+        Narrow::Site => "the site".to_owned(),
+        Narrow::Page(_) => "this page".to_owned(),
+        Narrow::Referrer(referrer) => format!("the site {}", from_words(referrer)),
     };
     html! {
         section id="sources" class="sources" {
@@ -154,7 +202,7 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&
                 div class="panels" {
                     @for panel in panels {
                         @let api = format!(
-                            "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}{page_part}",
+                            "/api/v1/sites/{slug}/breakdown/{}?from={from}&to={to}{api_part}",
                             panel.dimension.name()
                         );
                         @let more = format!(
@@ -185,13 +233,16 @@ pub(super) fn sources(slug: &Slug, days: Range, panels: &[Panel], page: Option<&
                                                     }
                                                 }
                                             }
+                                            None if panel.dimension == Dimension::Referrer => {
+                                                a href=(referrer_href(slug, value, &from, &last)) { (value) }
+                                            }
                                             None => { (value) }
                                         }
                                     };
                                     (value_row(name, *hits, panel.total))
                                 }
                             }
-                            @if page.is_none() && panel.count > TOP_VALUES {
+                            @if narrow == Narrow::Site && panel.count > TOP_VALUES {
                                 tfoot {
                                     tr {
                                         td colspan="3" class="more" {
@@ -262,7 +313,7 @@ pub(super) async fn values_view(
         );
     };
     let days = whole_days(period.range(unix(SystemTime::now())));
-    let query = every_value(dimension, None, days);
+    let query = every_value(dimension, Narrow::Site, days);
     let (sites, list) = tokio::join!(
         state.counting.sites.sites(),
         state.counting.breakdowns.breakdown(slug, &query),
@@ -303,7 +354,14 @@ pub(super) async fn values_view(
                         tr { td colspan="3" class="empty" { "none on these days" } }
                     }
                     @for (value, hits) in &list.values {
-                        (value_row(html! { (value) }, *hits, total))
+                        @let name = html! {
+                            @if dimension == Dimension::Referrer {
+                                a href=(referrer_href(slug, value, &from, &last)) { (value) }
+                            } @else {
+                                (value)
+                            }
+                        };
+                        (value_row(name, *hits, total))
                     }
                 }
             }
@@ -320,4 +378,171 @@ pub(super) async fn values_view(
         Some(&nav(&sites, Some(&list.site.slug), viewer)),
         main,
     )
+}
+
+/// "from news.ycombinator.com", or what `(none)` and `(other)` stand for.
+fn from_words(referrer: &str) -> String {
+    match referrer {
+        breakdown::NONE => "from no referrer".into(),
+        breakdown::OTHER => "from the referrers past the day's limit".into(),
+        host => format!("from {host}"),
+    }
+}
+
+/// `GET /dashboard/{slug}?referrer=news.ycombinator.com` (with a period):
+/// the hits from one referrer (`(none)`: from none) on the whole days of
+/// the period, per day and against as many days before, the pages they
+/// came to, and every panel narrowed to them.
+pub(super) async fn referrer_view(
+    viewer: Viewer,
+    state: &AppState,
+    slug: &Slug,
+    referrer: &str,
+    period: Period,
+) -> Response {
+    if breakdown::value(referrer).as_deref() != Some(referrer) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &format!(
+                "No referrer is listed as {referrer:?}: a referrer is a host, (none) or \
+                 (other), 1 to {} characters.",
+                breakdown::MAX_VALUE_LEN
+            ),
+        );
+    }
+    let day = Step::Day.seconds();
+    let range = whole_days(period.range(unix(SystemTime::now())));
+    let days = Period::Days {
+        from: range.from / day,
+        to: range.to / day - 1,
+    };
+    let previous = days.previous(range);
+    let breakdowns = &state.counting.breakdowns;
+    let (sites, detail, before, panels) = tokio::join!(
+        state.counting.sites.sites(),
+        breakdowns.value_detail(
+            slug,
+            Dimension::Referrer,
+            referrer,
+            (range.from / day, range.to / day),
+            TOP_PAGES,
+        ),
+        async {
+            let Some(previous) = previous else {
+                return Ok(None);
+            };
+            let before = breakdowns
+                .value_detail(
+                    slug,
+                    Dimension::Referrer,
+                    referrer,
+                    (previous.from / day, previous.to / day),
+                    0,
+                )
+                .await?;
+            Ok::<_, CountError>(Some((before.days.iter().map(|(_, n)| n).sum(), previous)))
+        },
+        panels(state, slug, range, Narrow::Referrer(referrer)),
+    );
+    let (detail, before, panels) = match (detail, before, panels) {
+        (Ok(detail), Ok(before), Ok(panels)) => (detail, before, panels),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failure(e),
+    };
+    let by_day: HashMap<i64, i64> = detail.days.iter().copied().collect();
+    let series = Series {
+        site: detail.site.clone(),
+        range,
+        before: 0,
+        points: (range.from / day..range.to / day)
+            .map(|d| Point {
+                t: d * day,
+                hits: by_day.get(&d).copied().unwrap_or(0),
+            })
+            .collect(),
+    };
+    let sites = shown(state, viewer, sites.unwrap_or_default());
+    let site = display_name(&detail.site).to_owned();
+    let main = referrer_main(
+        &series,
+        referrer,
+        (period, days),
+        before,
+        (&detail.pages, &panels),
+    );
+    page(
+        StatusCode::OK,
+        &format!("{} · {site}", from_words(referrer)),
+        Some(&nav(&sites, Some(&detail.site.slug), viewer)),
+        main,
+    )
+}
+
+/// The hits from one referrer: their sum and comparison, their days as
+/// bars and a running total, the pages they came to and the panels.
+fn referrer_main(
+    series: &Series,
+    referrer: &str,
+    (period, days): (Period, Period),
+    before: Option<(i64, Range)>,
+    (pages, panels): (&[(String, i64)], &[Panel]),
+) -> Markup {
+    let site = &series.site;
+    let slug = &site.slug;
+    let href = site_href(slug);
+    let in_window: i64 = series.points.iter().map(|p| p.hits).sum();
+    let peak = series.points.iter().map(|p| p.hits).max().unwrap_or(0);
+    let (window, unit) = days.words();
+    let (bars, running) = chart_data(series);
+    let from = from_words(referrer);
+    let bars_label = format!("Hits per {unit} {from} over {window}, UTC");
+    let line_label = format!("Running total of the hits {from} over {window}");
+    let (first, last) = (
+        Step::Day.format(series.range.from),
+        Step::Day.format(series.range.to - Step::Day.seconds()),
+    );
+    let api = format!(
+        "/api/v1/sites/{slug}/breakdown/referrer?from={first}&to={}&referrer={}",
+        Step::Day.format(series.range.to),
+        form_encoded(referrer)
+    );
+    html! {
+        p class="back" { a href={ (href) "?" (period.query()) } { "← " (display_name(site)) } }
+        h1 { "Hits " (from) small { (slug) } }
+        p class="summary" {
+            strong { (grouped(in_window)) } " hits " (from) " in " (window)
+            " · at most " (grouped(peak)) " in one " (unit)
+        }
+        (comparison(days, in_window, before))
+        (period_picker(&href, Some(&format!("referrer={}", form_encoded(referrer))), period))
+        (charts(unit, (&bars_label, &bars), (&line_label, &running)))
+        p class="links" {
+            "These hits as " a href=(api) { "JSON" } " or "
+            a href={ (api) "&format=csv" } { "CSV" } "."
+        }
+        section id="pages" class="sources" {
+            h2 { "Pages they came to" }
+            @if pages.is_empty() {
+                p class="empty" { "No page named on these days." }
+            } @else {
+                p class="note" {
+                    "The " (TOP_PAGES) " pages with the most hits " (from) " on " (first)
+                    " to " (last) " (whole UTC days), of the hits that named a page."
+                }
+                table class="panel values" {
+                    (values_head())
+                    tbody {
+                        @for (name, hits) in pages {
+                            @let link = html! {
+                                a href=(page_href_over(slug, name, days)) { (name) }
+                            };
+                            (value_row(link, *hits, in_window))
+                        }
+                    }
+                }
+            }
+        }
+        (sources(slug, series.range, panels, Narrow::Referrer(referrer)))
+        (updated())
+    }
 }

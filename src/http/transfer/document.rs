@@ -44,14 +44,16 @@ pub struct SiteExport {
     hourly: Vec<HourExport>,
     /// Every page by name, the overflow page `(other)` too.
     pages: Vec<PageExport>,
-    /// Every breakdown row: the site's own first, then each page's, each
-    /// by day, dimension and value. Imported with the hours
-    /// (`?hours=replay`), they replace the site's.
+    /// Every breakdown row: the site's own first, then each referrer's,
+    /// then each page's, each by day, dimension and value. Imported with
+    /// the hours (`?hours=replay`), they replace the site's.
     breakdowns: Vec<BreakdownExport>,
 }
 
 /// One breakdown row: hits under one value of one dimension on one day,
-/// of the site or, with `page`, of one of its pages (one of `pages`).
+/// of the site or, with `page`, of one of its pages (one of `pages`), or,
+/// with `referrer`, of the site's hits from that referrer (which the
+/// dashboard's referrer filter reads).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BreakdownExport {
     /// A UTC date: an import takes none later than the current day.
@@ -64,6 +66,11 @@ pub struct BreakdownExport {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "/posts/hello")]
     page: Option<Page>,
+    /// A referring host or `(other)`, never `(none)`; not with `page`, nor
+    /// under the `referrer` dimension.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "news.ycombinator.com", max_length = 100)]
+    referrer: Option<String>,
     #[schema(minimum = 0, maximum = 9007199254740991.0)]
     hits: i64,
 }
@@ -137,6 +144,7 @@ fn site_export(dump: SiteDump) -> SiteExport {
                 dimension: b.dimension.name(),
                 value: b.value,
                 page: b.page,
+                referrer: b.referrer,
                 hits: b.hits,
             })
             .collect(),

@@ -168,6 +168,7 @@ enum BreakdownField {
     Dimension,
     Value,
     Page,
+    Referrer,
     Hits,
 }
 
@@ -180,7 +181,8 @@ struct Breakdowns<'a> {
 }
 
 /// `sites[site].breakdowns[index]`, `{"d": "<date>", "dimension": …,
-/// "value": …, "page": …, "hits": n}` (`page` only for a page's row).
+/// "value": …, "page": …, "referrer": …, "hits": n}` (`page` only for a
+/// page's row, `referrer` only for a referrer's).
 struct BreakdownEntry {
     site: usize,
     index: usize,
@@ -394,8 +396,8 @@ impl<'de> Visitor<'de> for SiteEntry<'_> {
     }
 }
 
-/// A site's breakdown rows hold each (page, day, dimension, value) once,
-/// and a page's rows name a page the site's entry carries.
+/// A site's breakdown rows hold each (page, referrer, day, dimension,
+/// value) once, and a page's rows name a page the site's entry carries.
 fn checked_breakdowns<E: de::Error>(
     slug: &Slug,
     rows: &[BreakdownDump],
@@ -414,12 +416,17 @@ fn checked_breakdowns<E: de::Error>(
                 "site {slug:?}: a breakdown names page {page:?}, which is not in its pages"
             )));
         }
-        if !seen.insert((page, row.day, row.dimension, row.value.as_str())) {
+        let referrer = row.referrer.as_deref();
+        if !seen.insert((page, referrer, row.day, row.dimension, row.value.as_str())) {
+            let of = match (page, referrer) {
+                (Some(page), _) => format!("page {page:?}"),
+                (None, Some(from)) => format!("referrer {from:?}"),
+                (None, None) => "the site".into(),
+            };
             return Err(E::custom(format!(
-                "site {slug:?}: the breakdown row {} {:?} of {} on {} is given twice",
+                "site {slug:?}: the breakdown row {} {:?} of {of} on {} is given twice",
                 row.dimension,
                 row.value,
-                page.unwrap_or("the site"),
                 crate::domain::time::format_date(row.day * Step::Day.seconds())
             )));
         }
@@ -489,6 +496,7 @@ impl<'de> Visitor<'de> for BreakdownEntry {
         let (site, i) = (self.site, self.index);
         let field = |name: &str| format!("sites[{site}].breakdowns[{i}].{name}");
         let (mut d, mut dimension, mut value, mut page, mut hits) = (None, None, None, None, None);
+        let mut referrer = None;
         while let Some(key) = map.next_key()? {
             match key {
                 BreakdownField::D => {
@@ -524,16 +532,46 @@ impl<'de> Visitor<'de> for BreakdownEntry {
                         de::Error::custom(format!("{}: {name:?}: {e}", field("page")))
                     })?);
                 }
+                BreakdownField::Referrer => {
+                    let raw = map.next_value::<String>()?;
+                    // A referrer's value as the breakdowns keep it, and not
+                    // `(none)`: the site's own rows count those.
+                    if breakdown::value(&raw).as_deref() != Some(raw.as_str())
+                        || raw == breakdown::NONE
+                    {
+                        return Err(de::Error::custom(format!(
+                            "{}: {raw:?} is not a referrer a breakdown keeps (a host or \
+                             \"(other)\", 1 to {} characters, not \"(none)\")",
+                            field("referrer"),
+                            breakdown::MAX_VALUE_LEN
+                        )));
+                    }
+                    referrer = Some(raw);
+                }
                 BreakdownField::Hits => {
                     hits = Some(whole(map.next_value()?, || field("hits"))?);
                 }
             }
         }
+        let dimension = dimension.ok_or_else(|| de::Error::missing_field("dimension"))?;
+        if referrer.is_some() && page.is_some() {
+            return Err(de::Error::custom(format!(
+                "{}: a row is a page's or a referrer's, not both",
+                field("referrer")
+            )));
+        }
+        if referrer.is_some() && dimension == Dimension::Referrer {
+            return Err(de::Error::custom(format!(
+                "{}: a referrer's row counts another dimension than referrer",
+                field("referrer")
+            )));
+        }
         Ok(BreakdownDump {
             day: d.ok_or_else(|| de::Error::missing_field("d"))?,
-            dimension: dimension.ok_or_else(|| de::Error::missing_field("dimension"))?,
+            dimension,
             value: value.ok_or_else(|| de::Error::missing_field("value"))?,
             page,
+            referrer,
             hits: hits.ok_or_else(|| de::Error::missing_field("hits"))?,
         })
     }

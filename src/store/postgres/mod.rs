@@ -48,9 +48,10 @@ use crate::domain::breakdown::Dimension;
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, day_of};
 use crate::domain::{
-    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, NewSite, Page, PageDump,
-    PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData, Site,
-    SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages, set_count_split,
+    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, Narrowed, NewSite, Page,
+    PageDump, PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData,
+    Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, ValueDetail, Versioned, keeps_pages,
+    set_count_split,
 };
 
 /// Any constant will do; it only has to be the same in every replica.

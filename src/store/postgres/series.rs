@@ -20,10 +20,13 @@ LEFT JOIN LATERAL (
 ) b ON true
 WHERE v.slug = $1";
 
-/// Deletes site `$1`'s breakdowns and its pages' of the days before `$2`.
+/// Deletes site `$1`'s breakdowns, its referrers' and its pages' of the
+/// days before `$2`.
 const DROP_BREAKDOWNS: &str = "\
 WITH site AS (
     DELETE FROM site_breakdowns WHERE site_id = $1 AND day < $2
+), referred AS (
+    DELETE FROM referrer_breakdowns WHERE site_id = $1 AND day < $2
 )
 DELETE FROM page_breakdowns b USING pages p
 WHERE p.site_id = $1 AND b.page_id = p.page_id AND b.day < $2";

@@ -34,6 +34,7 @@ async fn set_count_in(
         tx.batch_execute(&format!(
             "DELETE FROM hits_hourly WHERE site_id = {id}; \
              DELETE FROM site_breakdowns WHERE site_id = {id}; \
+             DELETE FROM referrer_breakdowns WHERE site_id = {id}; \
              DELETE FROM page_breakdowns WHERE page_id IN \
                  (SELECT page_id FROM pages WHERE site_id = {id});"
         ))

@@ -13,30 +13,45 @@ LEFT JOIN LATERAL (
 ) b ON true
 ORDER BY p.site_id, p.path COLLATE \"C\"";
 
-/// Every breakdown row: each site's own (no page) first, then its pages'
-/// by name in byte order, each by day, dimension and value in byte order
-/// (as SQLite orders them).
+/// Every breakdown row: each site's own (no page, no referrer) first,
+/// then its referrers' and its pages', each by name in byte order, each by
+/// day, dimension and value in byte order (as SQLite orders them).
 const DUMP_BREAKDOWNS: &str = "\
 SELECT * FROM (
-    SELECT site_id, NULL::text AS path, day, dimension, value, hits FROM site_breakdowns
+    SELECT site_id, NULL::text AS path, NULL::text AS referrer, day, dimension, value, hits
+    FROM site_breakdowns
     UNION ALL
-    SELECT p.site_id, p.path, b.day, b.dimension, b.value, b.hits
+    SELECT site_id, NULL, referrer, day, dimension, value, hits FROM referrer_breakdowns
+    UNION ALL
+    SELECT p.site_id, p.path, NULL, b.day, b.dimension, b.value, b.hits
     FROM page_breakdowns b JOIN pages p ON p.page_id = b.page_id
 ) r
-ORDER BY r.site_id, r.path COLLATE \"C\" NULLS FIRST, r.day, r.dimension, r.value COLLATE \"C\"";
+ORDER BY r.site_id, r.path COLLATE \"C\" NULLS FIRST, r.referrer COLLATE \"C\" NULLS FIRST,
+    r.day, r.dimension, r.value COLLATE \"C\"";
 
-/// Drops the breakdowns of sites `$1` and of their pages.
+/// Drops the breakdowns of sites `$1`, of their referrers and of their
+/// pages.
 const IMPORT_CLEAR_BREAKDOWNS: &str = "\
 WITH site AS (
     DELETE FROM site_breakdowns b USING unnest($1::bigint[]) AS u(id) WHERE b.site_id = u.id
+), referred AS (
+    DELETE FROM referrer_breakdowns b USING unnest($1::bigint[]) AS u(id) WHERE b.site_id = u.id
 )
 DELETE FROM page_breakdowns b USING pages p, unnest($1::bigint[]) AS u(id)
 WHERE p.site_id = u.id AND b.page_id = p.page_id";
 
-/// Site rows `(site $1[i], dimension $2[i], day $3[i], value $4[i], hits $5[i])`.
+/// Site rows `(site $1[i], dimension $2[i], day $3[i], value $4[i], hits
+/// $5[i])`, a referrer's where `$6[i]` names one.
 const IMPORT_SITE_BREAKDOWNS: &str = "\
+WITH u AS (
+    SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::bigint[],
+        $6::text[]) AS u(site_id, dimension, day, value, hits, referrer)
+), referred AS (
+    INSERT INTO referrer_breakdowns (site_id, referrer, dimension, day, value, hits)
+    SELECT site_id, referrer, dimension, day, value, hits FROM u WHERE referrer IS NOT NULL
+)
 INSERT INTO site_breakdowns (site_id, dimension, day, value, hits)
-SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::text[], $5::bigint[])";
+SELECT site_id, dimension, day, value, hits FROM u WHERE referrer IS NULL";
 
 /// Page rows, the page named by its site `$1[i]` and name `$2[i]`.
 const IMPORT_PAGE_BREAKDOWNS: &str = "\
@@ -192,8 +207,14 @@ async fn import_breakdowns(
     entries: &[ImportEntry],
     done: &[Imported],
 ) -> Result<(), tokio_postgres::Error> {
-    let (mut sites, mut dims, mut days, mut values, mut hits) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sites, mut dims, mut days, mut values, mut hits, mut referrers) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let (mut p_sites, mut p_paths, mut p_dims, mut p_days, mut p_values, mut p_hits) = (
         Vec::new(),
         Vec::new(),
@@ -211,6 +232,7 @@ async fn import_breakdowns(
                     days.push(row.day);
                     values.push(row.value.as_str());
                     hits.push(row.hits);
+                    referrers.push(row.referrer.as_deref());
                 }
                 Some(page) => {
                     p_sites.push(imported.id);
@@ -226,7 +248,7 @@ async fn import_breakdowns(
     if !sites.is_empty() {
         tx.execute(
             IMPORT_SITE_BREAKDOWNS,
-            &[&sites, &dims, &days, &values, &hits],
+            &[&sites, &dims, &days, &values, &hits, &referrers],
         )
         .await?;
     }
@@ -408,7 +430,7 @@ impl TransferStore for PgStore {
             }
             let mut rows_of: HashMap<SiteId, Vec<BreakdownDump>> = HashMap::new();
             for row in tx.query(DUMP_BREAKDOWNS, &[]).await? {
-                let code: i16 = row.try_get(3)?;
+                let code: i16 = row.try_get(4)?;
                 let Some(dimension) = Dimension::from_code(code) else {
                     continue;
                 };
@@ -418,10 +440,11 @@ impl TransferStore for PgStore {
                     .or_default()
                     .push(BreakdownDump {
                         page: path.as_deref().and_then(|p| Page::stored(p).ok()),
-                        day: row.try_get(2)?,
+                        referrer: row.try_get(2)?,
+                        day: row.try_get(3)?,
                         dimension,
-                        value: row.try_get(4)?,
-                        hits: row.try_get(5)?,
+                        value: row.try_get(5)?,
+                        hits: row.try_get(6)?,
                     });
             }
             tx.commit().await?;

@@ -55,9 +55,9 @@ fn count_pages<'a>(
     Ok((pages.counts(plan, &totals, recorded), pages))
 }
 
-/// Adds a site's fresh hits to its breakdowns and its pages' for `day`,
-/// each value new to the site that day only while there is room for it
-/// ([`cap_values`]). The caller holds SQLite's write lock, so no other
+/// Adds a site's fresh hits to its breakdowns, its pages' and its
+/// referrers' for `day`, each value new to the site that day only while
+/// there is room for it ([`cap_values`]). The caller holds SQLite's write lock, so no other
 /// writer adds a value between the reads and the inserts.
 fn count_breakdowns(
     tx: &rusqlite::Transaction<'_>,
@@ -75,10 +75,7 @@ fn count_breakdowns(
     )?;
     let mut known = std::collections::HashSet::new();
     let mut fresh_dimensions = std::collections::HashSet::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.page.is_none() && takes_room(r.value))
-    {
+    for r in rows.iter().filter(|r| r.is_site() && takes_room(r.value)) {
         if exists.exists(params![site, r.dimension, day, r.value])? {
             known.insert((r.dimension, r.value));
         } else {
@@ -122,11 +119,20 @@ fn count_breakdowns(
          SELECT page_id, ?3, ?4, ?5, ?6 FROM pages WHERE site_id = ?1 AND path = ?2 \
          ON CONFLICT (page_id, dimension, day, value) DO UPDATE SET hits = hits + excluded.hits",
     )?;
+    let mut referrer_row = tx.prepare_cached(
+        "INSERT INTO referrer_breakdowns (site_id, dimension, day, referrer, value, hits) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (site_id, dimension, day, referrer, value) \
+         DO UPDATE SET hits = hits + excluded.hits",
+    )?;
     for r in &rows {
-        match r.page {
-            None => site_row.execute(params![site, r.dimension, day, r.value, r.hits])?,
-            Some(page) => {
+        match (r.page, r.referrer) {
+            (None, None) => site_row.execute(params![site, r.dimension, day, r.value, r.hits])?,
+            (Some(page), _) => {
                 page_row.execute(params![site, page, r.dimension, day, r.value, r.hits])?
+            }
+            (None, Some(referrer)) => {
+                referrer_row.execute(params![site, r.dimension, day, referrer, r.value, r.hits])?
             }
         };
     }

@@ -28,10 +28,10 @@ use crate::domain::breakdown::{self, Dimension};
 use crate::domain::page::OVERFLOW_PAGE;
 use crate::domain::time::{Day, at, day_of, unix};
 use crate::domain::{
-    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, MAX_COUNT, NewSite, Page,
-    PageDump, PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch, SeriesData,
-    Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, Versioned, keeps_pages,
-    set_count_split,
+    BreakdownDump, BreakdownList, BreakdownQuery, ImportEntry, Imported, MAX_COUNT, Narrowed,
+    NewSite, Page, PageDump, PageList, PageSelector, PageSeries, PageSlice, PageStat, RulesPatch,
+    SeriesData, Site, SiteDump, SiteId, SiteRules, Slug, TrailingSlash, ValueDetail, Versioned,
+    keeps_pages, set_count_split,
 };
 use crate::sync::lock;
 

@@ -67,6 +67,7 @@ impl SeriesStore for SqliteStore {
             tx.execute("DELETE FROM page_hits_daily WHERE day < ?1", [day])?;
             tx.execute("DELETE FROM site_breakdowns WHERE day < ?1", [day])?;
             tx.execute("DELETE FROM page_breakdowns WHERE day < ?1", [day])?;
+            tx.execute("DELETE FROM referrer_breakdowns WHERE day < ?1", [day])?;
             tx.commit()?;
             Ok(folded as u64)
         })

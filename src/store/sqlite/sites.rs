@@ -29,6 +29,7 @@ pub(super) fn set_count_in(
         // The breakdowns count the hours' hits: they go with them.
         tx.execute("DELETE FROM hits_hourly WHERE site_id = ?1", [id])?;
         tx.execute("DELETE FROM site_breakdowns WHERE site_id = ?1", [id])?;
+        tx.execute("DELETE FROM referrer_breakdowns WHERE site_id = ?1", [id])?;
         tx.execute(
             "DELETE FROM page_breakdowns WHERE page_id IN \
              (SELECT page_id FROM pages WHERE site_id = ?1)",

@@ -79,20 +79,25 @@ impl TransferStore for SqliteStore {
             )?;
             each_site_row(
                 &tx,
-                "SELECT site_id, NULL AS path, day, dimension, value, hits FROM site_breakdowns \
+                "SELECT site_id, NULL AS path, NULL AS referrer, day, dimension, value, hits \
+                 FROM site_breakdowns \
                  UNION ALL \
-                 SELECT p.site_id, p.path, b.day, b.dimension, b.value, b.hits \
+                 SELECT site_id, NULL, referrer, day, dimension, value, hits \
+                 FROM referrer_breakdowns \
+                 UNION ALL \
+                 SELECT p.site_id, p.path, NULL, b.day, b.dimension, b.value, b.hits \
                  FROM page_breakdowns b JOIN pages p ON p.page_id = b.page_id \
-                 ORDER BY 1, 2 NULLS FIRST, 3, 4, 5",
+                 ORDER BY 1, 2 NULLS FIRST, 3 NULLS FIRST, 4, 5, 6",
                 &mut sites,
                 |dump, row| {
-                    if let Some(dimension) = Dimension::from_code(row.get(3)?) {
+                    if let Some(dimension) = Dimension::from_code(row.get(4)?) {
                         dump.breakdowns.push(BreakdownDump {
                             page: row.get(1)?,
-                            day: row.get(2)?,
+                            referrer: row.get(2)?,
+                            day: row.get(3)?,
                             dimension,
-                            value: row.get(4)?,
-                            hits: row.get(5)?,
+                            value: row.get(5)?,
+                            hits: row.get(6)?,
                         });
                     }
                     Ok(())
@@ -125,6 +130,8 @@ impl TransferStore for SqliteStore {
                         // The breakdowns count the hours' hits: they go
                         // with them.
                         tx.prepare_cached("DELETE FROM site_breakdowns WHERE site_id = ?1")?
+                            .execute([id])?;
+                        tx.prepare_cached("DELETE FROM referrer_breakdowns WHERE site_id = ?1")?
                             .execute([id])?;
                         tx.prepare_cached(
                             "DELETE FROM page_breakdowns WHERE page_id IN \
@@ -184,14 +191,20 @@ impl TransferStore for SqliteStore {
                     "INSERT INTO page_breakdowns (page_id, dimension, day, value, hits) \
                      SELECT page_id, ?3, ?4, ?5, ?6 FROM pages WHERE site_id = ?1 AND path = ?2",
                 )?;
+                let mut referrer_row = tx.prepare_cached(
+                    "INSERT INTO referrer_breakdowns (site_id, referrer, dimension, day, value, hits) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
                 for row in &entry.breakdowns {
                     let code = row.dimension.code();
-                    match &row.page {
-                        None => {
+                    match (&row.page, &row.referrer) {
+                        (None, None) => {
                             site_row.execute(params![id, code, row.day, row.value, row.hits])?
                         }
-                        Some(page) => page_row
+                        (Some(page), _) => page_row
                             .execute(params![id, page, code, row.day, row.value, row.hits])?,
+                        (None, Some(from)) => referrer_row
+                            .execute(params![id, from, code, row.day, row.value, row.hits])?,
                     };
                 }
                 done.push(Imported {
