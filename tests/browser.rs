@@ -3,7 +3,8 @@
 //! script ran under the page's Content-Security-Policy, and nothing was
 //! written to the console. Screenshots are taken; with
 //! `TALLY_UPDATE_SCREENSHOT=1` they also replace `docs/dashboard.png`,
-//! `docs/dashboard-30d.png` and `docs/dashboard-page.png`.
+//! `docs/dashboard-30d.png`, `docs/dashboard-page.png` and
+//! `docs/dashboard-referrer.png`.
 //! Then `/count.js` on a page of another loopback origin, under a strict
 //! CSP: the page counted once, its count shown, nothing in the console;
 //! and on pages whose HTML tries to take the script over (elements named
@@ -334,8 +335,12 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         // Where the visits came from, eight panels, on the site's page and
         // on a page's.
         assert_eq!(dom.matches("<table class=\"panel\">").count(), 8, "{path}");
+        // Each referrer opens the hits from it.
         assert!(
-            dom.contains("<td class=\"name\">news.ycombinator.com<svg class=\"share line\""),
+            dom.contains(
+                "&amp;referrer=news.ycombinator.com\">news.ycombinator.com</a>\
+                 <svg class=\"share line\""
+            ),
             "{path}: {dom}"
         );
         if rows > 0 {
@@ -358,6 +363,29 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         );
     }
 
+    // A referrer's page: its days, the pages they came to, and the seven
+    // other panels narrowed to its hits.
+    let path = "/dashboard/blog?range=30d&referrer=news.ycombinator.com";
+    let url = app.url(path);
+    let run = tokio::task::spawn_blocking(move || {
+        run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
+    })
+    .await
+    .unwrap();
+    let dom = &run.stdout;
+    assert!(
+        dom.contains("<h1>Hits from news.ycombinator.com<small>blog</small></h1>"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("<g class=\"bar\">").count(), 30);
+    assert_eq!(dom.matches("<table class=\"panel\">").count(), 7);
+    assert!(dom.contains("<h2>Pages they came to</h2>"), "{dom}");
+    assert_eq!(
+        run.console,
+        Vec::<String>::new(),
+        "{path}: console messages"
+    );
+
     let url = app.url("/dashboard");
     let run = tokio::task::spawn_blocking(move || run_chromium(&url, &["--dump-dom"]))
         .await
@@ -367,7 +395,8 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
 
     // The screenshots in docs/dashboard.md: the site over 48 hours (the
     // charts, the comparison, the date tabs, the top pages and where the
-    // visits came from), over 30 days, and filtered to one page.
+    // visits came from), over 30 days, filtered to one page, and to one
+    // referrer.
     let shots = tempfile::tempdir().unwrap();
     for (file, path, height) in [
         ("dashboard.png", "/dashboard/blog", 2450),
@@ -376,6 +405,11 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
             "dashboard-page.png",
             "/dashboard/blog?range=30d&page=/posts/hello-world",
             1850,
+        ),
+        (
+            "dashboard-referrer.png",
+            "/dashboard/blog?range=30d&referrer=news.ycombinator.com",
+            2380,
         ),
     ] {
         let shot = shots.path().join(file);

@@ -526,8 +526,8 @@ fn referrer_main(
                 p class="empty" { "No page named on these days." }
             } @else {
                 p class="note" {
-                    "The " (TOP_PAGES) " pages with the most hits " (from) " on " (first)
-                    " to " (last) " (whole UTC days), of the hits that named a page."
+                    "The pages with the most hits " (from) " on " (first) " to " (last)
+                    " (whole UTC days; at most " (TOP_PAGES) "), of the hits that named a page."
                 }
                 table class="panel values" {
                     (values_head())
