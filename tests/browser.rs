@@ -292,6 +292,16 @@ fn png_size(path: &Path) -> (u32, u32) {
     (be(16), be(20))
 }
 
+/// The DOM of `app`'s page at `path` once Chromium has run its scripts.
+async fn rendered(app: &TestApp, path: &str) -> Run {
+    let url = app.url(path);
+    tokio::task::spawn_blocking(move || {
+        run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     let (app, _dir) = dashboard().await;
@@ -314,12 +324,7 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
         ),
         ("/dashboard/blog?page=/posts/hello-world", 30, 0, ""),
     ] {
-        let url = app.url(path);
-        let run = tokio::task::spawn_blocking(move || {
-            run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
-        })
-        .await
-        .unwrap();
+        let run = rendered(&app, path).await;
         let dom = &run.stdout;
         assert!(dom.contains("<svg class=\"chart bars\""), "{path}: {dom}");
         assert!(dom.contains("<svg class=\"chart cumulative\""), "{path}");
@@ -366,12 +371,7 @@ async fn chromium_renders_the_charts_runs_the_script_and_logs_nothing() {
     // A referrer's page: its days, the pages they came to, and the seven
     // other panels narrowed to its hits.
     let path = "/dashboard/blog?range=30d&referrer=news.ycombinator.com";
-    let url = app.url(path);
-    let run = tokio::task::spawn_blocking(move || {
-        run_chromium(&url, &["--virtual-time-budget=3000", "--dump-dom"])
-    })
-    .await
-    .unwrap();
+    let run = rendered(&app, path).await;
     let dom = &run.stdout;
     assert!(
         dom.contains("<h1>Hits from news.ycombinator.com<small>blog</small></h1>"),
