@@ -360,8 +360,12 @@ mod tests {
     const SAMSUNG: &str = "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 \
         (KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36";
 
+    /// What a new reader makes of `ua` and `screen`.
     fn read(ua: Option<&str>, screen: Option<u32>) -> Vec<String> {
-        let audience = Audience::new(None).unwrap();
+        read_by(&Audience::new(None).unwrap(), ua, screen)
+    }
+
+    fn read_by(audience: &Audience, ua: Option<&str>, screen: Option<u32>) -> Vec<String> {
         let mut facets = Facets::default();
         audience.read_agent(ua, screen, &mut facets);
         [
@@ -393,19 +397,11 @@ mod tests {
         for _ in 0..2 {
             for ua in agents {
                 for screen in [None, Some(500), Some(800), Some(1600)] {
-                    let mut facets = Facets::default();
-                    audience.read_agent(ua, screen, &mut facets);
-                    let again: Vec<&str> = [
-                        Dimension::Browser,
-                        Dimension::BrowserVersion,
-                        Dimension::Os,
-                        Dimension::Device,
-                        Dimension::Screen,
-                    ]
-                    .into_iter()
-                    .map(|d| facets.get(d))
-                    .collect();
-                    assert_eq!(again, read(ua, screen), "{ua:?} {screen:?}");
+                    assert_eq!(
+                        read_by(&audience, ua, screen),
+                        read(ua, screen),
+                        "{ua:?} {screen:?}"
+                    );
                 }
             }
         }
