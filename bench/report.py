@@ -462,7 +462,9 @@ def bench_report(facts, rows_text, phases_text, machine):
     conns = facts["CONNS"].split()
     k = facts["KEY_CONNS"]
     disturbed = int(facts["DISTURBED"])
-    cold = parse_cold(facts["COLD"])
+    # BENCH_ONLY: the parts this run measured (all, if the fact is missing).
+    only = facts.get("ONLY", "cold ceiling nginx breakdowns replica alone million").split()
+    cold = parse_cold(facts["COLD"]) if "cold" in only else {}
     out = []
     say = out.append
     say("# tally benchmark, %s" % facts["STARTED_AT"])
@@ -496,12 +498,15 @@ def bench_report(facts, rows_text, phases_text, machine):
     say("")
     say("## Cold start")
     say("")
-    say("Exec of `tally serve` on a fresh SQLite file to the first `/readyz` 200,")
-    say(
-        "polled every 1 ms: **median %s ms** (runs: %s ms)."
-        % (cold.get("median_ms", ""), cold.get("runs_ms", "").replace(",", ", "))
-    )
-    say("tally's own `ready` log line (migrations done) says %s ms." % cold.get("log_ms", "").replace(",", ", "))
+    if "cold" not in only:
+        say("Not run (`BENCH_ONLY=%s`)." % " ".join(only))
+    else:
+        say("Exec of `tally serve` on a fresh SQLite file to the first `/readyz` 200,")
+        say(
+            "polled every 1 ms: **median %s ms** (runs: %s ms)."
+            % (cold.get("median_ms", ""), cold.get("runs_ms", "").replace(",", ", "))
+        )
+        say("tally's own `ready` log line (migrations done) says %s ms." % cold.get("log_ms", "").replace(",", ", "))
     say("")
     say("## Throughput and latency")
     say("")
@@ -525,6 +530,9 @@ def bench_report(facts, rows_text, phases_text, machine):
         say("")
         say("### %s" % TARGET_TITLE[target])
         say("")
+        if target not in only:
+            say("Not run (`BENCH_ONLY=%s`)." % " ".join(only))
+            continue
         say("| Route | Conns | req/s | p50 | p99 | Errors | CPU wrk | nginx | tally | pg+redis | other | RSS MB |")
         say("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for route in ["static"] if target == "ceiling" else ROUTES_OF.get(target, ROUTES):
@@ -617,12 +625,15 @@ def bench_report(facts, rows_text, phases_text, machine):
     say("")
     say("## Memory")
     say("")
-    say("Memory check: %d counted hits (target %d) sent to replica 1 at" % (driven, target_hits))
-    say("%s connections, at %s req/s (p50 %s, p99 %s in the last" % (k, m_rate, ms(m_p50), ms(m_p99)))
-    say(
-        "stretch, %d errors). Replica 1 RSS: %s MB before, **%s MB after**."
-        % (m_bad, mb(facts.get("RSS_BEFORE_MILLION_KB", "")), mb(after_kb))
-    )
+    if "million" not in only:
+        say("Memory check not run (`BENCH_ONLY=%s`)." % " ".join(only))
+    else:
+        say("Memory check: %d counted hits (target %d) sent to replica 1 at" % (driven, target_hits))
+        say("%s connections, at %s req/s (p50 %s, p99 %s in the last" % (k, m_rate, ms(m_p50), ms(m_p99)))
+        say(
+            "stretch, %d errors). Replica 1 RSS: %s MB before, **%s MB after**."
+            % (m_bad, mb(facts.get("RSS_BEFORE_MILLION_KB", "")), mb(after_kb))
+        )
     say("")
     say("VmRSS (MB) of each tally process after each phase:")
     say("")
@@ -692,17 +703,19 @@ def bench_report(facts, rows_text, phases_text, machine):
             met(g2ok),
         )
     )
-    if after_kb == "" or driven < target_hits:
+    if after_kb == "" or "million" not in only or driven < target_hits:
         g3ok = "?"
     else:
         g3ok = "1" if float(after_kb) * 1024 <= 30e6 else "0"
     g3note = " (only %d hits within %ss)" % (driven, facts["MILLION_MAX"]) if driven < target_hits else ""
+    if "million" not in only:
+        g3note = " (not run)"
     say(
         "| <= 30 MB RSS per replica after a million hits | %s MB after %d hits%s | %s |"
         % (mb(after_kb), driven, g3note, met(g3ok))
     )
     median = cold.get("median_ms", "")
-    g4ok = "1" if median != "" and float(median) < 100 else "0"
+    g4ok = "?" if median == "" else ("1" if float(median) < 100 else "0")
     say("| ready in under 100 ms | median %s ms | %s |" % (median, met(g4ok)))
     return "\n".join(out) + "\n"
 

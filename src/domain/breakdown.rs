@@ -9,6 +9,8 @@
 //! agent and the address are read by the `audience` module.
 
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 
@@ -131,7 +133,60 @@ impl fmt::Display for Dimension {
 
 /// A hit's value under every dimension.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Facets([Box<str>; Dimension::ALL.len()]);
+pub struct Facets([Value; Dimension::ALL.len()]);
+
+/// One value of a hit's [`Facets`]. Most are names fixed in the code (a
+/// browser's family, `(none)`), held without a copy; a browser's version
+/// is shared by the hits of one user agent; what a hit brings of its own
+/// (a referrer, a campaign) is its own. So a hit's facets cost one
+/// allocation for what is its own, not one per dimension.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Fixed(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Deref for Value {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Value::Fixed(text) => text,
+            Value::Shared(text) => text,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Value {}
+
+impl From<&'static str> for Value {
+    fn from(text: &'static str) -> Value {
+        Value::Fixed(text)
+    }
+}
+
+impl From<Arc<str>> for Value {
+    fn from(text: Arc<str>) -> Value {
+        Value::Shared(text)
+    }
+}
+
+impl From<Box<str>> for Value {
+    fn from(text: Box<str>) -> Value {
+        Value::Shared(text.into())
+    }
+}
+
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::Shared(text.into())
+    }
+}
 
 impl Default for Facets {
     /// A hit that says nothing: `(none)` or `(unknown)` everywhere.
@@ -153,7 +208,7 @@ impl Facets {
 
     /// Sets a value as it stands: the caller made it with one of the rules
     /// here (or [`value`]).
-    pub fn set(&mut self, dimension: Dimension, value: impl Into<Box<str>>) {
+    pub fn set(&mut self, dimension: Dimension, value: impl Into<Value>) {
         self.0[dimension as usize] = value.into();
     }
 
@@ -169,7 +224,10 @@ impl Facets {
             (Dimension::Medium, campaign.medium),
             (Dimension::Campaign, campaign.campaign),
         ] {
-            self.set(dimension, value.unwrap_or_else(|| NONE.into()));
+            match value {
+                Some(value) => self.set(dimension, value),
+                None => self.set(dimension, NONE),
+            }
         }
     }
 }

@@ -592,7 +592,7 @@ mod tests {
     #[test]
     fn only_fresh_hits_with_facets_add_to_breakdowns() {
         use crate::domain::breakdown::{Dimension, Facets};
-        let facets = |referrer: &str| {
+        let facets = |referrer: &'static str| {
             let mut f = Facets::default();
             f.set(Dimension::Referrer, referrer);
             Some(Box::new(f))
