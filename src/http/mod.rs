@@ -37,6 +37,7 @@ mod json_parity;
 pub mod openapi;
 pub mod ops;
 pub mod pages;
+pub mod peers;
 pub mod seed;
 pub mod series;
 pub mod session;
@@ -122,6 +123,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/badge/{file}", get(badge::badge))
         .route("/count/{file}", get(pages::pixel).head(pages::pixel_head))
+        // Other counters' trackers: Plausible's, Umami's, GoatCounter's.
+        .route("/api/event", cors::hits(post(peers::plausible)))
+        .route("/api/send", cors::hits(post(peers::umami)))
+        .route("/count", get(peers::goatcounter).head(pages::pixel_head))
         .route("/static/{file}", get(assets::serve))
         .route("/count.js", get(assets::counter))
         .merge(dashboard::routes().route_layer(reads()))

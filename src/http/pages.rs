@@ -464,7 +464,7 @@ pub async fn pixel_head() -> Response {
     pixel_response()
 }
 
-fn pixel_response() -> Response {
+pub(super) fn pixel_response() -> Response {
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
