@@ -2168,7 +2168,12 @@ fn path() -> impl Strategy<Value = String> {
         Just("/api/v1/sites/{}/series"),
         Just("/api/v1/sites/{}/pages"),
         Just("/api/v1/sites/{}/pages/count"),
+        Just("/api/v1/sites/{}/breakdown/referrer"),
+        Just("/api/v1/sites/{}/breakdown/{}"),
         Just("/count/{}.gif"),
+        Just("/api/event"),
+        Just("/api/send"),
+        Just("/count"),
         Just("/count/{}"),
         Just("/api/v1/export"),
         Just("/api/v1/import"),
@@ -2202,6 +2207,12 @@ fn path() -> impl Strategy<Value = String> {
         Just("limit"),
         Just("offset"),
         Just("hours"),
+        Just("referrer"),
+        Just("p"),
+        Just("r"),
+        Just("s"),
+        Just("q"),
+        Just("b"),
         Just("x"),
     ];
     let value = prop_oneof![
@@ -2275,7 +2286,49 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         1 => prop::collection::vec(any::<u8>(), 0..256),
         2 => import_body(),
         1 => page_text().prop_map(|p| serde_json::json!({ "page": p }).to_string().into_bytes()),
+        2 => peer_body(),
     ]
+}
+
+/// Bodies as other counters' trackers send them (Plausible's event,
+/// Umami's), their fields drawn from near what tally reads and from
+/// anything at all.
+fn peer_body() -> impl Strategy<Value = Vec<u8>> {
+    let text = prop_oneof![
+        Just("pageview".to_owned()),
+        Just("https://blog.example/a?utm_source=x".to_owned()),
+        Just("/a".to_owned()),
+        Just("blog,docs.example.org".to_owned()),
+        Just("1920x1080".to_owned()),
+        Just(String::new()),
+        "[a-z0-9._,/:-]{0,40}",
+        any::<String>(),
+    ];
+    let field = prop_oneof![
+        text.clone().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ];
+    let plausible = prop::collection::btree_map(
+        prop::sample::select(vec![
+            "n", "u", "d", "r", "w", "name", "url", "domain", "p", "h",
+        ]),
+        field.clone(),
+        0..6,
+    )
+    .prop_map(|m| serde_json::json!(m));
+    let umami = (
+        prop::sample::select(vec!["event", "identify", ""]),
+        prop::collection::btree_map(
+            prop::sample::select(vec![
+                "website", "url", "referrer", "screen", "name", "hostname",
+            ]),
+            field,
+            0..6,
+        ),
+    )
+        .prop_map(|(kind, payload)| serde_json::json!({"type": kind, "payload": payload}));
+    prop_oneof![plausible, umami].prop_map(|v| v.to_string().into_bytes())
 }
 
 fn header_value() -> impl Strategy<Value = Vec<u8>> {
