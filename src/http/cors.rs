@@ -1,6 +1,8 @@
-//! CORS on the one route that a script on another site's page calls:
-//! `POST /api/v1/sites/{slug}/hits`, what `/count.js` sends. No other route
-//! answers CORS headers, so no other route is readable from other origins.
+//! CORS on the routes that a script on another site's page calls:
+//! `POST /api/v1/sites/{slug}/hits`, what `/count.js` sends, and the
+//! routes of other counters' trackers (`/api/event`, `/api/send`). No other
+//! route answers CORS headers, so no other route is readable from other
+//! origins.
 //!
 //! `Access-Control-Allow-Origin` is `*`, not the request's `Origin`
 //! echoed: the route is public and the script sends no credentials, so
@@ -32,6 +34,19 @@ pub fn hits<S: Clone + Send + Sync + 'static>(route: MethodRouter<S>) -> MethodR
         // the router would answer 405 before any layer of the route ran.
         .options(|| async { StatusCode::NO_CONTENT })
         .route_layer(layer())
+        .route_layer(middleware::from_fn(preflight_no_content))
+}
+
+/// Umami's route: as [`hits`], and its tracker sends back what the last
+/// answer said in `x-umami-cache`, which the preflight must allow or every
+/// view after a page's first is blocked.
+pub fn umami<S: Clone + Send + Sync + 'static>(route: MethodRouter<S>) -> MethodRouter<S> {
+    route
+        .options(|| async { StatusCode::NO_CONTENT })
+        .route_layer(layer().allow_headers([
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-umami-cache"),
+        ]))
         .route_layer(middleware::from_fn(preflight_no_content))
 }
 

@@ -125,7 +125,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/count/{file}", get(pages::pixel).head(pages::pixel_head))
         // Other counters' trackers: Plausible's, Umami's, GoatCounter's.
         .route("/api/event", cors::hits(post(peers::plausible)))
-        .route("/api/send", cors::hits(post(peers::umami)))
+        .route("/api/send", cors::umami(post(peers::umami)))
         .route("/count", get(peers::goatcounter).head(pages::pixel_head))
         .route("/static/{file}", get(assets::serve))
         .route("/count.js", get(assets::counter))

@@ -126,8 +126,11 @@ struct PlausibleEvent {
 
 /// `POST /api/event`: Plausible's Events API. A `pageview` counts one hit
 /// on the page of `url`, on each site `domain` names (comma-separated),
-/// with its referrer and screen; answers `202` as Plausible does. Other
-/// event names are refused (`400`): tally counts page views only.
+/// with its referrer and screen; answers `202` as Plausible does. An
+/// `engagement` (the time on a page and how far it was scrolled, which
+/// Plausible's newer tracker sends as a page is left) is answered the same
+/// and kept nowhere: tally keeps no time on page. Other event names are
+/// refused (`400`): tally counts page views only.
 pub async fn plausible(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -135,6 +138,9 @@ pub async fn plausible(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let event: PlausibleEvent = json_body(&headers, &body)?;
+    if event.name == "engagement" {
+        return Ok((StatusCode::ACCEPTED, "ok").into_response());
+    }
     if event.name != "pageview" {
         return Err(ApiError::new(
             ErrorCode::InvalidBody,
@@ -232,9 +238,12 @@ pub async fn umami(
             screen_of(Some(width), "payload.screen")?
         }
     };
+    // A single-page app's later views name the page before them by its
+    // path: a move within the site, no referral.
+    let referrer = payload.referrer.as_deref().filter(|r| !r.starts_with('/'));
     let told = client::Told {
         page: Some(&page),
-        referrer: referrer_of(payload.referrer.as_deref(), "payload.referrer")?,
+        referrer: referrer_of(referrer, "payload.referrer")?,
         screen,
     };
     let bot = client::is_bot(&state, &headers);
