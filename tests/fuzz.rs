@@ -1993,7 +1993,7 @@ mod properties {
                         "origins": origins, "keep_params": keep,
                         // The settings a body leaves out: the instance's
                         // default (private) and off.
-                        "public": false, "require_origin": false, "trailing_slash": "keep",
+                        "public": false, "require_origin": false, "trailing_slash": "keep", "aliases": [],
                     }))
                 })();
                 match expected {

@@ -204,7 +204,7 @@ async fn other_sites_cannot_count(app: &TestApp) {
             200,
             json!({"slug": "blog", "name": "blog", "count": 6, "pages": 2,
                 "origins": [], "keep_params": [], "public": false,
-                "require_origin": false, "trailing_slash": "keep"})
+                "require_origin": false, "trailing_slash": "keep", "aliases": []})
         )
     );
 }
@@ -405,13 +405,13 @@ async fn bad_settings_are_400_and_write_nothing() {
     let (status, reply) = patch(&app, "default", &json!({})).await;
     assert_eq!(
         reply["error"]["message"],
-        "give at least one of origins, keep_params, public, require_origin and \
-         trailing_slash: the settings that replace the site's",
+        "give at least one of origins, keep_params, public, require_origin, \
+         trailing_slash and aliases: the settings that replace the site's",
         "{status}"
     );
     let untouched = json!({"slug": "default", "name": "default", "count": 0, "pages": 0,
         "origins": [], "keep_params": [], "public": false, "require_origin": false,
-        "trailing_slash": "keep"});
+        "trailing_slash": "keep", "aliases": []});
     assert_eq!(site(&app, "default").await, (200, untouched.clone()));
 
     // Not the admin, or no such site.

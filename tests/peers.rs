@@ -328,3 +328,107 @@ async fn what_a_tracker_may_not_count_counts_nothing() {
     assert_eq!(app.count(UMAMI_SITE).await, 0);
     app.stop().await.unwrap();
 }
+
+/// A site's aliases: set with `PATCH` like its other settings, each a slug
+/// no other site has as its slug or alias (else `409`), and a tracker that
+/// names the site by one counts on it.
+async fn aliases_name_a_site_to_every_tracker(database_url: &str) {
+    let app = TestApp::spawn(database_url, &[]).await;
+    app.create_site(&json!({"slug": "blog.example"})).await;
+    app.create_site(&json!({"slug": "docs.example"})).await;
+    let patch = |slug: &str, aliases: Value| {
+        let body = json!({ "aliases": aliases }).to_string();
+        let path = format!("/api/v1/sites/{slug}");
+        let app = &app;
+        async move { app.admin(reqwest::Method::PATCH, &path, Some(&body)).await }
+    };
+    let (status, site) = patch(
+        "blog.example",
+        json!(["WWW.Blog.Example.", UMAMI_SITE, "www.blog.example"]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{site}");
+    assert_eq!(site["aliases"], json!(["www.blog.example", UMAMI_SITE]));
+    let (_, read) = app
+        .admin(reqwest::Method::GET, "/api/v1/sites/blog.example", None)
+        .await;
+    assert_eq!(read["aliases"], json!(["www.blog.example", UMAMI_SITE]));
+
+    // Another site's slug or alias, the site's own slug, a name that is no
+    // slug, and a site named as an alias: refused, nothing changed.
+    for (slug, aliases, want) in [
+        (
+            "docs.example",
+            json!(["www.blog.example"]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "docs.example",
+            json!(["blog.example"]),
+            StatusCode::CONFLICT,
+        ),
+        (
+            "blog.example",
+            json!(["blog.example"]),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "blog.example",
+            json!(["not a name"]),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, body) = patch(slug, aliases.clone()).await;
+        assert_eq!(status, want, "{slug} {aliases}: {body}");
+    }
+    let (status, body) = app
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/sites",
+            Some(&json!({"slug": "www.blog.example"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (_, docs) = app
+        .admin(reqwest::Method::GET, "/api/v1/sites/docs.example", None)
+        .await;
+    assert_eq!(docs["aliases"], json!([]));
+
+    // Each tracker, naming the blog by an alias.
+    let page = ("https://www.blog.example", FIREFOX, "");
+    let event = r#"{"n":"pageview","u":"https://www.blog.example/a","d":"www.blog.example"}"#;
+    let (status, _) = post(&app, "/api/event", ("text/plain", event), page).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let send =
+        json!({"type": "event", "payload": {"website": UMAMI_SITE, "url": "/b"}}).to_string();
+    let (status, _) = post(&app, "/api/send", ("application/json", &send), page).await;
+    assert_eq!(status, StatusCode::OK);
+    let reply = count(&app, "www.blog.example", "p=/c", FIREFOX).await;
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(app.count("blog.example").await, 3);
+    assert_eq!(
+        pages(&app, "blog.example").await,
+        json!([["/a", 1], ["/b", 1], ["/c", 1]])
+    );
+
+    // Cleared, the aliases name nothing, and another site may take them.
+    let (status, _) = patch("blog.example", json!([])).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, site) = patch("docs.example", json!(["www.blog.example"])).await;
+    assert_eq!(status, StatusCode::OK, "{site}");
+    let (status, _) = post(&app, "/api/send", ("application/json", &send), page).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn aliases_name_a_site_to_every_tracker_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    aliases_name_a_site_to_every_tracker(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test]
+async fn aliases_name_a_site_to_every_tracker_on_postgres() {
+    let pg = PgServer::start();
+    aliases_name_a_site_to_every_tracker(&pg.create_database()).await;
+}

@@ -29,6 +29,9 @@ pub struct Directory {
     store: Arc<dyn SiteStore>,
     ready: Ready,
     entries: RwLock<HashMap<Slug, Entry>>,
+    /// Aliases found lately, each with its site's slug and when it was
+    /// read.
+    aliases: RwLock<HashMap<Slug, (Slug, tokio::time::Instant)>>,
 }
 
 impl Directory {
@@ -37,6 +40,7 @@ impl Directory {
             store,
             ready,
             entries: RwLock::new(HashMap::new()),
+            aliases: RwLock::new(HashMap::new()),
         }
     }
 
@@ -83,5 +87,45 @@ impl Directory {
 
     pub fn forget(&self, slug: &Slug) {
         write(&self.entries).remove(slug);
+        write(&self.aliases).retain(|_, (of, _)| of != slug);
+    }
+
+    /// Forgets every alias found: a site's aliases changed here (other
+    /// replicas read them again within [`RULES_FRESH`]).
+    pub fn forget_aliases(&self) {
+        write(&self.aliases).clear();
+    }
+
+    /// The slug of the site named `name`: the site whose slug it is, else
+    /// the one with it as an alias (a slug wins over another site's alias,
+    /// which a site can hold only if both were set at once). Both are kept
+    /// as fresh as [`RULES_FRESH`].
+    pub async fn named(&self, name: &Slug) -> Result<Slug, CountError> {
+        let fresh = |read: &tokio::time::Instant| read.elapsed() < RULES_FRESH;
+        if self.lookup(name).is_some_and(|e| fresh(&e.read)) {
+            return Ok(name.clone());
+        }
+        if let Some((slug, _)) = read(&self.aliases).get(name).filter(|(_, r)| fresh(r)) {
+            return Ok(slug.clone());
+        }
+        match self.resolve(name).await {
+            Ok(_) => return Ok(name.clone()),
+            Err(CountError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        match self.store.site_by_alias(name).await? {
+            Some(site) => {
+                self.remember(&site);
+                write(&self.aliases).insert(
+                    name.clone(),
+                    (site.slug.clone(), tokio::time::Instant::now()),
+                );
+                Ok(site.slug)
+            }
+            None => {
+                write(&self.aliases).remove(name);
+                Err(CountError::NotFound)
+            }
+        }
     }
 }

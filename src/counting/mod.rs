@@ -61,6 +61,9 @@ pub enum CountError {
     NotFound,
     #[error("a site with this slug already exists")]
     Conflict,
+    /// An alias given is another site's slug or alias.
+    #[error("an alias given is another site's slug or alias")]
+    AliasTaken,
     #[error("the default site cannot be deleted")]
     DefaultSite,
     #[error("the count is at its maximum")]

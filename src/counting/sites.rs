@@ -11,7 +11,7 @@ use crate::domain::{
     DEFAULT_SITE_ID, NewSite, RulesPatch, Site, SiteId, SiteRules, Slug, validate_count,
     validate_name,
 };
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Debug)]
 pub struct SiteService {
@@ -99,14 +99,28 @@ impl SiteService {
     /// the others within [`RULES_FRESH`].
     pub async fn set_rules(&self, slug: &Slug, patch: RulesPatch) -> Result<Site, CountError> {
         let patch = patch.checked()?;
+        if let Some(own) = patch.aliases.iter().flatten().find(|a| *a == slug.as_str()) {
+            return Err(CountError::InvalidInput(format!(
+                "alias {own:?} is the site's own slug"
+            )));
+        }
         let site = self.site(slug).await?;
-        let site = self
-            .store
-            .set_rules(site.id, &patch)
-            .await?
-            .ok_or(CountError::NotFound)?;
+        let site = match self.store.set_rules(site.id, &patch).await {
+            Ok(site) => site.ok_or(CountError::NotFound)?,
+            Err(StoreError::Conflict) => return Err(CountError::AliasTaken),
+            Err(e) => return Err(e.into()),
+        };
+        if patch.aliases.is_some() {
+            self.directory.forget_aliases();
+        }
         self.directory.remember(&site);
         Ok(site)
+    }
+
+    /// The slug of the site a peer's tracker names `name`: the site whose
+    /// slug it is, else the one with it as an alias.
+    pub async fn named(&self, name: &Slug) -> Result<Slug, CountError> {
+        self.directory.named(name).await
     }
 
     /// A site's rules, as fresh as the directory keeps them.

@@ -73,6 +73,10 @@ pub struct SiteRules {
     pub require_origin: bool,
     /// Whether `/a/` and `/a` are one page.
     pub trailing_slash: TrailingSlash,
+    /// Other names of the site (a domain, an id), each a slug no other
+    /// site has as its slug or alias, by which other counters' trackers
+    /// name it.
+    pub aliases: Vec<String>,
 }
 
 impl SiteRules {
@@ -103,6 +107,7 @@ impl SiteRules {
         Ok(SiteRules {
             keep_params: page::parse_kept_params(&self.keep_params)?,
             origins: origin::parse_origins(&self.origins)?,
+            aliases: parse_aliases(&self.aliases)?,
             ..self
         })
     }
@@ -127,6 +132,28 @@ pub struct RulesPatch {
     pub public: Option<bool>,
     pub require_origin: Option<bool>,
     pub trailing_slash: Option<TrailingSlash>,
+    pub aliases: Option<Vec<String>>,
+}
+
+/// Most aliases a site has.
+pub const MAX_ALIASES: usize = 16;
+
+/// A site's aliases as given: each a slug once lower-cased (a domain name
+/// or an id such as a UUID), at most [`MAX_ALIASES`]; each kept once, in
+/// the order given.
+pub fn parse_aliases(list: &[String]) -> Result<Vec<String>, Invalid> {
+    if list.len() > MAX_ALIASES {
+        return Err(Invalid(format!("a site has at most {MAX_ALIASES} aliases")));
+    }
+    let mut aliases: Vec<String> = Vec::with_capacity(list.len());
+    for raw in list {
+        let alias = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        Slug::parse(&alias).map_err(|e| Invalid(format!("alias {raw:?}: {e}")))?;
+        if !aliases.contains(&alias) {
+            aliases.push(alias);
+        }
+    }
+    Ok(aliases)
 }
 
 impl RulesPatch {
@@ -136,8 +163,8 @@ impl RulesPatch {
     pub fn checked(self) -> Result<RulesPatch, Invalid> {
         if self == RulesPatch::default() {
             return Err(Invalid(
-                "give at least one of origins, keep_params, public, require_origin and \
-                 trailing_slash: the settings that replace the site's"
+                "give at least one of origins, keep_params, public, require_origin, \
+                 trailing_slash and aliases: the settings that replace the site's"
                     .into(),
             ));
         }
@@ -150,6 +177,7 @@ impl RulesPatch {
                 .origins
                 .map(|l| origin::parse_origins(&l))
                 .transpose()?,
+            aliases: self.aliases.map(|l| parse_aliases(&l)).transpose()?,
             ..self
         })
     }

@@ -59,6 +59,10 @@ pub struct SiteBody {
     pub require_origin: bool,
     /// Whether `/a/` and `/a` are two pages (`keep`) or one (`merge`).
     pub trailing_slash: Slash,
+    /// Other names of the site, by which other counters' trackers name it
+    /// (docs/peers.md).
+    #[schema(example = json!(["www.example.com", "4f2c8e3a-9b1d-4c6e-8f7a-2d5b9c1e0a34"]))]
+    pub aliases: Vec<String>,
 }
 
 /// What a site does with the `/` that ends a page's path.
@@ -110,6 +114,7 @@ impl SiteBody {
             trailing_slash: site.rules.trailing_slash.into(),
             origins: site.rules.origins,
             keep_params: site.rules.keep_params,
+            aliases: site.rules.aliases,
         }
     }
 }
@@ -182,6 +187,12 @@ pub struct UpdateSite {
     /// As on creation.
     #[serde(default)]
     pub trailing_slash: Option<Slash>,
+    /// Other names of the site (a domain, an id such as a UUID), by which
+    /// other counters' trackers name it: each a slug once lower-cased, and
+    /// no other site's slug or alias (else `409`).
+    #[serde(default)]
+    #[schema(max_items = 16, example = json!(["www.example.com"]))]
+    pub aliases: Option<Vec<String>>,
 }
 
 /// A count to set.
@@ -550,6 +561,7 @@ pub async fn create(
                 public: body.public,
                 require_origin: body.require_origin.unwrap_or(false),
                 trailing_slash: body.trailing_slash.map_or(TrailingSlash::Keep, Into::into),
+                aliases: Vec::new(),
             },
         })
         .await?;
@@ -602,6 +614,7 @@ pub async fn get(
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 429, body = ErrorBody),
@@ -620,6 +633,7 @@ pub async fn update(
         public: body.public,
         require_origin: body.require_origin,
         trailing_slash: body.trailing_slash.map(Into::into),
+        aliases: body.aliases,
     };
     let site = state.counting.sites.set_rules(&slug, patch).await?;
     Ok(Json(SiteBody::new(site, state.dashboard_public)))

@@ -216,7 +216,11 @@ impl From<CountError> for ApiError {
             CountError::NotFound => Self::new(ErrorCode::SiteNotFound, "no site with this slug"),
             CountError::Conflict => Self::new(
                 ErrorCode::SiteExists,
-                "a site with this slug already exists",
+                "a site with this slug (or a site's alias) already exists",
+            ),
+            CountError::AliasTaken => Self::new(
+                ErrorCode::SiteExists,
+                "an alias given is another site's slug or alias",
             ),
             CountError::DefaultSite => Self::new(
                 ErrorCode::DefaultSite,

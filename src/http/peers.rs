@@ -3,7 +3,7 @@
 //! host it sends to: `POST /api/event` (Plausible's Events API),
 //! `POST /api/send` (Umami's) and `GET /count` (GoatCounter's). A site is
 //! named as the peer names it: Plausible's `domain`, Umami's `website`,
-//! GoatCounter's host, each read as a slug. Every hit goes through the
+//! GoatCounter's host, each the slug or an alias of the site. Every hit goes through the
 //! same admission, origin allow-list, bot filter and exactly-once rules as
 //! tally's own routes, and bad input gets a 400 that names what is wrong
 //! and counts nothing.
@@ -168,8 +168,9 @@ pub async fn plausible(
         screen: screen_of(event.screen_width, "screen_width")?,
     };
     let bot = client::is_bot(&state, &headers);
-    for slug in &sites {
-        client.hit_unless_bot(&state, slug, told, bot).await?;
+    for name in &sites {
+        let slug = state.counting.sites.named(name).await?;
+        client.hit_unless_bot(&state, &slug, told, bot).await?;
     }
     Ok((StatusCode::ACCEPTED, "ok").into_response())
 }
@@ -221,6 +222,7 @@ pub async fn umami(
         ));
     }
     let slug = site_named(&payload.website, "payload.website")?;
+    let slug = state.counting.sites.named(&slug).await?;
     let page = page_of(&payload.url, "payload.url")?;
     let screen = match payload.screen.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -312,6 +314,7 @@ pub async fn goatcounter(
             ApiError::new(ErrorCode::InvalidSite, "a count names its site by its Host")
         })?;
     let slug = site_named(host, "Host")?;
+    let slug = state.counting.sites.named(&slug).await?;
     let path = count
         .path
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "p: the page's path is missing"))?;

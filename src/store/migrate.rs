@@ -132,6 +132,12 @@ pub const POSTGRES: &[Migration] = &[
         kind: Kind::Expand,
         sql: include_str!("../../migrations/postgres/0011_breakdowns.sql"),
     },
+    Migration {
+        version: 12,
+        name: "site_aliases",
+        kind: Kind::Expand,
+        sql: include_str!("../../migrations/postgres/0012_site_aliases.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -188,6 +194,12 @@ pub const SQLITE: &[Migration] = &[
         name: "breakdowns",
         kind: Kind::Expand,
         sql: include_str!("../../migrations/sqlite/0011_breakdowns.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "site_aliases",
+        kind: Kind::Expand,
+        sql: include_str!("../../migrations/sqlite/0012_site_aliases.sql"),
     },
 ];
 

@@ -50,11 +50,11 @@ pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, writes_inline};
 
 /// How many columns [`SITE_COLUMNS`] names: a query's own columns follow.
-const SITE_COLUMNS_LEN: usize = 12;
+const SITE_COLUMNS_LEN: usize = 13;
 
 /// The columns every query that reads a [`Site`] selects, in this order.
 const SITE_COLUMNS: &str = "site_id, slug, site_name, visitor_count, generation, created_at, \
-    page_total, keep_params, allowed_origins, is_public, require_origin, trailing_slash";
+    page_total, keep_params, allowed_origins, is_public, require_origin, trailing_slash, aliases";
 
 /// A slug read back from the store: written only after [`Slug::parse`],
 /// so an invalid one means the table was edited by hand.
@@ -92,8 +92,7 @@ fn stored_page(text: &str) -> anyhow::Result<Page> {
 /// A site's rules as the store keeps them: two space-separated lists,
 /// then the settings.
 fn stored_rules(
-    keep_params: &str,
-    origins: &str,
+    (keep_params, origins, aliases): (&str, &str, &str),
     public: Option<bool>,
     require_origin: bool,
     trailing_slash: TrailingSlash,
@@ -104,6 +103,7 @@ fn stored_rules(
         public,
         require_origin,
         trailing_slash,
+        aliases: SiteRules::split(aliases),
     }
 }
 
@@ -248,9 +248,13 @@ pub trait SiteStore: Send + Sync + fmt::Debug {
     async fn set_count(&self, id: SiteId, count: i64) -> Result<Option<Versioned>, StoreError>;
 
     /// Replaces the lists of a site's rules that `patch` gives, in one
-    /// statement (two changes to different lists never undo each other);
-    /// `None` if there is no such site.
+    /// transaction (two changes to different lists never undo each other);
+    /// `None` if there is no such site; [`StoreError::Conflict`] if an
+    /// alias given is another site's slug or alias.
     async fn set_rules(&self, id: SiteId, patch: &RulesPatch) -> Result<Option<Site>, StoreError>;
+
+    /// The site one of whose aliases is `alias`.
+    async fn site_by_alias(&self, alias: &Slug) -> Result<Option<Site>, StoreError>;
 }
 
 /// A site's pages: ranked, one page's days, deleted.

@@ -223,8 +223,8 @@ fn every_migration_so_far_is_an_expand_one_and_both_stores_agree() {
     for m in POSTGRES.iter().chain(SQLITE) {
         assert_eq!(m.kind, Kind::Expand, "{}", m.name);
     }
-    assert_eq!(schema_version(POSTGRES), 11);
-    assert_eq!(schema_version(SQLITE), 11);
+    assert_eq!(schema_version(POSTGRES), 12);
+    assert_eq!(schema_version(SQLITE), 12);
 }
 
 #[test]

@@ -345,8 +345,7 @@ fn site_from_row(row: Row) -> Result<Site, tokio_postgres::Error> {
         created_at: row.try_get(5)?,
         pages: row.try_get(6)?,
         rules: stored_rules(
-            row.try_get(7)?,
-            row.try_get(8)?,
+            (row.try_get(7)?, row.try_get(8)?, row.try_get(12)?),
             row.try_get(9)?,
             row.try_get(10)?,
             row.try_get(11)?,

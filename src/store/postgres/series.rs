@@ -7,7 +7,7 @@ use super::*;
 const SERIES: &str = "\
 SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
     v.page_total, v.keep_params, v.allowed_origins, v.is_public, v.require_origin,
-    v.trailing_slash,
+    v.trailing_slash, v.aliases,
     v.base_count + coalesce(
         (SELECT sum(h.hits) FROM hits_hourly h WHERE h.site_id = v.site_id AND h.hour < $2),
         0)::bigint,

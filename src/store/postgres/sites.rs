@@ -116,7 +116,8 @@ impl SiteStore for PgStore {
                             "INSERT INTO visitors (slug, site_name, visitor_count, base_count, \
                              keep_params, allowed_origins, is_public, require_origin, \
                              trailing_slash) \
-                             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) \
+                             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8 \
+                             WHERE NOT EXISTS (SELECT 1 FROM site_aliases WHERE alias = $1) \
                              ON CONFLICT (slug) DO NOTHING RETURNING {SITE_COLUMNS}"
                         ),
                         &[
@@ -167,16 +168,24 @@ impl SiteStore for PgStore {
         let keep = patch.keep_params.as_deref().map(SiteRules::join);
         let origins = patch.origins.as_deref().map(SiteRules::join);
         let trailing = patch.trailing_slash.map(TrailingSlash::as_str);
+        let aliases = patch.aliases.as_deref().map(SiteRules::join);
         self.run(async |client| {
-            client
+            let tx = client.transaction().await?;
+            if let Some(list) = &patch.aliases
+                && !claim_aliases(&tx, id, list).await?
+            {
+                return Ok(Err(StoreError::Conflict));
+            }
+            let site = tx
                 .query_opt(
                     &format!(
                         "UPDATE visitors SET keep_params = coalesce($2, keep_params), \
-                         allowed_origins = coalesce($3, allowed_origins), \
-                         is_public = coalesce($4, is_public), \
-                         require_origin = coalesce($5, require_origin), \
-                         trailing_slash = coalesce($6, trailing_slash) \
-                         WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
+                             allowed_origins = coalesce($3, allowed_origins), \
+                             is_public = coalesce($4, is_public), \
+                             require_origin = coalesce($5, require_origin), \
+                             trailing_slash = coalesce($6, trailing_slash), \
+                             aliases = coalesce($7, aliases) \
+                             WHERE site_id = $1 RETURNING {SITE_COLUMNS}"
                     ),
                     &[
                         &id,
@@ -185,7 +194,27 @@ impl SiteStore for PgStore {
                         &patch.public,
                         &patch.require_origin,
                         &trailing,
+                        &aliases,
                     ],
+                )
+                .await?
+                .map(site_from_row)
+                .transpose()?;
+            tx.commit().await?;
+            Ok(Ok(site))
+        })
+        .await?
+    }
+
+    async fn site_by_alias(&self, alias: &Slug) -> Result<Option<Site>, StoreError> {
+        self.run(async |client| {
+            client
+                .query_opt(
+                    &format!(
+                        "SELECT {SITE_COLUMNS} FROM visitors WHERE site_id = \
+                         (SELECT site_id FROM site_aliases WHERE alias = $1)"
+                    ),
+                    &[&alias.as_str()],
                 )
                 .await?
                 .map(site_from_row)
@@ -193,4 +222,33 @@ impl SiteStore for PgStore {
         })
         .await
     }
+}
+
+/// Makes `aliases` site `id`'s, in its transaction `tx`: `false` (and the
+/// transaction is to be rolled back) if one of them is another site's slug
+/// or alias.
+async fn claim_aliases(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: SiteId,
+    aliases: &[String],
+) -> Result<bool, tokio_postgres::Error> {
+    let slugs = tx
+        .query_opt(
+            "SELECT 1 FROM visitors WHERE slug = ANY($1) AND site_id <> $2 LIMIT 1",
+            &[&aliases, &id],
+        )
+        .await?;
+    if slugs.is_some() {
+        return Ok(false);
+    }
+    tx.execute("DELETE FROM site_aliases WHERE site_id = $1", &[&id])
+        .await?;
+    let claimed = tx
+        .execute(
+            "INSERT INTO site_aliases (alias, site_id) SELECT unnest($1::text[]), $2 \
+             ON CONFLICT (alias) DO NOTHING",
+            &[&aliases, &id],
+        )
+        .await?;
+    Ok(claimed == aliases.len() as u64)
 }

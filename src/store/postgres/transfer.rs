@@ -79,7 +79,7 @@ FROM unnest($1::bigint[], $2::bigint[]) AS u(id, total) WHERE v.site_id = u.id";
 const DUMP: &str = "\
 SELECT v.site_id, v.slug, v.site_name, v.visitor_count, v.generation, v.created_at,
     v.page_total, v.keep_params, v.allowed_origins, v.is_public, v.require_origin,
-    v.trailing_slash, v.base_count,
+    v.trailing_slash, v.aliases, v.base_count,
     coalesce(b.hours, '{}'), coalesce(b.hits, '{}')
 FROM visitors v
 LEFT JOIN LATERAL (

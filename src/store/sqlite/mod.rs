@@ -272,6 +272,7 @@ fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
     let created: i64 = row.get(5)?;
     let keep_params: String = row.get(7)?;
     let origins: String = row.get(8)?;
+    let aliases: String = row.get(12)?;
     Ok(Site {
         id: row.get(0)?,
         slug: row.get(1)?,
@@ -281,8 +282,7 @@ fn site_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Site> {
         created_at: at(created),
         pages: row.get(6)?,
         rules: stored_rules(
-            &keep_params,
-            &origins,
+            (&keep_params, &origins, &aliases),
             row.get(9)?,
             row.get(10)?,
             row.get(11)?,

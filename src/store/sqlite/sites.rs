@@ -92,7 +92,8 @@ impl SiteStore for SqliteStore {
                     &format!(
                         "INSERT INTO visitors (slug, site_name, visitor_count, base_count, created_at, \
                          keep_params, allowed_origins, is_public, require_origin, trailing_slash) \
-                         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                         SELECT ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9 \
+                         WHERE NOT EXISTS (SELECT 1 FROM site_aliases WHERE alias = ?1) \
                          ON CONFLICT (slug) DO NOTHING RETURNING {SITE_COLUMNS}"
                     ),
                     params![
@@ -136,21 +137,75 @@ impl SiteStore for SqliteStore {
         let origins = patch.origins.as_deref().map(SiteRules::join);
         let (public, require) = (patch.public, patch.require_origin);
         let trailing = patch.trailing_slash.map(TrailingSlash::as_str);
+        let claimed = patch.aliases.clone();
+        let aliases = patch.aliases.as_deref().map(SiteRules::join);
         self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(list) = &claimed
+                && !claim_aliases(&tx, id, list)?
+            {
+                return Ok(Err(StoreError::Conflict));
+            }
+            let site = tx
+                .query_row(
+                    &format!(
+                        "UPDATE visitors SET keep_params = coalesce(?2, keep_params), \
+                             allowed_origins = coalesce(?3, allowed_origins), \
+                             is_public = coalesce(?4, is_public), \
+                             require_origin = coalesce(?5, require_origin), \
+                             trailing_slash = coalesce(?6, trailing_slash), \
+                             aliases = coalesce(?7, aliases) \
+                             WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
+                    ),
+                    params![id, keep, origins, public, require, trailing, aliases],
+                    site_from_row,
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(Ok(site))
+        })
+        .await?
+    }
+
+    async fn site_by_alias(&self, alias: &Slug) -> Result<Option<Site>, StoreError> {
+        let alias = alias.clone();
+        self.read(move |conn| {
             conn.query_row(
                 &format!(
-                    "UPDATE visitors SET keep_params = coalesce(?2, keep_params), \
-                     allowed_origins = coalesce(?3, allowed_origins), \
-                     is_public = coalesce(?4, is_public), \
-                     require_origin = coalesce(?5, require_origin), \
-                     trailing_slash = coalesce(?6, trailing_slash) \
-                     WHERE site_id = ?1 RETURNING {SITE_COLUMNS}"
+                    "SELECT {SITE_COLUMNS} FROM visitors WHERE site_id = \
+                     (SELECT site_id FROM site_aliases WHERE alias = ?1)"
                 ),
-                params![id, keep, origins, public, require, trailing],
+                [alias.as_str()],
                 site_from_row,
             )
             .optional()
         })
         .await
     }
+}
+
+/// Makes `aliases` site `id`'s, in its transaction `tx`: `false` (and the
+/// transaction is to be rolled back) if one of them is another site's slug
+/// or alias.
+fn claim_aliases(
+    tx: &rusqlite::Transaction<'_>,
+    id: SiteId,
+    aliases: &[String],
+) -> rusqlite::Result<bool> {
+    let mut slug = tx.prepare_cached("SELECT 1 FROM visitors WHERE slug = ?1 AND site_id <> ?2")?;
+    for alias in aliases {
+        if slug.exists(params![alias, id])? {
+            return Ok(false);
+        }
+    }
+    tx.execute("DELETE FROM site_aliases WHERE site_id = ?1", [id])?;
+    let mut claim = tx.prepare_cached(
+        "INSERT INTO site_aliases (alias, site_id) VALUES (?1, ?2) ON CONFLICT (alias) DO NOTHING",
+    )?;
+    for alias in aliases {
+        if claim.execute(params![alias, id])? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
