@@ -28,25 +28,33 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// and a preflight `OPTIONS` is answered `204` before the handler, so it
 /// counts nothing and takes nothing from the client's hit limit.
 pub fn hits<S: Clone + Send + Sync + 'static>(route: MethodRouter<S>) -> MethodRouter<S> {
-    route
-        // The CORS layer answers every OPTIONS itself, so this handler
-        // never runs. It makes OPTIONS a method of the route: without it
-        // the router would answer 405 before any layer of the route ran.
-        .options(|| async { StatusCode::NO_CONTENT })
-        .route_layer(layer())
-        .route_layer(middleware::from_fn(preflight_no_content))
+    with(route, layer())
 }
 
 /// Umami's route: as [`hits`], and its tracker sends back what the last
 /// answer said in `x-umami-cache`, which the preflight must allow or every
 /// view after a page's first is blocked.
 pub fn umami<S: Clone + Send + Sync + 'static>(route: MethodRouter<S>) -> MethodRouter<S> {
-    route
-        .options(|| async { StatusCode::NO_CONTENT })
-        .route_layer(layer().allow_headers([
+    with(
+        route,
+        layer().allow_headers([
             header::CONTENT_TYPE,
             HeaderName::from_static("x-umami-cache"),
-        ]))
+        ]),
+    )
+}
+
+/// `route` behind `cors`, its preflights answered `204`.
+fn with<S: Clone + Send + Sync + 'static>(
+    route: MethodRouter<S>,
+    cors: CorsLayer,
+) -> MethodRouter<S> {
+    route
+        // The CORS layer answers every OPTIONS itself, so this handler
+        // never runs. It makes OPTIONS a method of the route: without it
+        // the router would answer 405 before any layer of the route ran.
+        .options(|| async { StatusCode::NO_CONTENT })
+        .route_layer(cors)
         .route_layer(middleware::from_fn(preflight_no_content))
 }
 

@@ -60,23 +60,29 @@ fn page_of(url: &str, field: &str) -> Result<String, ApiError> {
     })
 }
 
+/// Where a field came from: its name, and the error a bad value gets (a
+/// body's or a query's).
+type Field<'a> = (&'a str, ErrorCode);
+
 /// A referrer as a peer's tracker sends it: empty or absent is none, else
 /// an address with a host.
-fn referrer_of<'a>(raw: Option<&'a str>, field: &str) -> Result<Option<&'a str>, ApiError> {
+fn referrer_of<'a>(
+    raw: Option<&'a str>,
+    (field, code): Field<'_>,
+) -> Result<Option<&'a str>, ApiError> {
     let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
         return Ok(None);
     };
-    breakdown::referrer_host(raw)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("{field}: {e}")))?;
+    breakdown::referrer_host(raw).map_err(|e| ApiError::new(code, format!("{field}: {e}")))?;
     Ok(Some(raw))
 }
 
 /// A screen's width, in CSS pixels, as checked for any hit.
-fn screen_of(width: Option<u32>, field: &str) -> Result<Option<u32>, ApiError> {
+fn screen_of(width: Option<u32>, (field, code): Field<'_>) -> Result<Option<u32>, ApiError> {
     width
         .map(breakdown::checked_screen)
         .transpose()
-        .map_err(|e| ApiError::new(ErrorCode::InvalidBody, format!("{field}: {e}")))
+        .map_err(|e| ApiError::new(code, format!("{field}: {e}")))
 }
 
 /// A JSON body, which a tracker may send as `text/plain` (so that no
@@ -164,8 +170,11 @@ pub async fn plausible(
     let page = page_of(&event.url, "url")?;
     let told = client::Told {
         page: Some(&page),
-        referrer: referrer_of(event.referrer.as_deref(), "referrer")?,
-        screen: screen_of(event.screen_width, "screen_width")?,
+        referrer: referrer_of(
+            event.referrer.as_deref(),
+            ("referrer", ErrorCode::InvalidBody),
+        )?,
+        screen: screen_of(event.screen_width, ("screen_width", ErrorCode::InvalidBody))?,
     };
     let bot = client::is_bot(&state, &headers);
     for name in &sites {
@@ -237,7 +246,7 @@ pub async fn umami(
                         format!("payload.screen: {screen:?} is not WIDTHxHEIGHT"),
                     )
                 })?;
-            screen_of(Some(width), "payload.screen")?
+            screen_of(Some(width), ("payload.screen", ErrorCode::InvalidBody))?
         }
     };
     // A single-page app's later views name the page before them by its
@@ -245,7 +254,7 @@ pub async fn umami(
     let referrer = payload.referrer.as_deref().filter(|r| !r.starts_with('/'));
     let told = client::Told {
         page: Some(&page),
-        referrer: referrer_of(referrer, "payload.referrer")?,
+        referrer: referrer_of(referrer, ("payload.referrer", ErrorCode::InvalidBody))?,
         screen,
     };
     let bot = client::is_bot(&state, &headers);
@@ -342,14 +351,12 @@ pub async fn goatcounter(
                         format!("s: {s:?} is not a screen's width"),
                     )
                 })?;
-            screen_of(Some(width as u32), "s")
-                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.message().to_owned()))?
+            screen_of(Some(width as u32), ("s", ErrorCode::InvalidQuery))?
         }
     };
     let told = client::Told {
         page: Some(&page),
-        referrer: referrer_of(count.referrer.as_deref(), "r")
-            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.message().to_owned()))?,
+        referrer: referrer_of(count.referrer.as_deref(), ("r", ErrorCode::InvalidQuery))?,
         screen,
     };
     let marked = count
