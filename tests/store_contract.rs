@@ -1495,8 +1495,11 @@ impl Case {
                     SystemTime::now() + Duration::from_secs(1)
                 };
                 let cut = today + i64::from(*today_too);
-                let mut changes: Vec<Change> = (0..SLUGS.len()).map(Change::Fold).collect();
-                changes.push(Change::DropDays(cut));
+                // Pages' old days go first, then each site's old hours
+                // (PostgreSQL folds them site by site after dropping the
+                // days; SQLite does it all at once).
+                let mut changes = vec![Change::DropDays(cut)];
+                changes.extend((0..SLUGS.len()).map(Change::Fold));
                 let call = Call::Retention {
                     via: usize::from(*via),
                     before,
